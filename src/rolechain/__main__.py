@@ -1,0 +1,3 @@
+from rolechain.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Chain files: pydantic models, the YAML loader with locations, reference checks."""

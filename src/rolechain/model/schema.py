@@ -1,0 +1,461 @@
+"""The chain file, as pydantic models.
+
+These models check everything that can be checked one value at a time (types, patterns,
+AWS limits of single fields). Checks that need the whole file (references, duplicate names,
+globs) live in :mod:`rolechain.model.references`; checks that need a path of hops live in
+the planner. ``ChainFile.model_json_schema()`` is the schema ``rolechain schema`` prints.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from rolechain.model.durations import DURATION_PATTERN, parse_duration
+from rolechain.tasks.registry import TASKS, task_names, validate_task_params
+
+PARTITIONS = ("aws", "aws-cn", "aws-us-gov")
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+ACCOUNT_PATTERN = r"^\d{12}$"
+ROLE_ARN_PATTERN = (
+    r"^arn:(aws|aws-cn|aws-us-gov):iam::(\d{12}):role/((?:[A-Za-z0-9_+=,.@-]+/)*)"
+    r"([A-Za-z0-9_+=,.@-]{1,64})$"
+)
+ROLE_NAME_PATTERN = r"^(?:[A-Za-z0-9_+=,.@-]+/)*[A-Za-z0-9_+=,.@-]{1,64}$"
+MFA_SERIAL_PATTERN = r"^(arn:(aws|aws-cn|aws-us-gov):iam::\d{12}:mfa/[\w+=,.@/-]+|[A-Z0-9]{9,32})$"
+POLICY_ARN_PATTERN = r"^arn:(aws|aws-cn|aws-us-gov):iam::(\d{12}|aws):policy/[\w+=,.@/-]+$"
+EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9_+=,.@:/-]+$"
+SOURCE_IDENTITY_PATTERN = r"^[A-Za-z0-9_+=,.@-]+$"
+TAG_KEY_PATTERN = r"^[\w\s.:/=+@-]+$"
+TAG_VALUE_PATTERN = r"^[\w\s.:/=+@-]*$"
+REGION_PATTERN = r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$"
+OU_PATTERN = r"^(ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}|r-[0-9a-z]{4,32})$"
+
+SESSION_NAME_VARIABLES = (
+    "job", "run_id", "principal", "role", "target", "account", "partition", "depth",
+)  # fmt: skip
+
+Name = Annotated[
+    str,
+    StringConstraints(pattern=NAME_PATTERN),
+    Field(description="a name: letters, digits, '_', '.', '-'; up to 64 characters"),
+]
+
+
+def _account(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:012d}"
+    return value
+
+
+AccountId = Annotated[
+    str,
+    BeforeValidator(_account),
+    StringConstraints(pattern=ACCOUNT_PATTERN),
+    Field(description="a 12-digit AWS account id (quote it in YAML)"),
+]
+
+Duration = Annotated[
+    int,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": DURATION_PATTERN},
+            ],
+            "description": "seconds, or a duration such as '45m', '1h', '1h30m'",
+        }
+    ),
+]
+
+Region = Annotated[str, StringConstraints(pattern=REGION_PATTERN)]
+
+
+def closest(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
+    """The choice most like ``word``, for 'did you mean' hints."""
+    found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def unknown_choice(kind: str, word: str, choices: list[str] | tuple[str, ...]) -> str:
+    """'unknown task 'x'; valid: a, b; did you mean 'a'?'"""
+    listed = ", ".join(sorted(choices)) or "(none defined)"
+    text = f"unknown {kind} {word!r}; valid: {listed}"
+    guess = closest(word, choices)
+    if guess:
+        text += f"; did you mean {guess!r}?"
+    return text
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Principal(_Model):
+    """Where credentials start."""
+
+    source: Literal["default", "profile", "env"] = Field(
+        default="default",
+        description="default: boto3's default credential chain; profile: a named AWS profile; "
+        "env: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN",
+    )
+    profile: str | None = Field(default=None, description="the AWS profile (source: profile)")
+    kind: Literal["user", "session"] = Field(
+        default="session",
+        description="user: long-term IAM user keys (first hop is not chained); session: a role "
+        "session, SSO, instance/task role or MFA session (first hop is chained). Defaults to "
+        "session, the safe assumption AWS also makes for anything with a session token.",
+    )
+    arn: str | None = Field(
+        default=None,
+        description="the identity these credentials are expected to have; checked at run time",
+    )
+    account: AccountId | None = Field(default=None, description="the account of the principal")
+    region: Region | None = Field(default=None, description="region for STS calls")
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _profile_iff_profile_source(self) -> Principal:
+        if self.source == "profile" and not self.profile:
+            raise ValueError("source 'profile' needs a 'profile' name")
+        if self.source != "profile" and self.profile:
+            raise ValueError("'profile' is only used with source: profile")
+        return self
+
+    @property
+    def account_id(self) -> str | None:
+        if self.account:
+            return self.account
+        if self.arn:
+            parts = self.arn.split(":")
+            if len(parts) > 4 and parts[4].isdigit():
+                return parts[4]
+        return None
+
+    @property
+    def is_root(self) -> bool:
+        return bool(self.arn and re.fullmatch(r"arn:[\w-]+:iam::\d{12}:root", self.arn))
+
+
+class SessionPolicy(_Model):
+    """A session policy: it can only narrow what the role allows."""
+
+    inline: dict[str, Any] | str | None = Field(
+        default=None, description="an IAM policy document (mapping or JSON text)"
+    )
+    managed: list[Annotated[str, StringConstraints(pattern=POLICY_ARN_PATTERN)]] = Field(
+        default_factory=list, max_length=10, description="up to 10 managed policy ARNs"
+    )
+
+    @field_validator("inline")
+    @classmethod
+    def _inline_is_json(cls, value: dict[str, Any] | str | None) -> dict[str, Any] | str | None:
+        if isinstance(value, str):
+            try:
+                parsed = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"inline policy is not valid JSON: {exc}") from None
+            if not isinstance(parsed, dict):
+                raise ValueError("inline policy must be a JSON object")
+        return value
+
+    @property
+    def inline_json(self) -> str | None:
+        """The inline policy, minified as AWS counts its length."""
+        if self.inline is None:
+            return None
+        doc = json.loads(self.inline) if isinstance(self.inline, str) else self.inline
+        return json.dumps(doc, separators=(",", ":"), sort_keys=False)
+
+
+class HopSettings(_Model):
+    """What rolechain passes to AssumeRole for a role, and who the role trusts."""
+
+    trusts: list[str] = Field(
+        default_factory=list,
+        description="names of principals, roles, role sets or role-set members this role "
+        "trusts, or ARNs (an account root ARN trusts every declared identity in that account)",
+    )
+    max_session_duration: Duration = Field(
+        default=3600, ge=3600, le=43200, description="the role's MaxSessionDuration (1h..12h)"
+    )
+    duration: Duration | None = Field(
+        default=None,
+        ge=900,
+        le=43200,
+        description="DurationSeconds to request; default: max_session_duration, capped at 1h "
+        "when the hop is chained",
+    )
+    external_id: Annotated[str, StringConstraints(pattern=EXTERNAL_ID_PATTERN, min_length=2, max_length=1224)] | None = Field(
+        default=None, description="ExternalId (2..1224 chars of A-Z a-z 0-9 _+=,.@:/-)"
+    )
+    mfa_serial: Annotated[str, StringConstraints(pattern=MFA_SERIAL_PATTERN)] | None = Field(
+        default=None, description="MFA device ARN or serial; the token is asked for at run time"
+    )
+    session_policy: SessionPolicy | None = None
+    tags: dict[
+        Annotated[str, StringConstraints(pattern=TAG_KEY_PATTERN, min_length=1, max_length=128)],
+        Annotated[str, StringConstraints(pattern=TAG_VALUE_PATTERN, max_length=256)],
+    ] = Field(default_factory=dict, max_length=50, description="session tags (at most 50)")
+    transitive_tag_keys: list[str] = Field(
+        default_factory=list, max_length=50, description="tag keys that persist down the chain"
+    )
+    source_identity: Annotated[str, StringConstraints(pattern=SOURCE_IDENTITY_PATTERN, min_length=2, max_length=64)] | None = (
+        Field(default=None, description="SourceIdentity; once set it persists down the chain")
+    )
+    region: Region | None = Field(default=None, description="STS region for this hop")
+    description: str | None = None
+
+    @field_validator("source_identity")
+    @classmethod
+    def _no_aws_prefix(cls, value: str | None) -> str | None:
+        if value is not None and value.lower().startswith("aws:"):
+            raise ValueError("source_identity may not start with 'aws:'")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tag_keys_unique(cls, value: dict[str, str]) -> dict[str, str]:
+        seen: dict[str, str] = {}
+        for key in value:
+            if key.lower() in seen:
+                raise ValueError(
+                    f"tag keys are case-insensitive: {seen[key.lower()]!r} and {key!r} clash"
+                )
+            seen[key.lower()] = key
+        return value
+
+    @model_validator(mode="after")
+    def _transitive_keys_are_tags(self) -> HopSettings:
+        lowered = {k.lower() for k in self.tags}
+        missing = [k for k in self.transitive_tag_keys if k.lower() not in lowered]
+        if missing:
+            raise ValueError(f"transitive_tag_keys {missing} are not keys of 'tags'")
+        return self
+
+
+class Role(HopSettings):
+    """One IAM role."""
+
+    arn: Annotated[str, StringConstraints(pattern=ROLE_ARN_PATTERN)] = Field(
+        description="arn:<partition>:iam::<account>:role/<path/>name"
+    )
+
+    @property
+    def account_id(self) -> str:
+        return self.arn.split(":")[4]
+
+    @property
+    def partition(self) -> str:
+        return self.arn.split(":")[1]
+
+
+class OrganizationQuery(_Model):
+    """Accounts discovered from AWS Organizations at run time."""
+
+    via: str = Field(
+        description="principal or role whose credentials call Organizations (the management "
+        "account or a delegated administrator)"
+    )
+    ous: list[Annotated[str, StringConstraints(pattern=OU_PATTERN)]] = Field(
+        default_factory=list,
+        description="OU ids (ou-...) or the root (r-...); searched recursively. Empty: all",
+    )
+    tags: dict[str, str | list[str]] = Field(
+        default_factory=dict, description="account tags that must match (a list: any of)"
+    )
+    exclude: list[AccountId] = Field(default_factory=list, description="accounts to leave out")
+    region: Region = Field(default="us-east-1", description="region for Organizations calls")
+
+
+class RoleSet(HopSettings):
+    """One role name in many accounts. Members are addressed as ``name@account``."""
+
+    role_name: Annotated[str, StringConstraints(pattern=ROLE_NAME_PATTERN)] = Field(
+        description="the role's name, with its path if any (e.g. 'audit' or 'ops/audit')"
+    )
+    partition: Literal["aws", "aws-cn", "aws-us-gov"] = "aws"
+    accounts: list[AccountId] | None = Field(default=None, description="explicit account ids")
+    organization: OrganizationQuery | None = Field(
+        default=None, description="discover the accounts from AWS Organizations at run time"
+    )
+    exclude: list[AccountId] = Field(default_factory=list, description="accounts to leave out")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RoleSet:
+        if (self.accounts is None) == (self.organization is None):
+            raise ValueError("a role set takes exactly one of 'accounts' or 'organization'")
+        if self.accounts is not None and len(set(self.accounts)) != len(self.accounts):
+            dupes = sorted({a for a in self.accounts if self.accounts.count(a) > 1})
+            raise ValueError(f"accounts listed twice: {', '.join(dupes)}")
+        return self
+
+    def member_arn(self, account: str) -> str:
+        return f"arn:{self.partition}:iam::{account}:role/{self.role_name}"
+
+    @property
+    def members(self) -> list[str]:
+        """Listed account ids, less excludes (empty for an organization query)."""
+        return [a for a in (self.accounts or []) if a not in set(self.exclude)]
+
+
+class RetrySettings(_Model):
+    attempts: int = Field(default=5, ge=1, le=20, description="tries per AWS call, first included")
+    max_wait: Duration = Field(default=20, ge=1, le=600, description="longest single back-off")
+    initial_wait: float = Field(default=0.5, gt=0, le=60, description="first back-off, seconds")
+
+
+class TaskSpec(_Model):
+    """One task of a job. In YAML a bare task name is short for ``{task: name}``."""
+
+    task: str = Field(description="a registered task: " + ", ".join(task_names()))
+    id: Name | None = Field(default=None, description="name for results; default: the task")
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with", description="parameters")
+    regions: list[Region] | Literal["all"] | None = Field(
+        default=None, description="regions for this task; default: the job's"
+    )
+    timeout: Duration | None = Field(default=None, ge=1, description="per target and region")
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, value: str) -> str:
+        if value not in TASKS:
+            raise ValueError(unknown_choice("task", value, task_names()))
+        return value
+
+    @model_validator(mode="after")
+    def _params_fit_task(self) -> TaskSpec:
+        from pydantic import ValidationError
+
+        try:
+            validate_task_params(self.task, self.with_)
+        except ValidationError as exc:
+            details = "; ".join(
+                f"with.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+                if err["loc"]
+                else err["msg"]
+                for err in exc.errors()
+            )
+            raise ValueError(f"bad parameters for task {self.task!r}: {details}") from None
+        return self
+
+    @property
+    def result_id(self) -> str:
+        return self.id or self.task
+
+
+def _task_entry(value: object) -> object:
+    if isinstance(value, str):
+        return {"task": value}
+    return value
+
+
+class Job(_Model):
+    """From where, to which targets, in which regions, running which tasks."""
+
+    from_: str = Field(alias="from", description="the principal the job starts from")
+    to: str | list[str] = Field(
+        description="targets: a role, a role set, a member 'set@account', or a glob over "
+        "role and member names ('audit@*'); or a list of these"
+    )
+    via: list[str] = Field(
+        default_factory=list,
+        description="roles the path must pass through, in order; list every intermediate role "
+        "to pin the path exactly",
+    )
+    regions: list[Region] | Literal["all"] | None = Field(
+        default=None, description="regions tasks run in ('all': enabled in the target account)"
+    )
+    tasks: list[Annotated[TaskSpec, BeforeValidator(_task_entry)]] = Field(default_factory=list)
+    concurrency: int | None = Field(default=None, ge=1, le=1024)
+    session_name: str | None = Field(
+        default=None,
+        description="RoleSessionName template; variables: "
+        + ", ".join("{" + v + "}" for v in SESSION_NAME_VARIABLES),
+    )
+    schedule: str | None = Field(default=None, description="cron expression (5 fields, UTC)")
+    runtime: Duration | None = Field(
+        default=None,
+        ge=1,
+        description="how long the job may run; the plan checks every hop can refresh for it",
+    )
+    retry: RetrySettings | None = None
+    description: str | None = None
+
+    @field_validator("schedule")
+    @classmethod
+    def _valid_cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from croniter import croniter
+
+        if len(value.split()) != 5 or not croniter.is_valid(value):
+            raise ValueError(
+                f"{value!r} is not a cron expression: five fields, minute hour day month "
+                "weekday, e.g. '0 3 * * *'"
+            )
+        return value
+
+    @field_validator("session_name")
+    @classmethod
+    def _known_variables(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        for name in re.findall(r"{([^{}]*)}", value):
+            if name not in SESSION_NAME_VARIABLES:
+                raise ValueError(unknown_choice("session_name variable", name, SESSION_NAME_VARIABLES))
+        return value
+
+    @field_validator("tasks")
+    @classmethod
+    def _unique_task_ids(cls, value: list[TaskSpec]) -> list[TaskSpec]:
+        ids = [t.result_id for t in value]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"task ids must be unique; give each an 'id': {', '.join(dupes)}")
+        return value
+
+    @property
+    def targets(self) -> list[str]:
+        return [self.to] if isinstance(self.to, str) else list(self.to)
+
+
+class Settings(_Model):
+    """Defaults for every job in the chain file."""
+
+    max_hops: int = Field(default=10, ge=1, le=50, description="longest path allowed")
+    concurrency: int = Field(default=16, ge=1, le=1024, description="targets worked at once")
+    assume_rate: float = Field(
+        default=10.0, gt=0, description="AssumeRole calls per second, shared by the whole run"
+    )
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    region: Region = Field(default="us-east-1", description="default region for STS and tasks")
+    session_name: str = Field(
+        default="rolechain-{job}-{run_id}", description="default RoleSessionName template"
+    )
+
+
+class ChainFile(_Model):
+    """A chain file, or several merged into one namespace."""
+
+    version: Literal[1] = 1
+    settings: Settings = Field(default_factory=Settings)
+    principals: dict[Name, Principal] = Field(default_factory=dict)
+    roles: dict[Name, Role] = Field(default_factory=dict)
+    role_sets: dict[Name, RoleSet] = Field(default_factory=dict)
+    jobs: dict[Name, Job] = Field(default_factory=dict)
