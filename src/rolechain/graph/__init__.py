@@ -1,0 +1,7 @@
+"""The trust graph of a chain file (networkx), and its mermaid/dot renderings."""
+
+from __future__ import annotations
+
+from rolechain.graph.build import MEMBER, PRINCIPAL, ROLE, build_graph
+
+__all__ = ["MEMBER", "PRINCIPAL", "ROLE", "build_graph"]

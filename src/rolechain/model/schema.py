@@ -57,8 +57,10 @@ Name = Annotated[
 
 
 def _account(value: object) -> object:
+    # An int is taken as written: zero-padding it would turn a mistyped 11-digit id (or a
+    # YAML 1.1 octal) into some other account. The loader reads 12 digits as a string.
     if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:012d}"
+        return str(value)
     return value
 
 
@@ -201,9 +203,12 @@ class HopSettings(_Model):
         description="DurationSeconds to request; default: max_session_duration, capped at 1h "
         "when the hop is chained",
     )
-    external_id: Annotated[str, StringConstraints(pattern=EXTERNAL_ID_PATTERN, min_length=2, max_length=1224)] | None = Field(
-        default=None, description="ExternalId (2..1224 chars of A-Z a-z 0-9 _+=,.@:/-)"
-    )
+    external_id: (
+        Annotated[
+            str, StringConstraints(pattern=EXTERNAL_ID_PATTERN, min_length=2, max_length=1224)
+        ]
+        | None
+    ) = Field(default=None, description="ExternalId (2..1224 chars of A-Z a-z 0-9 _+=,.@:/-)")
     mfa_serial: Annotated[str, StringConstraints(pattern=MFA_SERIAL_PATTERN)] | None = Field(
         default=None, description="MFA device ARN or serial; the token is asked for at run time"
     )
@@ -215,9 +220,12 @@ class HopSettings(_Model):
     transitive_tag_keys: list[str] = Field(
         default_factory=list, max_length=50, description="tag keys that persist down the chain"
     )
-    source_identity: Annotated[str, StringConstraints(pattern=SOURCE_IDENTITY_PATTERN, min_length=2, max_length=64)] | None = (
-        Field(default=None, description="SourceIdentity; once set it persists down the chain")
-    )
+    source_identity: (
+        Annotated[
+            str, StringConstraints(pattern=SOURCE_IDENTITY_PATTERN, min_length=2, max_length=64)
+        ]
+        | None
+    ) = Field(default=None, description="SourceIdentity; once set it persists down the chain")
     region: Region | None = Field(default=None, description="STS region for this hop")
     description: str | None = None
 
@@ -320,8 +328,22 @@ class RetrySettings(_Model):
     initial_wait: float = Field(default=0.5, gt=0, le=60, description="first back-off, seconds")
 
 
+def _task_params_schema(schema: dict[str, Any]) -> None:
+    """Let editors check ``with:`` against the parameters of the task named in ``task``."""
+    schema["allOf"] = [
+        {
+            "if": {"properties": {"task": {"const": name}}, "required": ["task"]},
+            "then": {"properties": {"with": info.params.model_json_schema()}},
+        }
+        for name, info in sorted(TASKS.items())
+    ]
+    schema["properties"]["task"]["enum"] = task_names()
+
+
 class TaskSpec(_Model):
     """One task of a job. In YAML a bare task name is short for ``{task: name}``."""
+
+    model_config = ConfigDict(json_schema_extra=_task_params_schema)
 
     task: str = Field(description="a registered task: " + ", ".join(task_names()))
     id: Name | None = Field(default=None, description="name for results; default: the task")
@@ -359,6 +381,9 @@ class TaskSpec(_Model):
         return self.id or self.task
 
 
+TASK_NAMES = tuple(task_names())
+
+
 def _task_entry(value: object) -> object:
     if isinstance(value, str):
         return {"task": value}
@@ -381,7 +406,12 @@ class Job(_Model):
     regions: list[Region] | Literal["all"] | None = Field(
         default=None, description="regions tasks run in ('all': enabled in the target account)"
     )
-    tasks: list[Annotated[TaskSpec, BeforeValidator(_task_entry)]] = Field(default_factory=list)
+    tasks: list[
+        Annotated[
+            TaskSpec,
+            BeforeValidator(_task_entry, json_schema_input_type=Literal[*TASK_NAMES] | TaskSpec),
+        ]
+    ] = Field(default_factory=list, description="task names, or mappings with 'task' and 'with'")
     concurrency: int | None = Field(default=None, ge=1, le=1024)
     session_name: str | None = Field(
         default=None,
@@ -418,7 +448,9 @@ class Job(_Model):
             return value
         for name in re.findall(r"{([^{}]*)}", value):
             if name not in SESSION_NAME_VARIABLES:
-                raise ValueError(unknown_choice("session_name variable", name, SESSION_NAME_VARIABLES))
+                raise ValueError(
+                    unknown_choice("session_name variable", name, SESSION_NAME_VARIABLES)
+                )
         return value
 
     @field_validator("tasks")

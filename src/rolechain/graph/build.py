@@ -1,0 +1,148 @@
+"""The trust graph: who may assume which role.
+
+Nodes are principals, roles and role-set members (``set@account``; an organization role set
+whose accounts are not resolved yet is one placeholder ``set@*``). An edge ``a -> b`` means
+"``b`` trusts ``a``": credentials of ``a`` may call AssumeRole on ``b``.
+
+Node attributes:
+
+``kind``
+    ``"principal"``, ``"role"`` or ``"member"``.
+``arn``, ``account``, ``partition``
+    What is known of the identity (a principal may lack all three; a placeholder member's
+    account is ``"*"``).
+``role_set``
+    The role set of a member, else ``None``.
+
+Each edge carries ``trust``: the ``trusts`` entry that made it (the first one, when several
+entries give the same edge).
+
+A ``trusts`` entry is a principal or role name, a role-set name (every member is trusted),
+a member name, the ARN of a declared node, or an account root ARN
+``arn:<partition>:iam::<account>:root`` (every declared identity of that account, as IAM
+reads a root principal in a trust policy). Entries that name nothing declared (an
+identity outside the chain file) add no edge; they are listed in
+``graph.graph["external_trusts"]`` as ``(role node, entry)`` pairs. Trust cycles and
+self-trust are legal in IAM and kept as edges; path finding never needs them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import networkx as nx
+
+from rolechain.model.chain import Chain
+from rolechain.model.schema import HopSettings
+from rolechain.model.targets import DISCOVERED, set_members, split_member
+
+PRINCIPAL = "principal"
+ROLE = "role"
+MEMBER = "member"
+
+_ROOT_ARN = re.compile(r"^arn:([\w-]+):iam::(\d{12}):root$")
+
+
+def _principal_partition(arn: str | None) -> str | None:
+    if arn and arn.startswith("arn:"):
+        parts = arn.split(":")
+        if len(parts) > 1 and parts[1]:
+            return parts[1]
+    return None
+
+
+def build_graph(chain: Chain, resolved: Mapping[str, Sequence[str]] | None = None) -> nx.DiGraph:
+    """The trust graph of ``chain``; ``resolved`` gives organization role sets' accounts."""
+    model = chain.model
+    graph = nx.DiGraph()
+    nodes: dict[str, dict[str, Any]] = {}
+    by_arn: dict[str, list[str]] = defaultdict(list)
+    # (partition or None, account) -> nodes; a principal without a known partition is
+    # matched by account alone.
+    by_account: dict[tuple[str | None, str], list[str]] = defaultdict(list)
+    set_nodes: dict[str, list[str]] = {}
+
+    for name, principal in model.principals.items():
+        account = principal.account_id
+        partition = _principal_partition(principal.arn)
+        nodes[name] = {
+            "kind": PRINCIPAL,
+            "arn": principal.arn,
+            "account": account,
+            "partition": partition,
+            "role_set": None,
+        }
+        if principal.arn:
+            by_arn[principal.arn].append(name)
+        if account:
+            by_account[(partition, account)].append(name)
+
+    for name, role in model.roles.items():
+        nodes[name] = {
+            "kind": ROLE,
+            "arn": role.arn,
+            "account": role.account_id,
+            "partition": role.partition,
+            "role_set": None,
+        }
+        by_arn[role.arn].append(name)
+        by_account[(role.partition, role.account_id)].append(name)
+
+    for set_name, spec in model.role_sets.items():
+        members = set_members(model, set_name, resolved)
+        set_nodes[set_name] = members
+        for member in members:
+            account = member.rpartition("@")[2]
+            arn = spec.member_arn(account)
+            nodes[member] = {
+                "kind": MEMBER,
+                "arn": arn,
+                "account": account,
+                "partition": spec.partition,
+                "role_set": set_name,
+            }
+            if account != DISCOVERED:
+                by_arn[arn].append(member)
+                by_account[(spec.partition, account)].append(member)
+
+    def trusted(entry: str) -> Iterable[str] | None:
+        if entry in model.principals or entry in model.roles:
+            return (entry,)
+        if entry in set_nodes:
+            return set_nodes[entry]
+        member = split_member(entry)
+        if member and entry in nodes and nodes[entry]["kind"] == MEMBER:
+            return (entry,)
+        if entry in by_arn:
+            return by_arn[entry]
+        root = _ROOT_ARN.match(entry)
+        if root:
+            partition, account = root.groups()
+            return [*by_account.get((partition, account), ()), *by_account.get((None, account), ())]
+        return None
+
+    external: list[tuple[str, str]] = []
+    edges: dict[tuple[str, str], str] = {}
+
+    def add_trusts(targets: Sequence[str], settings: HopSettings) -> None:
+        for entry in settings.trusts:
+            callers = trusted(entry)
+            if callers is None:
+                external.extend((node, entry) for node in targets)
+                continue
+            for caller in callers:
+                for node in targets:
+                    edges.setdefault((caller, node), entry)
+
+    for name, role in model.roles.items():
+        add_trusts((name,), role)
+    for set_name, spec in model.role_sets.items():
+        add_trusts(set_nodes[set_name], spec)
+
+    graph.add_nodes_from(nodes.items())
+    graph.add_edges_from((a, b, {"trust": entry}) for (a, b), entry in edges.items())
+    graph.graph["external_trusts"] = external
+    return graph

@@ -1,0 +1,89 @@
+"""Names of the things a job can target, and expansion of a job's ``to`` selectors.
+
+Every role is a node named by its key in ``roles``. A role set's members are named
+``set@account``; an organization role set, whose accounts are only known at run time, is one
+placeholder member ``set@*`` until its accounts are resolved.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping, Sequence
+
+from rolechain.model.schema import ChainFile
+
+DISCOVERED = "*"
+
+
+def member_name(role_set: str, account: str) -> str:
+    return f"{role_set}@{account}"
+
+
+def split_member(name: str) -> tuple[str, str] | None:
+    """``("audit", "222222222222")`` for ``audit@222222222222``, else None."""
+    if "@" not in name:
+        return None
+    role_set, _, account = name.rpartition("@")
+    return role_set, account
+
+
+def set_members(
+    model: ChainFile, role_set: str, resolved: Mapping[str, Sequence[str]] | None = None
+) -> list[str]:
+    """Member names of ``role_set``: listed accounts, resolved accounts, or ``set@*``."""
+    spec = model.role_sets[role_set]
+    if spec.accounts is not None:
+        accounts: Sequence[str] = spec.members
+    elif resolved is not None and role_set in resolved:
+        excluded = set(spec.exclude) | set(spec.organization.exclude if spec.organization else ())
+        accounts = [a for a in resolved[role_set] if a not in excluded]
+    else:
+        return [member_name(role_set, DISCOVERED)]
+    return [member_name(role_set, a) for a in accounts]
+
+
+def target_names(
+    model: ChainFile, resolved: Mapping[str, Sequence[str]] | None = None
+) -> list[str]:
+    """Every name a job may target: roles, then role-set members, each group sorted."""
+    members = [m for name in sorted(model.role_sets) for m in set_members(model, name, resolved)]
+    return sorted(model.roles) + members
+
+
+def expand_targets(
+    model: ChainFile,
+    selectors: Sequence[str],
+    resolved: Mapping[str, Sequence[str]] | None = None,
+) -> tuple[list[str], list[str]]:
+    """Expand ``to`` selectors into target names.
+
+    A selector is a role name, a role-set name (all its members), a member ``set@account``,
+    or an fnmatch glob (``*``, ``?``, ``[...]``) over role and member names. Returns the
+    targets in selector order without duplicates, and the selectors that matched nothing.
+    """
+    names = target_names(model, resolved)
+    known = set(names)
+    out: dict[str, None] = {}
+    unmatched: list[str] = []
+    for selector in selectors:
+        if selector in model.role_sets:
+            matched = set_members(model, selector, resolved)
+        elif selector in known:
+            matched = [selector]
+        elif any(ch in selector for ch in "*?["):
+            matched = fnmatch.filter(names, selector)
+            if not matched:
+                # An organization set's members are unknown offline: 'audit@*' style globs
+                # that name such a set match its placeholder.
+                owner = split_member(selector)
+                if owner and owner[0] in model.role_sets:
+                    matched = set_members(model, owner[0], resolved)
+        else:
+            member = split_member(selector)
+            spec = model.role_sets.get(member[0]) if member else None
+            matched = [selector] if member and spec and spec.organization is not None else []
+        if not matched:
+            unmatched.append(selector)
+        for name in matched:
+            out.setdefault(name, None)
+    return list(out), unmatched
