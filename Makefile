@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/rolechain run chains/demo.yaml --job inventory --sandbox
+	$(BIN)/rolechain run chains/demo.yaml --job inventory --sandbox --format table
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -97,18 +97,28 @@ def validate(paths: tuple[Path, ...], fmt: str) -> None:
         if fmt == "text" and report["ok"]:
             model = chain.model
             jobs = ", ".join(
-                f"{name} ({info['targets']} targets, {info['assume_calls']} AssumeRole calls)"
+                f"{name} ({_count(info['targets'], 'target')}, "
+                f"{_count(info['assume_calls'], 'AssumeRole call')})"
                 for name, info in report["jobs"].items()
             )
-            click.echo(
-                f"ok: {path}: {len(model.principals)} principals, {len(model.roles)} roles, "
-                f"{len(model.role_sets)} role sets, {len(model.jobs)} jobs"
-                + (f": {jobs}" if jobs else "")
+            counts = ", ".join(
+                _count(len(section), noun)
+                for section, noun in (
+                    (model.principals, "principal"),
+                    (model.roles, "role"),
+                    (model.role_sets, "role set"),
+                    (model.jobs, "job"),
+                )
             )
+            click.echo(f"ok: {path}: {counts}" + (f": {jobs}" if jobs else ""))
     if fmt == "json":
         click.echo(json.dumps(reports, indent=2))
     if failed:
         sys.exit(EXIT_INVALID)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _location_dict(location: Any) -> dict[str, Any] | None:

@@ -1,0 +1,96 @@
+"""rolechain.model.targets: node names and expansion of ``to`` selectors."""
+
+from __future__ import annotations
+
+import pytest
+
+from rolechain.model.schema import ChainFile
+from rolechain.model.targets import (
+    DISCOVERED,
+    expand_targets,
+    member_name,
+    set_members,
+    split_member,
+    target_names,
+)
+
+MODEL = ChainFile.model_validate(
+    {
+        "roles": {
+            "hub": {"arn": "arn:aws:iam::111111111111:role/hub"},
+            "prod-web": {"arn": "arn:aws:iam::222222222222:role/web"},
+            "prod-db": {"arn": "arn:aws:iam::333333333333:role/db"},
+        },
+        "role_sets": {
+            "audit": {
+                "role_name": "audit",
+                "accounts": ["444444444444", "555555555555", "666666666666"],
+                "exclude": ["666666666666"],
+            },
+            "org": {
+                "role_name": "audit",
+                "organization": {"via": "hub", "exclude": ["777777777777"]},
+                "exclude": ["888888888888"],
+            },
+        },
+    }
+)
+
+
+def test_member_names() -> None:
+    assert member_name("audit", "444444444444") == "audit@444444444444"
+    assert split_member("audit@444444444444") == ("audit", "444444444444")
+    assert split_member("hub") is None
+    assert DISCOVERED == "*"
+
+
+def test_set_members_listed_resolved_and_placeholder() -> None:
+    assert set_members(MODEL, "audit") == ["audit@444444444444", "audit@555555555555"]
+    assert set_members(MODEL, "org") == ["org@*"]
+    resolved = {"org": ["111111111111", "777777777777", "888888888888", "999999999999"]}
+    assert set_members(MODEL, "org", resolved) == ["org@111111111111", "org@999999999999"]
+
+
+def test_target_names_roles_first_then_members() -> None:
+    assert target_names(MODEL) == [
+        "hub",
+        "prod-db",
+        "prod-web",
+        "audit@444444444444",
+        "audit@555555555555",
+        "org@*",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("selectors", "targets", "unmatched"),
+    [
+        (["hub"], ["hub"], []),
+        (["audit"], ["audit@444444444444", "audit@555555555555"], []),
+        (["audit@555555555555"], ["audit@555555555555"], []),
+        (["audit@666666666666"], [], ["audit@666666666666"]),  # excluded
+        (["audit@999999999999"], [], ["audit@999999999999"]),
+        (["prod-*"], ["prod-db", "prod-web"], []),
+        (["prod-?eb"], ["prod-web"], []),
+        (["prod-[d]*"], ["prod-db"], []),
+        (["audit@*"], ["audit@444444444444", "audit@555555555555"], []),
+        (["org"], ["org@*"], []),
+        (["org@*"], ["org@*"], []),
+        (["org@12345678901?"], ["org@*"], []),  # an org set's members are unknown offline
+        (["org@999999999999"], ["org@999999999999"], []),
+        (["hub", "hub", "prod-*", "prod-web"], ["hub", "prod-db", "prod-web"], []),
+        (["nope", "x-*", "hub"], ["hub"], ["nope", "x-*"]),
+        ([], [], []),
+    ],
+)
+def test_expand_targets(selectors: list[str], targets: list[str], unmatched: list[str]) -> None:
+    assert expand_targets(MODEL, selectors) == (targets, unmatched)
+
+
+def test_expand_with_resolved_organization() -> None:
+    resolved = {"org": ["111111111111", "222222222222"]}
+    assert expand_targets(MODEL, ["org"], resolved) == (
+        ["org@111111111111", "org@222222222222"],
+        [],
+    )
+    assert expand_targets(MODEL, ["org@2*"], resolved) == (["org@222222222222"], [])
