@@ -1,0 +1,312 @@
+"""WSGI middleware in front of moto that enforces the role rules moto does not.
+
+Every signed request is checked against the sandbox's registry of issued credentials:
+unknown keys get ``InvalidClientTokenId``, expired ones ``ExpiredToken`` (in every service,
+in that service's error format). STS ``AssumeRole`` and ``GetCallerIdentity`` are answered
+here (trust policies, ExternalId, chaining cap, MaxSessionDuration, parameter patterns,
+limits, time scale); everything else is forwarded to moto, routed to the caller's account.
+Requests carrying the sandbox's admin token (provisioning) go straight to moto.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import math
+import re
+import secrets
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+from xml.sax.saxutils import escape
+
+from rolechain.sandbox.faults import FaultDice, Faults
+from rolechain.sandbox.responses import (
+    EXPIRED_TOKEN,
+    INVALID_TOKEN,
+    RATE_EXCEEDED,
+    STS_NS,
+    AwsFault,
+    Protocol,
+    Rendered,
+    render,
+    xml_response,
+)
+from rolechain.sandbox.rules import AssumeRoleRequest, Granted, decide_assume_role
+from rolechain.sandbox.state import (
+    Identity,
+    SandboxState,
+    digest,
+    new_access_key,
+    new_secret,
+)
+
+ADMIN_HEADER = "X-Rolechain-Sandbox-Admin"
+SOCKET_ENVIRON = "rolechain.sandbox.socket"  # set by the server's request handler
+DATE_ENVIRON = "rolechain.sandbox.date"  # epoch seconds the Date header must show
+_ADMIN_ENVIRON = "HTTP_" + ADMIN_HEADER.upper().replace("-", "_")
+_CREDENTIAL_RE = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request")
+
+StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+UserLookup = Callable[[str], Identity | None]
+
+
+def _credential(environ: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """(access key, region, service) from the SigV4 Authorization header or a presigned URL."""
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    match = _CREDENTIAL_RE.search(auth)
+    if match is None:
+        query = dict(parse_qsl(environ.get("QUERY_STRING", "")))
+        scope = query.get("X-Amz-Credential")
+        if scope:
+            match = _CREDENTIAL_RE.search("Credential=" + scope)
+    if match is None:
+        return None
+    return match.group(1), match.group(3), match.group(4)
+
+
+def _session_token(environ: Mapping[str, Any]) -> str | None:
+    token = environ.get("HTTP_X_AMZ_SECURITY_TOKEN")
+    if token is None:
+        token = dict(parse_qsl(environ.get("QUERY_STRING", ""))).get("X-Amz-Security-Token")
+    return str(token) if token else None
+
+
+def _protocol(service: str, environ: Mapping[str, Any]) -> Protocol:
+    if service == "s3":
+        return "s3"
+    if environ.get("HTTP_X_AMZ_TARGET"):
+        return "json"
+    content_type = str(environ.get("CONTENT_TYPE", ""))
+    if content_type.startswith("application/x-www-form-urlencoded") or "Action=" in str(
+        environ.get("QUERY_STRING", "")
+    ):
+        return "query"
+    return "rest-json"
+
+
+def _iso(epoch: float, *, fraction: bool = False) -> str:
+    """AWS's timestamp format; with ``fraction``, milliseconds too (compressed time, where a
+    second is a large part of a session and client and server must agree exactly)."""
+    moment = datetime.fromtimestamp(epoch, UTC)
+    if fraction:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def unique_id(prefix: str, arn: str) -> str:
+    """A stable AWS-style unique id (AROA..., AIDA...) for an ARN."""
+    hashed = hashlib.sha256(arn.encode()).hexdigest().upper()
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+    return prefix + "".join(alphabet[int(c, 16) % 32] for c in hashed[:17])
+
+
+class _Dropped:
+    """A WSGI body whose iteration fails as a dropped connection does."""
+
+    def __iter__(self) -> Iterator[bytes]:
+        raise ConnectionResetError("sandbox fault: connection dropped")
+
+
+class Enforcer:
+    """The middleware. ``app`` is moto's WSGI application."""
+
+    def __init__(
+        self,
+        app: WsgiApp,
+        state: SandboxState,
+        *,
+        faults: Faults | None = None,
+        admin_token: str,
+        user_lookup: UserLookup | None = None,
+    ) -> None:
+        self.app = app
+        self.state = state
+        self.faults = faults or Faults()
+        self.dice = FaultDice(self.faults)
+        self.admin_token = admin_token
+        self.user_lookup = user_lookup
+
+    # -- WSGI -------------------------------------------------------------------------------
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        offered = environ.pop(_ADMIN_ENVIRON, None)
+        if offered is not None and secrets.compare_digest(str(offered), self.admin_token):
+            return self.app(environ, start_response)
+        environ.pop("HTTP_X_MOTO_ACCOUNT_ID", None)  # callers may not pick their account
+        if self.faults.latency:
+            time.sleep(self.faults.latency)
+        if self.dice.drop():
+            return self._drop(environ)
+        credential = _credential(environ)
+        if credential is None:
+            return self.app(environ, start_response)  # unsigned: moto's own pages
+        access_key, _region, service = credential
+        protocol = _protocol(service, environ)
+        params: dict[str, str] = {}
+        if service == "sts":
+            params = self._read_params(environ)
+        action = params.get("Action", "")
+        identity = self.state.identity(access_key)
+        if identity is None and self.user_lookup is not None:
+            identity = self.user_lookup(access_key)
+            if identity is not None:
+                self.state.register(access_key, identity)
+        if identity is None:
+            fault = AwsFault("InvalidClientTokenId", INVALID_TOKEN, 403)
+            return self._fail(fault, protocol, action or service, start_response)
+        if not identity.token_matches(_session_token(environ)):
+            fault = AwsFault("InvalidClientTokenId", INVALID_TOKEN, 403)
+            return self._fail(fault, protocol, action or service, start_response)
+        if identity.expired(self.state.now()):
+            fault = AwsFault("ExpiredToken", EXPIRED_TOKEN, 400)
+            return self._fail(fault, protocol, action or service, start_response)
+        if service == "sts":
+            if self.dice.throttle_sts():
+                fault = AwsFault("Throttling", RATE_EXCEEDED, 400)
+                return self._fail(fault, protocol, action, start_response)
+            if action == "AssumeRole":
+                return self._assume_role(identity, params, environ, start_response)
+            if action == "GetCallerIdentity":
+                self.state.count(action)
+                return self._send(self._caller_identity(identity), start_response)
+        self.state.count(action or service)
+        environ["HTTP_X_MOTO_ACCOUNT_ID"] = identity.account
+        return self.app(environ, start_response)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _read_params(environ: dict[str, Any]) -> dict[str, str]:
+        params = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        body = environ["wsgi.input"].read(length) if length > 0 else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        if str(environ.get("CONTENT_TYPE", "")).startswith("application/x-www-form-urlencoded"):
+            params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        return params
+
+    @staticmethod
+    def _send(rendered: Rendered, start_response: StartResponse) -> list[bytes]:
+        headers = [*rendered.headers, ("Content-Length", str(len(rendered.body)))]
+        start_response(rendered.status, headers)
+        return [rendered.body]
+
+    def _fail(
+        self, fault: AwsFault, protocol: Protocol, operation: str, start_response: StartResponse
+    ) -> list[bytes]:
+        self.state.count(operation, denied_code=fault.code)
+        return self._send(render(fault, protocol), start_response)
+
+    @staticmethod
+    def _drop(environ: Mapping[str, Any]) -> Iterable[bytes]:
+        connection = environ.get(SOCKET_ENVIRON)
+        if connection is not None:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        # werkzeug treats a ConnectionError raised by the application as a dropped
+        # connection and sends nothing: the client sees the connection closed.
+        return _Dropped()
+
+    def _caller_identity(self, identity: Identity) -> Rendered:
+        return xml_response(
+            f'<GetCallerIdentityResponse xmlns="{STS_NS}"><GetCallerIdentityResult>'
+            f"<Arn>{escape(identity.arn)}</Arn><UserId>{escape(identity.user_id)}</UserId>"
+            f"<Account>{identity.account}</Account></GetCallerIdentityResult>"
+            f"<ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId></ResponseMetadata>"
+            "</GetCallerIdentityResponse>"
+        )
+
+    def _assume_role(
+        self,
+        caller: Identity,
+        params: Mapping[str, str],
+        environ: dict[str, Any],
+        start_response: StartResponse,
+    ) -> list[bytes]:
+        req = AssumeRoleRequest.from_params(params)
+        role = self.state.role(req.role_arn) if req.role_arn else None
+        decision = decide_assume_role(caller, req, role, denied_accounts=self.faults.deny_accounts)
+        if isinstance(decision, AwsFault):
+            return self._fail(decision, "query", "AssumeRole", start_response)
+        self.state.count("AssumeRole")
+        return self._send(self._issue(caller, req, decision, environ), start_response)
+
+    def _issue(
+        self,
+        caller: Identity,
+        req: AssumeRoleRequest,
+        granted: Granted,
+        environ: dict[str, Any],
+    ) -> Rendered:
+        role = granted.role
+        assert req.session_name is not None
+        partition = role.arn.split(":")[1]
+        session_arn = (
+            f"arn:{partition}:sts::{role.account}:assumed-role/{role.name}/{req.session_name}"
+        )
+        role_id = unique_id("AROA", role.arn)
+        user_id = f"{role_id}:{req.session_name}"
+        now = self.state.now()
+        compressed = self.state.time_scale != 1.0
+        if compressed:
+            # The session starts at the next whole second, and the response's Date header
+            # says so: clients that measure a session as Expiration - Date (to be immune to
+            # clock skew) then see its exact length and never think it outlives the server's
+            # expiry. This matters when a second is a large part of a session.
+            start = float(math.ceil(now))
+            environ[DATE_ENVIRON] = start
+            expires = start + granted.duration / self.state.time_scale
+        else:
+            # Like AWS: whole seconds, never later than now + DurationSeconds.
+            expires = float(math.floor(now + granted.duration))
+        access_key = new_access_key("ASIA")
+        secret = new_secret()
+        token = new_secret() + new_secret()
+        self.state.register(
+            access_key,
+            Identity(
+                kind="session",
+                account=role.account,
+                arn=session_arn,
+                user_id=user_id,
+                role_arn=role.arn,
+                expires=expires,
+                source_identity=granted.source_identity,
+                transitive_tags=granted.transitive_tags,
+                token_digest=digest(token),
+            ),
+        )
+        source = (
+            f"<SourceIdentity>{escape(granted.source_identity)}</SourceIdentity>"
+            if granted.source_identity
+            else ""
+        )
+        packed = (
+            "<PackedPolicySize>"
+            f"{min(100, 6 + len(req.policy or '') // 25 + 3 * len(req.tags))}"
+            "</PackedPolicySize>"
+            if req.policy or req.tags
+            else ""
+        )
+        return xml_response(
+            f'<AssumeRoleResponse xmlns="{STS_NS}"><AssumeRoleResult>{source}'
+            f"<AssumedRoleUser><Arn>{escape(session_arn)}</Arn>"
+            f"<AssumedRoleId>{escape(user_id)}</AssumedRoleId></AssumedRoleUser>"
+            f"<Credentials><AccessKeyId>{access_key}</AccessKeyId>"
+            f"<SecretAccessKey>{secret}</SecretAccessKey>"
+            f"<SessionToken>{token}</SessionToken>"
+            f"<Expiration>{_iso(expires, fraction=compressed)}</Expiration></Credentials>{packed}"
+            f"</AssumeRoleResult><ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId>"
+            "</ResponseMetadata></AssumeRoleResponse>"
+        )

@@ -1,0 +1,123 @@
+"""The sandbox context manager: time scale, faults, start-up errors."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import pytest
+from botocore.exceptions import BotoCoreError, ClientError
+
+from rolechain.errors import RolechainError
+from rolechain.sandbox import Faults, sandbox
+from rolechain.sandbox.responses import EXPIRED_TOKEN
+
+from .conftest import Clients, aws_error, chain_from
+
+CHAIN = """
+version: 1
+principals:
+  ops: {kind: user, account: "111111111111"}
+roles:
+  hub: {arn: "arn:aws:iam::222222222222:role/Hub", trusts: [ops]}
+role_sets:
+  audit: {role_name: Audit, trusts: [hub], accounts: ["333333333333", "444444444444"]}
+"""
+HUB = "arn:aws:iam::222222222222:role/Hub"
+
+
+def test_env_reaches_the_sandbox_as_the_principal() -> None:
+    with sandbox(chain_from(CHAIN)) as sb:
+        assert sb.env["AWS_ENDPOINT_URL"] == sb.endpoint
+        assert sb.endpoint.startswith("http://127.0.0.1:")
+        assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"} <= set(sb.env)
+        arn = Clients(sb.endpoint).client("sts", sb.env).get_caller_identity()["Arn"]
+        assert arn == "arn:aws:iam::111111111111:user/ops"
+        assert sorted(sb.provisioned.buckets) == ["222222222222", "333333333333", "444444444444"]
+
+
+def test_time_scale_compresses_sessions_and_their_expiration() -> None:
+    with sandbox(chain_from(CHAIN), time_scale=900) as sb:
+        aws = Clients(sb.endpoint)
+        creds = aws.assume(sb.env, HUB, DurationSeconds=900)["Credentials"]
+        left = (creds["Expiration"] - datetime.now(UTC)).total_seconds()
+        assert 0 < left <= 2.1  # 900 s of sandbox time: one real second, from the next whole second
+        sts = aws.client("sts", creds)
+        assert sts.get_caller_identity()["Account"] == "222222222222"
+        deadline = time.monotonic() + 10
+        while not sb.state.identity(creds["AccessKeyId"]).expired(time.time()):  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the session never expired"
+            time.sleep(0.05)
+        assert aws_error(sts.get_caller_identity) == ("ExpiredToken", EXPIRED_TOKEN, 400)
+
+
+def test_throttling_burst_then_success() -> None:
+    with sandbox(chain_from(CHAIN), faults=Faults(throttle_first=2)) as sb:
+        aws = Clients(sb.endpoint)
+        for _ in range(2):
+            assert aws_error(lambda: aws.assume(sb.env, HUB)) == (
+                "Throttling",
+                "Rate exceeded",
+                400,
+            )
+        assert aws.assume(sb.env, HUB)["Credentials"]["AccessKeyId"].startswith("ASIA")
+        assert sb.state.denied["Throttling"] == 2
+
+
+def test_throttle_rate_is_a_fraction_of_sts_calls() -> None:
+    with sandbox(chain_from(CHAIN), faults=Faults(throttle=0.5, seed=7)) as sb:
+        aws = Clients(sb.endpoint)
+        outcomes = []
+        for _ in range(40):
+            try:
+                aws.client("sts", sb.env).get_caller_identity()
+                outcomes.append("ok")
+            except ClientError as exc:
+                outcomes.append(exc.response["Error"]["Code"])
+        assert set(outcomes) == {"ok", "Throttling"}
+        assert 8 <= outcomes.count("Throttling") <= 32
+
+
+def test_denied_accounts_refuse_assume_role() -> None:
+    with sandbox(chain_from(CHAIN), faults=Faults(deny_accounts=frozenset({"444444444444"}))) as sb:
+        aws = Clients(sb.endpoint)
+        hub = aws.assume(sb.env, HUB)["Credentials"]
+        assert aws.assume(hub, "arn:aws:iam::333333333333:role/Audit")
+        code, message, status = aws_error(
+            lambda: aws.assume(hub, "arn:aws:iam::444444444444:role/Audit")
+        )
+        assert (code, status) == ("AccessDenied", 403)
+        assert "arn:aws:iam::444444444444:role/Audit" in message
+
+
+def test_dropped_connections_reach_the_client_as_connection_errors() -> None:
+    with sandbox(chain_from(CHAIN), faults=Faults(drop=1.0)) as sb:
+        sts = Clients(sb.endpoint).client("sts", sb.env)
+        with pytest.raises(BotoCoreError):
+            sts.get_caller_identity()
+
+
+def test_latency_fault_still_answers() -> None:
+    with sandbox(chain_from(CHAIN), faults=Faults(latency=0.01)) as sb:
+        sts = Clients(sb.endpoint).client("sts", sb.env)
+        assert sts.get_caller_identity()["Account"] == "111111111111"
+
+
+def test_bad_arguments_are_rolechain_errors() -> None:
+    with (
+        pytest.raises(RolechainError, match="time_scale"),
+        sandbox(chain_from(CHAIN), time_scale=0),
+    ):
+        pass
+    with pytest.raises(ValueError, match="throttle"):
+        Faults(throttle=2)
+
+
+def test_port_in_use_is_explained() -> None:
+    with sandbox(chain_from(CHAIN)) as first:
+        port = int(first.endpoint.rsplit(":", 1)[1])
+        with (
+            pytest.raises(RolechainError, match=f"127.0.0.1:{port}"),
+            sandbox(chain_from(CHAIN), port=port),
+        ):
+            pass
