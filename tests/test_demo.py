@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -53,12 +52,11 @@ def test_make_demo_command_runs_in_a_fresh_process() -> None:
         env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
     )
     assert proc.returncode == 0, proc.stderr
-    records = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    by_account = {r["account_id"]: r["data"]["buckets"] for r in records}
-    assert sorted(by_account) == ACCOUNTS
-    for account, buckets in by_account.items():
-        assert sorted(b["name"] for b in buckets) == [
-            f"rolechain-backups-{account}",
-            f"rolechain-logs-{account}",
-        ]
+    assert "--format" in args
+    assert args[args.index("--format") + 1] == "table"
+    for account in ACCOUNTS:
+        row = next(line for line in proc.stdout.splitlines() if f"audit@{account}" in line)
+        assert "s3.list_buckets" in row
+        assert " ok " in row
+        assert f"2 buckets: rolechain-backups-{account}" in row
     assert "targets: 5 ok, 0 failed of 5" in proc.stderr

@@ -1,0 +1,170 @@
+"""Assuming one hop: the :class:`Assumer` protocol and its STS implementation.
+
+An assumer turns (hop, the caller's credentials) into issued credentials. The hop tree
+(:mod:`rolechain.aws.credentials`) decides *when* to assume; an assumer only knows *how*.
+That seam lets a fake assumer (tests), the on-disk credential cache (a wrapper around an
+assumer) and :class:`StsAssumer` plug into the same tree.
+
+:class:`StsAssumer` paces calls with a shared :class:`~rolechain.aws.ratelimit.RateLimiter`,
+retries transient errors with exponential backoff and full jitter
+(:mod:`rolechain.aws.retry`), counts requests and retries, and converts the returned
+``Expiration`` to the local clock using the response's ``Date`` header, so a skewed local
+clock (or a test's compressed clock) refreshes at the right moment.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol, runtime_checkable
+
+from botocore.credentials import Credentials
+
+from rolechain.aws.errors import aws_call
+from rolechain.aws.ratelimit import RateLimiter
+from rolechain.aws.retry import CallStats, RetryPolicy, call_with_retries
+from rolechain.aws.session import AwsSessions
+from rolechain.errors import AwsContext
+from rolechain.planner.plan import Hop
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def mask(access_key: str) -> str:
+    """``ASIA…WXYZ``: enough to tell keys apart in a log, never the whole key."""
+    return f"{access_key[:4]}…{access_key[-4:]}" if len(access_key) > 8 else "…"
+
+
+@dataclass(frozen=True)
+class IssuedCredentials:
+    """Credentials AssumeRole issued. ``expiration`` is in the local clock's frame.
+
+    The secret key and session token never appear in ``repr``/``str``.
+    """
+
+    access_key: str
+    secret_key: str = field(repr=False)
+    token: str = field(repr=False)
+    expiration: datetime
+    assumed_role_arn: str | None = None
+    issued_at: datetime | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"IssuedCredentials(access_key={mask(self.access_key)!r}, "
+            f"expiration={self.expiration.isoformat()!r}, "
+            f"assumed_role_arn={self.assumed_role_arn!r})"
+        )
+
+    __str__ = __repr__
+
+    @property
+    def lifetime_seconds(self) -> float | None:
+        if self.issued_at is None:
+            return None
+        return (self.expiration - self.issued_at).total_seconds()
+
+
+@runtime_checkable
+class Assumer(Protocol):
+    """Assumes one hop with the caller's credentials.
+
+    Raises :class:`~rolechain.errors.AwsError` subclasses: transient errors only after its
+    retries are spent, :class:`~rolechain.errors.ExpiredTokenError` when the *caller's*
+    credentials expired (the hop tree refreshes the caller and asks again).
+    """
+
+    def assume(
+        self, hop: Hop, caller: Credentials, token_code: str | None = None
+    ) -> IssuedCredentials: ...
+
+
+class StsAssumer:
+    """The real thing: ``sts:AssumeRole`` with rate limiting, retries and counting."""
+
+    def __init__(
+        self,
+        sessions: AwsSessions,
+        *,
+        policy: RetryPolicy | None = None,
+        limiter: RateLimiter | None = None,
+        stats: CallStats | None = None,
+        default_region: str = "us-east-1",
+        clock: Clock = utc_now,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.policy = policy or RetryPolicy()
+        self.limiter = limiter
+        self.stats = stats or CallStats()
+        self.default_region = default_region
+        self.clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+
+    def assume(
+        self, hop: Hop, caller: Credentials, token_code: str | None = None
+    ) -> IssuedCredentials:
+        params = hop.assume_role_params()
+        if token_code is not None:
+            params["TokenCode"] = token_code
+        region = hop.region or self.default_region
+        context = AwsContext(hop=hop.label, operation="AssumeRole", region=region)
+
+        def attempt() -> IssuedCredentials:
+            if self.limiter is not None:
+                self.limiter.acquire()
+            self.stats.add_assume_call()
+            sent_at = self.clock()
+            with aws_call(context):
+                client = self.sessions.client("sts", region, caller)
+                response = client.assume_role(**params)
+            return issued_from_response(response, sent_at)
+
+        kwargs: dict[str, Any] = {"stats": self.stats, "assume": True}
+        if self._sleep is not None:
+            kwargs["sleep"] = self._sleep
+        return call_with_retries(attempt, self.policy, **kwargs)
+
+
+def issued_from_response(response: dict[str, Any], sent_at: datetime) -> IssuedCredentials:
+    """IssuedCredentials from an AssumeRole response, expiry moved to the local clock.
+
+    ``Expiration`` is in AWS's clock; the response's ``Date`` header is AWS's "now". The
+    local expiry is ``sent_at + (Expiration - Date)``: the session's true length from when
+    the request left, immune to local clock skew.
+    """
+    creds = response["Credentials"]
+    expiration: datetime = creds["Expiration"]
+    if expiration.tzinfo is None:
+        expiration = expiration.replace(tzinfo=UTC)
+    headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {}) or {}
+    local_expiry = expiration
+    date = headers.get("date")
+    if date:
+        try:
+            server_now = parsedate_to_datetime(date)
+        except (TypeError, ValueError):
+            server_now = None
+        if server_now is not None:
+            if server_now.tzinfo is None:
+                server_now = server_now.replace(tzinfo=UTC)
+            lifetime = expiration - server_now
+            if lifetime > timedelta(0):
+                local_expiry = sent_at + lifetime
+    user = response.get("AssumedRoleUser") or {}
+    return IssuedCredentials(
+        access_key=creds["AccessKeyId"],
+        secret_key=creds["SecretAccessKey"],
+        token=creds["SessionToken"],
+        expiration=local_expiry,
+        assumed_role_arn=user.get("Arn"),
+        issued_at=sent_at,
+    )

@@ -1,0 +1,113 @@
+"""Accounts of a role set discovered from AWS Organizations at run time.
+
+For each :class:`~rolechain.planner.plan.Discovery` of a plan: with OUs, walk each OU
+recursively (``ListOrganizationalUnitsForParent``) and list the accounts directly in each
+(``ListAccountsForParent``); without OUs, ``ListAccounts``. Every list call is paginated
+with botocore's paginators (real AWS pages at 20 accounts). Only ACTIVE accounts are kept
+(the ``State`` field, or the older ``Status``); tag filters use ``ListTagsForResource``
+(a list of values means any of them); excluded accounts are dropped. The result feeds the
+planner again as ``resolved={role_set: accounts}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from botocore.credentials import Credentials
+
+from rolechain.aws.errors import aws_call
+from rolechain.aws.retry import CallStats, RetryPolicy, call_with_retries
+from rolechain.aws.session import AwsSessions
+from rolechain.errors import AwsContext
+from rolechain.planner.plan import Discovery
+
+
+class Organizations:
+    """Organizations calls with one set of credentials (the ``via`` hop's)."""
+
+    def __init__(
+        self,
+        sessions: AwsSessions,
+        credentials: Credentials,
+        *,
+        region: str = "us-east-1",
+        policy: RetryPolicy | None = None,
+        stats: CallStats | None = None,
+        hop: str | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.credentials = credentials
+        self.region = region
+        self.policy = policy or RetryPolicy()
+        self.stats = stats
+        self.hop = hop
+
+    def _pages(self, operation: str, key: str, **params: Any) -> list[dict[str, Any]]:
+        context = AwsContext(hop=self.hop, operation=f"organizations:{operation}")
+
+        def call() -> list[dict[str, Any]]:
+            with aws_call(context):
+                client = self.sessions.client("organizations", self.region, self.credentials)
+                paginator = client.get_paginator(operation)
+                items: list[dict[str, Any]] = []
+                for page in paginator.paginate(**params):
+                    items.extend(page.get(key, []))
+                return items
+
+        return call_with_retries(call, self.policy, stats=self.stats)
+
+    def accounts(self, ous: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """Account entries under ``ous`` (recursively), or of the whole organization."""
+        if not ous:
+            return self._pages("list_accounts", "Accounts")
+        found: dict[str, dict[str, Any]] = {}
+        for account in self._walk(ous):
+            found.setdefault(account["Id"], account)
+        return list(found.values())
+
+    def _walk(self, ous: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+        pending = list(ous)
+        seen: set[str] = set()
+        while pending:
+            parent = pending.pop(0)
+            if parent in seen:
+                continue
+            seen.add(parent)
+            yield from self._pages("list_accounts_for_parent", "Accounts", ParentId=parent)
+            children = self._pages(
+                "list_organizational_units_for_parent", "OrganizationalUnits", ParentId=parent
+            )
+            pending.extend(ou["Id"] for ou in children)
+
+    def tags(self, account_id: str) -> dict[str, str]:
+        entries = self._pages("list_tags_for_resource", "Tags", ResourceId=account_id)
+        return {t["Key"]: t["Value"] for t in entries}
+
+
+def is_active(account: dict[str, Any]) -> bool:
+    state = account.get("State") or account.get("Status")
+    return state == "ACTIVE"
+
+
+def tags_match(tags: dict[str, str], wanted: tuple[tuple[str, tuple[str, ...]], ...]) -> bool:
+    return all(tags.get(key) in values for key, values in wanted)
+
+
+def discover(
+    discovery: Discovery,
+    organizations: Organizations,
+    *,
+    tags_of: Callable[[str], dict[str, str]] | None = None,
+) -> list[str]:
+    """Account ids of ``discovery``: active, matching its tags, less its excludes. Sorted."""
+    excluded = set(discovery.exclude)
+    candidates = [
+        a["Id"]
+        for a in organizations.accounts(discovery.ous)
+        if is_active(a) and a["Id"] not in excluded
+    ]
+    if discovery.tags:
+        lookup = tags_of or organizations.tags
+        candidates = [a for a in candidates if tags_match(lookup(a), discovery.tags)]
+    return sorted(set(candidates))

@@ -1,0 +1,98 @@
+"""Retries of transient AWS errors: tenacity, exponential backoff with full jitter.
+
+Only :class:`~rolechain.errors.TransientAwsError` is retried (throttling, 5xx, timeouts,
+connection errors); permanent errors fail at once and ExpiredToken is handled by the hop
+tree (refresh the parent, then retry). botocore's own retries are off on rolechain's clients
+(:mod:`rolechain.aws.session`) so the two never stack.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from rolechain.errors import TransientAwsError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to retry (the chain file's ``retry`` settings)."""
+
+    attempts: int = 5
+    max_wait: float = 20.0
+    initial_wait: float = 0.5
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any] | None) -> RetryPolicy:
+        """From a plan's ``settings``: ``retry_attempts``, ``retry_max_wait``,
+        ``retry_initial_wait`` (or a ``retry`` mapping with the unprefixed keys)."""
+        settings = settings or {}
+        nested = settings.get("retry")
+        values: dict[str, Any] = dict(nested) if isinstance(nested, Mapping) else {}
+        for key in ("attempts", "max_wait", "initial_wait"):
+            if f"retry_{key}" in settings:
+                values[key] = settings[f"retry_{key}"]
+        defaults = cls()
+        return cls(
+            attempts=int(values.get("attempts", defaults.attempts)),
+            max_wait=float(values.get("max_wait", defaults.max_wait)),
+            initial_wait=float(values.get("initial_wait", defaults.initial_wait)),
+        )
+
+
+class CallStats:
+    """Thread-safe counters of AssumeRole calls and retries for a run's summary."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.assume_calls = 0
+        self.retries = 0
+        self.assume_retries = 0
+
+    def add_assume_call(self) -> None:
+        with self._lock:
+            self.assume_calls += 1
+
+    def add_retry(self, *, assume: bool = False) -> None:
+        with self._lock:
+            self.retries += 1
+            if assume:
+                self.assume_retries += 1
+
+
+def call_with_retries(
+    func: Callable[[], T],
+    policy: RetryPolicy,
+    *,
+    stats: CallStats | None = None,
+    assume: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """``func()``, retried on transient errors; the last error is re-raised."""
+
+    def count(state: RetryCallState) -> None:
+        if stats is not None:
+            stats.add_retry(assume=assume)
+
+    retrying = Retrying(  # tenacity's strategies are untyped callables
+        retry=retry_if_exception_type(TransientAwsError),
+        wait=wait_random_exponential(multiplier=policy.initial_wait, max=policy.max_wait),
+        stop=stop_after_attempt(max(1, policy.attempts)),
+        before_sleep=count,
+        sleep=sleep,
+        reraise=True,
+    )
+    return retrying(func)

@@ -1,0 +1,422 @@
+"""``rolechain run`` and ``rolechain history``."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import click
+
+from rolechain.cli._common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    handle_errors,
+)
+
+if TYPE_CHECKING:
+    from rolechain.executor.records import Summary
+    from rolechain.planner.plan import Hop
+
+DEFAULT_STORE_ENV = "ROLECHAIN_STORE"
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``values`` applied, restored afterwards."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+class _Reporter:
+    """Progress on stderr: a rich bar on a terminal, plain lines otherwise."""
+
+    def __init__(self, *, quiet: bool, verbose: bool) -> None:
+        self.quiet = quiet
+        self.verbose = verbose
+        self.tty = sys.stderr.isatty()
+        self._progress: Any = None
+        self._task: Any = None
+        self._step = 0
+        self.lock = threading.Lock()
+
+    def __enter__(self) -> _Reporter:
+        if self.tty and not self.quiet:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[failed]} failed"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=False,
+            )
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def log(self, text: str) -> None:
+        if self.quiet:
+            return
+        if self._progress is not None:
+            self._progress.console.print(text, markup=False, highlight=False)
+        else:
+            click.echo(text, err=True)
+
+    def started(self, job: str, targets: int) -> None:
+        if self._progress is not None:
+            self._task = self._progress.add_task(job, total=targets, failed=0)
+        elif not self.quiet:
+            self.log(f"running job {job}: {targets} target{'s' if targets != 1 else ''}")
+
+    def target_done(self, target: str, ok: bool, done: int, total: int) -> None:
+        if self._progress is not None:
+            if self._task is None:
+                self._task = self._progress.add_task("run", total=total, failed=0)
+            failed = self._progress.tasks[self._task].fields["failed"] + (0 if ok else 1)
+            self._progress.update(self._task, completed=done, total=total, failed=failed)
+            if not ok and self.verbose:
+                self.log(f"failed: {target}")
+            return
+        if self.quiet:
+            return
+        if self.verbose or not ok:
+            self.log(f"[{done}/{total}] {target}: {'ok' if ok else 'FAILED'}")
+        step = max(1, total // 10)
+        if done // step > self._step or done == total:
+            self._step = done // step
+            if not self.verbose:
+                self.log(f"progress: {done}/{total} targets")
+
+    def pause(self) -> contextlib.AbstractContextManager[Any]:
+        if self._progress is not None:
+            return _paused(self._progress)
+        return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _paused(progress: Any) -> Iterator[None]:
+    progress.stop()
+    try:
+        yield
+    finally:
+        progress.start()
+
+
+def _token_provider(reporter: _Reporter) -> Any:
+    """Prompt for MFA codes on a terminal; None (unattended) otherwise."""
+    if not sys.stdin.isatty():
+        return None
+
+    def ask(hop: Hop) -> str:
+        with reporter.lock, reporter.pause():
+            code: str = click.prompt(
+                f"MFA code for {hop.mfa_serial} ({hop.label})", err=True, hide_input=False
+            )
+        return code.strip()
+
+    return ask
+
+
+def _open_output(output: Path | None) -> IO[str]:
+    if output is None:
+        return sys.stdout
+    return output.open("w", encoding="utf-8", newline="")
+
+
+@click.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=True, path_type=Path), metavar="PATH")
+@click.option("--job", "-j", required=True, help="The job to run.")
+@click.option(
+    "--target",
+    "-t",
+    "targets",
+    multiple=True,
+    metavar="TARGET",
+    help="Only these targets of the job (names or globs such as 'audit@1111*'). Repeatable.",
+)
+@click.option(
+    "--region",
+    "-r",
+    "regions",
+    multiple=True,
+    metavar="REGION",
+    help="Run tasks in these regions instead of the job's ('all': every enabled region). "
+    "Repeatable. A task's own 'regions' still win.",
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(1, 1024),
+    default=None,
+    help="Targets worked at once [default: the job's, else settings, else 16].",
+)
+@click.option(
+    "--format",
+    "-f",
+    "fmt",
+    type=click.Choice(["table", "json", "jsonl", "csv"]),
+    default=None,
+    help="Output format [default: table on a terminal, jsonl otherwise]. jsonl streams "
+    "a line per result as it arrives.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Write results to FILE instead of stdout.",
+)
+@click.option(
+    "--store",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Record the run and its results in this SQLite database (query it with SQL; "
+    "see 'rolechain history').",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress or summary on stderr.")
+@click.option("--verbose", "-v", is_flag=True, help="A line per target on stderr.")
+@click.option(
+    "--sandbox",
+    "use_sandbox",
+    is_flag=True,
+    help="Run against a local sandbox provisioned from PATH instead of AWS.",
+)
+@click.option(
+    "--provision",
+    type=click.Path(exists=True, dir_okay=True, path_type=Path),
+    default=None,
+    metavar="OTHER",
+    help="With --sandbox: provision the sandbox's roles from this chain file instead "
+    "(rehearse PATH against what is really deployed).",
+)
+@click.option(
+    "--time-scale",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    metavar="N",
+    help="With --sandbox: sandbox time runs N times faster (sessions expire sooner).",
+)
+@handle_errors
+def run(
+    path: Path,
+    job: str,
+    targets: tuple[str, ...],
+    regions: tuple[str, ...],
+    concurrency: int | None,
+    fmt: str | None,
+    output: Path | None,
+    store: Path | None,
+    quiet: bool,
+    verbose: bool,
+    use_sandbox: bool,
+    provision: Path | None,
+    time_scale: float,
+) -> None:
+    """Run a job: assume every hop once, run its tasks in every target and region.
+
+    Results stream out as they finish, one record per (target, region, task). Each hop
+    is assumed once and shared by every target below it, refreshed before it expires,
+    and transient AWS errors are retried with backoff. A target that fails (a hop or a
+    task) gets an error record; the others carry on.
+
+    Exit status: 0 every target ok; 1 some target failed; 2 the chain file or plan is
+    invalid (nothing was called); 130 interrupted (finished results are kept).
+
+    \b
+    Example:
+      rolechain run chains/org-inventory.yaml --job inventory
+      rolechain run chains/org-inventory.yaml -j inventory -t 'audit@1111*' \\
+          --format jsonl --output inventory.jsonl --store runs.db
+      rolechain run chains/demo.yaml --job inventory --sandbox --time-scale 60
+    """
+    from rolechain.model.loader import load
+
+    if (provision is not None or time_scale != 1.0) and not use_sandbox:
+        raise click.UsageError("--provision and --time-scale need --sandbox")
+    chain = load(path)
+    if fmt is None:
+        fmt = "table" if (output is None and sys.stdout.isatty()) else "jsonl"
+
+    with contextlib.ExitStack() as stack:
+        credentials = None
+        if use_sandbox:
+            from rolechain.sandbox import sandbox
+
+            other = load(provision) if provision is not None else None
+            info = stack.enter_context(sandbox(chain, provision=other, time_scale=time_scale))
+            principal = chain.model.jobs[job].from_ if job in chain.model.jobs else None
+            env = info.principals.get(principal, info.env) if principal else info.env
+            stack.enter_context(_environment(dict(env)))
+            if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+                from rolechain.aws.session import static_credentials
+
+                credentials = static_credentials(
+                    env["AWS_ACCESS_KEY_ID"],
+                    env["AWS_SECRET_ACCESS_KEY"],
+                    env.get("AWS_SESSION_TOKEN"),
+                )
+            if not quiet:
+                click.echo(f"sandbox: {info.endpoint}", err=True)
+        summary = _run(
+            chain,
+            job,
+            targets=targets,
+            regions=regions,
+            concurrency=concurrency,
+            fmt=fmt,
+            output=output,
+            store=store,
+            quiet=quiet,
+            verbose=verbose,
+            credentials=credentials,
+        )
+    if summary.interrupted:
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(EXIT_OK if summary.ok else EXIT_FAILED)
+
+
+def _run(
+    chain: Any,
+    job: str,
+    *,
+    targets: tuple[str, ...],
+    regions: tuple[str, ...],
+    concurrency: int | None,
+    fmt: str,
+    output: Path | None,
+    store: Path | None,
+    quiet: bool,
+    verbose: bool,
+    credentials: Any,
+) -> Summary:
+    from rolechain.executor import run as start_run
+    from rolechain.results.formatters import summary_lines, writer_for
+    from rolechain.results.store import Store
+
+    reporter = _Reporter(quiet=quiet, verbose=verbose)
+    database = Store(store) if store is not None else None
+    try:
+        execution = start_run(
+            chain,
+            job,
+            targets=list(targets) or None,
+            regions=list(regions) or None,
+            concurrency=concurrency,
+            store=database,
+            credentials=credentials,
+            token_provider=_token_provider(reporter),
+            progress=reporter.target_done,
+        )
+        stream = _open_output(output)
+        writer = writer_for(fmt, stream, color=None if stream.isatty() else False)
+        try:
+            with reporter:
+                if verbose:
+                    for note in execution.plan.notes:
+                        reporter.log(f"note: {note}")
+                reporter.started(execution.plan.job, len(execution.plan.targets))
+                try:
+                    for record in execution:
+                        writer.write(record)
+                except KeyboardInterrupt:
+                    execution.summary.interrupted = True
+        finally:
+            # After the progress bar is gone: a table is drawn now, files are flushed.
+            writer.close(execution.summary)
+            if stream is not sys.stdout:
+                stream.close()
+    finally:
+        if database is not None:
+            database.close()
+    if not quiet:
+        for line in summary_lines(execution.summary):
+            click.echo(line, err=True)
+    return execution.summary
+
+
+@click.command()
+@click.option(
+    "--store",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar=DEFAULT_STORE_ENV,
+    required=True,
+    help=f"The SQLite database given to 'rolechain run --store' (or ${DEFAULT_STORE_ENV}).",
+)
+@click.option("--job", "-j", default=None, help="Only runs of this job.")
+@click.option("--limit", "-n", type=click.IntRange(1), default=20, show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+@handle_errors
+def history(store: Path, job: str | None, limit: int, fmt: str) -> None:
+    """List runs recorded with --store, newest first.
+
+    Each run's records are in the same database, in table 'records' (data as JSON text).
+
+    \b
+    Example:
+      rolechain history --store runs.db --job inventory
+      sqlite3 runs.db "SELECT account_id, data FROM records WHERE task='s3.list_buckets'"
+    """
+    import json
+
+    from rolechain.errors import RolechainError
+    from rolechain.results.store import Store
+
+    if not store.exists():
+        raise RolechainError(
+            f"no run database at {store}", hint="record runs with 'rolechain run --store PATH'"
+        )
+    with Store(store) as database:
+        runs = database.runs(job=job, limit=limit)
+    if fmt == "json":
+        click.echo(json.dumps(runs, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(header_style="bold")
+    for name in ("run", "job", "status", "started", "targets ok/failed", "AssumeRole", "s"):
+        table.add_column(name)
+    for r in runs:
+        cells = (
+            r["run_id"],
+            r["job"],
+            r["status"],
+            r["started_at"] or "",
+            f"{r['targets_ok'] or 0}/{r['targets_failed'] or 0} of {r['targets'] or 0}",
+            str(r["assume_calls"] if r["assume_calls"] is not None else ""),
+            f"{r['elapsed_seconds']:.1f}" if r["elapsed_seconds"] is not None else "",
+        )
+        table.add_row(*(Text(str(c)) for c in cells))
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    if not runs:
+        click.echo("no runs recorded", err=True)

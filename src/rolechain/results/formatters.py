@@ -1,0 +1,173 @@
+"""Output formats of ``rolechain run``: jsonl, json, csv (all streamed) and table.
+
+A writer takes records one at a time (:meth:`Writer.write`) and is closed once
+(:meth:`Writer.close`). ``jsonl`` writes and flushes a line per record as results arrive;
+``json`` streams one JSON array; ``csv`` writes a header then a row per record (``data`` as
+JSON text); ``table`` is for people and draws a rich table when the run ends.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from typing import IO, Any, Protocol
+
+from rolechain.executor.records import Record, Summary
+from rolechain.results.records import COLUMNS, data_json, to_row
+
+FORMATS = ("table", "json", "jsonl", "csv")
+
+
+class Writer(Protocol):
+    def write(self, record: Record) -> None: ...
+
+    def close(self, summary: Summary | None = None) -> None: ...
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=False, default=str, ensure_ascii=False)
+
+
+class JsonlWriter:
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+
+    def write(self, record: Record) -> None:
+        self.stream.write(_dumps(record.to_dict()) + "\n")
+        self.stream.flush()
+
+    def close(self, summary: Summary | None = None) -> None:
+        self.stream.flush()
+
+
+class JsonWriter:
+    """One JSON array of records, written as they come."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self._count = 0
+
+    def write(self, record: Record) -> None:
+        self.stream.write(("[\n  " if self._count == 0 else ",\n  ") + _dumps(record.to_dict()))
+        self._count += 1
+
+    def close(self, summary: Summary | None = None) -> None:
+        self.stream.write("[]\n" if self._count == 0 else "\n]\n")
+        self.stream.flush()
+
+
+class CsvWriter:
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self._writer = csv.DictWriter(stream, fieldnames=list(COLUMNS), lineterminator="\n")
+        self._writer.writeheader()
+
+    def write(self, record: Record) -> None:
+        self._writer.writerow(to_row(record))
+
+    def close(self, summary: Summary | None = None) -> None:
+        self.stream.flush()
+
+
+def brief(data: Any, width: int = 60) -> str:
+    """A one-line rendering of a record's data for the table."""
+    if data is None:
+        return ""
+    if isinstance(data, dict) and set(data) == {"buckets", "count"}:
+        names = ", ".join(b["name"] for b in data["buckets"])
+        text = f"{data['count']} bucket{'s' if data['count'] != 1 else ''}" + (
+            f": {names}" if names else ""
+        )
+    elif isinstance(data, dict) and "exit_code" in data:
+        out = (data.get("stdout") or "").strip().replace("\n", " ")
+        text = f"exit {data['exit_code']}" + (f": {out}" if out else "")
+    else:
+        text = data_json(data) or ""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+class TableWriter:
+    """A rich table drawn at the end (people read it; machines use the other formats)."""
+
+    def __init__(self, stream: IO[str], *, color: bool | None = None) -> None:
+        self.stream = stream
+        self.color = color
+        self._rows: list[tuple[str, ...]] = []
+
+    def write(self, record: Record) -> None:
+        error = record.error
+        detail = (
+            f"{error.code}: {error.message}" + (f" [hop {error.hop}]" if error.hop else "")
+            if error
+            else brief(record.data)
+        )
+        self._rows.append(
+            (
+                record.target,
+                record.account_id,
+                record.region or "-",
+                record.task or "-",
+                record.status,
+                f"{record.duration_ms}",
+                detail,
+            )
+        )
+
+    def close(self, summary: Summary | None = None) -> None:
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+
+        console = Console(
+            file=self.stream,
+            no_color=self.color is False,
+            force_terminal=self.color,
+            width=None if self.stream.isatty() else 200,
+        )
+        table = Table(show_lines=False, header_style="bold")
+        # On a narrow terminal, leave out the account (members are named set@account) and
+        # the duration so the result keeps room.
+        wide = console.width >= 120
+        columns = ["target", "account", "region", "task", "status", "ms"]
+        keep = [i for i, name in enumerate(columns) if wide or name not in ("account", "ms")]
+        for i in keep:
+            name = columns[i]
+            table.add_column(name, no_wrap=True, justify="right" if name == "ms" else "left")
+        table.add_column("result", overflow="fold", ratio=1, min_width=10)
+        for row in self._rows:
+            style = "red" if row[4] == "error" else None
+            cells = [row[i] for i in keep] + [row[6]]
+            table.add_row(*(Text(cell) for cell in cells), style=style)  # never markup
+        console.print(table)
+        self.stream.flush()
+
+
+def writer_for(fmt: str, stream: IO[str], *, color: bool | None = None) -> Writer:
+    """The writer of format ``fmt`` on ``stream``."""
+    if fmt == "jsonl":
+        return JsonlWriter(stream)
+    if fmt == "json":
+        return JsonWriter(stream)
+    if fmt == "csv":
+        return CsvWriter(stream)
+    if fmt == "table":
+        return TableWriter(stream, color=color)
+    raise ValueError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
+
+
+def summary_lines(summary: Summary) -> list[str]:
+    """The run's summary as short lines for stderr."""
+    status = "interrupted" if summary.interrupted else ("ok" if summary.ok else "failed")
+    lines = [
+        f"run {summary.run_id} ({summary.job}): {status}",
+        f"  targets: {summary.targets_ok} ok, {summary.targets_failed} failed of {summary.targets}",
+        f"  records: {summary.records} ({summary.records_failed} errors)",
+        f"  AssumeRole calls: {summary.assume_calls} (planned {summary.planned_assume_calls}),"
+        f" retries: {summary.retries}",
+        f"  elapsed: {summary.elapsed_seconds:.2f}s",
+    ]
+    if summary.failed_targets:
+        shown = summary.failed_targets[:10]
+        more = len(summary.failed_targets) - len(shown)
+        lines.append("  failed: " + ", ".join(shown) + (f" and {more} more" if more > 0 else ""))
+    return lines

@@ -1,0 +1,82 @@
+"""Records as rows: the flat shape CSV, tables and the SQLite store share.
+
+:class:`~rolechain.executor.records.Record` itself lives in the executor (which makes
+records and may not import this package); it is re-exported here.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rolechain.executor.records import Record, RecordError, Summary
+
+__all__ = ["COLUMNS", "Record", "RecordError", "Summary", "data_json", "from_row", "to_row"]
+
+COLUMNS = (
+    "job",
+    "run_id",
+    "target",
+    "account_id",
+    "role_arn",
+    "region",
+    "task",
+    "status",
+    "error_code",
+    "error_message",
+    "error_hop",
+    "started_at",
+    "duration_ms",
+    "data",
+)
+
+
+def data_json(data: Any) -> str | None:
+    """``data`` as compact JSON text (None stays None)."""
+    if data is None:
+        return None
+    return json.dumps(data, separators=(",", ":"), sort_keys=True, default=str)
+
+
+def to_row(record: Record) -> dict[str, Any]:
+    """A flat row: the error split into three columns, data as JSON text."""
+    error = record.error
+    return {
+        "job": record.job,
+        "run_id": record.run_id,
+        "target": record.target,
+        "account_id": record.account_id,
+        "role_arn": record.role_arn,
+        "region": record.region,
+        "task": record.task,
+        "status": record.status,
+        "error_code": error.code if error else None,
+        "error_message": error.message if error else None,
+        "error_hop": error.hop if error else None,
+        "started_at": record.started_at,
+        "duration_ms": record.duration_ms,
+        "data": data_json(record.data),
+    }
+
+
+def from_row(row: dict[str, Any]) -> Record:
+    """The inverse of :func:`to_row`."""
+    error = (
+        RecordError(row["error_code"], row["error_message"] or "", row["error_hop"])
+        if row.get("error_code")
+        else None
+    )
+    return Record(
+        job=row["job"],
+        run_id=row["run_id"],
+        target=row["target"],
+        account_id=row["account_id"],
+        role_arn=row["role_arn"],
+        region=row["region"],
+        task=row["task"],
+        status=row["status"],
+        data=json.loads(row["data"]) if row.get("data") else None,
+        error=error,
+        started_at=row["started_at"],
+        duration_ms=int(row["duration_ms"]),
+    )

@@ -1,0 +1,186 @@
+"""Runs and their records in SQLite, for inventory queried with SQL across runs.
+
+Two tables::
+
+    runs(run_id PRIMARY KEY, job, principal, status, started_at, finished_at, targets,
+         targets_ok, targets_failed, records, records_failed, assume_calls, retries,
+         elapsed_seconds, chain_files)
+    records(id, run_id -> runs, job, target, account_id, role_arn, region, task, status,
+            error_code, error_message, error_hop, started_at, duration_ms, data)
+
+``data`` is JSON text, so SQLite's JSON functions query it, e.g. the buckets of the latest
+run of each account::
+
+    SELECT r.account_id, json_extract(b.value, '$.name')
+    FROM records r, json_each(r.data, '$.buckets') b
+    WHERE r.task = 's3.list_buckets' AND r.run_id = (SELECT max(run_id) FROM runs);
+
+The database uses WAL, so readers are not blocked while a run writes. One process writes
+at a time (SQLite's lock; the run's consuming thread is the only writer). Records are
+committed in batches, and every finished record is committed when the run ends or is
+interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rolechain.executor.records import Record, Summary
+from rolechain.planner.plan import Plan
+from rolechain.results.records import COLUMNS, from_row, to_row
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    job TEXT NOT NULL,
+    principal TEXT,
+    status TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT,
+    targets INTEGER,
+    targets_ok INTEGER,
+    targets_failed INTEGER,
+    records INTEGER,
+    records_failed INTEGER,
+    assume_calls INTEGER,
+    planned_assume_calls INTEGER,
+    retries INTEGER,
+    elapsed_seconds REAL,
+    plan TEXT
+);
+CREATE TABLE IF NOT EXISTS records (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    job TEXT NOT NULL,
+    target TEXT NOT NULL,
+    account_id TEXT,
+    role_arn TEXT,
+    region TEXT,
+    task TEXT,
+    status TEXT NOT NULL,
+    error_code TEXT,
+    error_message TEXT,
+    error_hop TEXT,
+    started_at TEXT,
+    duration_ms INTEGER,
+    data TEXT
+);
+CREATE INDEX IF NOT EXISTS records_run ON records(run_id);
+CREATE INDEX IF NOT EXISTS records_account ON records(account_id, task);
+"""
+
+# Column names are constants of this module; values are always bound parameters.
+_COLUMN_LIST = ", ".join(COLUMNS)
+_PLACEHOLDERS = ", ".join(":" + c for c in COLUMNS)
+_INSERT = f"INSERT INTO records ({_COLUMN_LIST}) VALUES ({_PLACEHOLDERS})"  # noqa: S608
+_SELECT = f"SELECT {_COLUMN_LIST} FROM records WHERE run_id = ? ORDER BY id"  # noqa: S608
+
+
+class Store:
+    """A SQLite database of runs. Implements the executor's RecordSink."""
+
+    def __init__(self, path: str | Path, *, batch: int = 200) -> None:
+        self.path = Path(path)
+        if self.path.parent and not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(self.path), timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self._batch = batch
+        self._pending = 0
+        self._run_id: str | None = None
+
+    # -- RecordSink ----------------------------------------------------------------------
+
+    def start(self, plan: Plan) -> None:
+        self._run_id = plan.run_id
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO runs (run_id, job, principal, status, targets, "
+                "planned_assume_calls, plan) VALUES (?, ?, ?, 'running', ?, ?, ?)",
+                (
+                    plan.run_id,
+                    plan.job,
+                    plan.principal,
+                    len(plan.targets),
+                    plan.assume_calls,
+                    json.dumps(plan.to_dict(), default=str),
+                ),
+            )
+
+    def add(self, record: Record) -> None:
+        self._db.execute(_INSERT, to_row(record))
+        self._pending += 1
+        if self._pending >= self._batch:
+            self._db.commit()
+            self._pending = 0
+
+    def finish(self, summary: Summary) -> None:
+        status = "interrupted" if summary.interrupted else ("ok" if summary.ok else "failed")
+        with self._db:
+            self._db.execute(
+                "UPDATE runs SET status=?, started_at=?, finished_at=?, targets=?, "
+                "targets_ok=?, targets_failed=?, records=?, records_failed=?, "
+                "assume_calls=?, retries=?, elapsed_seconds=? WHERE run_id=?",
+                (
+                    status,
+                    summary.started_at,
+                    summary.finished_at,
+                    summary.targets,
+                    summary.targets_ok,
+                    summary.targets_failed,
+                    summary.records,
+                    summary.records_failed,
+                    summary.assume_calls,
+                    summary.retries,
+                    summary.elapsed_seconds,
+                    summary.run_id,
+                ),
+            )
+        self._pending = 0
+
+    # -- reading -------------------------------------------------------------------------
+
+    def runs(self, *, job: str | None = None, limit: int | None = 20) -> list[dict[str, Any]]:
+        """Runs, newest first (without the stored plan)."""
+        sql = (
+            "SELECT run_id, job, principal, status, started_at, finished_at, targets, "
+            "targets_ok, targets_failed, records, records_failed, assume_calls, retries, "
+            "elapsed_seconds FROM runs"
+        )
+        args: list[Any] = []
+        if job:
+            sql += " WHERE job = ?"
+            args.append(job)
+        sql += " ORDER BY coalesce(started_at, run_id) DESC, run_id DESC"
+        if limit:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [dict(row) for row in self._db.execute(sql, args)]
+
+    def records(self, run_id: str) -> Iterator[Record]:
+        cursor = self._db.execute(_SELECT, (run_id,))
+        for row in cursor:
+            yield from_row(dict(row))
+
+    def query(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        return [dict(row) for row in self._db.execute(sql, args)]
+
+    def close(self) -> None:
+        self._db.commit()
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import pytest
+
+from rolechain.aws.retry import CallStats, RetryPolicy, call_with_retries
+from rolechain.errors import AccessDeniedError, ExpiredTokenError, TransientAwsError
+
+
+def test_policy_from_plan_settings() -> None:
+    assert RetryPolicy.from_settings(None) == RetryPolicy()
+    flat = {"retry_attempts": 7, "retry_max_wait": 30, "retry_initial_wait": 0.25}
+    assert RetryPolicy.from_settings(flat) == RetryPolicy(7, 30.0, 0.25)
+    nested = {"retry": {"attempts": 2}}
+    assert RetryPolicy.from_settings(nested) == RetryPolicy(attempts=2)
+
+
+def flaky(errors: list[Exception]):  # type: ignore[no-untyped-def]
+    calls = []
+
+    def func() -> str:
+        calls.append(1)
+        if errors:
+            raise errors.pop(0)
+        return "ok"
+
+    return func, calls
+
+
+def test_transient_errors_are_retried_with_backoff() -> None:
+    slept: list[float] = []
+    stats = CallStats()
+    func, calls = flaky([TransientAwsError("slow down", code="Throttling")] * 3)
+    policy = RetryPolicy(attempts=5, max_wait=2.0, initial_wait=0.5)
+    assert call_with_retries(func, policy, stats=stats, sleep=slept.append) == "ok"
+    assert len(calls) == 4
+    assert stats.retries == 3
+    assert stats.assume_retries == 0
+    assert len(slept) == 3
+    assert all(0 <= s <= 2.0 for s in slept)  # full jitter, capped at max_wait
+
+
+def test_gives_up_after_attempts() -> None:
+    func, calls = flaky([TransientAwsError("x", code="Throttling")] * 10)
+    with pytest.raises(TransientAwsError):
+        call_with_retries(func, RetryPolicy(attempts=3), sleep=lambda s: None)
+    assert len(calls) == 3
+
+
+@pytest.mark.parametrize(
+    "error",
+    [AccessDeniedError("no", code="AccessDenied"), ExpiredTokenError("old", code="ExpiredToken")],
+)
+def test_permanent_and_expired_are_not_retried_here(error: Exception) -> None:
+    func, calls = flaky([error])
+    with pytest.raises(type(error)):
+        call_with_retries(func, RetryPolicy(attempts=5), sleep=lambda s: None)
+    assert len(calls) == 1

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import boto3
+import pytest
+
+from rolechain.aws.session import AwsSessions, principal_credentials, static_credentials
+from rolechain.errors import CredentialsError
+
+from .fakes import DEFAULT_ACCOUNT, FAKE_KEY, FAKE_SECRET, FakeAssumer, FakeClock, acct, hub_plan
+
+
+def test_clients_are_reused_per_service_region_and_credentials(aws) -> None:  # type: ignore[no-untyped-def]
+    sessions = AwsSessions(concurrency=32)
+    creds = static_credentials(FAKE_KEY, FAKE_SECRET)
+    other = static_credentials(FAKE_KEY, FAKE_SECRET)
+    a = sessions.client("sts", "us-east-1", creds)
+    assert sessions.client("sts", "us-east-1", creds) is a
+    assert sessions.client("sts", "eu-west-1", creds) is not a
+    assert sessions.client("sts", "us-east-1", other) is not a
+    assert sessions.clients_created == 3
+    # botocore retries off (rolechain retries), pool sized to the concurrency
+    assert a.meta.config.retries["total_max_attempts"] == 1
+    assert a.meta.config.max_pool_connections == 32
+    assert a.get_caller_identity()["Account"] == DEFAULT_ACCOUNT
+
+
+def test_client_cache_is_bounded(aws) -> None:  # type: ignore[no-untyped-def]
+    sessions = AwsSessions(max_clients=4)
+    keep = [static_credentials(FAKE_KEY, FAKE_SECRET) for _ in range(10)]
+    for creds in keep:
+        sessions.client("sts", "us-east-1", creds)
+    assert len(sessions._clients) == 4
+
+
+def test_cached_client_signs_with_refreshed_credentials(aws) -> None:  # type: ignore[no-untyped-def]
+    clock = FakeClock()
+    plan = hub_plan([acct(1)])
+    from rolechain.aws.credentials import HopTree
+
+    assumer = FakeAssumer(clock)
+    tree = HopTree(plan, static_credentials(FAKE_KEY, FAKE_SECRET), assumer, clock=clock)
+    creds = tree.for_target(plan.targets[0])
+    sessions = AwsSessions()
+    client = sessions.client("s3", "us-east-1", creds)
+    before = creds.get_frozen_credentials().access_key
+    clock.advance(3000)  # into the refresh window
+    signer_creds = client._request_signer._credentials
+    assert signer_creds is creds
+    assert signer_creds.get_frozen_credentials().access_key != before
+
+
+def test_boto3_session_uses_given_credentials_and_region(aws) -> None:  # type: ignore[no-untyped-def]
+    sessions = AwsSessions()
+    sts = sessions.client("sts", "us-east-1", static_credentials(FAKE_KEY, FAKE_SECRET))
+    assumed = sts.assume_role(
+        RoleArn="arn:aws:iam::333333333333:role/audit", RoleSessionName="test"
+    )["Credentials"]
+    creds = static_credentials(
+        assumed["AccessKeyId"], assumed["SecretAccessKey"], assumed["SessionToken"]
+    )
+    session = sessions.boto3_session(creds, "eu-west-1")
+    assert isinstance(session, boto3.Session)
+    assert session.region_name == "eu-west-1"
+    assert session.client("sts").get_caller_identity()["Account"] == "333333333333"
+    assert session.get_credentials() is creds
+    # boto3's resource data path is added to the shared loader once, not per session
+    sessions.boto3_session(creds, "eu-west-1")
+    paths = sessions.session.get_component("data_loader").search_paths
+    assert len(paths) == len(set(paths))
+    assert session.resource("s3") is not None
+
+
+def test_principal_credentials(aws, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    assert principal_credentials("env").access_key == FAKE_KEY
+    assert principal_credentials("default").access_key == FAKE_KEY
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    with pytest.raises(CredentialsError, match="no starting credentials"):
+        principal_credentials("env")
+
+
+def test_release_drops_only_that_credentials_clients(aws) -> None:  # type: ignore[no-untyped-def]
+    sessions = AwsSessions()
+    done = static_credentials(FAKE_KEY, FAKE_SECRET)
+    busy = static_credentials(FAKE_KEY, FAKE_SECRET)
+    sessions.client("s3", "us-east-1", done)
+    sessions.client("sts", "eu-west-1", done)
+    kept = sessions.client("sts", "us-east-1", busy)
+    sessions.release(done)
+    assert [k[2] for k in sessions._clients] == [id(busy)]
+    assert sessions.client("sts", "us-east-1", busy) is kept

@@ -1,0 +1,191 @@
+"""``rolechain run`` and ``rolechain history`` end to end against moto (and the sandbox)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from rolechain.cli import cli
+
+ACCOUNTS = ["222222222201", "222222222202", "222222222203"]
+
+CHAIN = f"""
+settings:
+  assume_rate: 1000
+  retry: {{attempts: 2, initial_wait: 0.001, max_wait: 1}}
+principals:
+  ci: {{source: env, kind: user, account: "123456789012"}}
+roles:
+  hub:
+    arn: arn:aws:iam::111111111111:role/hub
+    trusts: [ci]
+role_sets:
+  audit:
+    role_name: audit
+    accounts: {ACCOUNTS}
+    trusts: [hub]
+jobs:
+  whoami:
+    from: ci
+    to: audit
+    tasks: [sts.get_caller_identity]
+  broken:
+    from: ci
+    to: audit
+    tasks:
+      - task: call
+        with: {{service: s3, operation: GetBucketAcl, params: {{Bucket: no-such-bucket-here}}}}
+  stopper:
+    from: ci
+    to: audit
+    concurrency: 1
+    tasks:
+      - task: python
+        with: {{function: "rc_cli_stop:maybe_stop"}}
+"""
+
+
+@pytest.fixture
+def chain_file(tmp_path: Path) -> Path:
+    path = tmp_path / "chain.yaml"
+    path.write_text(CHAIN)
+    return path
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_jsonl_streams_records_and_exit_0(aws, chain_file: Path) -> None:  # type: ignore[no-untyped-def]
+    result = invoke("run", str(chain_file), "--job", "whoami", "--format", "jsonl")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert sorted(r["account_id"] for r in records) == ACCOUNTS
+    assert all(r["status"] == "ok" and r["data"]["account"] == r["account_id"] for r in records)
+    assert "AssumeRole calls: 4 (planned 4)" in result.stderr
+    assert "3 ok, 0 failed of 3" in result.stderr
+
+
+def test_target_and_region_options(aws, chain_file: Path) -> None:  # type: ignore[no-untyped-def]
+    result = invoke(
+        "run",
+        str(chain_file),
+        "-j",
+        "whoami",
+        "-t",
+        "audit@222222222201",
+        "-r",
+        "eu-west-1",
+        "-r",
+        "us-west-2",
+        "-f",
+        "json",
+        "-q",
+    )
+    assert result.exit_code == 0
+    records = json.loads(result.stdout)
+    assert sorted((r["target"], r["region"]) for r in records) == [
+        ("audit@222222222201", "eu-west-1"),
+        ("audit@222222222201", "us-west-2"),
+    ]
+    assert result.stderr == ""  # --quiet
+
+
+def test_failed_targets_exit_1_and_csv_output(aws, chain_file: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "out.csv"
+    result = invoke(
+        "run", str(chain_file), "--job", "broken", "--format", "csv", "--output", str(out)
+    )
+    assert result.exit_code == 1
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert len(rows) == 3
+    assert {r["error_code"] for r in rows} == {"NoSuchBucket"}
+    assert "0 ok, 3 failed of 3" in result.stderr
+
+
+def test_invalid_chain_exits_2_and_calls_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(CHAIN.replace("trusts: [hub]", "trusts: [hubb]"))
+    result = invoke("run", str(bad), "--job", "whoami")
+    assert result.exit_code == 2
+    assert "hubb" in result.stderr
+    result = invoke("run", str(tmp_path / "bad.yaml"), "--job", "no-such-job")
+    assert result.exit_code == 2
+
+
+def test_store_and_history(aws, chain_file: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    db = tmp_path / "runs.db"
+    assert invoke("run", str(chain_file), "-j", "whoami", "--store", str(db), "-q").exit_code == 0
+    assert invoke("run", str(chain_file), "-j", "broken", "--store", str(db), "-q").exit_code == 1
+    rows = (
+        sqlite3.connect(db)
+        .execute("SELECT job, status, count(*) FROM records GROUP BY job, status ORDER BY job")
+        .fetchall()
+    )
+    assert rows == [("broken", "error", 3), ("whoami", "ok", 3)]
+    result = invoke("history", "--store", str(db), "--format", "json")
+    assert result.exit_code == 0
+    runs = json.loads(result.stdout)
+    assert [(r["job"], r["status"]) for r in runs] == [("broken", "failed"), ("whoami", "ok")]
+    assert runs[1]["assume_calls"] == 4
+    table = invoke("history", "--store", str(db), "--job", "whoami")
+    assert "whoami" in table.stdout
+    assert "broken" not in table.stdout
+    missing = invoke("history", "--store", str(tmp_path / "nope.db"))
+    assert missing.exit_code == 1
+
+
+def test_interrupted_run_exits_130_and_keeps_finished_results(
+    aws, chain_file: Path, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    def maybe_stop(session: Any, context: Any) -> str:
+        if context.account_id == ACCOUNTS[1]:
+            raise KeyboardInterrupt
+        return context.account_id
+
+    module = types.ModuleType("rc_cli_stop")
+    module.maybe_stop = maybe_stop  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "rc_cli_stop", module)
+    db = tmp_path / "runs.db"
+    out = tmp_path / "out.jsonl"
+    result = invoke("run", str(chain_file), "-j", "stopper", "--store", str(db), "-o", str(out))
+    assert result.exit_code == 130
+    kept = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["account_id"] for r in kept] == [ACCOUNTS[0]]
+    status = sqlite3.connect(db).execute("SELECT status, records FROM runs").fetchone()
+    assert status == ("interrupted", 1)
+
+
+def test_help_has_an_example() -> None:
+    result = invoke("run", "--help")
+    assert "Example:" in result.output
+    assert "--store" in result.output
+    assert "--sandbox" in result.output
+    assert "--time-scale" in result.output
+
+
+def test_sandbox_options_need_sandbox(chain_file: Path) -> None:
+    result = CliRunner().invoke(cli, ["run", str(chain_file), "-j", "whoami", "--time-scale", "60"])
+    assert result.exit_code == 2
+
+
+def test_run_in_the_sandbox(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("moto")
+    for key in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+    demo = Path(__file__).resolve().parents[2] / "chains" / "demo.yaml"
+    result = invoke("run", str(demo), "--job", "inventory", "--sandbox", "--format", "jsonl")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert records
+    assert all(r["status"] == "ok" for r in records)
+    assert all(r["data"]["count"] >= 1 for r in records)

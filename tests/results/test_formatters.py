@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from rolechain.executor.records import Summary
+from rolechain.results.formatters import FORMATS, brief, summary_lines, writer_for
+
+from .test_records import BAD, OK
+
+
+def render(fmt: str, records: list) -> str:  # type: ignore[type-arg]
+    stream = io.StringIO()
+    writer = writer_for(fmt, stream, color=False)
+    for record in records:
+        writer.write(record)
+    writer.close(Summary(job="inv", run_id="r1"))
+    return stream.getvalue()
+
+
+def test_jsonl_streams_a_line_per_record() -> None:
+    stream = io.StringIO()
+    writer = writer_for("jsonl", stream)
+    writer.write(OK)
+    assert json.loads(stream.getvalue()) == OK.to_dict()  # written before the run ends
+    writer.write(BAD)
+    lines = stream.getvalue().splitlines()
+    assert [json.loads(line)["status"] for line in lines] == ["ok", "error"]
+    assert json.loads(lines[1])["error"] == {
+        "code": "AccessDenied",
+        "message": "no",
+        "hop": "hub -> audit@333333333333",
+    }
+
+
+def test_json_is_one_array() -> None:
+    assert json.loads(render("json", [])) == []
+    data = json.loads(render("json", [OK, BAD]))
+    assert [d["target"] for d in data] == [OK.target, BAD.target]
+
+
+def test_csv_has_a_header_and_flat_rows() -> None:
+    rows = list(csv.DictReader(io.StringIO(render("csv", [OK, BAD]))))
+    assert rows[0]["status"] == "ok"
+    assert json.loads(rows[0]["data"])["count"] == 1
+    assert rows[1]["error_code"] == "AccessDenied"
+    assert rows[1]["region"] == ""
+
+
+def test_table_shows_results_and_errors() -> None:
+    text = render("table", [OK, BAD])
+    assert "audit@222222222222" in text
+    assert "1 bucket: b" in text
+    assert "AccessDenied: no [hop hub -> audit@333333333333]" in text
+
+
+def test_unknown_format() -> None:
+    assert FORMATS == ("table", "json", "jsonl", "csv")
+    with pytest.raises(ValueError, match="unknown format"):
+        writer_for("xml", io.StringIO())
+
+
+def test_brief() -> None:
+    assert brief({"exit_code": 0, "stdout": "hi\n", "stderr": ""}) == "exit 0: hi"
+    assert brief({"a": "x" * 100}).endswith("…")
+    assert brief(None) == ""
+
+
+def test_summary_lines() -> None:
+    summary = Summary(
+        job="inv",
+        run_id="r1",
+        targets=3,
+        targets_ok=2,
+        targets_failed=1,
+        records=3,
+        records_failed=1,
+        assume_calls=4,
+        planned_assume_calls=4,
+        retries=2,
+        elapsed_seconds=1.5,
+        failed_targets=["audit@333333333333"],
+    )
+    text = "\n".join(summary_lines(summary))
+    assert "failed" in text.splitlines()[0]
+    assert "2 ok, 1 failed of 3" in text
+    assert "AssumeRole calls: 4 (planned 4), retries: 2" in text
+    assert "audit@333333333333" in text

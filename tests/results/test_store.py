@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+
+from aws.fakes import hub_plan as _hub_plan
+from rolechain.executor.records import Summary
+from rolechain.results.store import Store
+
+from .test_records import BAD, OK
+
+
+def hub_plan(accounts: list[str]):  # type: ignore[no-untyped-def]
+    return dataclasses.replace(_hub_plan(accounts), run_id="r1")
+
+
+def summary(**values: object) -> Summary:
+    base = Summary(
+        job="inv",
+        run_id="r1",
+        targets=2,
+        targets_ok=1,
+        targets_failed=1,
+        records=2,
+        records_failed=1,
+        assume_calls=3,
+        retries=0,
+        elapsed_seconds=0.5,
+        started_at="2026-01-01T00:00:00Z",
+        finished_at="2026-01-01T00:00:01Z",
+    )
+    for key, value in values.items():
+        setattr(base, key, value)
+    return base
+
+
+def test_runs_and_records_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "runs.db"
+    plan = hub_plan(["222222222222", "333333333333"])
+    with Store(path, batch=1) as store:
+        store.start(plan)
+        assert store.runs()[0]["status"] == "running"
+        store.add(OK)
+        store.add(BAD)
+        store.finish(summary(run_id=plan.run_id))
+    with Store(path) as store:
+        [run] = store.runs()
+        assert run["run_id"] == plan.run_id
+        assert run["status"] == "failed"
+        assert (run["targets_ok"], run["targets_failed"], run["assume_calls"]) == (1, 1, 3)
+        assert list(store.records(plan.run_id)) == [OK, BAD]
+
+
+def test_queryable_with_sql_and_json(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "runs.db"
+    plan = hub_plan(["222222222222"])
+    with Store(path) as store:
+        store.start(plan)
+        store.add(OK)
+        store.finish(summary(run_id=plan.run_id))
+    db = sqlite3.connect(path)
+    rows = db.execute(
+        "SELECT r.account_id, json_extract(b.value, '$.name') FROM records r, "
+        "json_each(r.data, '$.buckets') b WHERE r.task = 's3.list_buckets'"
+    ).fetchall()
+    assert rows == [("222222222222", "b")]
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_interrupted_run_keeps_finished_records(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "runs.db"
+    plan = hub_plan(["222222222222"])
+    store = Store(path, batch=1000)
+    store.start(plan)
+    store.add(OK)
+    store.finish(summary(run_id=plan.run_id, interrupted=True))
+    store.close()
+    with Store(path) as again:
+        assert again.runs()[0]["status"] == "interrupted"
+        assert len(list(again.records("r1"))) == 1
+
+
+def test_runs_newest_first_and_by_job(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with Store(tmp_path / "runs.db") as store:
+        for n, job in enumerate(["a", "b", "a"]):
+            plan = dataclasses.replace(hub_plan(["222222222222"]), run_id=f"r{n}", job=job)
+            store.start(plan)
+            store.finish(summary(run_id=f"r{n}", job=job, started_at=f"2026-01-0{n + 1}T00:00:00Z"))
+        assert [r["run_id"] for r in store.runs()] == ["r2", "r1", "r0"]
+        assert [r["run_id"] for r in store.runs(job="a")] == ["r2", "r0"]
+        assert [r["run_id"] for r in store.runs(limit=1)] == ["r2"]
