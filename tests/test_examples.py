@@ -101,5 +101,6 @@ def test_vendor_access_carries_source_identity_and_external_id() -> None:
     assert {h.role for h in customers} == {"customer-a", "customer-b"}
     assert all(h.external_id == ENV["VENDOR_EXTERNAL_ID"] for h in customers)
     customer_a = next(h for h in customers if h.role == "customer-a")
-    assert customer_a.policy is not None and len(customer_a.policy) <= 2048
+    assert customer_a.policy is not None
+    assert len(customer_a.policy) <= 2048
     assert customer_a.policy_arns == ("arn:aws:iam::aws:policy/ReadOnlyAccess",)

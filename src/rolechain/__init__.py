@@ -25,8 +25,11 @@ _EXPORTS: dict[str, str] = {
     "sessions": "rolechain.executor:sessions",
 }
 
+__all__ = ["Chain", "Hop", "Plan", "Target", "__version__", "load", "plan", "run", "sessions"]
+
 if TYPE_CHECKING:
     from rolechain.errors import *  # noqa: F403
+    from rolechain.executor import run, sessions
     from rolechain.model.chain import Chain
     from rolechain.model.loader import load
     from rolechain.planner import plan

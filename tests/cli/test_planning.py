@@ -63,7 +63,8 @@ def test_validate_reports_problems_with_locations_and_exit_2(tmp_path: Path) -> 
     code, out = invoke("validate", str(bad))
     assert code == 2
     assert f"{bad}:11:" in out
-    assert "'hbu'" in out and "did you mean 'hub'" in out
+    assert "'hbu'" in out
+    assert "did you mean 'hub'" in out
 
 
 def test_validate_reports_plan_violations(tmp_path: Path) -> None:
@@ -91,7 +92,9 @@ def test_validate_json(good: Path, tmp_path: Path) -> None:
 def test_plan_text_shows_the_tree(good: Path) -> None:
     code, out = invoke("plan", str(good), "--job", "inventory")
     assert code == 0, out
-    assert "hub" in out and "audit@222222222222" in out and "audit@333333333333" in out
+    assert "hub" in out
+    assert "audit@222222222222" in out
+    assert "audit@333333333333" in out
     assert "3 AssumeRole calls" in out
 
 
@@ -167,7 +170,7 @@ def test_schema_accepts_the_examples() -> None:
     jsonschema = pytest.importorskip("jsonschema")
     import yaml
 
-    code, out = invoke("schema")
+    _code, out = invoke("schema")
     validator = jsonschema.Draft202012Validator(json.loads(out))
     for path in [*CHAINS.glob("*.yaml"), *CHAINS.glob("*/*.yaml")]:
         if "${env:" in path.read_text():

@@ -540,6 +540,19 @@ def test_organization_discovery_via_must_be_reachable() -> None:
     assert "island, which is not reachable from ci" in v.message
 
 
+def test_organization_discovery_path_obeys_max_hops() -> None:
+    data = org_chain(via="m3")
+    data["roles"]["m1"] = {"arn": role_arn(5, "m1"), "trusts": ["ci"]}
+    data["roles"]["m2"] = {"arn": role_arn(6, "m2"), "trusts": ["m1"]}
+    data["roles"]["m3"] = {"arn": role_arn(7, "m3"), "trusts": ["m2"]}
+    data["settings"] = {"max_hops": 2}  # ci>hub>audit@* fits; ci>m1>m2>m3 does not
+    v = only(violations(data), R.MAX_HOPS)
+    assert "discovers its accounts through m3, which needs 3 hops; the limit is 2" in v.message
+    assert v.hop == "m2 -> m3"
+    data["settings"] = {"max_hops": 3}
+    assert plan(make_chain(data), "inv", run_id="r1").discoveries[0].via_hop == "ci>m1>m2>m3"
+
+
 def test_organization_set_with_resolved_accounts_plans_real_members() -> None:
     resolved = {"audit": [acct(500), acct(998), acct(501)]}
     p = plan(make_chain(org_chain()), "inv", run_id="r1", resolved=resolved)

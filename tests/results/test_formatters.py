@@ -89,3 +89,8 @@ def test_summary_lines() -> None:
     assert "2 ok, 1 failed of 3" in text
     assert "AssumeRole calls: 4 (planned 4), retries: 2" in text
     assert "audit@333333333333" in text
+
+
+def test_table_rows_are_sorted_by_target_whatever_the_finishing_order() -> None:
+    text = render("table", [BAD, OK])
+    assert text.index("audit@222222222222") < text.index("audit@333333333333")

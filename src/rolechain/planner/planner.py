@@ -659,6 +659,17 @@ class _Planner:
                     location=where,
                 )
                 continue
+            limit = self.model.settings.max_hops
+            if len(nodes) - 1 > limit:
+                self.violate(
+                    R.MAX_HOPS,
+                    f"role set {member[0]} discovers its accounts through {via}, which needs "
+                    f"{len(nodes) - 1} hops; the limit is {limit}",
+                    "choose an organization.via closer to the principal or raise settings.max_hops",
+                    location=where,
+                    hop=" -> ".join(nodes[-2:]),
+                )
+                continue
             out[member[0]] = ("\0" + member[0], nodes)
         return out
 

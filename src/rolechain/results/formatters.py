@@ -134,7 +134,9 @@ class TableWriter:
             name = columns[i]
             table.add_column(name, no_wrap=True, justify="right" if name == "ms" else "left")
         table.add_column("result", overflow="fold", ratio=1, min_width=10)
-        for row in self._rows:
+        # A table is shown whole at the end, so show it in a stable order (target, region,
+        # task) rather than the order targets happened to finish in.
+        for row in sorted(self._rows, key=lambda r: (r[0], r[2], r[3])):
             style = "red" if row[4] == "error" else None
             cells = [row[i] for i in keep] + [row[6]]
             table.add_row(*(Text(cell) for cell in cells), style=style)  # never markup
