@@ -41,6 +41,26 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _unit_record(
+    unit: WorkUnit, data: Any, error: RecordError | None, started_at: str, duration_ms: int
+) -> Record:
+    """The record of one unit: ok with ``data``, or an error."""
+    return Record(
+        job=unit.job,
+        run_id=unit.run_id,
+        target=unit.target,
+        account_id=unit.account_id,
+        role_arn=unit.role_arn,
+        region=unit.region,
+        task=unit.task.id,
+        status="error" if error else "ok",
+        data=data,
+        error=error,
+        started_at=started_at,
+        duration_ms=duration_ms,
+    )
+
+
 def error_of(exc: BaseException) -> RecordError:
     """The record's error for an exception (never includes a credential)."""
     if isinstance(exc, AwsError):
@@ -157,19 +177,8 @@ class Runner:
         except Exception as exc:  # a python task's own code failed
             foreign = describe_foreign(exc)
             error = error_of(foreign if foreign is not None else exc)
-        return Record(
-            job=unit.job,
-            run_id=unit.run_id,
-            target=unit.target,
-            account_id=unit.account_id,
-            role_arn=unit.role_arn,
-            region=unit.region,
-            task=unit.task.id,
-            status="error" if error else "ok",
-            data=data,
-            error=error,
-            started_at=_iso(started),
-            duration_ms=int((time.perf_counter() - t0) * 1000),
+        return _unit_record(
+            unit, data, error, _iso(started), int((time.perf_counter() - t0) * 1000)
         )
 
     def _run_task(self, unit: WorkUnit, timeout: float | None) -> Any:
@@ -318,18 +327,8 @@ class Runner:
             return None
         if time.monotonic() - flight.started < flight.timeout:
             return None
-        return Record(
-            job=unit.job,
-            run_id=unit.run_id,
-            target=unit.target,
-            account_id=unit.account_id,
-            role_arn=unit.role_arn,
-            region=unit.region,
-            task=unit.task.id,
-            status="error",
-            error=RecordError(
-                code="TaskTimeout", message=f"task did not finish within {flight.timeout:g}s"
-            ),
-            started_at=_iso(flight.started_at) if flight.started_at else "",
-            duration_ms=int(flight.timeout * 1000),
+        timeout = RecordError(
+            code="TaskTimeout", message=f"task did not finish within {flight.timeout:g}s"
         )
+        started_at = _iso(flight.started_at) if flight.started_at else ""
+        return _unit_record(unit, None, timeout, started_at, int(flight.timeout * 1000))
