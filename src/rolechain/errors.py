@@ -6,6 +6,7 @@ needs to act (job, target, hop, file:line) and, where there is one, the fix.
     RolechainError
     ├── ChainFileError          a chain file is invalid (all problems at once)         exit 2
     ├── PlanError               a job cannot be planned within AWS's rules             exit 2
+    ├── UsageError              a job or target asked for does not fit the chain       exit 2
     ├── CredentialsError        starting credentials missing, root user, wrong kind
     ├── AwsError                an AWS call failed (made only by rolechain.aws.errors)
     │   ├── TransientAwsError   throttling, 5xx, timeouts, connection errors: retried
@@ -118,6 +119,12 @@ class PlanError(RolechainError):
         count = len(self.violations)
         head = f"job {job!r} cannot be planned: {count} violation{'s' if count != 1 else ''}"
         super().__init__("\n".join([head, *(str(v) for v in self.violations)]))
+
+
+class UsageError(RolechainError):
+    """A job or target named by the caller is unknown or ambiguous. Nothing was called."""
+
+    exit_code = 2
 
 
 class CredentialsError(RolechainError):

@@ -233,7 +233,7 @@ def test_export_names_profiles_and_skips_organization_members(
     assert code == 1
     assert "pass --force" in err
     code, _, err = invoke(["export-aws-config", str(chain_file), "-j", "nope"], env)
-    assert code == 1
+    assert code == 2
     assert "unknown job 'nope'" in err
     code, _, err = invoke(["export-aws-config", str(chain_file), "-j", "everywhere"], env)
     assert code == 2
@@ -324,6 +324,20 @@ def test_organization_members_by_account_and_the_placeholder(
     assert code == 0, err
     assert json.loads(out)["AccessKeyId"] == creds.access_key_id
     code, out, err = invoke(["credentials", str(chain_file), "-t", "org@*"], env)
-    assert code == 1
+    assert code == 2
     assert out == ""
     assert "name one member: --target org@ACCOUNT_ID" in err
+
+
+def test_unknown_or_excluded_targets_exit_2_before_any_call(tmp_path: Path) -> None:
+    from rolechain.cli import cli
+
+    chains = Path(__file__).resolve().parents[2] / "chains"
+    runner = CliRunner()
+    for target in ["audit@444444444444", "audit@123", "nope"]:
+        result = runner.invoke(
+            cli,
+            ["credentials", str(chains / "org-inventory.yaml"), "--target", target],
+            env={"ROLECHAIN_CACHE_DIR": str(tmp_path), "AWS_ENDPOINT_URL": "http://127.0.0.1:9"},
+        )
+        assert result.exit_code == 2, (target, result.output)

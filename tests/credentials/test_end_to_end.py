@@ -131,7 +131,7 @@ def test_credentials_json_and_errors(aws_env: MotoServer, chain_file: Path) -> N
     assert "from the cache" in err
 
     code, out, err = invoke("credentials", str(chain_file), "--target", "audit@333333333333")
-    assert code == 1
+    assert code == 2
     assert out == ""
     assert "2 jobs reach target 'audit@333333333333': everything, inventory" in err
 
@@ -144,7 +144,7 @@ def test_credentials_json_and_errors(aws_env: MotoServer, chain_file: Path) -> N
     assert aws_env.assume_calls() == 3
 
     code, out, err = invoke("credentials", str(chain_file), "-t", "nope")
-    assert code == 1
+    assert code == 2
     assert out == ""
     assert "unknown target 'nope'" in err
 

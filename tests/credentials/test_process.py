@@ -18,7 +18,7 @@ from rolechain.credentials.process import (
     jobs_reaching,
     target_credentials,
 )
-from rolechain.errors import CredentialsError
+from rolechain.errors import CredentialsError, UsageError
 from rolechain.model.chain import Chain
 from rolechain.model.loader import loads
 
@@ -174,16 +174,17 @@ def test_choose_job(chain: Chain) -> None:
     assert jobs_reaching(chain, "audit@333333333333") == ["everything", "inventory"]
     assert choose_job(chain, "audit@222222222222", None) == "inventory"
     assert choose_job(chain, "hub", None) == "hub-only"
-    with pytest.raises(CredentialsError) as many:
+    with pytest.raises(UsageError) as many:
         choose_job(chain, "audit@333333333333", None)
     assert "everything, inventory" in str(many.value)
     assert "--job" in str(many.value)
-    with pytest.raises(CredentialsError) as none:
+    with pytest.raises(UsageError) as none:
         choose_job(chain, "hubb", None)
     assert "did you mean 'hub'" in str(none.value)
     assert "inventory (to: audit@222222222222, audit@333333333333)" in str(none.value)
-    with pytest.raises(CredentialsError, match="unknown job 'nope'"):
+    with pytest.raises(UsageError, match="unknown job 'nope'"):
         choose_job(chain, "hub", "nope")
+    assert UsageError("x").exit_code == 2  # wrong arguments: nothing was called
 
 
 def test_target_outside_the_job_is_a_plan_error(aws_env: MotoServer, chain: Chain) -> None:

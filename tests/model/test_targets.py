@@ -8,6 +8,7 @@ from rolechain.model.schema import ChainFile
 from rolechain.model.targets import (
     DISCOVERED,
     expand_targets,
+    is_discoverable_member,
     member_name,
     set_members,
     split_member,
@@ -94,3 +95,24 @@ def test_expand_with_resolved_organization() -> None:
         [],
     )
     assert expand_targets(MODEL, ["org@2*"], resolved) == (["org@222222222222"], [])
+
+
+def test_members_of_an_organization_set_must_be_real_accounts_not_excluded() -> None:
+    model = ChainFile.model_validate(
+        {
+            "roles": {"hub": {"arn": "arn:aws:iam::111111111111:role/hub"}},
+            "role_sets": {
+                "org": {
+                    "role_name": "audit",
+                    "exclude": ["444444444444"],
+                    "organization": {"via": "hub", "exclude": ["555555555555"]},
+                }
+            },
+        }
+    )
+    selectors = ["org@333333333333", "org@444444444444", "org@555555555555", "org@123"]
+    targets, unmatched = expand_targets(model, selectors)
+    assert targets == ["org@333333333333"]
+    assert unmatched == ["org@444444444444", "org@555555555555", "org@123"]
+    assert is_discoverable_member(model, "org@333333333333")
+    assert not is_discoverable_member(model, "hub@333333333333")

@@ -188,7 +188,8 @@ def credentials(
     """Print credential_process JSON for a target (the AWS CLI, SDKs and Terraform run this).
 
     The JSON (Version 1, AccessKeyId, SecretAccessKey, SessionToken, Expiration) goes to
-    stdout; errors go to stderr with exit status 1 (2 for an invalid chain file or plan).
+    stdout; errors go to stderr with exit status 1 for an AWS error, 2 for an invalid chain
+    file or plan or an unknown or ambiguous job or target (then nothing was called).
     Every hop on the path is cached (see `rolechain cache list`), so repeated calls make no
     AWS call while the credentials stay fresh.
 
@@ -636,7 +637,7 @@ def export_aws_config(
         export_aws_config as do_export,
     )
     from rolechain.credentials.process import CREDENTIALS_RUN_ID, target_region
-    from rolechain.errors import CredentialsError
+    from rolechain.errors import UsageError
     from rolechain.model.schema import unknown_choice
     from rolechain.model.targets import DISCOVERED, split_member
     from rolechain.planner import plan as make_plan
@@ -645,7 +646,7 @@ def export_aws_config(
     names = list(jobs) or list(chain.model.jobs)
     for name in names:
         if name not in chain.model.jobs:
-            raise CredentialsError(unknown_choice("job", name, list(chain.model.jobs)))
+            raise UsageError(unknown_choice("job", name, list(chain.model.jobs)))
     found: list[tuple[str, Any, Any]] = []
     skipped: list[str] = []
     for name in names:

@@ -39,10 +39,16 @@ from rolechain.credentials.cache import (
     root_fingerprint,
     to_cached,
 )
-from rolechain.errors import CredentialsError
+from rolechain.errors import CredentialsError, UsageError
 from rolechain.model.chain import Chain
 from rolechain.model.schema import unknown_choice
-from rolechain.model.targets import DISCOVERED, expand_targets, split_member, target_names
+from rolechain.model.targets import (
+    DISCOVERED,
+    expand_targets,
+    is_discoverable_member,
+    split_member,
+    target_names,
+)
 from rolechain.planner.plan import Hop, Plan, Target
 
 CREDENTIALS_RUN_ID = "credentials"
@@ -182,16 +188,20 @@ def _job_targets(chain: Chain, job: str) -> list[str]:
     return names
 
 
-def _reaches(names: list[str], target: str) -> bool:
+def _reaches(chain: Chain, names: list[str], target: str) -> bool:
     if target in names:
         return True
     member = split_member(target)
-    return bool(member and f"{member[0]}@{DISCOVERED}" in names)
+    return bool(
+        member
+        and f"{member[0]}@{DISCOVERED}" in names
+        and is_discoverable_member(chain.model, target)
+    )
 
 
 def jobs_reaching(chain: Chain, target: str) -> list[str]:
     """Jobs of ``chain`` whose targets include ``target`` (sorted)."""
-    return sorted(j for j in chain.model.jobs if _reaches(_job_targets(chain, j), target))
+    return sorted(j for j in chain.model.jobs if _reaches(chain, _job_targets(chain, j), target))
 
 
 def choose_job(chain: Chain, target: str, job: str | None) -> str:
@@ -199,14 +209,14 @@ def choose_job(chain: Chain, target: str, job: str | None) -> str:
     model = chain.model
     member = split_member(target)
     if member and member[1] == DISCOVERED:
-        raise CredentialsError(
+        raise UsageError(
             f"{target!r} stands for every account of role set {member[0]!r}; credentials are "
             "for one role",
             hint=f"name one member: --target {member[0]}@ACCOUNT_ID",
         )
     if job is not None:
         if job not in model.jobs:
-            raise CredentialsError(unknown_choice("job", job, list(model.jobs)))
+            raise UsageError(unknown_choice("job", job, list(model.jobs)))
         return job
     reaching = jobs_reaching(chain, target)
     if len(reaching) == 1:
@@ -219,11 +229,11 @@ def choose_job(chain: Chain, target: str, job: str | None) -> str:
         listed = ", ".join(
             f"{name} (to: {', '.join(_job_targets(chain, name)) or '-'})" for name in model.jobs
         )
-        raise CredentialsError(
+        raise UsageError(
             text,
             hint=f"jobs: {listed}" if listed else "the chain file has no jobs; add one",
         )
-    raise CredentialsError(
+    raise UsageError(
         f"{len(reaching)} jobs reach target {target!r}: {', '.join(reaching)}",
         hint="pick one with --job (jobs differ in principal, path and session name)",
     )
@@ -242,7 +252,7 @@ def _target(planned: Plan, target: str) -> Target:
         return planned.target(target)
     except KeyError:
         found = ", ".join(t.name for t in planned.targets)
-        raise CredentialsError(
+        raise UsageError(
             f"job {planned.job!r} does not plan target {target!r} (it plans: {found})"
         ) from None
 

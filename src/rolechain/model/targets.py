@@ -42,6 +42,20 @@ def set_members(
     return [member_name(role_set, a) for a in accounts]
 
 
+def is_discoverable_member(model: ChainFile, name: str) -> bool:
+    """Whether ``name`` can be a member of an organization role set found at run time:
+    ``set@account`` with a 12-digit account that the set does not exclude."""
+    member = split_member(name)
+    if member is None:
+        return False
+    spec = model.role_sets.get(member[0])
+    if spec is None or spec.organization is None:
+        return False
+    account = member[1]
+    excluded = set(spec.exclude) | set(spec.organization.exclude)
+    return len(account) == 12 and account.isdigit() and account not in excluded
+
+
 def target_names(
     model: ChainFile, resolved: Mapping[str, Sequence[str]] | None = None
 ) -> list[str]:
@@ -79,9 +93,7 @@ def expand_targets(
                 if owner and owner[0] in model.role_sets:
                     matched = set_members(model, owner[0], resolved)
         else:
-            member = split_member(selector)
-            spec = model.role_sets.get(member[0]) if member else None
-            matched = [selector] if member and spec and spec.organization is not None else []
+            matched = [selector] if is_discoverable_member(model, selector) else []
         if not matched:
             unmatched.append(selector)
         for name in matched:
