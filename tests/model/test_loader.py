@@ -221,6 +221,7 @@ def test_secret_from_env_is_never_echoed() -> None:
     assert all(too_long not in line for line in found)
     assert found == [
         "c.yaml:11:18: roles.hub.external_id: is 2002 characters long; at most 1224 are allowed"
+        " (the value from ${env:EXT})"
     ]
 
 

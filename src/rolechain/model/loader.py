@@ -499,6 +499,8 @@ class _Mapper:
             message = message.replace(repr(text), shown)
             if len(text) >= 4:
                 message = re.sub(rf"(?<!\w){re.escape(text)}(?!\w)", lambda _: shown, message)
+        if shown not in message:
+            message += f" ({shown})"  # say where the value came from
         return message
 
     def make(
