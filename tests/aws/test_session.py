@@ -89,3 +89,19 @@ def test_release_drops_only_that_credentials_clients(aws) -> None:  # type: igno
     sessions.release(done)
     assert [k[2] for k in sessions._clients] == [id(busy)]
     assert sessions.client("sts", "us-east-1", busy) is kept
+
+
+def test_warm_loads_each_service_once_and_skips_unknown_ones() -> None:
+    import botocore.session
+
+    sessions = AwsSessions(concurrency=4, botocore_session=botocore.session.get_session())
+    loader = sessions.session.get_component("data_loader")
+
+    def loaded(service: str) -> bool:
+        return any(service in map(str, key) for key in loader._cache)
+
+    assert not loaded("s3")
+    sessions.warm(["sts", "s3", "sts", "no-such-service"], "us-east-1")
+    assert loaded("s3")
+    assert loaded("sts")
+    assert sessions.clients_created == 0  # warm-up clients are thrown away, never cached

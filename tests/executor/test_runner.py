@@ -389,3 +389,17 @@ def test_clients_of_finished_targets_are_released(aws) -> None:  # type: ignore[
     leaves = {id(execution.tree.credentials(t.hop_id)) for t in plan.targets}
     assert not leaves & {key[2] for key in sessions._clients}  # only hub/root clients remain
     assert sessions.clients_created == 2 + 2 * 6  # root + hub STS, then sts and s3 per target
+
+
+def test_services_of_a_plan_are_warmed_before_the_pool_starts() -> None:
+    from rolechain.executor.runner import services_of
+
+    tasks = (
+        TaskRef(id="s3.list_buckets", task="s3.list_buckets"),
+        TaskRef(id="i", task="call", params=(("service", "ec2"), ("operation", "x"))),
+        TaskRef(id="p", task="python", params=(("function", "m:f"),)),
+    )
+    plan = hub_plan([acct(1)], tasks=tasks)
+    assert services_of(plan) == ["sts", "s3", "ec2"]
+    assert services_of(hub_plan([acct(1)], tasks=tasks[2:])) == ["sts"]
+    assert services_of(hub_plan([acct(1)], tasks=tasks[2:]), ("all",)) == ["sts", "ec2"]

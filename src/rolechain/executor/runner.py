@@ -61,6 +61,21 @@ def _unit_record(
     )
 
 
+def services_of(plan: Plan, regions_override: tuple[str, ...] | None = None) -> list[str]:
+    """The AWS services a run of ``plan`` will use, as far as the plan says."""
+    services = ["sts"]
+    regions = [*plan.regions, *(regions_override or ())]
+    for task in plan.tasks:
+        if task.task == "call":
+            services.append(str(task.params_dict.get("service", "")))
+        elif task.task in ("s3.list_buckets", "sts.get_caller_identity"):
+            services.append(task.task.split(".")[0])
+        regions.extend(task.regions or ())
+    if "all" in regions:
+        services.append("ec2")  # DescribeRegions lists the enabled regions
+    return services
+
+
 def error_of(exc: BaseException) -> RecordError:
     """The record's error for an exception (never includes a credential)."""
     if isinstance(exc, AwsError):
@@ -214,6 +229,7 @@ class Runner:
         remaining: dict[str, int] = {}
         failed: set[str] = set()
         done_targets = 0
+        self.sessions.warm(services_of(self.plan, self.regions_override), self.plan.region)
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="rolechain")
         abandoned = 0
 
