@@ -290,7 +290,7 @@ def memory_child(n: int) -> None:
     from rolechain.results.formatters import writer_for
 
     chain = loads(chain_text(accounts(n)), file="bench.yaml")
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = _vm_hwm_kib() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
     result = run(chain, "inventory")
     buckets = 0
@@ -404,9 +404,11 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.repeat} runs each, alternating"
         )
         print(
-            f"peak RSS for {figures['targets']} targets: {figures['peak_rss_mib']} MiB "
-            f"(ru_maxrss; VmHWM {figures['vm_hwm_mib']} MiB; after imports and loading the "
-            f"chain: {figures['rss_before_mib']} MiB; {figures['ok']} ok, "
+            # VmHWM is this process's own high-water mark; ru_maxrss can carry the parent's
+            # across fork and exec, so it is shown only as an upper bound.
+            f"peak RSS for {figures['targets']} targets: {figures['vm_hwm_mib']} MiB "
+            f"(VmHWM; ru_maxrss {figures['peak_rss_mib']} MiB, which may include the parent's; "
+            f"before the run: {figures['rss_before_mib']} MiB; {figures['ok']} ok, "
             f"{figures['buckets']} buckets, {figures['assume_calls']} AssumeRole calls, "
             f"{figures['seconds']}s)"
         )
