@@ -61,6 +61,7 @@ from rolechain.executor.records import (
 )
 from rolechain.executor.tasks import TASK_FUNCTIONS, TaskEnv, TaskFailed, enabled_regions
 from rolechain.executor.units import WorkUnit, task_regions, units_for
+from rolechain.model.durations import format_duration
 from rolechain.planner.plan import Plan, Target
 
 ProgressCallback = Callable[[str, bool, int, int], None]  # target, ok, done, total
@@ -86,6 +87,11 @@ def _iso(moment: datetime) -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _seconds(value: float) -> str:
+    """``900`` -> ``15m``; ``1.5`` -> ``1.5s``."""
+    return format_duration(int(value)) if value == int(value) else f"{value:g}s"
 
 
 def unit_record(
@@ -482,8 +488,9 @@ class _Schedule:
         self.remaining: dict[str, int] = {}
         self.failed: set[str] = set()
         self.unfinished: set[str] = set()
-        self.targets: Iterator[Target] = iter(())
-        self.exhausted = False
+        self.targets: tuple[Target, ...] = ()  # set once the plan is final
+        self.next_target = 0
+        self.set_up = False
         self.done_targets = 0
         self.stop: StopKind | None = None
         self.stop_reason: str | None = None
@@ -504,7 +511,6 @@ class _Schedule:
             item = self._get(0)
         self._setup()
         if self.stop is None:
-            self.targets = iter(self.context.plan.targets)
             while self._step_needed():
                 yield from self._step()
         yield from self._finish()
@@ -514,7 +520,7 @@ class _Schedule:
         context = self.context
         if self.stop is not None:
             self._start_sink()
-            self.targets = iter(context.plan.targets)
+            self.targets = context.plan.targets
             return
         if not context.prepared:
             done: SimpleQueue[object] = self.queue
@@ -538,7 +544,7 @@ class _Schedule:
                 if self._stopping():
                     # Give up on the preparation; every target of the plan is unfinished.
                     self._start_sink()
-                    self.targets = iter(context.plan.targets)
+                    self.targets = context.plan.targets
                     return
             if box:
                 raise box[0]
@@ -548,6 +554,8 @@ class _Schedule:
         self.summary.planned_assume_calls = plan.assume_calls
         self.timeouts = {t.id: t.timeout_seconds for t in plan.tasks}
         context.sessions.warm(services_of(plan, context.regions), plan.region)
+        self.targets = plan.targets
+        self.set_up = True
 
     def _start_sink(self) -> None:
         plan = self.context.plan
@@ -565,28 +573,30 @@ class _Schedule:
 
     def _step(self) -> Iterator[Record]:
         item = self._get(self._wait_seconds())
-        out: list[Record] = []
+        out: list[_Out] = []
         while item is not None:
             out.extend(self._handle(item))
             item = self._get(0)
         out.extend(self._check_timeouts())
         self._check_deadline()
-        for record in out:
-            yield self._emit(record)
+        # Into the sink (and the summary) first: if the caller stops reading, none is lost.
+        yield from [self._emit(record, target) for record, target in out]
 
     def _finish(self) -> Iterator[Record]:
         """Records for everything left: finished results first, then stop records."""
-        for record in self._wind_down():
-            yield self._emit(record)
+        for record, target in self._wind_down():
+            yield self._emit(record, target)
 
     def abort(self, reason: str) -> None:
         """Stop now, without yielding: remaining records go to the sink only."""
-        if self.stop is None:
+        if self.stop is None and self._work_left():
             self.stop, self.stop_reason = "interrupted", reason
         self.grace_until = time.monotonic()
-        if self.sink_started:
-            for record in self._wind_down():
-                self._emit(record)
+        if not self.sink_started:  # stopped while preparing: every target is unfinished
+            self._start_sink()
+            self.targets = self.context.plan.targets
+        for record, target in self._wind_down():
+            self._emit(record, target)
 
     def close(self) -> None:
         summary = self.summary
@@ -609,11 +619,10 @@ class _Schedule:
             if self.ready:
                 self._submit(self.ready.popleft())
                 continue
-            target = None if self.exhausted else next(self.targets, None)
-            if target is None:
-                self.exhausted = True
+            if self.next_target >= len(self.targets):
                 return
-            self._submit(_Flight("prepare", target))
+            self.next_target += 1
+            self._submit(_Flight("prepare", self.targets[self.next_target - 1]))
 
     def _submit(self, flight: _Flight) -> None:
         self.inflight.add(flight)
@@ -676,7 +685,7 @@ class _Schedule:
 
     # -- events --------------------------------------------------------------------------
 
-    def _handle(self, item: object) -> list[Record]:
+    def _handle(self, item: object) -> list[_Out]:
         if isinstance(item, _Finished):
             return self._finished(item.flight, item.result)
         if isinstance(item, _Cancel):
@@ -686,32 +695,37 @@ class _Schedule:
     def _cancel(self, request: _Cancel) -> None:
         now = time.monotonic()
         grace = self.context.grace if request.grace is None else max(0.0, request.grace)
-        if self.stop is None:
+        if self.stop is None and self._work_left():
             self.stop, self.stop_reason = "interrupted", request.reason
             self.grace_until = now + grace
         elif self.stop == "interrupted" and request.grace is not None:
             assert self.grace_until is not None
             self.grace_until = min(self.grace_until, now + grace)
 
+    def _work_left(self) -> bool:
+        """Whether a stop would cut anything short (a run that is done stays done)."""
+        pending = self.inflight or self.ready or self.next_target < len(self.targets)
+        return not self.set_up or bool(pending)
+
     def _check_deadline(self) -> None:
         if self.deadline_at is None or self.stop == "deadline-exceeded":
             return
-        if time.monotonic() >= self.deadline_at:
-            deadline = self.context.deadline
+        if time.monotonic() >= self.deadline_at and self._work_left():
             self.stop = "deadline-exceeded"
-            self.stop_reason = f"deadline of {deadline:g}s"
+            self.stop_reason = f"deadline of {_seconds(self.context.deadline or 0)}"
             self.grace_until = time.monotonic()
 
-    def _finished(self, flight: _Flight, result: Any) -> list[Record]:
+    def _finished(self, flight: _Flight, result: Any) -> list[_Out]:
         self.inflight.discard(flight)
+        target = flight.target
         if isinstance(result, Record):
-            return [result]
+            return [(result, target)]
         if isinstance(result, _Crashed):
             error = error_of(result.error)
+            started = self._started_at(flight)
             if flight.kind == "unit" and flight.unit is not None:
-                return [unit_record(flight.unit, None, error, self._started_at(flight), 0)]
-            plan = self.context.plan
-            return [target_record(plan, flight.target, error, self._started_at(flight), 0)]
+                return [(unit_record(flight.unit, None, error, started, 0), target)]
+            return [(target_record(self.context.plan, target, error, started, 0), target)]
         units: list[WorkUnit] = result
         if not units:
             self._finish_target(flight.target)
@@ -724,8 +738,8 @@ class _Schedule:
             )
         return []
 
-    def _check_timeouts(self) -> list[Record]:
-        out: list[Record] = []
+    def _check_timeouts(self) -> list[_Out]:
+        out: list[_Out] = []
         now = time.monotonic()
         for flight in list(self.inflight):
             limit = self._limit(flight)
@@ -738,11 +752,8 @@ class _Schedule:
             error = RecordError(
                 code=TASK_TIMEOUT, message=f"task did not finish within {flight.timeout:g}s"
             )
-            out.append(
-                unit_record(
-                    flight.unit, None, error, self._started_at(flight), int(flight.timeout * 1000)
-                )
-            )
+            started, ms = self._started_at(flight), int(flight.timeout * 1000)
+            out.append((unit_record(flight.unit, None, error, started, ms), flight.target))
         return out
 
     def _give_up(self, flight: _Flight) -> str:
@@ -757,7 +768,7 @@ class _Schedule:
 
     # -- stopping ------------------------------------------------------------------------
 
-    def _wind_down(self) -> Iterator[Record]:
+    def _wind_down(self) -> Iterator[_Out]:
         """Everything that is left once the run stops (nothing when it ran to the end)."""
         # Results already finished come first: they are kept, never marked Interrupted.
         item = self._get(0)
@@ -769,7 +780,7 @@ class _Schedule:
             for flight in list(self.inflight):
                 before = self._give_up(flight)
                 if before in (QUEUED, RUNNING):
-                    yield self._stopped_flight(flight, started=before == RUNNING)
+                    yield self._stopped_flight(flight, started=before == RUNNING), flight.target
                 else:
                     waiting = True  # finished just now: its result is being queued
             if waiting:
@@ -780,11 +791,11 @@ class _Schedule:
         while self.ready:
             flight = self.ready.popleft()
             assert flight.unit is not None
-            yield self._stop_unit_record(flight.unit)
-        if not self.exhausted:
-            for target in self.targets:
-                yield self._stop_target_record(target)
-            self.exhausted = True
+            yield self._stop_unit_record(flight.unit), flight.target
+        while self.next_target < len(self.targets):
+            target = self.targets[self.next_target]
+            self.next_target += 1
+            yield self._stop_target_record(target), target
 
     def _stop_message(self, when: str) -> str:
         if self.stop == "deadline-exceeded":
@@ -822,7 +833,7 @@ class _Schedule:
 
     # -- accounting ----------------------------------------------------------------------
 
-    def _emit(self, record: Record) -> Record:
+    def _emit(self, record: Record, target: Target) -> Record:
         summary = self.summary
         summary.records += 1
         name = record.target
@@ -833,27 +844,19 @@ class _Schedule:
         left = self.remaining.get(name, 1) - 1
         if left <= 0:
             self.remaining.pop(name, None)
-            self._finish_target_named(name, record)
+            self._finish_target(target)
         else:
             self.remaining[name] = left
         if self.runner.sink is not None:
             self.runner.sink.add(record)
         return record
 
-    def _finish_target_named(self, name: str, record: Record) -> None:
-        plan = self.context.plan
-        try:
-            target = plan.target(name)
-        except KeyError:  # a target of the offline plan, given up on before discovery
-            target = Target(name, record.role_arn, record.account_id, (), 0, False)
-        self._finish_target(target)
-
     def _finish_target(self, target: Target) -> None:
         summary = self.summary
         name = target.name
         self.done_targets += 1
-        if target.path:
-            creds = self.context.tree.peek(target.hop_id) if self.context.prepared else None
+        if self.set_up:  # its clients are garbage now
+            creds = self.context.tree.peek(target.hop_id)
             if creds is not None:
                 self.context.sessions.release(creds)
         unfinished = name in self.unfinished
@@ -912,6 +915,9 @@ class _Schedule:
 @dataclass(frozen=True)
 class _SetupDone:
     pass
+
+
+_Out = tuple[Record, Target]  # a record and the target it belongs to
 
 
 __all__ = [
