@@ -34,7 +34,11 @@ TARGETS = [f"audit@{a}" for a in ACCOUNTS]
 
 
 class Tasks:
-    """Behaviour per account for the ``python`` task ``rc_test_stop:task``."""
+    """Behaviour per account for the ``python`` task ``rc_test_stop:task``.
+
+    ``a3`` is target 3's first task; ``a3_other`` its second task (``job(second_task=True)``,
+    which has no timeout); a target without behaviour returns its account id.
+    """
 
     def __init__(self, behaviour: dict[str, Callable[[], Any]]) -> None:
         self.behaviour = behaviour
@@ -42,9 +46,17 @@ class Tasks:
         self.release = threading.Event()  # set at the end of every test: nothing leaks
 
     def __call__(self, session: Any, context: Any) -> Any:
-        self.started[context.account_id].set()
-        action = self.behaviour.get(context.account_id)
+        other = context.args.get("unit") == "other"
+        if not other:
+            self.started[context.account_id].set()
+        action = self.behaviour.get(context.account_id + ("_other" if other else ""))
         return action() if action is not None else context.account_id
+
+
+def _key(name: str) -> str:
+    """``a3`` -> account 3's id; ``a3_other`` -> account 3's id + ``_other``."""
+    index, _, rest = name[1:].partition("_")
+    return acct(int(index)) + (f"_{rest}" if rest else "")
 
 
 @pytest.fixture
@@ -52,7 +64,7 @@ def tasks(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Tasks]]:
     made: list[Tasks] = []
 
     def make(**behaviour: Callable[[], Any]) -> Tasks:
-        found = Tasks({acct(int(k[1:])): v for k, v in behaviour.items()})
+        found = Tasks({_key(name): action for name, action in behaviour.items()})
         module = types.ModuleType("rc_test_stop")
         module.task = found  # type: ignore[attr-defined]
         monkeypatch.setitem(sys.modules, "rc_test_stop", module)
@@ -74,7 +86,7 @@ def job(
     function = (("function", "rc_test_stop:task"),)
     tasks = (TaskRef("task", "python", function, timeout_seconds=timeout),)
     if second_task:
-        tasks += (TaskRef("other", "python", function),)
+        tasks += (TaskRef("other", "python", (*function, ("args", {"unit": "other"}))),)
     return hub_plan(accounts, concurrency=concurrency, tasks=tasks)
 
 
@@ -121,26 +133,28 @@ def test_a_timed_out_task_frees_its_slot_at_once(tasks) -> None:  # type: ignore
 
 
 def test_a_late_result_is_dropped_and_counted(tasks) -> None:  # type: ignore[no-untyped-def]
-    gave_up = threading.Event()
     execution: Run
 
-    def late() -> str:
-        wait_for(gave_up)
+    def until(condition: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 60
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def late() -> str:  # returns once the runner has given up on it
+        until(lambda: execution.summary.abandoned >= 1)
         return "too late"
 
-    def wait_for_the_late_one() -> str:
-        deadline = time.monotonic() + 60
-        while execution.summary.late_results < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
+    def after_the_late_one() -> str:  # no timeout: waits until the late result is counted
+        until(lambda: execution.summary.late_results >= 1)
         return "done"
 
-    tasks(a0=late, a1=wait_for_the_late_one)
-    execution = start(
-        job(concurrency=2, timeout=1, accounts=ACCOUNTS[:2]),
-        progress=lambda target, ok, done, total: gave_up.set(),
-    )
+    tasks(a0=late, a0_other=after_the_late_one)
+    execution = start(job(concurrency=1, timeout=1, accounts=ACCOUNTS[:1], second_task=True))
     records = list(execution)
-    assert codes(records) == {TARGETS[0]: "TaskTimeout", TARGETS[1]: "ok"}
+    assert [(r.task, r.error.code if r.error else r.data) for r in records] == [
+        ("task", "TaskTimeout"),
+        ("other", "done"),
+    ]
     summary = execution.summary
     assert (summary.abandoned, summary.late_results, summary.still_running) == (1, 1, 0)
 
@@ -320,10 +334,10 @@ def test_keyboard_interrupt_in_the_consumers_thread(tasks) -> None:  # type: ign
 
 def test_the_jobs_runtime_is_the_default_deadline(tasks) -> None:  # type: ignore[no-untyped-def]
     made = tasks(a0=lambda: made.release.wait())
-    plan = dataclasses.replace(job(concurrency=1, second_task=True), runtime_seconds=1)
+    plan = dataclasses.replace(job(concurrency=1, second_task=True), runtime_seconds=2)
     sink = ListSink()
     execution = start(plan, sink)
-    assert execution.deadline == 1
+    assert execution.deadline == 2
     records = list(execution)
     by_unit = {(r.target, r.task): r.error.code if r.error else "ok" for r in records}
     assert by_unit[(TARGETS[0], "task")] == "TaskTimeout"  # running at the deadline
@@ -332,7 +346,7 @@ def test_the_jobs_runtime_is_the_default_deadline(tasks) -> None:  # type: ignor
     assert len(records) == 2 + 5
     summary = execution.summary
     assert summary.status == "deadline-exceeded"
-    assert summary.stop_reason == "deadline of 1s"
+    assert summary.stop_reason == "deadline of 2s"
     assert sink.records == records
 
 
@@ -359,7 +373,7 @@ def test_an_exec_task_given_up_on_is_killed_with_its_children(tmp_path: Path) ->
         concurrency=1,
         tasks=(TaskRef("cmd", "exec", (("shell", script),)),),
     )
-    execution = start(plan, deadline=1)
+    execution = start(plan, deadline=2)
     records = list(execution)
     assert codes(records) == {TARGETS[0]: "TaskTimeout"}
     assert pids.exists()
@@ -377,7 +391,7 @@ def test_an_exec_timeout_is_not_held_up_by_a_child_keeping_the_pipes(tmp_path: P
                 "cmd",
                 "exec",
                 (("shell", f"sleep 120 & echo $! > {pids}; sleep 120"),),
-                timeout_seconds=1,
+                timeout_seconds=2,
             ),
         ),
     )

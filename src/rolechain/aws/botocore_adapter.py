@@ -13,7 +13,9 @@ rolechain relies on four things botocore does not expose publicly:
 * a botocore session's credentials slot (``Session._credentials``), to give a light
   session refreshable credentials;
 * a session's internal components (``_internal_components``, ``_get_internal_component``),
-  to share the parsed models, endpoint data and exception classes between sessions.
+  to share the parsed models, endpoint data and exception classes between sessions;
+* and one boto3 hook: ``boto3.Session._setup_loader`` (with ``_session`` and ``_loader``),
+  so a boto3 session on a shared loader adds boto3's resource models to it only once.
 
 Everything else in rolechain uses the public names defined here. :func:`problems` lists
 what is missing from the installed botocore; ``tests/aws/test_botocore_adapter.py`` fails
@@ -22,16 +24,20 @@ loudly when a botocore upgrade moves any of it.
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import boto3
 import botocore
 import botocore.session
 from botocore.credentials import Credentials, ReadOnlyCredentials, RefreshableCredentials
 
 __all__ = [
     "RefreshHooks",
+    "boto3_session",
     "force_refresh",
     "light_session",
     "problems",
@@ -148,6 +154,49 @@ def light_session(
     return session
 
 
+_BOTO3_DATA = os.path.join(os.path.dirname(boto3.__file__), "data")
+_LOADER_LOCK = threading.Lock()
+
+
+class _SharedLoaderBoto3Session(boto3.Session):
+    """boto3.Session that adds boto3's resource data path to a shared loader only once,
+    and calls ``before_client(service, region)`` before each client is made."""
+
+    def __init__(
+        self, *, before_client: Callable[[str, str], None] | None = None, **kwargs: Any
+    ) -> None:
+        self._before_client = before_client
+        super().__init__(**kwargs)
+
+    def _setup_loader(self) -> None:
+        raw = _raw(self)
+        raw._loader = raw._session.get_component("data_loader")
+        with _LOADER_LOCK:
+            if _BOTO3_DATA not in raw._loader.search_paths:
+                raw._loader.search_paths.append(_BOTO3_DATA)
+
+    def client(self, service_name: str, *args: Any, **kwargs: Any) -> Any:
+        if self._before_client is not None:
+            region = kwargs.get("region_name") or (args[0] if args else None)
+            self._before_client(service_name, str(region or self.region_name or "us-east-1"))
+        parent: Any = super()
+        return parent.client(service_name, *args, **kwargs)
+
+
+def boto3_session(
+    light: botocore.session.Session,
+    region: str,
+    *,
+    before_client: Callable[[str, str], None] | None = None,
+) -> boto3.Session:
+    """A boto3 Session over ``light`` (see :func:`light_session`) in ``region``; boto3's
+    resource models join the shared loader once. ``before_client(service, region)`` runs
+    before each client is created (rolechain warms the service's models there)."""
+    return _SharedLoaderBoto3Session(
+        botocore_session=light, region_name=region, before_client=before_client
+    )
+
+
 # -- the check -----------------------------------------------------------------------------
 
 _CREDENTIAL_ATTRIBUTES = (
@@ -190,6 +239,8 @@ def problems() -> list[str]:
     internal = getattr(session, "_internal_components", None)
     if internal is not None and not callable(getattr(internal, "register_component", None)):
         missing("Session._internal_components.register_component()")
+    if not callable(getattr(boto3.Session, "_setup_loader", None)):
+        missing("boto3.Session._setup_loader()")
     client = session.create_client(
         "sts",
         region_name="us-east-1",

@@ -20,7 +20,6 @@ that one session for a run and hands out:
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -31,7 +30,7 @@ import botocore.session
 from botocore.config import Config
 from botocore.credentials import Credentials, EnvProvider
 
-from rolechain.aws.botocore_adapter import light_session, sign_with
+from rolechain.aws.botocore_adapter import boto3_session, light_session, sign_with
 from rolechain.aws.errors import aws_call
 from rolechain.errors import AwsContext, CredentialsError
 
@@ -161,9 +160,7 @@ class AwsSessions:
         unlocked loader.
         """
         light = light_session(self.session, credentials)
-        return _SharedLoaderBoto3Session(
-            botocore_session=light, region_name=region, aws_sessions=self
-        )
+        return boto3_session(light, region, before_client=self.warm_service)
 
     def release(self, credentials: Credentials) -> None:
         """Drop the cached clients of ``credentials`` (a target that is done).
@@ -180,34 +177,6 @@ class AwsSessions:
     def clear(self) -> None:
         with self._lock:
             self._clients.clear()
-
-
-_BOTO3_DATA: str | None = None
-_LOADER_LOCK = threading.Lock()
-
-
-class _SharedLoaderBoto3Session(boto3.Session):
-    """boto3.Session that adds boto3's resource data path to a shared loader only once,
-    and warms each service before its first client is made."""
-
-    def __init__(self, *, aws_sessions: AwsSessions, **kwargs: Any) -> None:
-        self._aws_sessions = aws_sessions
-        super().__init__(**kwargs)
-
-    def _setup_loader(self) -> None:
-        global _BOTO3_DATA
-        if _BOTO3_DATA is None:
-            _BOTO3_DATA = os.path.join(os.path.dirname(boto3.__file__), "data")
-        self._loader = self._session.get_component("data_loader")
-        with _LOADER_LOCK:
-            if _BOTO3_DATA not in self._loader.search_paths:
-                self._loader.search_paths.append(_BOTO3_DATA)
-
-    def client(self, service_name: str, *args: Any, **kwargs: Any) -> Any:
-        region = kwargs.get("region_name") or (args[0] if args else None) or self.region_name
-        self._aws_sessions.warm_service(service_name, str(region or "us-east-1"))
-        parent: Any = super()
-        return parent.client(service_name, *args, **kwargs)
 
 
 def principal_credentials(

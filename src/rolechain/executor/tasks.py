@@ -316,8 +316,10 @@ def exec_(unit: WorkUnit, env: TaskEnv) -> Any:
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
     """Kill the command and every process in its session (it leads its process group)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
+    killpg = getattr(os, "killpg", None)  # POSIX; elsewhere only the command is killed
+    if killpg is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            killpg(process.pid, signal.SIGKILL)
     with contextlib.suppress(OSError):
         process.kill()
 
