@@ -298,7 +298,7 @@ class _Flight:
 
     def begin(self) -> bool:
         with self._lock:
-            if self.state != QUEUED:
+            if self.state != QUEUED:  # given up on, or finished without starting
                 return False
             self.state = RUNNING
             self.started, self.started_at = time.monotonic(), _now()
@@ -362,6 +362,11 @@ class _Finished:
 @dataclass(frozen=True)
 class _Crashed:
     error: BaseException
+
+
+@dataclass(frozen=True)
+class _NotStarted:
+    """A worker got the job after a cancel and did not start it."""
 
 
 class _Workers:
@@ -630,6 +635,10 @@ class _Schedule:
         queue, runner = self.queue, self.runner
 
         def job() -> bool:
+            if runner.stop.requested and flight.finish():
+                # Cancelled after it was handed to this worker: never start it.
+                queue.put(_Finished(flight, _NotStarted()))
+                return False
             if not flight.begin():
                 return False  # given up on before it started
             if flight.kind == "unit" and flight.timeout:
@@ -720,6 +729,10 @@ class _Schedule:
         target = flight.target
         if isinstance(result, Record):
             return [(result, target)]
+        if isinstance(result, _NotStarted):
+            # Back in line: the stop (whose request may still be on the queue) records it.
+            self.ready.appendleft(_Flight(flight.kind, target, flight.unit, flight.timeout))
+            return []
         if isinstance(result, _Crashed):
             error = error_of(result.error)
             started = self._started_at(flight)
@@ -790,8 +803,7 @@ class _Schedule:
                     item = self._get(0)
         while self.ready:
             flight = self.ready.popleft()
-            assert flight.unit is not None
-            yield self._stop_unit_record(flight.unit), flight.target
+            yield self._stopped_flight(flight, started=False), flight.target
         while self.next_target < len(self.targets):
             target = self.targets[self.next_target]
             self.next_target += 1
