@@ -1,0 +1,76 @@
+"""Hop credentials for ``verify`` and ``discover``, prepared exactly as a run prepares them.
+
+:func:`prepare_hops` is the only place in :mod:`rolechain.live` that touches the executor's
+run preparation: the principal's credentials, GetCallerIdentity and the principal check,
+Organizations discovery through its ``via`` hop, the shared botocore session, retries, the
+AssumeRole rate limit and the hop tree (each distinct hop assumed once, lazily, parents
+first). When the executor's run preparation changes shape, this function is what follows it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from botocore.credentials import Credentials
+
+from rolechain.aws.assumer import utc_now
+from rolechain.aws.credentials import HopCredentials, TokenProvider
+from rolechain.aws.identity import CallerIdentity
+from rolechain.aws.retry import CallStats, RetryPolicy
+from rolechain.aws.session import AwsSessions
+from rolechain.errors import RolechainError
+from rolechain.model.chain import Chain
+from rolechain.planner.plan import Plan
+
+
+@dataclass(frozen=True)
+class PreparedHops:
+    """A prepared run's plan (Organizations resolved) and its hops' credentials."""
+
+    plan: Plan
+    sessions: AwsSessions
+    policy: RetryPolicy
+    stats: CallStats
+    identity: CallerIdentity | None
+    credentials: Callable[[str], HopCredentials]  # hop id -> credentials (assumed once)
+    failure: Callable[[str], RolechainError | None]  # hop id -> its error, if it failed
+
+
+def prepare_hops(
+    plan: Plan,
+    chain: Chain,
+    *,
+    credentials: Credentials | None = None,
+    concurrency: int = 16,
+    aws_sessions: AwsSessions | None = None,
+    token_provider: TokenProvider | None = None,
+) -> PreparedHops:
+    """Prepare ``plan`` of ``chain`` as ``rolechain run`` would, without running tasks.
+
+    ``credentials`` replaces the principal's (the sandbox's, in tests). Raises what a run
+    raises before its first task: CredentialsError, AwsError, PlanError.
+    """
+    from rolechain.executor import _Prepared
+
+    prepared = _Prepared(
+        plan,
+        chain,
+        targets=None,
+        credentials=credentials,
+        assumer=None,
+        clock=utc_now,
+        token_provider=token_provider,
+        concurrency=concurrency,
+        aws_sessions=aws_sessions,
+        check_identity=True,
+    )
+    return PreparedHops(
+        plan=prepared.plan,
+        sessions=prepared.sessions,
+        policy=prepared.policy,
+        stats=prepared.stats,
+        identity=prepared.identity,
+        credentials=prepared.tree.credentials,
+        failure=prepared.tree.failed,
+    )
