@@ -275,3 +275,19 @@ def test_organization_role_sets_and_their_via_hop_are_verified() -> None:
     assert len(members) == 3
     assert "audit@*" not in roles
     assert document["summary"]["assume_calls"] == len(roles)
+
+
+def test_a_reader_that_cannot_be_assumed_falls_back_to_the_hop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    declared = DECLARED.replace(A, "8440000000")
+    existing = declared.replace('"844000000002", "844000000003", ', '"844000000002", ')
+    assert existing != declared
+    chain = loads(declared, file="d.yaml")
+    with sandbox(chain, provision=loads(existing, file="e.yaml")) as sb:
+        report = verify(chain, jobs=["inventory"], credentials=point_at(monkeypatch, sb))
+    assert report.ok
+    (hop,) = [h for h in report.hops if h.role == "audit@844000000003"]
+    assert hop.read_with == "ops>hub>audit@844000000003"  # its own credentials
+    (note,) = report.notes
+    assert note.startswith("job inventory: reader reader@844000000003 could not be assumed")

@@ -137,6 +137,8 @@ class _Job:
         self.reader_hops: dict[str, str] = {}  # reader node -> hop id (in self.prepared)
         self.reader_prepared: PreparedHops | None = None
         self.vias: list[str] = []
+        self.failed_readers: set[str] = set()
+        self.lock = threading.Lock()
 
     def note(self, text: str) -> None:
         self.report.notes.append(f"job {self.job}: {text}")
@@ -256,11 +258,23 @@ class _Job:
         source = self.reader_prepared or self.prepared
         outcome = self.outcomes.get(hop_id)
         if outcome is not None and source is self.prepared:
+            if outcome.credentials is None:
+                self.reader_failed(reader, outcome.error or "")
             return (outcome.credentials, hop_id) if outcome.credentials else None
         try:
             return source.credentials(hop_id), hop_id
-        except RolechainError:
+        except RolechainError as exc:
+            self.reader_failed(reader, _error_text(exc))
             return None
+
+    def reader_failed(self, reader: str, error: str) -> None:
+        """Say once that a reader could not be assumed (its roles are read by their hops)."""
+        with self.lock:
+            if reader in self.failed_readers:
+                return
+            self.failed_readers.add(reader)
+        self.note(f"reader {reader} could not be assumed ({error}); its roles were read "
+                  "with their own hops' credentials")  # fmt: skip
 
     def check(self, prepared: PreparedHops, context: _Context, hop: Hop) -> HopReport:
         outcome = self.outcomes[hop.id]
