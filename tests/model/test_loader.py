@@ -252,7 +252,7 @@ def test_all_problems_at_once_across_passes() -> None:
         "or an IAM ARN)",
         "c.yaml:14:5: unknown key 'duraton' in roles.spoke; valid keys: arn, description, "
         "duration, external_id, max_session_duration, mfa_serial, region, session_policy, "
-        "source_identity, tags, transitive_tag_keys, trusts; did you mean 'duration'?",
+        "source_identity, tags, transitive_tag_keys, trusts, verify; did you mean 'duration'?",
         "c.yaml:17:11: jobs.inv.from: unknown principal 'cj'; valid: ci",
         "c.yaml:18:17: jobs.inv.to[1]: unknown target 'nothing'; valid: hub, spoke",
         "c.yaml:19:18: jobs.inv.concurrency: 0 is below the minimum 1",

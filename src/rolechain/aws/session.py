@@ -32,6 +32,7 @@ from botocore.credentials import Credentials, EnvProvider
 
 from rolechain.aws.botocore_adapter import boto3_session, light_session, sign_with
 from rolechain.aws.errors import aws_call
+from rolechain.aws.retry import CallStats, RetryPolicy
 from rolechain.errors import AwsContext, CredentialsError
 
 DEFAULT_CONNECT_TIMEOUT = 10
@@ -177,6 +178,33 @@ class AwsSessions:
     def clear(self) -> None:
         with self._lock:
             self._clients.clear()
+
+
+class ServiceCalls:
+    """Calls to one AWS service with one set of credentials (a hop's): a client from the
+    run's shared session, the run's retry policy and counters, and the hop for errors."""
+
+    service = ""
+
+    def __init__(
+        self,
+        sessions: AwsSessions,
+        credentials: Credentials,
+        *,
+        region: str = "us-east-1",
+        policy: RetryPolicy | None = None,
+        stats: CallStats | None = None,
+        hop: str | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.credentials = credentials
+        self.region = region
+        self.policy = policy or RetryPolicy()
+        self.stats = stats
+        self.hop = hop
+
+    def client(self) -> Any:
+        return self.sessions.client(self.service, self.region, self.credentials)
 
 
 def principal_credentials(

@@ -30,7 +30,6 @@ are profile names made to fit the chain-file name pattern.
 from __future__ import annotations
 
 import configparser
-import json
 import re
 import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -39,6 +38,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rolechain.model.schema import NAME_PATTERN, ROLE_ARN_PATTERN
+from rolechain.model.writer import comment as _comment
+from rolechain.model.writer import emit as _emit
+from rolechain.model.writer import scalar as _scalar
 
 CREDENTIAL_SOURCES = {
     "Environment": ("env", "env", "the AWS_* environment variables"),
@@ -550,49 +552,6 @@ def _header(source: str, credentials_source: str | None, now: datetime | None) -
 
 
 # -- YAML output -------------------------------------------------------------------------
-
-
-def _scalar(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        if _NAME.match(value) and not re.fullmatch(
-            r"(?i)(true|false|yes|no|on|off|null|~|y|n|[-+]?[\d._]+([eE][-+]?\d+)?)", value
-        ):
-            return value
-        # A JSON string is a valid YAML double-quoted scalar.
-        return json.dumps(value, ensure_ascii=False)
-    if value is None:
-        return "null"
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _comment(text: str) -> str:
-    return "# " + re.sub(r"[\x00-\x1f\x7f]", " ", text)
-
-
-def _emit(value: Any, indent: int, out: list[str]) -> None:
-    pad = "  " * indent
-    if isinstance(value, dict):
-        for key, item in value.items():
-            k = _scalar(str(key))
-            if isinstance(item, dict) and item:
-                out.append(f"{pad}{k}:")
-                _emit(item, indent + 1, out)
-            elif isinstance(item, list) and item and any(isinstance(i, dict) for i in item):
-                out.append(f"{pad}{k}:")
-                for entry in item:
-                    out.append(f"{pad}  - {json.dumps(entry, ensure_ascii=False)}")
-            elif isinstance(item, list):
-                out.append(f"{pad}{k}: [" + ", ".join(_scalar(i) for i in item) + "]")
-            elif isinstance(item, dict):
-                out.append(f"{pad}{k}: {{}}")
-            else:
-                out.append(f"{pad}{k}: {_scalar(item)}")
-    else:  # pragma: no cover - callers pass mappings
-        out.append(pad + _scalar(value))
 
 
 def _render_chain(

@@ -10,6 +10,7 @@ about the others:
 * a job's ``from`` is a principal; its ``to`` selectors each match at least one target;
   its ``via`` entries are roles, role sets or members;
 * an organization query's ``via`` is a principal or a role;
+* a ``verify.reader`` is a role or a role set;
 * a job's regions (and its tasks') belong to the partition of its targets, once each.
 
 Rules that need a path of hops (durations, chaining, session names...) are the planner's.
@@ -326,6 +327,27 @@ class _Checker:
                         f"are in {target_partition}",
                     )
 
+    # -- verify readers -------------------------------------------------------------
+
+    def readers(self) -> None:
+        entries: list[tuple[PathKey, str | None]] = [
+            (("settings", "verify", "reader"), self.model.settings.verify.reader)
+        ]
+        for section, items in (("roles", self.model.roles), ("role_sets", self.model.role_sets)):
+            for name, spec in items.items():
+                reader = spec.verify.reader if spec.verify else None
+                entries.append(((section, name, "verify", "reader"), reader))
+        for path, reader in entries:
+            if reader is None or reader in self.ignore:
+                continue
+            if reader in self.model.roles or reader in self.model.role_sets:
+                continue
+            self.add(
+                path,
+                unknown("role or role set", reader, [*self.model.roles, *self.model.role_sets]),
+                hint="name a role, or a role set with a member in every account it reads",
+            )
+
     # -- organizations --------------------------------------------------------------
 
     def organizations(self) -> None:
@@ -362,5 +384,6 @@ def check(
     checker.unique_names()
     checker.trusts()
     checker.organizations()
+    checker.readers()
     checker.jobs()
     return checker.problems

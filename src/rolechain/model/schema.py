@@ -185,6 +185,17 @@ class SessionPolicy(_Model):
         return json.dumps(doc, separators=(",", ":"), sort_keys=False)
 
 
+class VerifySettings(_Model):
+    """How ``rolechain verify`` reads a role from IAM."""
+
+    reader: Name | None = Field(
+        default=None,
+        description="a role or role set whose credentials read roles with iam:GetRole when "
+        "a role cannot read itself: a role set's member in the role's account, or a role in "
+        "that account",
+    )
+
+
 class HopSettings(_Model):
     """What rolechain passes to AssumeRole for a role, and who the role trusts."""
 
@@ -227,6 +238,9 @@ class HopSettings(_Model):
         | None
     ) = Field(default=None, description="SourceIdentity; once set it persists down the chain")
     region: Region | None = Field(default=None, description="STS region for this hop")
+    verify: VerifySettings | None = Field(
+        default=None, description="how 'rolechain verify' reads this role (default: settings)"
+    )
     description: str | None = None
 
     @field_validator("source_identity")
@@ -479,6 +493,10 @@ class Settings(_Model):
     region: Region = Field(default="us-east-1", description="default region for STS and tasks")
     session_name: str = Field(
         default="rolechain-{job}-{run_id}", description="default RoleSessionName template"
+    )
+    verify: VerifySettings = Field(
+        default_factory=VerifySettings,
+        description="how 'rolechain verify' reads roles; a role or role set may override it",
     )
 
 

@@ -6,6 +6,10 @@ in that service's error format). STS ``AssumeRole`` and ``GetCallerIdentity`` ar
 here (trust policies, ExternalId, chaining cap, MaxSessionDuration, parameter patterns,
 limits, time scale); everything else is forwarded to moto, routed to the caller's account.
 Requests carrying the sandbox's admin token (provisioning) go straight to moto.
+
+The role an AssumeRole names is looked up in moto's IAM when it is served (``role_lookup``):
+its trust policy and MaxSessionDuration as they are now, whoever changed them (provisioning,
+or a caller through the IAM API), and roles moto made itself (OrganizationAccountAccessRole).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from rolechain.sandbox.responses import (
 from rolechain.sandbox.rules import AssumeRoleRequest, Granted, decide_assume_role
 from rolechain.sandbox.state import (
     Identity,
+    RoleRecord,
     SandboxState,
     digest,
     new_access_key,
@@ -55,6 +60,7 @@ _CREDENTIAL_RE = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/]+)/([^/]+)/aws4
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 UserLookup = Callable[[str], Identity | None]
+RoleLookup = Callable[[str], RoleRecord | None]
 
 
 def _credential(environ: Mapping[str, Any]) -> tuple[str, str, str] | None:
@@ -125,6 +131,7 @@ class Enforcer:
         faults: Faults | None = None,
         admin_token: str,
         user_lookup: UserLookup | None = None,
+        role_lookup: RoleLookup | None = None,
     ) -> None:
         self.app = app
         self.state = state
@@ -132,6 +139,7 @@ class Enforcer:
         self.dice = FaultDice(self.faults)
         self.admin_token = admin_token
         self.user_lookup = user_lookup
+        self.role_lookup = role_lookup
 
     # -- WSGI -------------------------------------------------------------------------------
 
@@ -235,8 +243,17 @@ class Enforcer:
         start_response: StartResponse,
     ) -> list[bytes]:
         req = AssumeRoleRequest.from_params(params)
-        role = self.state.role(req.role_arn) if req.role_arn else None
-        decision = decide_assume_role(caller, req, role, denied_accounts=self.faults.deny_accounts)
+        role: RoleRecord | None = None
+        if req.role_arn:
+            lookup = self.role_lookup or self.state.role
+            role = lookup(req.role_arn)
+        decision = decide_assume_role(
+            caller,
+            req,
+            role,
+            denied_accounts=self.faults.deny_accounts,
+            org_id=self.state.organization_of(caller.account),
+        )
         if isinstance(decision, AwsFault):
             return self._fail(decision, "query", "AssumeRole", start_response)
         self.state.count("AssumeRole")
