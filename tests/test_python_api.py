@@ -45,7 +45,8 @@ def test_example_runs(
     (tmp_path / "chains").symlink_to(ROOT / "chains")
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        exec(compile(BLOCKS[index], f"{DOC}:block{index}", "exec"), {})
+        # Run as a script: a local Dask cluster's workers need the __main__ guard.
+        exec(compile(BLOCKS[index], f"{DOC}:block{index}", "exec"), {"__name__": "__main__"})
     text = out.getvalue()
     if "plan.assume_calls" in BLOCKS[index] and "print(plan.assume_calls)" in BLOCKS[index]:
         assert text.splitlines()[0] == "6"
@@ -54,6 +55,8 @@ def test_example_runs(
         assert "rolechain-logs-333333333333" in text
     if "summary.targets_ok" in BLOCKS[index]:
         assert text.splitlines()[-1].split()[:2] == ["5", "0"]
+    if 'EngineOptions("dask"' in BLOCKS[index]:
+        assert text.splitlines()[-1].split()[:3] == ["dask", "5", "6"]
 
 
 def test_public_names_resolve() -> None:

@@ -1,3 +1,5 @@
 from rolechain.cli import main
 
-main()
+# Guarded: worker processes of a local Dask cluster re-import the main module.
+if __name__ == "__main__":
+    main()

@@ -8,6 +8,7 @@ needs to act (job, target, hop, file:line) and, where there is one, the fix.
     ├── PlanError               a job cannot be planned within AWS's rules             exit 2
     ├── UsageError              a job or target asked for does not fit the chain       exit 2
     ├── CredentialsError        starting credentials missing, root user, wrong kind
+    ├── EngineError             the chosen engine cannot run (extra missing, no TLS...) exit 2
     ├── AwsError                an AWS call failed (made only by rolechain.aws.errors)
     │   ├── TransientAwsError   throttling, 5xx, timeouts, connection errors: retried
     │   ├── ExpiredTokenError   the caller's credentials expired: refresh the parent, retry
@@ -20,6 +21,9 @@ needs to act (job, target, hop, file:line) and, where there is one, the fix.
 
 Only :mod:`rolechain.aws.errors` translates botocore exceptions into these types; nothing
 else in rolechain catches ``botocore.exceptions.ClientError``.
+
+Every error survives pickling (a distributed engine carries them between processes): it is
+rebuilt with the same type, message and attributes, whatever its constructor takes.
 """
 
 from __future__ import annotations
@@ -93,6 +97,19 @@ class RolechainError(Exception):
             return f"{self.message}\n  hint: {self.hint}"
         return self.message
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Exception pickles as cls(*args), which keyword-only constructors cannot take.
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuild(
+    cls: type[RolechainError], args: tuple[object, ...], state: dict[str, object]
+) -> RolechainError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 class ChainFileError(RolechainError):
     """One or more chain files are invalid. ``problems`` lists all of them."""
@@ -129,6 +146,14 @@ class UsageError(RolechainError):
 
 class CredentialsError(RolechainError):
     """The starting credentials are missing, unusable, or not what the chain file says."""
+
+
+class EngineError(RolechainError):
+    """The engine a run asks for cannot run it: its optional extra is not installed, the
+    cluster cannot be reached, or an option it needs is refused (``--ship-credentials``
+    without TLS). Raised before any task runs."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,15 @@ class CallStats:
             if assume:
                 self.assume_retries += 1
 
+    def counts(self) -> dict[str, int]:
+        """Every counter by name (a distributed run adds up its workers')."""
+        with self._lock:
+            return {
+                name: value
+                for name, value in vars(self).items()
+                if not name.startswith("_") and isinstance(value, int)
+            }
+
 
 _ATTEMPT_CAP: ContextVar[int | None] = ContextVar("rolechain_attempt_cap", default=None)
 

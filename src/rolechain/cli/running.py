@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import IO, TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ from rolechain.cli._common import (
 
 if TYPE_CHECKING:
     from rolechain.executor import Run
+    from rolechain.executor.engine import EngineOptions
     from rolechain.executor.records import Summary
     from rolechain.planner.plan import Hop
 
@@ -269,6 +271,42 @@ class _StopOnSignals:
     help="On SIGINT/SIGTERM, how long tasks in flight may finish before the rest is "
     "marked Interrupted.",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["threads", "dask"]),
+    default=None,
+    help="Where tasks run: a thread pool in this process, or batches on a Dask cluster "
+    "(pip install 'rolechain[dask]'). [default: settings.engine, else threads]",
+)
+@click.option(
+    "--cluster",
+    metavar="ADDRESS",
+    default=None,
+    help="With the dask engine: an existing Dask scheduler (tcp://HOST:8786 or "
+    "tls://HOST:8786). Implies --engine dask.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 1024),
+    default=None,
+    metavar="N",
+    help="With the dask engine: start a local cluster of N worker processes for the run "
+    "[default: one per core]. Implies --engine dask.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 100_000),
+    default=None,
+    metavar="N",
+    help="With the dask engine: targets per Dask task [default: chosen from the targets, "
+    "workers and concurrency].",
+)
+@click.option(
+    "--ship-credentials",
+    is_flag=True,
+    help="With the dask engine: send the principal's credentials to the workers instead of "
+    "each worker starting from its own environment. Refused unless the connection is TLS.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress or summary on stderr.")
 @click.option("--verbose", "-v", is_flag=True, help="A line per target on stderr.")
 @click.option(
@@ -305,6 +343,11 @@ def run(
     store: Path | None,
     deadline: float | None,
     grace: int,
+    engine: str | None,
+    cluster: str | None,
+    workers: int | None,
+    batch_size: int | None,
+    ship_credentials: bool,
     quiet: bool,
     verbose: bool,
     use_sandbox: bool,
@@ -322,8 +365,13 @@ def run(
     --grace to finish, then every finished record is written (stdout, --output, --store)
     and the rest is recorded as Interrupted. A second signal stops at once.
 
+    --engine dask runs batches of targets on a Dask cluster (--workers N local processes,
+    or --cluster ADDRESS): each worker starts from the principal in its own environment,
+    and only this process writes the records.
+
     Exit status: 0 every target ok; 1 some target failed, or the --deadline passed; 2 the
-    chain file or plan is invalid (nothing was called); 130 SIGINT; 143 SIGTERM.
+    chain file or plan is invalid, or the engine cannot be used (nothing was called);
+    130 SIGINT; 143 SIGTERM.
 
     \b
     Example:
@@ -331,12 +379,14 @@ def run(
       rolechain run chains/org-inventory.yaml -j inventory -t 'audit@1111*' \\
           --format jsonl --output inventory.jsonl --store runs.db
       rolechain run chains/demo.yaml --job inventory --sandbox --time-scale 60
+      rolechain run chains/org-inventory.yaml -j inventory --engine dask --workers 4
     """
     from rolechain.model.loader import load
 
     if (provision is not None or time_scale != 1.0) and not use_sandbox:
         raise click.UsageError("--provision and --time-scale need --sandbox")
     chain = load(path)
+    chosen = _engine(chain, engine, cluster, workers, batch_size, ship_credentials)
     if fmt is None:
         fmt = "table" if (output is None and sys.stdout.isatty()) else "jsonl"
 
@@ -349,8 +399,19 @@ def run(
             info = stack.enter_context(sandbox(chain, provision=other, time_scale=time_scale))
             principal = chain.model.jobs[job].from_ if job in chain.model.jobs else None
             env = info.principals.get(principal, info.env) if principal else info.env
+            # Local Dask workers are started in this environment: they reach the sandbox,
+            # as its principal, from their own environment (nothing is shipped).
             stack.enter_context(_environment(dict(env)))
-            if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+            from rolechain.executor.engine import EngineOptions
+
+            dask = _kind(chain, chosen) == "dask"
+            if dask and chosen is not None and not chosen.ship_credentials:
+                chosen = replace(chosen, worker_source="env")
+            elif dask and chosen is None:
+                chosen = EngineOptions(kind="dask", worker_source="env")
+            if (not dask or (chosen is not None and chosen.ship_credentials)) and (
+                env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY")
+            ):
                 from rolechain.aws.session import static_credentials
 
                 credentials = static_credentials(
@@ -374,8 +435,48 @@ def run(
             quiet=quiet,
             verbose=verbose,
             credentials=credentials,
+            engine=chosen,
         )
     sys.exit(status)
+
+
+def _engine(
+    chain: Any,
+    engine: str | None,
+    cluster: str | None,
+    workers: int | None,
+    batch_size: int | None,
+    ship_credentials: bool,
+) -> EngineOptions | None:
+    """The engine the options ask for (None: as the chain file's settings say)."""
+    from rolechain.executor.engine import EngineOptions
+
+    if engine is None and (cluster is not None or workers is not None):
+        engine = "dask"
+    dask_options = cluster, workers, batch_size
+    if not ship_credentials and all(v is None for v in dask_options):
+        return EngineOptions(kind=engine) if engine is not None else None  # type: ignore[arg-type]
+    kind = engine or chain.model.settings.engine.kind
+    if kind != "dask":
+        raise click.UsageError(
+            "--cluster, --workers, --batch-size and --ship-credentials need --engine dask"
+        )
+    if cluster is not None and workers is not None:
+        raise click.UsageError("give --cluster (an existing scheduler) or --workers, not both")
+    try:
+        return EngineOptions(
+            kind="dask",
+            cluster=cluster,
+            workers=workers,
+            batch_size=batch_size,
+            ship_credentials=ship_credentials,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _kind(chain: Any, chosen: EngineOptions | None) -> str:
+    return chosen.kind if chosen is not None else str(chain.model.settings.engine.kind)
 
 
 def _run(
@@ -393,6 +494,7 @@ def _run(
     quiet: bool,
     verbose: bool,
     credentials: Any,
+    engine: EngineOptions | None = None,
 ) -> int:
     """Run the job, write its records and summary; the exit status."""
     from rolechain.executor import run as start_run
@@ -414,6 +516,7 @@ def _run(
             credentials=credentials,
             token_provider=_token_provider(reporter),
             progress=reporter.target_done,
+            engine=engine,
         )
         stream = _open_output(output)
         writer = writer_for(fmt, stream, color=None if stream.isatty() else False)
@@ -424,6 +527,8 @@ def _run(
                     for note in execution.plan.notes:
                         reporter.log(f"note: {note}")
                 reporter.started(execution.plan.job, len(execution.plan.targets))
+                if verbose and execution.engine.kind != "threads":
+                    reporter.log(f"engine: {execution.engine.describe()}")
                 for record in execution:
                     writer.write(record)
         finally:

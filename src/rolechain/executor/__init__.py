@@ -14,6 +14,9 @@ A run, in order: plan (offline; a bad chain file or plan raises before any call)
 principal with GetCallerIdentity (re-planning if user keys turn out to be a session),
 resolve Organizations role sets through their ``via`` hop and plan again with the accounts,
 then run the tasks on a bounded pool, assuming each hop once and refreshing as needed.
+
+The engine (a thread pool here, or batches on a Dask cluster) is chosen by ``engine=`` or
+the chain file's ``settings.engine`` (:mod:`rolechain.executor.engine`).
 """
 
 from __future__ import annotations
@@ -30,14 +33,16 @@ from rolechain.aws.credentials import HopCredentials, HopTree, TokenProvider
 from rolechain.aws.retry import CallStats
 from rolechain.aws.session import AwsSessions
 from rolechain.executor.context import RunContext, RunOptions
+from rolechain.executor.engine import EngineKind, EngineOptions, runner_for
 from rolechain.executor.records import Record, RecordError, RunStatus, Summary
-from rolechain.executor.runner import ProgressCallback, RecordSink, Runner, StopSignal
+from rolechain.executor.runner import ProgressCallback, RecordSink, StopSignal
 from rolechain.executor.tasks import TaskContext
 from rolechain.executor.units import WorkUnit
 from rolechain.model.chain import Chain
 from rolechain.planner.plan import Plan
 
 __all__ = [
+    "EngineOptions",
     "Record",
     "RecordError",
     "RecordSink",
@@ -65,6 +70,10 @@ class Run:
     and the iteration ends; every record made is yielded and stored. The run also ends at
     its :attr:`deadline`. :attr:`status` (``summary.status``) says how it ended. The
     library never installs signal handlers; the CLI does, and calls :meth:`cancel`.
+
+    The units run on the context's :attr:`engine` (threads, or a Dask cluster); making a
+    Run raises :class:`~rolechain.errors.EngineError` at once if that engine cannot be used
+    (the ``dask`` extra missing, credentials that would have to travel without TLS).
     """
 
     def __init__(
@@ -79,7 +88,7 @@ class Run:
         self.summary = Summary(job=plan.job, run_id=plan.run_id, targets=len(plan.targets))
         self.summary.planned_assume_calls = plan.assume_calls
         self._stop = StopSignal()
-        self._runner = Runner(
+        self._runner = runner_for(
             context, progress=progress, summary=self.summary, sink=store, stop=self._stop
         )
         self._started = False
@@ -107,6 +116,11 @@ class Run:
     def grace(self) -> float:
         """Seconds in-flight units get to finish after :meth:`cancel`."""
         return self.context.grace
+
+    @property
+    def engine(self) -> EngineOptions:
+        """Where the units run (``threads`` or ``dask``, with its options)."""
+        return self.context.engine
 
     @property
     def status(self) -> RunStatus:
@@ -162,6 +176,7 @@ def run(
     progress: ProgressCallback | None = None,
     aws_sessions: AwsSessions | None = None,
     check_identity: bool = True,
+    engine: EngineOptions | EngineKind | None = None,
 ) -> Run:
     """Plan ``job`` of a chain (or take a ready plan) and return the :class:`Run`.
 
@@ -172,8 +187,12 @@ def run(
     Credentials); ``assumer`` replaces STS (a cache or a fake); ``clock`` returns an aware
     datetime (tests compress time); ``token_provider(hop) -> str`` supplies MFA codes;
     ``progress(target, ok, done, total)`` is called as each target finishes; ``store``
-    receives every record. Raises :class:`~rolechain.errors.ChainFileError` /
-    :class:`~rolechain.errors.PlanError` at once for an invalid chain or plan.
+    receives every record; ``engine`` runs the units on ``"threads"`` (a pool in this
+    process) or ``"dask"`` (a Dask cluster; :class:`EngineOptions` for its address,
+    workers, batch size), default: the chain file's ``settings.engine``. Raises
+    :class:`~rolechain.errors.ChainFileError` / :class:`~rolechain.errors.PlanError` at once
+    for an invalid chain or plan, :class:`~rolechain.errors.EngineError` for an engine that
+    cannot be used.
     """
     options = RunOptions(
         targets=tuple(targets) if targets is not None else None,
@@ -182,6 +201,7 @@ def run(
         deadline=deadline,
         check_identity=check_identity,
         run_id=run_id,
+        engine=engine,
         **({"grace": grace} if grace is not None else {}),
     )
     context = RunContext.for_job(

@@ -9,7 +9,8 @@ the AWS sessions, a sleep function). The context owns, and is the only place tha
 
 * the retry policy and the call counters (:mod:`rolechain.aws.retry`);
 * the AWS sessions (one shared botocore session, cached clients);
-* the AssumeRole limiter (:func:`default_limiter`; replace it with ``limiter=``);
+* the AssumeRole limiter (:func:`default_limiter`; replace it with ``limiter=``; a
+  distributed engine builds each worker's with its ``share`` of the rate);
 * the assumer (STS with that limiter and policy, or the injected one, wrapped once per
   plan by ``wrap_assumer``);
 * the identity check (GetCallerIdentity, re-planning when user keys are a session);
@@ -23,6 +24,7 @@ once, and is safe to call from many threads.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -39,6 +41,7 @@ from rolechain.aws.ratelimit import AssumeLimiter, RateLimiter
 from rolechain.aws.retry import CallStats, RetryPolicy
 from rolechain.aws.session import AwsSessions, principal_credentials
 from rolechain.errors import PlanError, RolechainError, Violation
+from rolechain.executor.engine import EngineKind, EngineOptions, choose_engine
 from rolechain.model.chain import Chain
 from rolechain.planner import new_run_id
 from rolechain.planner import plan as make_plan
@@ -66,6 +69,8 @@ class RunOptions:
     get to finish after a cancel (SIGINT/SIGTERM in the CLI). ``check_identity``: call
     GetCallerIdentity first (refuse the root user and a wrong principal; re-plan user keys
     that are a session). ``run_id``: the run's id (default: a new one when planning).
+    ``engine``: where the units run (:class:`~rolechain.executor.engine.EngineOptions`, or
+    ``"threads"``/``"dask"``); default: the chain file's ``settings.engine``, else threads.
     """
 
     targets: tuple[str, ...] | None = None
@@ -75,6 +80,7 @@ class RunOptions:
     grace: float = DEFAULT_GRACE
     check_identity: bool = True
     run_id: str | None = None
+    engine: EngineOptions | EngineKind | None = None
 
     def __post_init__(self) -> None:
         for name in ("targets", "regions"):
@@ -111,9 +117,16 @@ def plan_job(
     )
 
 
-def default_limiter(settings: Mapping[str, Any]) -> AssumeLimiter:
-    """The run's AssumeRole pacing: ``assume_rate`` calls a second (default 10)."""
-    return RateLimiter(float(settings.get("assume_rate") or DEFAULT_ASSUME_RATE))
+def default_limiter(settings: Mapping[str, Any], *, share: float = 1.0) -> AssumeLimiter:
+    """The run's AssumeRole pacing: ``assume_rate`` calls a second (default 10).
+
+    ``share`` (0 < share <= 1) is the part of the rate this process may use: a distributed
+    engine gives each of W workers ``1 / W``, so together they never call faster than the
+    one rate the chain file sets for the calling account.
+    """
+    if not 0 < share <= 1:
+        raise ValueError(f"share must be in (0, 1], not {share}")
+    return RateLimiter(float(settings.get("assume_rate") or DEFAULT_ASSUME_RATE) * share)
 
 
 def services_of(plan: Plan, regions_override: tuple[str, ...] | None = None) -> list[str]:
@@ -159,6 +172,20 @@ class RunContext:
     ) -> None:
         self.options = options or RunOptions()
         self.chain = chain
+        given = {
+            "credentials": credentials,
+            "assumer": assumer,
+            "wrap_assumer": wrap_assumer,
+            "limiter": limiter,
+            "token_provider": token_provider,
+            "aws_sessions": aws_sessions,
+            "sleep": sleep,
+        }
+        # What the caller injected (a distributed engine refuses what cannot travel).
+        self.injected = frozenset(
+            [name for name, value in given.items() if value is not None]
+            + (["clock"] if clock is not utc_now else [])
+        )
         self._plan = plan
         self.clock = clock
         self.token_provider = token_provider
@@ -234,6 +261,16 @@ class RunContext:
         return self.options.grace
 
     @property
+    def starting_credentials(self) -> Credentials | None:
+        """The credentials the caller gave to start from (None: the principal's source)."""
+        return self._credentials
+
+    @property
+    def engine(self) -> EngineOptions:
+        """Where the units run: ``options.engine``, else the chain file's settings."""
+        return choose_engine(self._plan.settings_dict, self.options.engine)
+
+    @property
     def regions(self) -> tuple[str, ...] | None:
         return self.options.regions
 
@@ -277,6 +314,38 @@ class RunContext:
             self._plan = plan
             self._tree = tree
             return self
+
+    def use_plan(self, plan: Plan) -> None:
+        """Take a plan that was checked and resolved elsewhere (by a distributed engine's
+        worker: the identity check and discovery ran there, with the workers' credentials).
+        This context then builds no hop tree of its own."""
+        if plan.run_id != self._plan.run_id or plan.job != self._plan.job:
+            raise ValueError("use_plan: the plan is of another run")
+        self._plan = plan
+
+    def extend(self, plan: Plan) -> None:
+        """Add the hops and targets of ``plan``, another part of the same run (a distributed
+        engine's worker gets the run batch by batch). Hops this context has already assumed
+        are kept and shared, not assumed again."""
+        with self._lock:
+            current = self._plan
+            if plan.run_id != current.run_id or plan.job != current.job:
+                raise ValueError("extend: the plan is of another run")
+            known = {hop.id for hop in current.hops}
+            names = {target.name for target in current.targets}
+            hops = tuple(hop for hop in plan.hops if hop.id not in known)
+            targets = tuple(target for target in plan.targets if target.name not in names)
+            if not hops and not targets:
+                return
+            merged = dataclasses.replace(
+                current, hops=current.hops + hops, targets=current.targets + targets
+            )
+            if self._tree is not None:
+                assert self.root is not None
+                tree = self._new_tree(merged, self.root)
+                tree.adopt(self._tree)
+                self._tree = tree
+            self._plan = merged
 
     def _new_tree(self, plan: Plan, root: Credentials) -> HopTree:
         self.assumer = self._wrap(self.base_assumer, plan) if self._wrap else self.base_assumer

@@ -72,6 +72,15 @@ class Summary:
     up: ``abandoned`` counts them; those that finished before the run ended had their
     result dropped (``late_results``); ``still_running`` were still running at the end
     (their threads never block the process from exiting).
+
+    ``engine`` is where the units ran (``threads`` or ``dask``). On Dask, ``workers`` is
+    the number of worker processes that took part (W), ``batches`` the Dask tasks (each a
+    batch of targets sharing their hubs), ``assume_bound`` the most AssumeRole calls the run
+    may make: every hop once, plus each inner (shared) hop once more per extra worker
+    (``planned_assume_calls + (W - 1) x inner hops``); ``duplicates_dropped`` counts records
+    of a unit that arrived a second time (a batch re-run after its worker died) and were
+    dropped, so that every unit has exactly one record. ``pacing`` says how each worker
+    paced AssumeRole (its share of the run's rate).
     """
 
     job: str
@@ -94,6 +103,12 @@ class Summary:
     late_results: int = 0
     still_running: int = 0
     failed_targets: list[str] = field(default_factory=list)
+    engine: str = "threads"
+    workers: int = 0
+    batches: int = 0
+    assume_bound: int | None = None
+    duplicates_dropped: int = 0
+    pacing: str | None = None
 
     @property
     def status(self) -> RunStatus:

@@ -39,7 +39,7 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from queue import Empty, SimpleQueue
@@ -87,6 +87,11 @@ def _iso(moment: datetime) -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def iso_now() -> str:
+    """Now, as records write their ``started_at``."""
+    return _iso(_now())
 
 
 def _seconds(value: float) -> str:
@@ -232,7 +237,9 @@ def expand_target(
 
 
 @dataclass(frozen=True)
-class _Cancel:
+class CancelRequest:
+    """What :meth:`StopSignal.cancel` puts on the run's queue."""
+
     reason: str
     grace: float | None
 
@@ -254,7 +261,7 @@ class StopSignal:
         if self.reason is None:
             self.reason = reason
         self.requested = True
-        self.queue.put(_Cancel(reason, grace))
+        self.queue.put(CancelRequest(reason, grace))
 
 
 # -- flights and workers ------------------------------------------------------------------
@@ -424,6 +431,11 @@ class Runner:
 
     The context is prepared (identity, discovery, hop tree) on a worker thread when the
     iteration starts, so that a cancel or the deadline can stop that too.
+
+    ``targets`` runs only these targets of the plan (by name; a distributed engine's worker
+    runs one batch of them with the run's context). ``deadline_at`` is the run's deadline as
+    a wall-clock time (``time.time()``), shared by every process of a distributed run;
+    without it the deadline counts from when the iteration starts.
     """
 
     def __init__(
@@ -434,6 +446,8 @@ class Runner:
         summary: Summary | None = None,
         sink: RecordSink | None = None,
         stop: StopSignal | None = None,
+        targets: Sequence[str] | None = None,
+        deadline_at: float | None = None,
     ) -> None:
         self.context = context
         self.progress = progress
@@ -441,6 +455,8 @@ class Runner:
         self.summary = summary or Summary(job=plan.job, run_id=plan.run_id)
         self.sink = sink
         self.stop = stop or StopSignal()
+        self.only = frozenset(targets) if targets is not None else None
+        self.deadline_at = deadline_at
         self._lock = threading.Lock()
         self._closed = False
 
@@ -504,6 +520,8 @@ class _Schedule:
         self.clock0 = time.monotonic()
         deadline = self.context.deadline
         self.deadline_at = self.clock0 + deadline if deadline is not None else None
+        if runner.deadline_at is not None:  # the run's, shared across processes
+            self.deadline_at = self.clock0 + (runner.deadline_at - time.time())
         self.timeouts = {t.id: t.timeout_seconds for t in self.context.plan.tasks}
 
     # -- the whole run -------------------------------------------------------------------
@@ -514,6 +532,7 @@ class _Schedule:
         while item is not None:  # a cancel that came before the run started
             self._handle(item)
             item = self._get(0)
+        self._check_deadline()  # a batch of a distributed run may start after it
         self._setup()
         if self.stop is None:
             while self._step_needed():
@@ -525,7 +544,7 @@ class _Schedule:
         context = self.context
         if self.stop is not None:
             self._start_sink()
-            self.targets = context.plan.targets
+            self.targets = self._planned()
             return
         if not context.prepared:
             done: SimpleQueue[object] = self.queue
@@ -549,22 +568,26 @@ class _Schedule:
                 if self._stopping():
                     # Give up on the preparation; every target of the plan is unfinished.
                     self._start_sink()
-                    self.targets = context.plan.targets
+                    self.targets = self._planned()
                     return
             if box:
                 raise box[0]
         self._start_sink()
         plan = context.plan
-        self.summary.targets = len(plan.targets)
-        self.summary.planned_assume_calls = plan.assume_calls
         self.timeouts = {t.id: t.timeout_seconds for t in plan.tasks}
         context.sessions.warm(services_of(plan, context.regions), plan.region)
-        self.targets = plan.targets
+        self.targets = self._planned()
         self.set_up = True
+
+    def _planned(self) -> tuple[Target, ...]:
+        """The targets this iteration runs: the plan's, or those the runner was given."""
+        targets = self.context.plan.targets
+        only = self.runner.only
+        return targets if only is None else tuple(t for t in targets if t.name in only)
 
     def _start_sink(self) -> None:
         plan = self.context.plan
-        self.summary.targets = len(plan.targets)
+        self.summary.targets = len(self._planned())
         self.summary.planned_assume_calls = plan.assume_calls
         if self.runner.sink is not None and not self.sink_started:
             self.runner.sink.start(plan)
@@ -599,7 +622,7 @@ class _Schedule:
         self.grace_until = time.monotonic()
         if not self.sink_started:  # stopped while preparing: every target is unfinished
             self._start_sink()
-            self.targets = self.context.plan.targets
+            self.targets = self._planned()
         for record, target in self._wind_down():
             self._emit(record, target)
 
@@ -697,11 +720,11 @@ class _Schedule:
     def _handle(self, item: object) -> list[_Out]:
         if isinstance(item, _Finished):
             return self._finished(item.flight, item.result)
-        if isinstance(item, _Cancel):
+        if isinstance(item, CancelRequest):
             self._cancel(item)
         return []  # _Started: only wakes the loop to watch the new timeout
 
-    def _cancel(self, request: _Cancel) -> None:
+    def _cancel(self, request: CancelRequest) -> None:
         now = time.monotonic()
         grace = self.context.grace if request.grace is None else max(0.0, request.grace)
         if self.stop is None and self._work_left():
@@ -933,6 +956,7 @@ _Out = tuple[Record, Target]  # a record and the target it belongs to
 
 
 __all__ = [
+    "CancelRequest",
     "ProgressCallback",
     "RecordSink",
     "Runner",
@@ -940,6 +964,7 @@ __all__ = [
     "error_of",
     "execute_unit",
     "expand_target",
+    "iso_now",
     "services_of",
     "target_record",
     "unit_record",

@@ -481,6 +481,57 @@ class Job(_Model):
         return [self.to] if isinstance(self.to, str) else list(self.to)
 
 
+CLUSTER_PATTERN = r"^(tcp|tls)://[^\s/]+$"
+
+
+class EngineSettings(_Model):
+    """Where a job's tasks run: threads in this process, or a Dask cluster.
+
+    Written as a name (``engine: dask``) or as a mapping with the Dask options.
+    """
+
+    kind: Literal["threads", "dask"] = Field(
+        default="threads",
+        description="threads: a pool in the rolechain process (the default); dask: batches of "
+        "targets on Dask workers (pip install 'rolechain[dask]')",
+    )
+    cluster: Annotated[str, StringConstraints(pattern=CLUSTER_PATTERN)] | None = Field(
+        default=None,
+        description="the address of an existing Dask scheduler (tcp://host:8786 or "
+        "tls://host:8786); without it, a local cluster of 'workers' processes",
+    )
+    workers: int | None = Field(
+        default=None, ge=1, le=1024, description="worker processes of a local Dask cluster"
+    )
+    batch_size: int | None = Field(
+        default=None, ge=1, le=100_000, description="targets per Dask task (default: chosen)"
+    )
+    ship_credentials: bool = Field(
+        default=False,
+        description="hand the principal's credentials to the workers instead of each worker "
+        "starting from its own environment; refused unless the cluster connection is TLS",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"kind": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _dask_options_need_dask(self) -> EngineSettings:
+        if self.cluster is not None and self.workers is not None:
+            raise ValueError(
+                "give 'cluster' (an existing scheduler) or 'workers' (a local cluster), not both"
+            )
+        dask_only = ("cluster", "workers", "batch_size")
+        used = [name for name in dask_only if getattr(self, name) is not None]
+        if self.ship_credentials:
+            used.append("ship_credentials")
+        if self.kind != "dask" and used:
+            raise ValueError(f"{', '.join(used)} only apply to kind: dask")
+        return self
+
+
 class Settings(_Model):
     """Defaults for every job in the chain file."""
 
@@ -497,6 +548,11 @@ class Settings(_Model):
     verify: VerifySettings = Field(
         default_factory=VerifySettings,
         description="how 'rolechain verify' reads roles; a role or role set may override it",
+    )
+    engine: EngineSettings = Field(
+        default_factory=EngineSettings,
+        description="where jobs run: 'threads' (default) or 'dask', or a mapping with the "
+        "Dask cluster's address or local worker count",
     )
 
 

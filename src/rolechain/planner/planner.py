@@ -55,7 +55,7 @@ from rolechain.graph import build_graph
 from rolechain.graph.build import MEMBER, PRINCIPAL
 from rolechain.model.chain import Chain
 from rolechain.model.durations import format_duration
-from rolechain.model.schema import HopSettings, Job, Principal, unknown_choice
+from rolechain.model.schema import EngineSettings, HopSettings, Job, Principal, unknown_choice
 from rolechain.model.targets import DISCOVERED, expand_targets, member_name, split_member
 from rolechain.planner import rules as R
 from rolechain.planner.plan import (
@@ -403,6 +403,7 @@ class _Planner:
                 ("retry_attempts", retry.attempts),
                 ("retry_initial_wait", retry.initial_wait),
                 ("retry_max_wait", retry.max_wait),
+                *_engine_settings(settings.engine),
             ),
             principal_source=principal.source,
             principal_profile=principal.profile,
@@ -1055,3 +1056,12 @@ class _Planner:
 
 def _chars(chars: Sequence[str]) -> str:
     return ", ".join(repr(c) for c in chars)
+
+
+def _engine_settings(engine: EngineSettings) -> tuple[tuple[str, Any], ...]:
+    """The chain file's ``settings.engine`` as flat plan settings (only what was set)."""
+    if engine == EngineSettings():
+        return ()
+    values = engine.model_dump(exclude_defaults=True)
+    options = [(f"engine_{k}", v) for k, v in sorted(values.items()) if k != "kind"]
+    return (("engine", engine.kind), *options)

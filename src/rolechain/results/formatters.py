@@ -170,6 +170,20 @@ def summary_lines(summary: Summary) -> list[str]:
         f" retries: {summary.retries}",
         f"  elapsed: {summary.elapsed_seconds:.2f}s",
     ]
+    if summary.engine != "threads":
+        bound = f"; AssumeRole bound {summary.assume_bound}" if summary.assume_bound else ""
+        dropped = (
+            f"; {summary.duplicates_dropped} duplicate records dropped"
+            if summary.duplicates_dropped
+            else ""
+        )
+        lines.append(
+            f"  engine: {summary.engine}, {summary.workers} worker"
+            f"{'s' if summary.workers != 1 else ''}, {summary.batches} batch"
+            f"{'es' if summary.batches != 1 else ''}{bound}{dropped}"
+        )
+        if summary.pacing:
+            lines.append(f"  AssumeRole pacing per worker: {summary.pacing}")
     if summary.abandoned:
         lines.append(
             f"  tasks given up: {summary.abandoned} ({summary.late_results} finished later, "

@@ -1,0 +1,61 @@
+"""Fixtures of the Dask engine's tests: one sandbox and one 2-process cluster per session."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+pytest.importorskip("distributed")
+pytest.importorskip("moto")
+
+from dask_engine.world import ACCOUNTS, HUB, TASKS, World, chain_text, worker_env
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    from distributed import LocalCluster
+
+    from rolechain.model.loader import loads
+    from rolechain.sandbox import sandbox
+
+    folder = tmp_path_factory.mktemp("dask")
+    (folder / "rc_dask_tasks.py").write_text(TASKS)
+    sys.path.insert(0, str(folder))
+    chain = loads(chain_text("inventory", ["sts.get_caller_identity"]), file="world.yaml")
+    with sandbox(chain) as info:
+        env = worker_env(info.principals["ci"], folder)
+        cluster = LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=":0",
+            silence_logs=logging.ERROR,
+            env=env,
+            # A task may kill its worker once and still run (on another worker); twice, and
+            # it is a KilledWorker (Dask's default is 3: the same, with more restarts).
+            scheduler_kwargs={"allowed_failures": 1},
+        )
+        try:
+            yield World(info, env, folder, cluster)
+        finally:
+            cluster.close()
+            sys.path.remove(str(folder))
+
+
+@pytest.fixture
+def principal_env(world: World, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """This process's environment as the principal's (for the thread engine's runs)."""
+    for name in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    for name, value in world.env.items():
+        if name.startswith("AWS_"):
+            monkeypatch.setenv(name, value)
+    return world.env
+
+
+__all__ = ["ACCOUNTS", "HUB"]
