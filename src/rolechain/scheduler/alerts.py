@@ -55,7 +55,7 @@ class AlertSender:
         self._lock = threading.Lock()
 
     def send(self, event: str, alert: Alert, payload: Mapping[str, Any]) -> None:
-        body = json.dumps({"event": event, **payload}, default=str).encode("utf-8")
+        body = (json.dumps({"event": event, **payload}, default=str) + "\n").encode("utf-8")
         if self.synchronous:
             self._deliver(event, alert, payload, body)
             return

@@ -158,11 +158,11 @@ class Scheduler:
                     self._reload.clear()
                     self.reload()
                 now = self.clock.now()
-                if until is not None and now >= until:
-                    break
                 wake_at = self.step(now)
                 self.metrics.beat()
                 if until is not None:
+                    if now >= until:
+                        break
                     wake_at = min(wake_at, until)
                 if self._stop.is_set():
                     break
@@ -195,8 +195,10 @@ class Scheduler:
                                  last=decision.last_missed, catch_up=spec.catch_up,
                                  starting_deadline=spec.starting_deadline)  # fmt: skip
             for fire in decision.run:
+                # One after the other, whatever the overlap policy: each is a distinct fire.
                 self.log.emit("catch_up", job=name, scheduled_for=fire.scheduled_for)
-                self._fire(state, Trigger("catch-up", fire.scheduled_for, fire.due), now)
+                state.queue.append(Trigger("catch-up", fire.scheduled_for, fire.due))
+            self._start_queued(state, now)
         nxt = state.next_fire
         self.log.emit("scheduled", job=name, schedule=spec.cron.expression,
                       timezone=spec.cron.timezone, next=nxt.due if nxt else None,
