@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -169,8 +169,8 @@ def to_cron(chain: Chain, specs: dict[str, ScheduleSpec], opts: ExportOptions) -
 # -- systemd ------------------------------------------------------------------------------
 
 
-def _ranges(values: Sequence[int], fmt: str = "{:02d}") -> str:
-    """``1..5,7`` from sorted values."""
+def _ranges(values: Sequence[int], fmt: Callable[[int], str] = "{:02d}".format) -> str:
+    """``01..05,07`` from sorted values."""
     parts: list[str] = []
     i = 0
     while i < len(values):
@@ -178,9 +178,9 @@ def _ranges(values: Sequence[int], fmt: str = "{:02d}") -> str:
         while j + 1 < len(values) and values[j + 1] == values[j] + 1:
             j += 1
         if j - i >= 2:
-            parts.append(f"{fmt.format(values[i])}..{fmt.format(values[j])}")
+            parts.append(f"{fmt(values[i])}..{fmt(values[j])}")
         else:
-            parts.extend(fmt.format(v) for v in values[i : j + 1])
+            parts.extend(fmt(v) for v in values[i : j + 1])
         i = j + 1
     return ",".join(parts)
 
@@ -210,7 +210,7 @@ def calendar_specs(expression: str, timezone: str) -> list[str]:
     months = _calendar_field(set(sim.months), range(1, 13))
     days = _calendar_field(set(sim.days), range(1, 32))
     weekdays = sorted({int(d) % 7 for d in sim.weekdays if isinstance(d, int)})
-    dow = "" if len(weekdays) == 7 else ",".join(_DOW[d] for d in weekdays) + " "
+    dow = "" if len(weekdays) == 7 else _ranges(weekdays, _DOW.__getitem__) + " "
     zone = "" if timezone == "UTC" else f" {timezone}"
     if timezone == "UTC":
         zone = " UTC"
