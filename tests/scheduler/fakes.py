@@ -50,8 +50,13 @@ class Outcome:
 
 
 class FakeHandle:
-    def __init__(self, launcher: FakeLauncher, request: LaunchRequest, on_done: Callable[[], None],
-                 outcome: Outcome) -> None:  # fmt: skip
+    def __init__(
+        self,
+        launcher: FakeLauncher,
+        request: LaunchRequest,
+        on_done: Callable[[], None],
+        outcome: Outcome,
+    ) -> None:
         self._launcher = launcher
         self._request = request
         self._on_done = on_done
@@ -82,8 +87,10 @@ class FakeHandle:
     def cancel(self, reason: str) -> None:
         self.cancel_reason = reason
         # a cancelled run winds down in a simulated second
-        self._launcher.clock.call_at(self._launcher.clock.now() + timedelta(seconds=1),
-                                     lambda: self._finish(INTERRUPTED, reason))  # fmt: skip
+        self._launcher.clock.call_at(
+            self._launcher.clock.now() + timedelta(seconds=1),
+            lambda: self._finish(INTERRUPTED, reason),
+        )
 
     def wait(self, timeout: float | None = None) -> bool:
         clock = self._launcher.clock
@@ -107,13 +114,24 @@ class FakeHandle:
         if status == OK and failed:
             status = "failed"
         self._result = RunResult(
-            request.run_id, request.job, status, len(targets), len(targets) - len(failed),
-            len(failed), failed, reason=reason,
-        )  # fmt: skip
+            request.run_id,
+            request.job,
+            status,
+            len(targets),
+            len(targets) - len(failed),
+            len(failed),
+            failed,
+            reason=reason,
+        )
         store = self._launcher.store
         if store is not None:
-            store.end_scheduled(request.run_id, status=status, reason=reason,
-                                targets=len(targets), targets_failed=len(failed))  # fmt: skip
+            store.end_scheduled(
+                request.run_id,
+                status=status,
+                reason=reason,
+                targets=len(targets),
+                targets_failed=len(failed),
+            )
         self._on_done()
 
 
@@ -131,9 +149,15 @@ class FakeLauncher:
         self.launched.append(request)
         if self.store is not None:
             t = request.trigger
-            self.store.begin_scheduled(request.run_id, request.job, trigger=t.kind,
-                                       scheduled_for=t.scheduled_for, attempt=t.attempt,
-                                       retry_of=t.retry_of, started_at=self.clock.now())  # fmt: skip
+            self.store.begin_scheduled(
+                request.run_id,
+                request.job,
+                trigger=t.kind,
+                scheduled_for=t.scheduled_for,
+                attempt=t.attempt,
+                retry_of=t.retry_of,
+                started_at=self.clock.now(),
+            )
         handle = FakeHandle(self, request, on_done, self.outcome(request))
         self.handles.append(handle)
         return handle
@@ -157,8 +181,13 @@ class Rig:
         return [e for e in self.log.lines if e["event"] == name]
 
 
-def rig(chain: Chain, store: Store, start: str, outcome: Callable[[LaunchRequest], Outcome] | None = None,
-        **kwargs: Any) -> Rig:  # fmt: skip
+def rig(
+    chain: Chain,
+    store: Store,
+    start: str,
+    outcome: Callable[[LaunchRequest], Outcome] | None = None,
+    **kwargs: Any,
+) -> Rig:
     clock = VirtualClock(at(start))
     log = EventLog(io.StringIO(), "json", clock.now)
     log.lines = []
@@ -166,7 +195,14 @@ def rig(chain: Chain, store: Store, start: str, outcome: Callable[[LaunchRequest
     specs = schedule_specs(chain)
     from rolechain.scheduler.alerts import AlertSender
 
-    scheduler = Scheduler(chain, specs, launcher=launcher, history=store, clock=clock, log=log,
-                          alerts=kwargs.pop("alerts", None) or AlertSender(log, synchronous=True),
-                          **kwargs)  # fmt: skip
+    scheduler = Scheduler(
+        chain,
+        specs,
+        launcher=launcher,
+        history=store,
+        clock=clock,
+        log=log,
+        alerts=kwargs.pop("alerts", None) or AlertSender(log, synchronous=True),
+        **kwargs,
+    )
     return Rig(scheduler, launcher, clock, store, log, specs)

@@ -3,6 +3,7 @@ simulated minutes, the real SQLite store as history. A simulated week takes mill
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import threading
@@ -81,7 +82,7 @@ def test_overlap_queue_runs_after_and_drops_what_waited_too_long(store: Store) -
     fires = r.events("fire")
     # back to back, each starting when the previous one ends
     starts = [f["ts"] for f in fires]
-    assert all(b - a == timedelta(minutes=100) for a, b in zip(starts, starts[1:], strict=False))
+    assert all(b - a == timedelta(minutes=100) for a, b in itertools.pairwise(starts))
     # the queue grows by 1 every 5 hours: fires more than 2 h late are missed
     assert r.events("missed")
     assert all(f["late_ms"] <= 2 * 3600 * 1000 for f in fires)
@@ -96,7 +97,8 @@ def test_overlap_replace_cancels_the_running_run(store: Store) -> None:
     handles = r.launcher.handles
     assert len(handles) == 3
     assert handles[0].cancel_reason == "replaced by the run scheduled for 2026-06-01T02:00:00Z"
-    assert handles[0].result is not None and handles[0].result.status == INTERRUPTED
+    assert handles[0].result is not None
+    assert handles[0].result.status == INTERRUPTED
     assert not r.events("retry_scheduled")  # a replaced run is not retried
 
 
@@ -105,10 +107,12 @@ def test_catch_up_after_downtime(store: Store) -> None:
     for policy, runs in (("none", 0), ("latest", 1), ("all", 3)):
         db = store
         db.query("DELETE FROM runs")
-        db.begin_scheduled("r0", "j", trigger="schedule", scheduled_for=at("2026-06-01T00:00:00Z"),
-                           status="ok")  # fmt: skip
-        chain = chain_with(f"schedule: '0 * * * *', jitter: 0, catch_up: {policy}, "
-                           "starting_deadline: 3h")  # fmt: skip
+        db.begin_scheduled(
+            "r0", "j", trigger="schedule", scheduled_for=at("2026-06-01T00:00:00Z"), status="ok"
+        )
+        chain = chain_with(
+            f"schedule: '0 * * * *', jitter: 0, catch_up: {policy}, starting_deadline: 3h"
+        )
         r = rig(chain, db, "2026-06-01T05:10:00Z", lambda req: Outcome(seconds=60))
         r.scheduler.run(until=at("2026-06-01T05:30:00Z"))
         caught = [f for f in r.events("fire") if f["trigger"] == "catch-up"]
@@ -216,9 +220,13 @@ def test_alerts_to_a_webhook_and_a_command(store: Store, tmp_path: Path) -> None
         f"on_success: {{shell: 'cat >> {tmp_path / 'ok.json'}'}}"
     )
     fails = iter([TARGETS[:1], (), ()])
-    r = rig(chain, store, "2026-06-01T00:00:00Z",
-            lambda req: Outcome(seconds=60, failed=next(fails)),
-            alerts=None)  # fmt: skip
+    r = rig(
+        chain,
+        store,
+        "2026-06-01T00:00:00Z",
+        lambda req: Outcome(seconds=60, failed=next(fails)),
+        alerts=None,
+    )
     r.scheduler.alerts = AlertSender(r.log, synchronous=True, backoff=0.0)
     try:
         r.scheduler.run(until=at("2026-06-01T03:30:00Z"))
@@ -243,9 +251,11 @@ def test_alerts_to_a_webhook_and_a_command(store: Store, tmp_path: Path) -> None
 
 
 def test_a_failing_alert_is_logged_not_raised(store: Store) -> None:
-    chain = chain_with("schedule: '0 * * * *', jitter: 0, retry_failed: {times: 0}, "
-                       "on_failure: {command: [/bin/false]}, "
-                       "on_success: {webhook: 'http://127.0.0.1:9/nothing', retries: 1, timeout: 1}")  # fmt: skip
+    chain = chain_with(
+        "schedule: '0 * * * *', jitter: 0, retry_failed: {times: 0}, "
+        "on_failure: {command: [/bin/false]}, "
+        "on_success: {webhook: 'http://127.0.0.1:9/nothing', retries: 1, timeout: 1}"
+    )
     fails = iter([TARGETS[:1], ()])
     r = rig(chain, store, "2026-06-01T00:00:00Z", lambda req: Outcome(failed=next(fails)))
     r.scheduler.alerts = AlertSender(r.log, synchronous=True, backoff=0.0)
@@ -266,8 +276,10 @@ def test_reload_of_a_bad_file_keeps_the_schedule(store: Store) -> None:
 
     def reloader() -> Any:
         if next(attempts) == "bad":
-            loads("version: 1\njobs:\n  j: {from: nobody, to: x, schedule: '0 25 * * *'}\n",
-                  file="chain.yaml")  # fmt: skip
+            loads(
+                "version: 1\njobs:\n  j: {from: nobody, to: x, schedule: '0 25 * * *'}\n",
+                file="chain.yaml",
+            )
         return good, schedule_specs(good)
 
     r = rig(chain, store, "2026-06-01T00:00:00Z", reloader=reloader)
@@ -301,16 +313,21 @@ def test_shutdown_waits_grace_then_interrupts(store: Store) -> None:
     assert statuses(store) == [INTERRUPTED]
     assert r.events("cancelling")
     # a run that ends within the grace is not interrupted
-    r = rig(chain_with("schedule: '0 * * * *', jitter: 0", jobs=""), store,
-            "2026-06-02T00:00:00Z", lambda req: Outcome(seconds=1800))  # fmt: skip
+    r = rig(
+        chain_with("schedule: '0 * * * *', jitter: 0", jobs=""),
+        store,
+        "2026-06-02T00:00:00Z",
+        lambda req: Outcome(seconds=1800),
+    )
     r.scheduler.run(until=at("2026-06-02T01:10:00Z"), grace=3600)
     assert r.launcher.handles[0].cancel_reason is None
     assert statuses(store)[-1] == OK
 
 
 def test_dry_run_launches_nothing(store: Store) -> None:
-    r = rig(chain_with("schedule: '0 * * * *', jitter: 0"), store, "2026-06-01T00:00:00Z",
-            dry_run=True)  # fmt: skip
+    r = rig(
+        chain_with("schedule: '0 * * * *', jitter: 0"), store, "2026-06-01T00:00:00Z", dry_run=True
+    )
     r.scheduler.run(until=at("2026-06-01T05:30:00Z"))
     assert len(r.events("would_fire")) == 5
     assert r.launcher.launched == []

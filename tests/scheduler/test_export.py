@@ -103,9 +103,16 @@ def test_cron_lines_are_flock_wrapped(chain) -> None:  # type: ignore[no-untyped
     assert any("cron: job often: cannot express overlap: replace" in w for w in out.warnings)
     assert any("catch_up: all" in w for w in out.warnings)
     assert any("alerts on_failure" in w for w in out.warnings)
-    check = subprocess.run(["sh", "-n", "-c", "\n".join(" ".join(shlex.quote(w) for w in j[1])
-                                                         for j in jobs.values())],
-                           capture_output=True, check=False)  # fmt: skip
+    check = subprocess.run(
+        [
+            "sh",
+            "-n",
+            "-c",
+            "\n".join(" ".join(shlex.quote(w) for w in j[1]) for j in jobs.values()),
+        ],
+        capture_output=True,
+        check=False,
+    )
     assert check.returncode == 0
 
 
@@ -126,9 +133,10 @@ def units(text: str) -> dict[str, dict[str, list[str]]]:
 
 
 def test_systemd_service_and_timer(chain) -> None:  # type: ignore[no-untyped-def]
-    out, specs = make(chain, "systemd")
-    assert sorted(out.files) == [f"rolechain-{j}.{k}" for j in ("nightly", "often", "queued")
-                                 for k in ("service", "timer")]  # fmt: skip
+    out, _ = make(chain, "systemd")
+    assert sorted(out.files) == [
+        f"rolechain-{j}.{k}" for j in ("nightly", "often", "queued") for k in ("service", "timer")
+    ]
     timer = units(out.files["rolechain-nightly.timer"])["Timer"]
     assert timer["OnCalendar"] == ["*-*-* 02:30:00 Europe/Berlin"]
     assert timer["Persistent"] == ["true"]
@@ -139,7 +147,12 @@ def test_systemd_service_and_timer(chain) -> None:  # type: ignore[no-untyped-de
     assert service["Type"] == ["oneshot"]
     assert service["TimeoutStartSec"] == ["7200s"]
     assert shlex.split(service["ExecStart"][0])[:5] == [
-        "rolechain", "run", "/srv/chains/ops.yaml", "--job", "nightly"]  # fmt: skip
+        "rolechain",
+        "run",
+        "/srv/chains/ops.yaml",
+        "--job",
+        "nightly",
+    ]
     often = units(out.files["rolechain-often.timer"])["Timer"]
     assert often["OnCalendar"] == ["Mon..Fri *-*-* *:00/2:00 UTC"]
     assert often["Persistent"] == ["false"]  # catch_up: none
@@ -150,9 +163,14 @@ def test_systemd_service_and_timer(chain) -> None:  # type: ignore[no-untyped-de
 
 
 def _systemd_fires(spec: str, count: int) -> list[datetime]:
-    done = subprocess.run(["systemd-analyze", "calendar", f"--iterations={count}", spec],
-                          capture_output=True, text=True, timeout=60, check=True,
-                          env={"TZ": "UTC", "PATH": "/usr/bin:/bin"})  # fmt: skip
+    done = subprocess.run(
+        ["systemd-analyze", "calendar", f"--iterations={count}", spec],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={"TZ": "UTC", "PATH": "/usr/bin:/bin"},
+    )
     times = re.findall(r"(?:Next elapse|Iter\. #\d+): \w{3} (\S+ \S+) UTC", done.stdout)
     return [datetime.fromisoformat(t).replace(tzinfo=UTC) for t in times]
 
@@ -160,9 +178,15 @@ def _systemd_fires(spec: str, count: int) -> list[datetime]:
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not here")
 @pytest.mark.parametrize(
     ("expression", "zone"),
-    [("30 2 * * *", "Europe/Berlin"), ("*/2 * * * MON-FRI", "UTC"), ("0 4 1,15 * 1", "UTC"),
-     ("15 9-17/4 * JAN,JUL *", "UTC"), ("@weekly", "America/New_York"), ("0 0 */10 * 1", "UTC")],
-)  # fmt: skip
+    [
+        ("30 2 * * *", "Europe/Berlin"),
+        ("*/2 * * * MON-FRI", "UTC"),
+        ("0 4 1,15 * 1", "UTC"),
+        ("15 9-17/4 * JAN,JUL *", "UTC"),
+        ("@weekly", "America/New_York"),
+        ("0 0 */10 * 1", "UTC"),
+    ],
+)
 def test_systemd_calendar_agrees_with_our_fire_times(expression: str, zone: str) -> None:
     from rolechain.cron import CronSchedule
 
@@ -170,7 +194,8 @@ def test_systemd_calendar_agrees_with_our_fire_times(expression: str, zone: str)
     specs = calendar_specs(expression, zone)
     theirs = sorted({t for spec in specs for t in _systemd_fires(spec, 5)})[:5]
     ours = CronSchedule(expression, zone).next_fires(now, 8)
-    assert theirs and set(theirs) <= set(ours), (specs, theirs, ours)
+    assert theirs
+    assert set(theirs) <= set(ours), (specs, theirs, ours)
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not here")
@@ -180,14 +205,19 @@ def test_systemd_analyze_verify_accepts_the_units(chain, tmp_path: Path) -> None
     out = export(chain, specs, "systemd", ExportOptions("/srv/chains/ops.yaml", rolechain=exe))
     for name, text in out.files.items():
         (tmp_path / name).write_text(text)
-    done = subprocess.run(["systemd-analyze", "verify", *sorted(str(p) for p in tmp_path.iterdir())],
-                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    done = subprocess.run(
+        ["systemd-analyze", "verify", *sorted(str(p) for p in tmp_path.iterdir())],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert "rolechain-" not in done.stderr, done.stderr
 
 
 def test_kubernetes_cronjob(chain) -> None:  # type: ignore[no-untyped-def]
-    out, specs = make(chain, "kubernetes", image="registry.example.com/rolechain:0.1.0")
+    out, _ = make(chain, "kubernetes", image="registry.example.com/rolechain:0.1.0")
     docs = {name: yaml.safe_load(text) for name, text in out.files.items()}
     nightly = docs["rolechain-nightly.yaml"]
     assert nightly["apiVersion"] == "batch/v1"
@@ -212,7 +242,7 @@ def test_kubernetes_cronjob(chain) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_github_actions_workflow(chain) -> None:  # type: ignore[no-untyped-def]
-    out, specs = make(chain, "github-actions")
+    out, _ = make(chain, "github-actions")
     docs = {name: yaml.safe_load(text) for name, text in out.files.items()}
     flow = docs["rolechain-nightly.yml"]
     trigger = flow["on"] if "on" in flow else flow[True]  # YAML 1.1 reads a bare on: as True
@@ -225,7 +255,13 @@ def test_github_actions_workflow(chain) -> None:  # type: ignore[no-untyped-def]
     assert creds["uses"] == "aws-actions/configure-aws-credentials@v4"
     assert creds["with"]["role-to-assume"] == "arn:aws:iam::111111111111:role/github-actions"
     command = next(s["run"] for s in run["steps"] if "rolechain run" in s.get("run", ""))
-    assert shlex.split(command)[:5] == ["rolechain", "run", "/srv/chains/ops.yaml", "--job", "nightly"]
+    assert shlex.split(command)[:5] == [
+        "rolechain",
+        "run",
+        "/srv/chains/ops.yaml",
+        "--job",
+        "nightly",
+    ]
     assert docs["rolechain-often.yml"]["concurrency"]["cancel-in-progress"] is True
     assert any("timezone: Europe/Berlin" in w for w in out.warnings)
     assert any("less than 5 minutes apart" in w for w in out.warnings)
@@ -233,12 +269,32 @@ def test_github_actions_workflow(chain) -> None:  # type: ignore[no-untyped-def]
 
 def test_export_command_writes_files_and_warns(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[2]
-    result = CliRunner().invoke(cli, ["schedule", "export", str(root / "chains" / "demo.yaml"),
-                                      "--to", "kubernetes", "--output", str(tmp_path)])  # fmt: skip
+    result = CliRunner().invoke(
+        cli,
+        [
+            "schedule",
+            "export",
+            str(root / "chains" / "demo.yaml"),
+            "--to",
+            "kubernetes",
+            "--output",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "rolechain-nightly.yaml").exists()
     assert "warning: kubernetes: job nightly" in result.stderr
-    result = CliRunner().invoke(cli, ["schedule", "export", str(root / "chains" / "demo.yaml"),
-                                      "--to", "cron", "--job", "inventory"])  # fmt: skip
+    result = CliRunner().invoke(
+        cli,
+        [
+            "schedule",
+            "export",
+            str(root / "chains" / "demo.yaml"),
+            "--to",
+            "cron",
+            "--job",
+            "inventory",
+        ],
+    )
     assert result.exit_code == 2
     assert "has no 'schedule'" in result.stderr

@@ -37,8 +37,9 @@ def test_a_version_1_store_is_migrated_and_keeps_its_runs(tmp_path: Path) -> Non
         assert run["attempt"] == 0
         assert len(list(store.records("r1"))) == 1
         assert store.last_fire("hub-job") is None  # a manual run is not a fire
-        store.begin_scheduled("s1", "hub-job", trigger="schedule",
-                              scheduled_for=datetime(2026, 1, 2, tzinfo=UTC))  # fmt: skip
+        store.begin_scheduled(
+            "s1", "hub-job", trigger="schedule", scheduled_for=datetime(2026, 1, 2, tzinfo=UTC)
+        )
         assert store.last_fire("hub-job") == datetime(2026, 1, 2, tzinfo=UTC)
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
@@ -61,11 +62,18 @@ def test_history_queries_and_retention(tmp_path: Path) -> None:
     with Store(tmp_path / "runs.db") as store:
         for i in range(10):
             when = base + timedelta(days=i)
-            store.begin_scheduled(f"r{i}", "j", trigger="schedule", scheduled_for=when,
-                                  started_at=when)  # fmt: skip
+            store.begin_scheduled(
+                f"r{i}", "j", trigger="schedule", scheduled_for=when, started_at=when
+            )
             store.end_scheduled(f"r{i}", status="failed" if i == 8 else "ok", reason=None)
-        store.record_skipped("j", "s9", Trigger("schedule", base + timedelta(days=9, hours=1),
-                                                base + timedelta(days=9, hours=1)), "busy")  # fmt: skip
+        store.record_skipped(
+            "j",
+            "s9",
+            Trigger(
+                "schedule", base + timedelta(days=9, hours=1), base + timedelta(days=9, hours=1)
+            ),
+            "busy",
+        )
         assert store.last_fire("j") == base + timedelta(days=9, hours=1)
         assert store.last_outcome("j") == "ok"  # the skip does not count
         assert store.prune("j", 4, base) == 7  # 11 rows, newest 4 kept
@@ -105,8 +113,9 @@ def test_one_scheduler_per_store(tmp_path: Path) -> None:
             f"try:\n    StoreLock(Path({str(store)!r})).acquire()\n"
             "except Exception as exc:\n    print(exc); sys.exit(2)\n"
         )
-        other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                               timeout=60, check=False)  # fmt: skip
+        other = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+        )
         assert other.returncode == 2
         assert "another scheduler holds" in other.stdout
         assert "rolechain schedule chains/demo.yaml" in other.stdout

@@ -189,9 +189,11 @@ def run(
     if list_:
         _list(chain, specs, store)
         return
+    from rolechain.scheduler.clock import RealClock
     from rolechain.scheduler.logs import EventLog
 
-    log = EventLog(sys.stderr, log_format)
+    clock = RealClock(time_scale)
+    log = EventLog(sys.stderr, log_format, clock.now)
     for warning in loader.warnings:
         log.warning("credentials", problem=str(warning))
     with contextlib.ExitStack() as stack:
@@ -201,8 +203,7 @@ def run(
         _schedule(
             stack, loader, chain, specs, log=log, store=store, dry_run=dry_run,
             metrics_port=metrics_port, metrics_host=metrics_host, grace=grace_s,
-            for_s=for_s, watch=not no_watch, time_scale=time_scale,
-            credentials_for=credentials_for,
+            for_s=for_s, watch=not no_watch, clock=clock, credentials_for=credentials_for,
         )  # fmt: skip
     sys.exit(EXIT_OK)
 
@@ -246,17 +247,14 @@ def _schedule(
     grace: float,
     for_s: float | None,
     watch: bool,
-    time_scale: float,
+    clock: Any,
     credentials_for: Any,
 ) -> None:
     from rolechain.scheduler.alerts import AlertSender
-    from rolechain.scheduler.clock import RealClock
     from rolechain.scheduler.engine import MemoryHistory, Scheduler
     from rolechain.scheduler.launcher import ExecutorLauncher
     from rolechain.scheduler.lock import StoreLock
 
-    clock = RealClock(time_scale)
-    log.now = clock.now
     history: Any
     if store is not None:
         from rolechain.results.store import Store
@@ -280,7 +278,7 @@ def _schedule(
         stack.callback(stop_serving)
         log.emit("metrics", url=f"http://{metrics_host}:{metrics_port}/metrics")
     launcher = ExecutorLauncher(
-        store or Path(os.devnull), credentials_for=credentials_for, time_scale=time_scale,
+        store or Path(os.devnull), credentials_for=credentials_for, time_scale=clock.scale,
         now=lambda: datetime.now(UTC),
     )  # fmt: skip
     scheduler = Scheduler(
@@ -318,20 +316,17 @@ def _signals(scheduler: Any, launcher: Any, log: Any) -> Iterator[None]:
     """SIGTERM/SIGINT: stop gracefully; a second one: stop now (exit 130). SIGHUP: reload."""
     count = 0
 
+    # Handlers only set flags (or raise): logging here could deadlock on the log's lock.
     def stop(signum: int, frame: object) -> None:
         nonlocal count
         count += 1
-        name = signal.Signals(signum).name
         if count == 1:
-            log.emit("signal", signal=name, action="stop scheduling; running jobs get --grace")
-            scheduler.request_stop()
+            scheduler.request_stop(signal.Signals(signum).name)
             return
-        log.warning("signal", signal=name, action="stop now; running jobs are interrupted")
-        raise _Forced
+        raise _Forced(signal.Signals(signum).name)
 
     def reload(signum: int, frame: object) -> None:
-        log.emit("signal", signal="SIGHUP", action="reload")
-        scheduler.request_reload()
+        scheduler.request_reload("SIGHUP")
 
     saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     signal.signal(signal.SIGTERM, stop)
@@ -339,7 +334,9 @@ def _signals(scheduler: Any, launcher: Any, log: Any) -> Iterator[None]:
     signal.signal(signal.SIGHUP, reload)
     try:
         yield
-    except _Forced:
+    except _Forced as forced:
+        log.warning("stop_requested", by=str(forced), action="stop now; running jobs are "
+                    "recorded as interrupted")  # fmt: skip
         for handle in scheduler.running:
             handle.cancel("the scheduler was stopped at once")
         launcher.cancel_grace = 0.0

@@ -107,6 +107,8 @@ class Scheduler:
         self._reload = threading.Event()
         self._stopping = False
         self._started = False
+        self._stop_why: str | None = None
+        self._reload_why: str | None = None
         self._host = socket.gethostname()
         # Runs of jobs a reload removed, still going: collected when they end.
         self._orphans: list[tuple[str, _JobState]] = []
@@ -120,11 +122,16 @@ class Scheduler:
     def wake(self) -> None:
         self._wake.set()
 
-    def request_stop(self) -> None:
+    # These only set flags: they are called from signal handlers, which must not take a
+    # lock the interrupted code may hold (the log's).
+
+    def request_stop(self, why: str | None = None) -> None:
+        self._stop_why = self._stop_why or why
         self._stop.set()
         self._wake.set()
 
-    def request_reload(self) -> None:
+    def request_reload(self, why: str | None = None) -> None:
+        self._reload_why = why
         self._reload.set()
         self._wake.set()
 
@@ -156,6 +163,8 @@ class Scheduler:
                 self._wake.clear()
                 if self._reload.is_set():
                     self._reload.clear()
+                    if self._reload_why:
+                        self.log.emit("reload_requested", by=self._reload_why)
                     self.reload()
                 now = self.clock.now()
                 wake_at = self.step(now)
@@ -453,6 +462,8 @@ class Scheduler:
         if self._stopping:
             return
         self._stopping = True
+        if self._stop_why:
+            self.log.emit("stop_requested", by=self._stop_why)
         states = [(n, s) for n, s in self.jobs.items() if s.handle is not None]
         states += [(n, s) for n, s in self._orphans if s.handle is not None]
         self._orphans.clear()

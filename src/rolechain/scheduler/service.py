@@ -68,7 +68,7 @@ class Watcher:
     """Calls ``on_change`` when the chain's files really change (watchfiles, which uses
     inotify/FSEvents/ReadDirectoryChangesW and debounces bursts of events). It watches the
     directory, not the file, so editors and Kubernetes ConfigMaps that replace a file by
-    renaming or re-pointing a symlink are seen too."""
+    renaming or re-pointing a symlink are seen too. Only a change of content counts."""
 
     def __init__(self, loader: ScheduleLoader, on_change: Callable[[], None]) -> None:
         self.loader = loader
@@ -85,8 +85,11 @@ class Watcher:
         from watchfiles import watch
 
         root = self.loader.path if self.loader.path.is_dir() else self.loader.path.parent
+        # Every 5 s without an event the files are compared anyway: a change made before
+        # the watch was set up, or on a filesystem without change events (NFS), is still
+        # seen (reading a chain file that often costs nothing measurable).
         for _changes in watch(root, stop_event=self._stop, debounce=500, step=100,
-                              rust_timeout=5000, yield_on_timeout=False):  # fmt: skip
+                              rust_timeout=5000, yield_on_timeout=True):  # fmt: skip
             now = fingerprint(self.loader.files())
             if now != self._print:
                 self._print = now
