@@ -35,16 +35,18 @@ class ScheduleGroup(click.Group):
     """``schedule PATH ...`` runs the scheduler; ``schedule export ...`` exports. A first
     argument that is not a subcommand's name goes to ``run``."""
 
+    default_command = "run"
+
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
-            args = ["run", *args]
+            args = [self.default_command, *args]
         return super().parse_args(ctx, args)
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
         if args and args[0] not in self.commands:
-            return "run", self.commands["run"], args
+            return self.default_command, self.commands[self.default_command], args
         return super().resolve_command(ctx, args)
 
 

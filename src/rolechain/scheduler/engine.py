@@ -114,8 +114,9 @@ class Scheduler:
         self._orphans: list[tuple[str, _JobState]] = []
         self._ids: set[str] = set()
         self._id_order: deque[str] = deque()
-        # Every finished run, in order (tests and benchmarks read it).
-        self.finished: list[RunResult] = []
+        # The latest finished runs (bounded: the scheduler runs for months), and a count.
+        self.finished: deque[RunResult] = deque(maxlen=1000)
+        self.runs_finished = 0
 
     # -- requests from other threads (signal handlers, the file watcher, finished runs) --
 
@@ -144,7 +145,7 @@ class Scheduler:
                 break
         self._ids.add(run_id)
         self._id_order.append(run_id)
-        if len(self._id_order) > 50_000:
+        if len(self._id_order) > 10_000:
             self._ids.discard(self._id_order.popleft())
         return run_id
 
@@ -336,6 +337,7 @@ class Scheduler:
         request = handle.request
         result = handle.result or RunResult(request.run_id, name, ERROR, reason="no result")
         self.finished.append(result)
+        self.runs_finished += 1
         seconds = (now - state.started_at).total_seconds() if state.started_at else 0.0
         level = "info" if result.status == OK else "warning"
         self.log.emit("run_finished", level, job=name, run_id=result.run_id,
@@ -484,7 +486,7 @@ class Scheduler:
             self._finished(name, state, self.clock.now())
         self.alerts.close()
         self.metrics.stopped()
-        self.log.emit("stopped", runs=len(self.finished))
+        self.log.emit("stopped", runs=self.runs_finished)
 
 
 def _pid() -> int:
