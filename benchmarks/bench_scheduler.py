@@ -9,6 +9,7 @@ through ``rolechain.run()``, measured by bench_executor.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import resource
@@ -134,10 +135,10 @@ def real_clock_lateness(tmp: Path) -> None:
     with Store(tmp / "idle.db") as store:
         launcher = TrivialLauncher(store, lambda seconds, end: end())
         clock = RealClock()
+        log = EventLog(io.StringIO(), "text", clock.now)
         scheduler = Scheduler(chain, schedule_specs(chain), launcher=launcher, history=store,
-                              clock=clock, log=EventLog(io.StringIO(), "text", clock.now))  # fmt: skip
-        done = threading.Event()
-        timer = threading.Timer(IDLE, lambda: (scheduler.request_stop(), done.set()))
+                              clock=clock, log=log)  # fmt: skip
+        timer = threading.Timer(IDLE, scheduler.request_stop)
         cpu0, wall0 = time.process_time(), time.monotonic()
         timer.start()
         scheduler.run(grace=1)
@@ -154,7 +155,8 @@ def simulated_week(tmp: Path) -> None:
     clock = VirtualClock(start)
     marks: dict[int, tuple[float, int]] = {}
     path = tmp / "week.db"
-    with Store(path) as store:
+    with contextlib.ExitStack() as stack:
+        store = stack.enter_context(Store(path))
         launcher = TrivialLauncher(
             store, lambda seconds, end: clock.call_at(clock.now() + timedelta(seconds=seconds), end)
         )
@@ -164,8 +166,9 @@ def simulated_week(tmp: Path) -> None:
                 marks[n] = (rss_mib(), path.stat().st_size + _wal(path))
 
         launcher.on_count = mark
+        sink = stack.enter_context(open(os.devnull, "w"))
         scheduler = Scheduler(chain, specs, launcher=launcher, history=store, clock=clock,
-                              log=EventLog(io.StringIO(), "text", clock.now))  # fmt: skip
+                              log=EventLog(sink, "text", clock.now))  # fmt: skip
         t0 = time.perf_counter()
         scheduler.run(until=start + timedelta(days=SIM_DAYS), grace=60)
         elapsed = time.perf_counter() - t0
@@ -176,8 +179,10 @@ def simulated_week(tmp: Path) -> None:
     for n, (rss, size) in sorted(marks.items()):
         print(f"     after run {n:>6}: RSS {rss:6.1f} MiB, store {size / 2**20:5.2f} MiB")
     rss10, rss10k = marks[10][0], marks[10_000][0]
-    print(f"   RSS run 10 -> run 10,000: {rss10:.1f} -> {rss10k:.1f} MiB "
-          f"({100 * (rss10k - rss10) / rss10:+.1f}%; target: within 10%)")
+    print(
+        f"   RSS run 10 -> run 10,000: {rss10:.1f} -> {rss10k:.1f} MiB "
+        f"({100 * (rss10k - rss10) / rss10:+.1f}%; target: within 10%)"
+    )
     print(f"   store: {rows} runs, {records} records kept (keep.runs {keep} x {JOBS} jobs); "
           f"size at run 2,000 {marks[2_000][1] / 2**20:.2f} MiB, at run 10,000 "
           f"{marks[10_000][1] / 2**20:.2f} MiB")  # fmt: skip

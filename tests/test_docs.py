@@ -420,8 +420,8 @@ def check_schedule(argv: list[str], out: Outcome, where: Path) -> None:
     store = option(argv, "--store")
     assert store, "a documented 'rolechain schedule' line runs with --store"
     with contextlib.closing(sqlite3.connect(where / store)) as db:
-        statuses = [r[0] for r in db.execute(
-            "SELECT status FROM runs WHERE trigger != 'manual' AND status != 'skipped'")]  # fmt: skip
+        query = "SELECT status FROM runs WHERE trigger != 'manual' AND status != 'skipped'"
+        statuses = [r[0] for r in db.execute(query)]
     assert statuses
     assert set(statuses) == {"ok"}, statuses
 

@@ -295,7 +295,7 @@ def _schedule(
         watcher.start()
         stack.callback(watcher.stop)
     until = clock.now() + timedelta(seconds=for_s) if for_s is not None else None
-    with _signals(scheduler, launcher, log):
+    with _signals(scheduler, log):
         scheduler.run(until=until, grace=grace)
 
 
@@ -314,7 +314,7 @@ class _Forced(Exception):
 
 
 @contextlib.contextmanager
-def _signals(scheduler: Any, launcher: Any, log: Any) -> Iterator[None]:
+def _signals(scheduler: Any, log: Any) -> Iterator[None]:
     """SIGTERM/SIGINT: stop gracefully; a second one: stop now (exit 130). SIGHUP: reload."""
     count = 0
 
@@ -340,12 +340,9 @@ def _signals(scheduler: Any, launcher: Any, log: Any) -> Iterator[None]:
         log.warning("stop_requested", by=str(forced), action="stop now; running jobs are "
                     "recorded as interrupted")  # fmt: skip
         for handle in scheduler.running:
-            handle.cancel("the scheduler was stopped at once")
-        launcher.cancel_grace = 0.0
-        for handle in scheduler.running:
-            give_up = getattr(handle, "_give_up", None)
-            if give_up is not None:
-                give_up()
+            abandon = getattr(handle, "abandon", None)
+            if abandon is not None:
+                abandon("the scheduler was stopped at once")
         log.emit("stopped", forced=True)
         sys.exit(EXIT_INTERRUPTED)
     finally:

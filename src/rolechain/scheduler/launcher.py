@@ -96,6 +96,11 @@ class ExecutorHandle:
     def cancel(self, reason: str) -> None:
         self._stop(INTERRUPTED, reason)
 
+    def abandon(self, reason: str) -> None:
+        """Stop waiting for the run now: record it interrupted (a second signal)."""
+        self._stop(INTERRUPTED, reason)
+        self._give_up()
+
     # -- stopping ----------------------------------------------------------------------
 
     def _stop(self, status: str, reason: str) -> None:
