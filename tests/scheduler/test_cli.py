@@ -140,7 +140,7 @@ def test_two_scheduled_runs_against_the_sandbox(tmp_path: Path) -> None:
             str(chain),
             "--sandbox",
             "--time-scale",
-            "600",
+            "120",  # 5 minutes in 2.5 s: a run (well under a second) never overlaps the next
             "--for",
             "12m",
             "--store",
@@ -158,7 +158,7 @@ def test_two_scheduled_runs_against_the_sandbox(tmp_path: Path) -> None:
     events = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
     assert events
     assert all({"ts", "level", "event"} <= set(e) for e in events)
-    found = [r for r in rows(store) if r["trigger"] == "schedule"]
+    found = [r for r in rows(store) if r["trigger"] == "schedule" and r["status"] != "skipped"]
     assert len(found) >= 2
     for run in found:
         assert run["status"] == "ok"
@@ -225,7 +225,7 @@ def test_a_second_signal_stops_at_once(tmp_path: Path, kill_leftovers: list[Sche
     s.wait_for(r" stopping running=1")
     s.signal(signal.SIGTERM)
     assert s.finish() == 130
-    assert [r["status"] for r in rows(store)] == ["interrupted"]
+    assert [r["status"] for r in rows(store) if r["status"] != "skipped"] == ["interrupted"]
 
 
 @pytest.mark.slow
