@@ -147,6 +147,48 @@ def real_clock_lateness(tmp: Path) -> None:
           "(target: < 1%)")  # fmt: skip
 
 
+def whole_process_idle(tmp: Path) -> None:
+    """``rolechain schedule`` itself (file watcher, signal handling, imports included),
+    100 jobs with nothing due: CPU time of the process over a real window."""
+    import subprocess
+
+    chain = tmp / "idle.yaml"
+    jobs = "\n".join(
+        f"  j{i:03d}: {{from: bot, to: audit, tasks: [s3.list_buckets], schedule: '0 3 1 1 *'}}"
+        for i in range(JOBS)
+    )
+    chain.write_text(
+        "version: 1\nprincipals:\n  bot: {kind: user, account: '111111111111'}\n"
+        "role_sets:\n  audit: {role_name: A, trusts: [bot], accounts: ['333333333333']}\n"
+        f"jobs:\n{jobs}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rolechain", "schedule", str(chain), "--store",
+         str(tmp / "p.db"), "--log-format", "json"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    seen = 0
+    for line in proc.stderr:  # wait until every job is scheduled
+        seen += '"event": "scheduled"' in line
+        if seen == JOBS:
+            break
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def cpu() -> float:
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+    cpu0, wall0 = cpu(), time.monotonic()
+    time.sleep(IDLE * 2)
+    used, wall = cpu() - cpu0, time.monotonic() - wall0
+    proc.terminate()
+    proc.wait(60)
+    print(f"   idle CPU of a 'rolechain schedule' process (watcher on), {JOBS} jobs, "
+          f"{wall:.0f} s: {100 * used / wall:.2f}% of a core (target: < 1%; "
+          f"clock ticks of 1/{ticks} s)")  # fmt: skip
+
+
 def simulated_week(tmp: Path) -> None:
     keep = 20
     chain = chain_of("0 * * * *", "5m", keep)
@@ -199,6 +241,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         simulated_week(Path(tmp))
         real_clock_lateness(Path(tmp))
+        whole_process_idle(Path(tmp))
 
 
 if __name__ == "__main__":

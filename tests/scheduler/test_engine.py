@@ -365,3 +365,19 @@ def test_unknown_or_unscheduled_job_is_a_usage_error() -> None:
 def test_schedule_keys_need_a_schedule() -> None:
     with pytest.raises(ChainFileError, match="overlap only applies to a job with a 'schedule'"):
         chain_with("overlap: queue")
+
+
+def test_a_launcher_that_raises_does_not_stop_the_scheduler(store: Store, tmp_path: Path) -> None:
+    chain = chain_with(
+        "schedule: '0 * * * *', jitter: 0, retry_failed: {times: 0}, "
+        f"on_failure: {{shell: 'cat >> {tmp_path / 'failed.json'}'}}"
+    )
+    r = rig(chain, store, "2026-06-01T00:00:00Z")
+
+    def broken(chain: Any, request: LaunchRequest, on_done: Any) -> Any:
+        raise OSError("cannot start a thread")
+
+    r.launcher.launch = broken  # type: ignore[method-assign]
+    r.scheduler.run(until=at("2026-06-01T03:30:00Z"))
+    assert len(r.events("launch_failed")) == 3
+    assert len((tmp_path / "failed.json").read_text().splitlines()) == 3

@@ -327,7 +327,14 @@ class Scheduler:
         self.metrics.fired(spec.job, late)
         state.started_mono = time.monotonic()
         state.started_at = now
-        state.handle = self.launcher.launch(self.chain, request, self.wake)
+        try:
+            state.handle = self.launcher.launch(self.chain, request, self.wake)
+        except Exception as exc:  # a launcher that cannot start a run must not stop the rest
+            self.log.error("launch_failed", job=spec.job, run_id=request.run_id,
+                           reason=f"{type(exc).__name__}: {exc}")  # fmt: skip
+            result = RunResult(request.run_id, spec.job, ERROR, reason=str(exc))
+            self.metrics.finished(result, 0.0)
+            self._after_run(spec.job, state, request, result, now)
 
     # -- runs that ended ----------------------------------------------------------------
 

@@ -68,7 +68,8 @@ class ExecutorHandle:
         self._stop_reason: str | None = None
         self._stop_status: str | None = None
         self._timers: list[threading.Timer] = []
-        # Filled in by the worker as the run goes.
+        # Filled in by the worker as the run goes; read by _give_up on a timer thread.
+        self._progress_lock = threading.Lock()
         self._plan_targets: list[str] = []
         self._finished_ok: set[str] = set()
         self._finished_failed: set[str] = set()
@@ -147,7 +148,8 @@ class ExecutorHandle:
         thread.start()
 
     def _progress(self, target: str, ok: bool, done: int, total: int) -> None:
-        (self._finished_ok if ok else self._finished_failed).add(target)
+        with self._progress_lock:
+            (self._finished_ok if ok else self._finished_failed).add(target)
 
     def _work(self, chain: Chain) -> None:
         from rolechain.executor import run
@@ -220,10 +222,11 @@ class ExecutorHandle:
     # -- results -----------------------------------------------------------------------
 
     def _make_result(self, status: str, reason: str | None, *, gave_up: bool = False) -> RunResult:
-        failed = set(self._finished_failed)
+        with self._progress_lock:
+            ok_targets, failed = set(self._finished_ok), set(self._finished_failed)
         if status in (INTERRUPTED, DEADLINE_EXCEEDED, ERROR) or gave_up:
             # Targets that never finished are as good as failed: a retry runs them.
-            finished = self._finished_ok | self._finished_failed
+            finished = ok_targets | failed
             failed |= {t for t in self._plan_targets if t not in finished}
         order = {name: i for i, name in enumerate(self._plan_targets)}
         failed_targets = tuple(sorted(failed, key=lambda t: (order.get(t, len(order)), t)))
@@ -232,7 +235,7 @@ class ExecutorHandle:
             job=self._request.job,
             status=status,
             targets=len(self._plan_targets),
-            targets_ok=len(self._finished_ok),
+            targets_ok=len(ok_targets),
             targets_failed=len(failed),
             failed_targets=failed_targets,
             records=self._records,
