@@ -178,7 +178,7 @@ def test_two_scheduled_runs_against_the_sandbox(tmp_path: Path) -> None:
 def test_sigterm_mid_run_gives_grace_then_records_interrupted(
     tmp_path: Path, kill_leftovers: list[Scheduler]
 ) -> None:
-    chain = write_chain(tmp_path / "c.yaml", schedule="* * * * *", seconds=4)
+    chain = write_chain(tmp_path / "c.yaml", schedule="* * * * *", seconds=2)
     store = tmp_path / "runs.db"
     s = Scheduler(
         str(chain),
