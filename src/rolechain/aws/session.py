@@ -20,7 +20,6 @@ that one session for a run and hands out:
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -31,6 +30,7 @@ import botocore.session
 from botocore.config import Config
 from botocore.credentials import Credentials, EnvProvider
 
+from rolechain.aws.botocore_adapter import boto3_session, light_session, sign_with
 from rolechain.aws.errors import aws_call
 from rolechain.errors import AwsContext, CredentialsError
 
@@ -77,6 +77,9 @@ class AwsSessions:
         self._max_clients = max_clients or max(64, 4 * concurrency)
         self._clients: OrderedDict[tuple[str, str, int], tuple[Any, Credentials]] = OrderedDict()
         self._lock = threading.Lock()
+        self._warm_lock = threading.Lock()
+        self._warmed: set[str] = set()
+        self._services: set[str] | None = None
         self.clients_created = 0
 
     def client(self, service: str, region: str, credentials: Credentials) -> Any:
@@ -99,17 +102,25 @@ class AwsSessions:
         return client
 
     def warm(self, services: Iterable[str], region: str) -> None:
-        """Load each service's model and endpoint data once, on the calling thread.
+        """Load each service's model and endpoint data once, before threads need them.
 
         botocore's loader caches what it parses but does not lock: when the first clients
         of a run are created in many threads at once, each thread parses the same models.
         Measured on a 16-thread fan-out, that doubled peak memory. One throwaway client per
-        service first fills the cache. Unknown service names are left for the task that
-        uses them to report.
+        service first fills the cache. Each service is warmed once per :class:`AwsSessions`,
+        under a lock, so concurrent callers wait for the one warm-up.
+        Unknown service names are left for the task that uses them to report.
         """
-        available = set(self.session.get_available_services())
         for service in dict.fromkeys(services):
-            if service in available:
+            self.warm_service(service, region)
+
+    def warm_service(self, service: str, region: str) -> None:
+        if service in self._warmed:
+            return
+        with self._warm_lock:
+            if service in self._warmed:
+                return
+            if service in self._available():
                 self.session.create_client(
                     service,
                     region_name=region,
@@ -117,8 +128,15 @@ class AwsSessions:
                     aws_access_key_id="warm-up",
                     aws_secret_access_key="warm-up",  # noqa: S106 - no request is made
                 )
+            self._warmed.add(service)
+
+    def _available(self) -> set[str]:
+        if self._services is None:
+            self._services = set(self.session.get_available_services())
+        return self._services
 
     def _create(self, service: str, region: str, credentials: Credentials) -> Any:
+        self.warm_service(service, region)
         frozen = credentials.get_frozen_credentials()
         with aws_call(AwsContext(operation=f"create {service} client", region=region)):
             client = self.session.create_client(
@@ -129,23 +147,20 @@ class AwsSessions:
                 aws_secret_access_key=frozen.secret_key,
                 aws_session_token=frozen.token,
             )
-        # Sign with the refreshable object itself, not the frozen copy create_client made:
-        # botocore's RequestSigner calls get_frozen_credentials() on every request, which
-        # refreshes the hop when its window is reached.
-        client._request_signer._credentials = credentials  # type: ignore[attr-defined]
+        # Sign with the refreshable object itself, not the frozen copy create_client made,
+        # so the hop refreshes when its window is reached.
+        sign_with(client, credentials)
         return client
 
     def boto3_session(self, credentials: Credentials, region: str) -> boto3.Session:
-        """A boto3 Session for ``region`` using ``credentials`` (refreshable or not)."""
-        light: Any = botocore.session.Session()
-        shared: Any = self.session
-        light.register_component("data_loader", shared.get_component("data_loader"))
-        for name in ("endpoint_resolver", "exceptions_factory"):
-            light._internal_components.register_component(
-                name, shared._get_internal_component(name)
-            )
-        light._credentials = credentials
-        return _SharedLoaderBoto3Session(botocore_session=light, region_name=region)
+        """A boto3 Session for ``region`` using ``credentials`` (refreshable or not).
+
+        Its clients come from models parsed once; the first client of each service is
+        warmed under a lock (:meth:`warm_service`), so user threads never race botocore's
+        unlocked loader.
+        """
+        light = light_session(self.session, credentials)
+        return boto3_session(light, region, before_client=self.warm_service)
 
     def release(self, credentials: Credentials) -> None:
         """Drop the cached clients of ``credentials`` (a target that is done).
@@ -162,23 +177,6 @@ class AwsSessions:
     def clear(self) -> None:
         with self._lock:
             self._clients.clear()
-
-
-_BOTO3_DATA: str | None = None
-_LOADER_LOCK = threading.Lock()
-
-
-class _SharedLoaderBoto3Session(boto3.Session):
-    """boto3.Session that adds boto3's resource data path to a shared loader only once."""
-
-    def _setup_loader(self) -> None:
-        global _BOTO3_DATA
-        if _BOTO3_DATA is None:
-            _BOTO3_DATA = os.path.join(os.path.dirname(boto3.__file__), "data")
-        self._loader = self._session.get_component("data_loader")
-        with _LOADER_LOCK:
-            if _BOTO3_DATA not in self._loader.search_paths:
-                self._loader.search_paths.append(_BOTO3_DATA)
 
 
 def principal_credentials(

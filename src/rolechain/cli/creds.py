@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from rolechain.cli._common import EXIT_FAILED, EXIT_INVALID, handle_errors
+from rolechain.cli._common import EXIT_FAILED, EXIT_INVALID, duration, handle_errors
 
 if TYPE_CHECKING:
     from rolechain.credentials.cache import CredentialCache
@@ -295,23 +295,12 @@ def cache_clear(cache_dir: Path | None, expired: bool) -> None:
 # -- exec ----------------------------------------------------------------------------------
 
 
-def _duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
-    if value is None:
-        return None
-    from rolechain.model.durations import parse_duration
-
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
 @click.command(name="exec")
 @path_argument
 @_target_options
 @click.option(
     "--expect-runtime",
-    callback=_duration,
+    callback=duration,
     metavar="DURATION",
     help="How long the command may run ('45m', '2h'): cached credentials that would expire "
     "sooner are not used, and a warning says when even fresh ones will not last.",

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import IO, TYPE_CHECKING, Any
 
 import click
@@ -16,10 +18,14 @@ from rolechain.cli._common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_TERMINATED,
+    duration,
+    duration_or_none,
     handle_errors,
 )
 
 if TYPE_CHECKING:
+    from rolechain.executor import Run
     from rolechain.executor.records import Summary
     from rolechain.planner.plan import Hop
 
@@ -149,6 +155,53 @@ def _open_output(output: Path | None) -> IO[str]:
     return output.open("w", encoding="utf-8", newline="")
 
 
+class _StopOnSignals:
+    """SIGINT and SIGTERM cancel the run; a second one stops it at once.
+
+    The handler only calls :meth:`Run.cancel` (signal-safe) and writes one line straight to
+    file descriptor 2 (a buffered stream could be in the middle of a write).
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, execution: Run, *, quiet: bool) -> None:
+        self.execution = execution
+        self.quiet = quiet
+        self.received: signal.Signals | None = None
+        self._saved: dict[signal.Signals, Any] = {}
+
+    def __enter__(self) -> _StopOnSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._saved[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._saved.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.received is None:
+            self.received = signal.Signals(signum)
+            self.execution.cancel(name)
+            text = (
+                f"\n{name}: stopping; tasks in flight have {self.execution.grace:g}s to finish "
+                "(send it again to stop now)\n"
+            )
+        else:
+            self.execution.cancel(name, grace=0)
+            text = f"\n{name}: stopping now\n"
+        if not self.quiet:
+            with contextlib.suppress(OSError):
+                os.write(2, text.encode())
+
+    def exit_status(self, summary: Summary) -> int:
+        if summary.stop == "interrupted":
+            return EXIT_TERMINATED if self.received == signal.SIGTERM else EXIT_INTERRUPTED
+        return EXIT_OK if summary.ok else EXIT_FAILED
+
+
 @click.command()
 @click.argument("path", type=click.Path(exists=True, dir_okay=True, path_type=Path), metavar="PATH")
 @click.option("--job", "-j", required=True, help="The job to run.")
@@ -199,6 +252,23 @@ def _open_output(output: Path | None) -> IO[str]:
     help="Record the run and its results in this SQLite database (query it with SQL; "
     "see 'rolechain history').",
 )
+@click.option(
+    "--deadline",
+    callback=duration_or_none,
+    metavar="DURATION",
+    help="Bound the whole run ('30m', '2h'; 'none': no bound). At the deadline, running "
+    "tasks get a TaskTimeout record, tasks not started a DeadlineExceeded record, and the "
+    "run exits 1. [default: the job's runtime, if it has one]",
+)
+@click.option(
+    "--grace",
+    callback=duration,
+    default="10s",
+    show_default=True,
+    metavar="DURATION",
+    help="On SIGINT/SIGTERM, how long tasks in flight may finish before the rest is "
+    "marked Interrupted.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress or summary on stderr.")
 @click.option("--verbose", "-v", is_flag=True, help="A line per target on stderr.")
 @click.option(
@@ -233,6 +303,8 @@ def run(
     fmt: str | None,
     output: Path | None,
     store: Path | None,
+    deadline: float | None,
+    grace: int,
     quiet: bool,
     verbose: bool,
     use_sandbox: bool,
@@ -246,8 +318,12 @@ def run(
     and transient AWS errors are retried with backoff. A target that fails (a hop or a
     task) gets an error record; the others carry on.
 
-    Exit status: 0 every target ok; 1 some target failed; 2 the chain file or plan is
-    invalid (nothing was called); 130 interrupted (finished results are kept).
+    SIGINT (Ctrl-C) or SIGTERM stops the run: no new task starts, tasks in flight get
+    --grace to finish, then every finished record is written (stdout, --output, --store)
+    and the rest is recorded as Interrupted. A second signal stops at once.
+
+    Exit status: 0 every target ok; 1 some target failed, or the --deadline passed; 2 the
+    chain file or plan is invalid (nothing was called); 130 SIGINT; 143 SIGTERM.
 
     \b
     Example:
@@ -284,12 +360,14 @@ def run(
                 )
             if not quiet:
                 click.echo(f"sandbox: {info.endpoint}", err=True)
-        summary = _run(
+        status = _run(
             chain,
             job,
             targets=targets,
             regions=regions,
             concurrency=concurrency,
+            deadline=deadline,
+            grace=grace,
             fmt=fmt,
             output=output,
             store=store,
@@ -297,9 +375,7 @@ def run(
             verbose=verbose,
             credentials=credentials,
         )
-    if summary.interrupted:
-        sys.exit(EXIT_INTERRUPTED)
-    sys.exit(EXIT_OK if summary.ok else EXIT_FAILED)
+    sys.exit(status)
 
 
 def _run(
@@ -309,13 +385,16 @@ def _run(
     targets: tuple[str, ...],
     regions: tuple[str, ...],
     concurrency: int | None,
+    deadline: float | None,
+    grace: int,
     fmt: str,
     output: Path | None,
     store: Path | None,
     quiet: bool,
     verbose: bool,
     credentials: Any,
-) -> Summary:
+) -> int:
+    """Run the job, write its records and summary; the exit status."""
     from rolechain.executor import run as start_run
     from rolechain.results.formatters import summary_lines, writer_for
     from rolechain.results.store import Store
@@ -329,6 +408,8 @@ def _run(
             targets=list(targets) or None,
             regions=list(regions) or None,
             concurrency=concurrency,
+            deadline=deadline,
+            grace=grace,
             store=database,
             credentials=credentials,
             token_provider=_token_provider(reporter),
@@ -336,17 +417,15 @@ def _run(
         )
         stream = _open_output(output)
         writer = writer_for(fmt, stream, color=None if stream.isatty() else False)
+        signals = _StopOnSignals(execution, quiet=quiet)
         try:
-            with reporter:
+            with reporter, signals:
                 if verbose:
                     for note in execution.plan.notes:
                         reporter.log(f"note: {note}")
                 reporter.started(execution.plan.job, len(execution.plan.targets))
-                try:
-                    for record in execution:
-                        writer.write(record)
-                except KeyboardInterrupt:
-                    execution.summary.interrupted = True
+                for record in execution:
+                    writer.write(record)
         finally:
             # After the progress bar is gone: a table is drawn now, files are flushed.
             writer.close(execution.summary)
@@ -358,7 +437,7 @@ def _run(
     if not quiet:
         for line in summary_lines(execution.summary):
             click.echo(line, err=True)
-    return execution.summary
+    return signals.exit_status(execution.summary)
 
 
 @click.command()

@@ -159,15 +159,22 @@ def writer_for(fmt: str, stream: IO[str], *, color: bool | None = None) -> Write
 
 def summary_lines(summary: Summary) -> list[str]:
     """The run's summary as short lines for stderr."""
-    status = "interrupted" if summary.interrupted else ("ok" if summary.ok else "failed")
+    status = summary.status + (f" ({summary.stop_reason})" if summary.stop_reason else "")
+    unfinished = f", {summary.targets_unfinished} unfinished" if summary.targets_unfinished else ""
     lines = [
         f"run {summary.run_id} ({summary.job}): {status}",
-        f"  targets: {summary.targets_ok} ok, {summary.targets_failed} failed of {summary.targets}",
+        f"  targets: {summary.targets_ok} ok, {summary.targets_failed} failed{unfinished}"
+        f" of {summary.targets}",
         f"  records: {summary.records} ({summary.records_failed} errors)",
         f"  AssumeRole calls: {summary.assume_calls} (planned {summary.planned_assume_calls}),"
         f" retries: {summary.retries}",
         f"  elapsed: {summary.elapsed_seconds:.2f}s",
     ]
+    if summary.abandoned:
+        lines.append(
+            f"  tasks given up: {summary.abandoned} ({summary.late_results} finished later, "
+            f"result dropped; {summary.still_running} still running at the end)"
+        )
     if summary.failed_targets:
         shown = summary.failed_targets[:10]
         more = len(summary.failed_targets) - len(shown)

@@ -15,9 +15,17 @@ run of each account::
     FROM records r, json_each(r.data, '$.buckets') b
     WHERE r.task = 's3.list_buckets' AND r.run_id = (SELECT max(run_id) FROM runs);
 
+``runs.status`` is ``running`` while a run goes on, then ``ok``, ``failed``,
+``interrupted`` or ``deadline-exceeded`` (the run's :attr:`Summary.status`). A run that
+stopped early still has a record for every unit: those that finished, and ``Interrupted``
+or ``DeadlineExceeded`` records (with ``TaskTimeout`` for tasks cut off by the deadline)
+for the rest.
+
 ``trigger`` is ``manual`` for ``rolechain run`` and ``schedule``, ``catch-up`` or ``retry``
-for runs the scheduler started, with the cron time in ``scheduled_for`` (a fire skipped
-because the previous run was still going is a row with status ``skipped``).
+for runs the scheduler started, with the cron time in ``scheduled_for``. The scheduler adds
+two statuses of its own: ``skipped`` (a fire that started no run: the previous one was
+still going) and ``error`` (a run that could not start: plan, credentials, identity), and
+``starting`` for a row written before its run begins.
 
 The database uses WAL, so readers are not blocked while a run writes. Records are buffered
 and written in batches (by count, and at least every second while records arrive) in short
@@ -206,7 +214,7 @@ class Store:
 
     def finish(self, summary: Summary) -> None:
         self.flush()
-        status = "interrupted" if summary.interrupted else ("ok" if summary.ok else "failed")
+        status = summary.status
         with self._db:
             self._db.execute(
                 "UPDATE runs SET status=?, started_at=?, finished_at=?, targets=?, "
