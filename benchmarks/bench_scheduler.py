@@ -65,7 +65,7 @@ class _Handle:
     def finish(self) -> None:
         self.result = self._final
 
-    def cancel(self, reason: str) -> None:
+    def cancel(self, reason: str, grace: float | None = None) -> None:
         self.finish()
 
     def wait(self, timeout: float | None = None) -> bool:

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import io
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from rolechain.model.chain import Chain
@@ -47,6 +49,7 @@ class Outcome:
     seconds: float = 60.0
     status: str = OK
     failed: tuple[str, ...] = ()
+    still_running: int = 0  # tasks given up on and still running at the end
 
 
 class FakeHandle:
@@ -70,6 +73,7 @@ class FakeHandle:
             seconds, status = request.deadline, DEADLINE_EXCEEDED
         self.ends = self.started + timedelta(seconds=seconds)
         self.cancel_reason: str | None = None
+        self.cancel_grace: float | None = None
         clock.call_at(self.ends, lambda: self._finish(status, None))
 
     @property
@@ -84,8 +88,9 @@ class FakeHandle:
     def result(self) -> RunResult | None:
         return self._result
 
-    def cancel(self, reason: str) -> None:
+    def cancel(self, reason: str, grace: float | None = None) -> None:
         self.cancel_reason = reason
+        self.cancel_grace = grace
         # a cancelled run winds down in a simulated second
         self._launcher.clock.call_at(
             self._launcher.clock.now() + timedelta(seconds=1),
@@ -117,11 +122,13 @@ class FakeHandle:
             request.run_id,
             request.job,
             status,
-            len(targets),
-            len(targets) - len(failed),
-            len(failed),
-            failed,
+            targets=len(targets),
+            targets_ok=len(targets) - len(failed),
+            targets_failed=len(failed),
+            failed_targets=failed,
             reason=reason,
+            abandoned=self._outcome.still_running,
+            still_running=self._outcome.still_running,
         )
         store = self._launcher.store
         if store is not None:
@@ -161,6 +168,19 @@ class FakeLauncher:
         handle = FakeHandle(self, request, on_done, self.outcome(request))
         self.handles.append(handle)
         return handle
+
+
+def record_codes(store: Path, run_id: str) -> list[str]:
+    """Each stored record of the run, by target: ``ok``, or its error code."""
+    db = sqlite3.connect(store)
+    try:
+        found = db.execute(
+            "SELECT coalesce(error_code, status) FROM records WHERE run_id=? ORDER BY target",
+            (run_id,),
+        )
+        return [code for (code,) in found]
+    finally:
+        db.close()
 
 
 def at(text: str) -> datetime:

@@ -23,6 +23,7 @@ import pytest
 from click.testing import CliRunner
 
 from rolechain.cli import cli
+from scheduler.fakes import record_codes as codes
 
 TESTS = Path(__file__).resolve().parents[1]
 
@@ -46,12 +47,14 @@ jobs:
     concurrency: 1
     tasks:
       - task: python
-        with: {{function: "scheduler.tasks:nap", args: {{seconds: {seconds}}}}}
+        with: {{function: "scheduler.tasks:nap", args: {{seconds: {seconds}, {more}}}}}
 """
 
 
-def write_chain(path: Path, schedule: str = "*/5 * * * *", seconds: float = 0) -> Path:
-    path.write_text(CHAIN.format(schedule=schedule, seconds=seconds))
+def write_chain(
+    path: Path, schedule: str = "*/5 * * * *", seconds: float = 0, more: str = ""
+) -> Path:
+    path.write_text(CHAIN.format(schedule=schedule, seconds=seconds, more=more))
     return path
 
 
@@ -199,9 +202,13 @@ def test_sigterm_mid_run_gives_grace_then_records_interrupted(
     s.wait_for(r" stopped ")
     (run,) = [r for r in rows(store) if r["status"] != "skipped"]
     assert run["status"] == "interrupted"
-    db = sqlite3.connect(store)
-    (kept,) = db.execute("SELECT count(*) FROM records WHERE run_id=?", (run["run_id"],)).fetchone()
-    assert kept <= 1  # what finished is kept; nothing else was started
+    assert run["reason"] == "the scheduler is stopping"
+    # A record for every target: what finished is kept (a 2 s task may have), the task
+    # still running after the grace and the target not started are Interrupted.
+    kept = codes(store, run["run_id"])
+    assert len(kept) == run["records"] == 2
+    assert kept.count("Interrupted") >= 1
+    assert set(kept) <= {"ok", "Interrupted"}
 
 
 @pytest.mark.slow
@@ -225,7 +232,49 @@ def test_a_second_signal_stops_at_once(tmp_path: Path, kill_leftovers: list[Sche
     s.wait_for(r" stopping running=1")
     s.signal(signal.SIGTERM)
     assert s.finish() == 130
-    assert [r["status"] for r in rows(store) if r["status"] != "skipped"] == ["interrupted"]
+    (run,) = [r for r in rows(store) if r["status"] != "skipped"]
+    assert run["status"] == "interrupted"
+    assert codes(store, run["run_id"]) == ["Interrupted", "Interrupted"]  # written at once
+
+
+@pytest.mark.slow
+def test_tasks_that_never_return_neither_block_replace_nor_shutdown(
+    tmp_path: Path, kill_leftovers: list[Scheduler]
+) -> None:
+    """Every run has a task that never returns. Each run is replaced by the next fire (the
+    task gets the grace, then Interrupted), the threads left behind are logged, and
+    SIGTERM during a run still shuts down: exit 0, every run and record in the store."""
+    chain = write_chain(
+        tmp_path / "c.yaml",
+        schedule="* * * * *",
+        more='quick: ["333333333333"], hang: ["444444444444"]',
+    )
+    chain.write_text(
+        chain.read_text().replace(
+            "    concurrency: 1\n", "    concurrency: 1\n    overlap: replace\n"
+        )
+    )
+    store = tmp_path / "runs.db"
+    s = Scheduler(str(chain), "--sandbox", "--time-scale", "30", "--store", str(store),
+                  "--grace", "1s", "--no-watch")  # fmt: skip
+    kill_leftovers.append(s)
+    s.wait_for(r" replacing job=tick")
+    s.wait_for(r" run_finished job=tick .*status=interrupted .*reason=\"replaced by the run")
+    s.wait_for(r" fire job=tick .*scheduled_for=")  # the replacement starts
+    s.signal(signal.SIGTERM)
+    assert s.finish() == 0
+    s.wait_for(r" stopped ")
+    runs = [r for r in rows(store) if r["status"] != "skipped"]
+    assert len(runs) >= 2
+    for run in runs:
+        assert run["status"] == "interrupted"
+        assert codes(store, run["run_id"]) in (["ok", "Interrupted"], ["Interrupted"] * 2)
+    reasons = [run["reason"] for run in runs]
+    assert reasons[0].startswith("replaced by the run scheduled for")
+    assert reasons[-1] == "the scheduler is stopping"
+    leaks = [line for line in s.lines if " tasks_still_running " in line]
+    assert leaks
+    assert all(re.search(r" tasks=1 ", line) for line in leaks)
 
 
 @pytest.mark.slow
@@ -308,7 +357,7 @@ def test_dry_run_logs_what_would_fire(tmp_path: Path) -> None:
 def test_mfa_on_a_scheduled_path_is_refused_at_load(tmp_path: Path) -> None:
     chain = tmp_path / "mfa.yaml"
     chain.write_text(
-        CHAIN.format(schedule="@daily", seconds=0).replace(
+        CHAIN.format(schedule="@daily", seconds=0, more="").replace(
             "    trusts: [bot]\n",
             "    trusts: [bot]\n    mfa_serial: arn:aws:iam::111111111111:mfa/bot\n",
         )

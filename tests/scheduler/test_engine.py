@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import sys
 import threading
 from collections.abc import Iterator
@@ -97,6 +98,7 @@ def test_overlap_replace_cancels_the_running_run(store: Store) -> None:
     handles = r.launcher.handles
     assert len(handles) == 3
     assert handles[0].cancel_reason == "replaced by the run scheduled for 2026-06-01T02:00:00Z"
+    assert handles[0].cancel_grace is None  # tasks in flight get the run's grace
     assert handles[0].result is not None
     assert handles[0].result.status == INTERRUPTED
     assert not r.events("retry_scheduled")  # a replaced run is not retried
@@ -310,6 +312,7 @@ def test_shutdown_waits_grace_then_interrupts(store: Store) -> None:
     r.scheduler.run(until=at("2026-06-01T01:30:00Z"), grace=600)
     (handle,) = r.launcher.handles
     assert handle.cancel_reason == "the scheduler is stopping"
+    assert handle.cancel_grace == 0  # the grace was the scheduler's: stop now
     assert statuses(store) == [INTERRUPTED]
     assert r.events("cancelling")
     # a run that ends within the grace is not interrupted
@@ -381,3 +384,31 @@ def test_a_launcher_that_raises_does_not_stop_the_scheduler(store: Store, tmp_pa
     r.scheduler.run(until=at("2026-06-01T03:30:00Z"))
     assert len(r.events("launch_failed")) == 3
     assert len((tmp_path / "failed.json").read_text().splitlines()) == 3
+
+
+def test_tasks_left_running_are_logged_and_counted(store: Store) -> None:
+    """A run whose tasks never returned leaves threads behind: each such run logs it, and
+    the metrics count the tasks and show the process's live threads."""
+    from prometheus_client import generate_latest
+
+    from rolechain.scheduler.metrics import PrometheusMetrics
+
+    metrics = PrometheusMetrics()
+    chain = chain_with("schedule: '0 * * * *', jitter: 0")
+    r = rig(
+        chain,
+        store,
+        "2026-06-01T00:00:00Z",
+        lambda req: Outcome(seconds=60, still_running=2),
+        metrics=metrics,
+    )
+    r.scheduler.run(until=at("2026-06-01T03:30:00Z"))
+    leaks = r.events("tasks_still_running")
+    assert [(e["level"], e["tasks"]) for e in leaks] == [("warning", 2)] * 3
+    assert all(e["threads"] >= 1 for e in leaks)
+    text = generate_latest(metrics.registry).decode()
+    assert 'rolechain_tasks_still_running_total{job="j"} 6.0' in text
+    assert 'rolechain_tasks_abandoned_total{job="j"} 6.0' in text
+    threads = re.search(r"^rolechain_scheduler_threads (\d+)", text, re.M)
+    assert threads is not None
+    assert int(threads.group(1)) >= 1

@@ -94,9 +94,12 @@ def test_cron_lines_are_flock_wrapped(chain) -> None:  # type: ignore[no-untyped
     offset = specs["nightly"].offset
     assert nightly[:3] == ["sleep", str(offset), "&&"]
     assert nightly[3:6] == ["flock", "-n", "/var/lock/rolechain-nightly.lock"]
-    assert nightly[6:9] == ["timeout", "--kill-after=30s", "7200s"]
+    # runtime 2h: the run stops itself at 7200 s; timeout only past that, plus the run's
+    # grace and a minute, and it leaves the grace and a minute between TERM and KILL
+    assert nightly[6:9] == ["timeout", "--kill-after=70s", "7270s"]
     assert nightly[9:13] == ["rolechain", "run", "/srv/chains/ops.yaml", "--job"]
     assert "--store" in nightly
+    assert nightly[nightly.index("--grace") + 1] == "10s"
     assert jobs["queued"][1][:4] == ["flock", "-w", "1800", "/var/lock/rolechain-queued.lock"]
     assert jobs["often"][1][:2] == ["flock", "-n"]  # replace: not expressible
     assert "not expressible here: overlap: replace" in text
@@ -145,7 +148,8 @@ def test_systemd_service_and_timer(chain) -> None:  # type: ignore[no-untyped-de
     assert timer["Unit"] == ["rolechain-nightly.service"]
     service = units(out.files["rolechain-nightly.service"])["Service"]
     assert service["Type"] == ["oneshot"]
-    assert service["TimeoutStartSec"] == ["7200s"]
+    assert service["TimeoutStartSec"] == ["7270s"]  # runtime + grace + 1m
+    assert service["TimeoutStopSec"] == ["70s"]  # SIGTERM to SIGKILL: grace + 1m
     assert shlex.split(service["ExecStart"][0])[:5] == [
         "rolechain",
         "run",
@@ -230,8 +234,10 @@ def test_kubernetes_cronjob(chain) -> None:  # type: ignore[no-untyped-def]
     assert spec["successfulJobsHistoryLimit"] == 7
     assert spec["failedJobsHistoryLimit"] == 7
     job = spec["jobTemplate"]["spec"]
-    assert job["activeDeadlineSeconds"] == 7200
+    assert job["activeDeadlineSeconds"] == 7270  # runtime + grace + 1m
+    assert job["template"]["spec"]["terminationGracePeriodSeconds"] == 70
     (container,) = job["template"]["spec"]["containers"]
+    assert container["args"][container["args"].index("--grace") + 1] == "10s"
     assert container["image"] == "registry.example.com/rolechain:0.1.0"
     assert container["args"][:4] == ["run", "/etc/rolechain/ops.yaml", "--job", "nightly"]
     assert docs["rolechain-often.yaml"]["spec"]["concurrencyPolicy"] == "Replace"
@@ -250,7 +256,9 @@ def test_github_actions_workflow(chain) -> None:  # type: ignore[no-untyped-def]
     assert flow["permissions"] == {"id-token": "write", "contents": "read"}
     assert flow["concurrency"] == {"group": "rolechain-nightly", "cancel-in-progress": False}
     run = flow["jobs"]["run"]
-    assert run["timeout-minutes"] == 120
+    # GitHub's cancel sends SIGINT and SIGTERM 7.5 s later: a 5 s grace fits; the limit is
+    # runtime + that grace + 1m, in whole minutes
+    assert run["timeout-minutes"] == 122
     creds = next(s for s in run["steps"] if "configure-aws-credentials" in s.get("uses", ""))
     assert creds["uses"] == "aws-actions/configure-aws-credentials@v4"
     assert creds["with"]["role-to-assume"] == "arn:aws:iam::111111111111:role/github-actions"
@@ -262,6 +270,7 @@ def test_github_actions_workflow(chain) -> None:  # type: ignore[no-untyped-def]
         "--job",
         "nightly",
     ]
+    assert shlex.split(command)[shlex.split(command).index("--grace") + 1] == "5s"
     assert docs["rolechain-often.yml"]["concurrency"]["cancel-in-progress"] is True
     assert any("timezone: Europe/Berlin" in w for w in out.warnings)
     assert any("less than 5 minutes apart" in w for w in out.warnings)

@@ -1,9 +1,11 @@
 """The launcher: real runs (``rolechain.run``) against the sandbox, written to the store
-with their trigger; stopped by cancel or by their deadline."""
+with their trigger; stopped by cancel or by their deadline, whatever their tasks do."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import typing
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,18 +14,22 @@ from typing import Any
 import pytest
 
 from rolechain.aws.session import static_credentials
+from rolechain.executor.records import RunStatus
 from rolechain.model.chain import Chain
 from rolechain.model.loader import loads
+from rolechain.results import store as store_module
 from rolechain.results.store import Store
-from rolechain.scheduler.launcher import ExecutorLauncher
+from rolechain.scheduler.launcher import ExecutorHandle, ExecutorLauncher
 from rolechain.scheduler.types import (
     DEADLINE_EXCEEDED,
     ERROR,
     INTERRUPTED,
     OK,
+    STATUSES,
     LaunchRequest,
     Trigger,
 )
+from scheduler.fakes import record_codes
 
 CHAIN = """
 version: 1
@@ -43,15 +49,24 @@ jobs:
     schedule: "@hourly"
     tasks:
       - task: python
-        with: {{function: "scheduler.tasks:nap", args: {{seconds: {seconds}}}}}
+        with: {{function: "scheduler.tasks:nap", args: {{seconds: {seconds}, {more}}}}}
 """
+
+QUICK, HUNG, LAST = "audit@333333333333", "audit@444444444444", "audit@555555555555"
+# The first target answers at once, the second never returns: concurrency 1 runs them in
+# order, so a stop finds the first done, the second in flight and the third not started.
+ONE_DONE_ONE_STUCK = 'quick: ["333333333333"], hang: ["444444444444"]'
+
+
+def chain_of(seconds: float = 0, more: str = "") -> Chain:
+    return loads(CHAIN.format(seconds=seconds, more=more), file="c.yaml")
 
 
 @pytest.fixture(scope="module")
 def sandboxed() -> Iterator[tuple[Chain, dict[str, str]]]:
     from rolechain.sandbox import sandbox
 
-    chain = loads(CHAIN.format(seconds=0), file="c.yaml")
+    chain = chain_of()
     with sandbox(chain) as info:
         yield chain, info.principals["bot"]
 
@@ -72,7 +87,7 @@ def request(run_id: str, **kwargs: Any) -> LaunchRequest:
 def launch(launch_with: ExecutorLauncher, chain: Chain, req: LaunchRequest) -> Any:
     done = threading.Event()
     handle = launch_with.launch(chain, req, done.set)
-    assert done.wait(60), "the run did not end"
+    assert done.wait(90), "the run did not end"
     assert handle.done
     return handle
 
@@ -122,38 +137,153 @@ def test_a_run_that_cannot_start_is_recorded_as_error(
         assert "no starting credentials" in row["reason"]
 
 
+def wait_until(condition: typing.Callable[[], bool], what: str) -> None:
+    done = threading.Event()
+    for _ in range(1800):
+        if condition():
+            return
+        done.wait(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_one_vocabulary_of_statuses() -> None:
+    """The scheduler, the store and the run spell every status the same."""
+    run_statuses = set(typing.get_args(RunStatus)) - {"running"}
+    assert run_statuses <= set(STATUSES)
+    assert set(STATUSES) <= set(store_module.STATUSES)
+    assert set(store_module.RUN_STATUSES) == set(typing.get_args(RunStatus))
+    with pytest.raises(ValueError, match="deadline_exceeded"):
+        store_module._check_status("deadline_exceeded")
+
+
 @pytest.mark.slow
 def test_the_deadline_stops_the_run_and_keeps_what_finished(
     tmp_path: Path, sandboxed: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The job's runtime (scheduler time, scaled to real seconds) is the run's deadline:
+    the finished target is kept, the stuck task gets TaskTimeout, the one not started
+    DeadlineExceeded, and both are to be retried."""
     _, env = sandboxed
-    chain = loads(CHAIN.format(seconds=1.5), file="c.yaml")
-    result = launch(launcher(tmp_path, env, monkeypatch), chain, request("r4", deadline=2.0)).result
+    chain = chain_of(more=ONE_DONE_ONE_STUCK)
+    go = launcher(tmp_path, env, monkeypatch, time_scale=2.0)
+    result = launch(go, chain, request("r4", deadline=8.0)).result  # 4 real seconds
     assert result.status == DEADLINE_EXCEEDED
-    assert "runtime" in (result.reason or "")
-    assert 1 <= result.targets_ok < 3
-    assert len(result.failed_targets) == 3 - result.targets_ok  # never finished: to retry
+    assert result.reason == "the job's runtime (8s) was reached"
+    # the run's accounting: a task cut off by the deadline failed (TaskTimeout), a target
+    # not started is unfinished; the scheduler retries both
+    assert (result.targets, result.targets_ok, result.targets_failed) == (3, 1, 1)
+    assert result.targets_unfinished == 1
+    assert result.failed_targets == (HUNG, LAST)
+    assert (result.records, result.records_failed) == (3, 2)
+    assert (result.abandoned, result.still_running) == (1, 1)
     with Store(tmp_path / "runs.db") as store:
         (row,) = store.runs()
-        assert row["status"] == DEADLINE_EXCEEDED
-        assert len(list(store.records("r4"))) == result.records == result.targets_ok
+        assert (row["status"], row["reason"]) == (DEADLINE_EXCEEDED, result.reason)
+        assert (row["targets_ok"], row["records"]) == (1, 3)
+    assert record_codes(tmp_path / "runs.db", "r4") == ["ok", "TaskTimeout", "DeadlineExceeded"]
 
 
 @pytest.mark.slow
-def test_a_cancelled_run_that_does_not_stop_is_given_up_on(
+def test_cancel_stops_a_run_whose_task_never_returns(
+    tmp_path: Path, sandboxed: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancel is Run.cancel: the task in flight gets the grace, then it and the target
+    not started are recorded Interrupted; the run returns by itself (no backstop)."""
+    _, env = sandboxed
+    chain = chain_of(more=ONE_DONE_ONE_STUCK)
+    go = launcher(tmp_path, env, monkeypatch, grace=0.5, cancel_grace=600)
+    done = threading.Event()
+    handle = go.launch(chain, request("r5"), done.set)
+    wait_until(lambda: handle.run is not None and handle.run.summary.targets_ok == 1, "a target")
+    assert not done.is_set()
+    handle.cancel("the scheduler is stopping")
+    assert done.wait(90)
+    result = handle.result
+    assert (result.status, result.reason) == (INTERRUPTED, "the scheduler is stopping")
+    assert (result.targets_ok, result.targets_unfinished, result.failed_targets) == (
+        1,
+        2,
+        (HUNG, LAST),
+    )
+    assert result.still_running == 1
+    with Store(tmp_path / "runs.db") as store:
+        (row,) = store.runs()
+        assert (row["status"], row["reason"]) == (INTERRUPTED, "the scheduler is stopping")
+    assert record_codes(tmp_path / "runs.db", "r5") == ["ok", "Interrupted", "Interrupted"]
+
+
+@pytest.mark.slow
+def test_a_cancel_before_the_run_exists_applies_when_it_does(
     tmp_path: Path, sandboxed: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, env = sandboxed
-    chain = loads(CHAIN.format(seconds=20), file="c.yaml")
-    go = launcher(tmp_path, env, monkeypatch, cancel_grace=0.5)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", env["AWS_ENDPOINT_URL"])
+    creds = static_credentials(env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
+    asked, release = threading.Event(), threading.Event()
+
+    def credentials_for(chain: Chain, job: str) -> Any:
+        asked.set()  # the run is being made: the handle has no Run yet
+        assert release.wait(60)
+        return creds
+
+    go = ExecutorLauncher(tmp_path / "runs.db", credentials_for=credentials_for)
     done = threading.Event()
-    handle = go.launch(chain, request("r5"), done.set)
-    assert not done.wait(1.0)
+    handle = go.launch(chain_of(), request("r6"), done.set)
+    assert asked.wait(60)
+    handle.cancel("replaced by the run scheduled for 2026-06-01T04:00:00Z")
+    assert handle.run is None
+    release.set()
+    assert done.wait(90)
+    result = handle.result
+    assert result.status == INTERRUPTED
+    assert (result.targets_ok, result.targets_unfinished, result.records) == (0, 3, 3)
+    assert record_codes(tmp_path / "runs.db", "r6") == ["Interrupted"] * 3
+
+
+class _Deaf:
+    """A run whose iteration never ends and ignores cancel (what a bug would look like)."""
+
+    def __init__(self, plan: Any) -> None:
+        self.plan = plan
+        self.summary: Any = None
+        self.release = threading.Event()
+
+    def cancel(self, reason: str, *, grace: float | None = None) -> None:
+        pass
+
+    def __iter__(self) -> Iterator[Any]:
+        assert self.release.wait(60)
+        return iter(())
+
+
+def test_the_backstop_gives_up_on_a_run_that_never_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rolechain import executor
+    from rolechain.executor.records import Summary
+    from rolechain.planner import plan
+
+    chain = chain_of()
+    deaf = _Deaf(plan(chain, "j", run_id="r7"))
+    monkeypatch.setattr(executor, "run", lambda *args, **kwargs: deaf)
+    go = ExecutorLauncher(tmp_path / "runs.db", grace=0.1, cancel_grace=0.2)
+    done = threading.Event()
+    handle: ExecutorHandle = go.launch(chain, request("r7"), done.set)
     handle.cancel("the scheduler is stopping")
     assert done.wait(30)
-    assert handle.result.status == INTERRUPTED
-    assert handle.result.failed_targets  # nothing finished: every target is to be retried
+    given_up = handle.result
+    assert given_up is not None
+    assert given_up.status == INTERRUPTED
+    assert "was given up on" in (given_up.reason or "")
+    assert given_up.failed_targets == (QUICK, HUNG, LAST)
     with Store(tmp_path / "runs.db") as store:
-        (row,) = store.runs()
-        assert row["status"] == INTERRUPTED
-        assert row["reason"] == "the scheduler is stopping"
+        assert store.runs()[0]["status"] == INTERRUPTED
+    # It comes back after all: the result stays as the scheduler saw it.
+    deaf.summary = Summary(job="j", run_id="r7", targets=3, finished_at="x")
+    deaf.summary.stop, deaf.summary.stop_reason = "interrupted", "late"
+    deaf.release.set()
+    db = sqlite3.connect(tmp_path / "runs.db")
+    wait_until(
+        lambda: db.execute("SELECT reason FROM runs").fetchone() == ("late",), "the late write"
+    )
+    assert handle.result is given_up

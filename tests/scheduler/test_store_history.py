@@ -125,3 +125,28 @@ def test_one_scheduler_per_store(tmp_path: Path) -> None:
         assert lock_path(store).exists()
     with pytest.raises(LockedError), StoreLock(store), StoreLock(store):
         pass
+
+
+def test_a_stopped_run_keeps_its_status_and_says_why(tmp_path: Path) -> None:
+    """The run writes its own status (and why it stopped); the scheduler's end_scheduled
+    adds its reason in the same words and refuses any other spelling."""
+    from rolechain.executor.records import Summary
+    from rolechain.planner.plan import Plan
+
+    plan = Plan(job="j", principal="bot", principal_kind="user", run_id="r1", regions=(),
+                hops=(), targets=())  # fmt: skip
+    when = datetime(2026, 6, 1, tzinfo=UTC)
+    with Store(tmp_path / "runs.db") as store:
+        store.begin_scheduled("r1", "j", trigger="schedule", scheduled_for=when)
+        store.start(plan)
+        summary = Summary(job="j", run_id="r1", finished_at="2026-06-01T00:00:05Z")
+        summary.stop, summary.stop_reason = "deadline-exceeded", "deadline of 20m"
+        store.finish(summary)
+        (row,) = store.runs()
+        assert (row["status"], row["reason"]) == ("deadline-exceeded", "deadline of 20m")
+        assert row["trigger"] == "schedule"  # the run's finish keeps the scheduler's columns
+        store.end_scheduled("r1", status="deadline-exceeded", reason="the job's runtime (20m)")
+        assert store.runs()[0]["reason"] == "the job's runtime (20m)"
+        with pytest.raises(ValueError, match="unknown run status 'deadline_exceeded'"):
+            store.end_scheduled("r1", status="deadline_exceeded", reason=None)
+        assert store.runs()[0]["status"] == "deadline-exceeded"

@@ -113,8 +113,9 @@ def schedule() -> None:
     default="30s",
     show_default=True,
     metavar="DURATION",
-    help="On SIGTERM/SIGINT, how long running jobs may take to finish before they "
-    "are stopped and recorded as interrupted.",
+    help="On SIGTERM/SIGINT, how long running jobs may go on before they are stopped "
+    "(tasks still running or not started are recorded Interrupted); also how long tasks in "
+    "flight of a run stopped by 'overlap: replace' may finish.",
 )
 @click.option(
     "--for",
@@ -281,7 +282,7 @@ def _schedule(
         log.emit("metrics", url=f"http://{metrics_host}:{metrics_port}/metrics")
     launcher = ExecutorLauncher(
         store or Path(os.devnull), credentials_for=credentials_for, time_scale=clock.scale,
-        now=lambda: datetime.now(UTC),
+        grace=grace, now=lambda: datetime.now(UTC),
     )  # fmt: skip
     scheduler = Scheduler(
         chain, specs, launcher=launcher, history=history, clock=clock, log=log,
@@ -339,10 +340,14 @@ def _signals(scheduler: Any, log: Any) -> Iterator[None]:
     except _Forced as forced:
         log.warning("stop_requested", by=str(forced), action="stop now; running jobs are "
                     "recorded as interrupted")  # fmt: skip
-        for handle in scheduler.running:
+        running = scheduler.running
+        why = "the scheduler was stopped at once"
+        for handle in running:  # all of them first: each stops without waiting for tasks
+            handle.cancel(why, grace=0)
+        for handle in running:  # then each writes its records, or is given up on
             abandon = getattr(handle, "abandon", None)
             if abandon is not None:
-                abandon("the scheduler was stopped at once")
+                abandon(why)
         log.emit("stopped", forced=True)
         sys.exit(EXIT_INTERRUPTED)
     finally:

@@ -106,6 +106,10 @@ CREATE INDEX IF NOT EXISTS runs_schedule ON runs(job, scheduled_for);
 """,
 }
 
+# Every runs.status: a run's own (Summary.status), and the scheduler's rows.
+RUN_STATUSES = ("running", "ok", "failed", "interrupted", "deadline-exceeded")
+STATUSES = (*RUN_STATUSES, "starting", "error", "skipped")
+
 SCHEDULED = ("schedule", "catch-up", "retry")
 _SCHEDULED_SQL = "('schedule', 'catch-up', 'retry')"
 _RUN_COLUMNS = (
@@ -120,6 +124,11 @@ def _utc(text: str | None) -> datetime | None:
     if not text:
         return None
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def _check_status(status: str) -> None:
+    if status not in STATUSES:
+        raise ValueError(f"unknown run status {status!r}; one of {', '.join(STATUSES)}")
 
 
 def _iso(moment: datetime) -> str:
@@ -214,14 +223,14 @@ class Store:
 
     def finish(self, summary: Summary) -> None:
         self.flush()
-        status = summary.status
         with self._db:
             self._db.execute(
-                "UPDATE runs SET status=?, started_at=?, finished_at=?, targets=?, "
-                "targets_ok=?, targets_failed=?, records=?, records_failed=?, "
-                "assume_calls=?, retries=?, elapsed_seconds=? WHERE run_id=?",
+                "UPDATE runs SET status=?, reason=coalesce(?, reason), started_at=?, "
+                "finished_at=?, targets=?, targets_ok=?, targets_failed=?, records=?, "
+                "records_failed=?, assume_calls=?, retries=?, elapsed_seconds=? WHERE run_id=?",
                 (
-                    status,
+                    summary.status,
+                    summary.stop_reason,
                     summary.started_at,
                     summary.finished_at,
                     summary.targets,
@@ -254,6 +263,7 @@ class Store:
         started_at: datetime | None = None,
     ) -> None:
         """The row of a run the scheduler starts (or of a fire it skipped)."""
+        _check_status(status)
         started = _iso(started_at) if started_at else None
         with self._db:
             self._db.execute(
@@ -266,8 +276,10 @@ class Store:
             )  # fmt: skip
 
     def end_scheduled(self, run_id: str, *, status: str, reason: str | None, **counts: Any) -> None:
-        """The final status of a scheduled run (and counts, when the run never reached
-        :meth:`finish`)."""
+        """The final status of a scheduled run and why (and counts, when the run never
+        reached :meth:`finish`). ``status`` is one of :data:`STATUSES`: a run that ended
+        is given the status its summary wrote, in the same words."""
+        _check_status(status)
         allowed = {"targets", "targets_ok", "targets_failed", "records", "records_failed",
                    "started_at", "finished_at"}  # fmt: skip
         sets = ["status=?", "reason=?"]

@@ -352,7 +352,14 @@ class Scheduler:
         self.log.emit("run_finished", level, job=name, run_id=result.run_id,
                       status=result.status, targets=result.targets,
                       targets_ok=result.targets_ok, targets_failed=result.targets_failed,
+                      targets_unfinished=result.targets_unfinished or None,
                       seconds=round(seconds, 3), reason=result.reason)  # fmt: skip
+        if result.still_running:
+            # Their threads cannot be stopped: each lives on until its task returns (one
+            # that never returns holds a thread for the life of the scheduler).
+            self.log.warning("tasks_still_running", job=name, run_id=result.run_id,
+                             tasks=result.still_running, abandoned=result.abandoned,
+                             threads=threading.active_count())  # fmt: skip
         self.metrics.finished(result, seconds)
         spec = state.spec
         if not self._stopping and not (result.status == INTERRUPTED and state.queue):
@@ -468,8 +475,9 @@ class Scheduler:
         return True
 
     def shutdown(self, grace: float) -> None:
-        """Stop scheduling; let running runs finish for ``grace`` real seconds, then cancel
-        what is left (it is recorded as interrupted)."""
+        """Stop scheduling; let running runs go on for ``grace`` real seconds, then stop
+        them at once: tasks still running, and those not started, are recorded
+        ``Interrupted`` (what finished is kept)."""
         if self._stopping:
             return
         self._stopping = True
@@ -488,7 +496,7 @@ class Scheduler:
             if not state.handle.done:
                 self.log.warning("cancelling", job=name, run_id=state.handle.request.run_id,
                                  reason="still running after the grace period")  # fmt: skip
-                state.handle.cancel("the scheduler is stopping")
+                state.handle.cancel("the scheduler is stopping", grace=0)
         for name, state in states:
             assert state.handle is not None
             state.handle.wait(None)

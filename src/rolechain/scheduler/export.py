@@ -23,6 +23,20 @@ from rolechain.scheduler.policy import ScheduleSpec
 TARGETS = ("cron", "systemd", "kubernetes", "github-actions")
 _DOW = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat")
 
+# Stopping. 'rolechain run' bounds itself: at the job's runtime (its default --deadline) it
+# stops and writes its summary; on SIGTERM/SIGINT it gives tasks in flight --grace, then
+# writes everything. The outer scheduler's own limits leave it room to do both: its
+# timeout is runtime + grace + STOP_MARGIN (so it never fires before the run has stopped
+# itself), and its SIGTERM-to-SIGKILL window is grace + STOP_MARGIN.
+GRACE = 10  # seconds: the --grace the generated commands pass
+GITHUB_GRACE = 5  # GitHub sends SIGINT, then SIGTERM 7.5 s later, then kills: fit in it
+STOP_MARGIN = 60  # seconds to start up, write the last records and the summary
+
+
+def outer_timeout(spec: ScheduleSpec, grace: int = GRACE) -> int | None:
+    """The outer scheduler's time limit for a run of ``spec`` (None: no runtime, none)."""
+    return spec.runtime + grace + STOP_MARGIN if spec.runtime else None
+
 
 @dataclass(frozen=True)
 class ExportOptions:
@@ -78,9 +92,10 @@ def _jobs(chain: Chain, specs: dict[str, ScheduleSpec]) -> list[_Job]:
     return out
 
 
-def _run_argv(opts: ExportOptions, job: str) -> list[str]:
+def _run_argv(opts: ExportOptions, job: str, grace: int = GRACE) -> list[str]:
     return [opts.rolechain, "run", opts.path, "--job", job, "--store", opts.store,
-            "--quiet", "--format", "jsonl", "--output", "/dev/null"]  # fmt: skip
+            "--grace", f"{grace}s", "--quiet", "--format", "jsonl", "--output",
+            "/dev/null"]  # fmt: skip
 
 
 def _common_gaps(job: _Job, target: str, *, retry: bool = True, alerts: bool = True) -> None:
@@ -105,6 +120,13 @@ def _header(chain: Chain, job: _Job, target: str, comment: str = "#") -> list[st
         f"{spec.overlap}; catch_up: {spec.catch_up} within "
         f"{format_duration(spec.starting_deadline)}",
     ]
+    if spec.runtime:
+        grace = GITHUB_GRACE if target == "github-actions" else GRACE
+        lines.append(
+            f"{comment} runtime: {format_duration(spec.runtime)}: 'rolechain run' stops itself "
+            f"then; this file's time limit is that + {grace}s grace + "
+            f"{format_duration(STOP_MARGIN)}, so the run always writes its summary"
+        )
     if job.description:
         lines.append(f"{comment} {job.description}")
     return lines
@@ -139,7 +161,8 @@ def to_cron(chain: Chain, specs: dict[str, ScheduleSpec], opts: ExportOptions) -
             if spec.overlap == "replace":
                 job.cannot("cron", "overlap: replace (flock -n skips the new run instead)")
             flock = ["flock", "-n", lock]
-        timeout = ["timeout", "--kill-after=30s", f"{spec.runtime}s"] if spec.runtime else []
+        limit = outer_timeout(spec)
+        timeout = ["timeout", f"--kill-after={GRACE + STOP_MARGIN}s", f"{limit}s"] if limit else []
         command = " ".join(shlex.quote(w) for w in [*flock, *timeout, *_run_argv(opts, spec.job)])
         if spec.offset:
             command = f"sleep {spec.offset} && {command}"
@@ -248,11 +271,9 @@ def to_systemd(chain: Chain, specs: dict[str, ScheduleSpec], opts: ExportOptions
                    "Wants=network-online.target", "After=network-online.target", "",
                    "[Service]", "Type=oneshot",
                    "ExecStart=" + " ".join(_systemd_quote(w) for w in _run_argv(opts, spec.job)),
-                   "KillSignal=SIGTERM", "TimeoutStopSec=30s"]  # fmt: skip
-        if spec.runtime:
-            service.append(f"TimeoutStartSec={spec.runtime}s")
-        else:
-            service.append("TimeoutStartSec=infinity")
+                   "KillSignal=SIGTERM", f"TimeoutStopSec={GRACE + STOP_MARGIN}s"]  # fmt: skip
+        limit = outer_timeout(spec)
+        service.append(f"TimeoutStartSec={limit}s" if limit else "TimeoutStartSec=infinity")
         timer = [*head, "", "[Unit]", f"Description=Schedule of rolechain job {spec.job}", "",
                  "[Timer]"]  # fmt: skip
         timer += [
@@ -317,7 +338,7 @@ def to_kubernetes(chain: Chain, specs: dict[str, ScheduleSpec], opts: ExportOpti
                 "spec": {
                     "restartPolicy": "Never",
                     "serviceAccountName": "rolechain",
-                    "terminationGracePeriodSeconds": 30,
+                    "terminationGracePeriodSeconds": GRACE + STOP_MARGIN,
                     "containers": [{
                         "name": "rolechain",
                         "image": opts.image,
@@ -337,8 +358,9 @@ def to_kubernetes(chain: Chain, specs: dict[str, ScheduleSpec], opts: ExportOpti
                 },
             },
         }  # fmt: skip
-        if spec.runtime:
-            template["activeDeadlineSeconds"] = spec.runtime
+        limit = outer_timeout(spec)
+        if limit:
+            template["activeDeadlineSeconds"] = limit
         cronjob = {
             "apiVersion": "batch/v1",
             "kind": "CronJob",
@@ -433,7 +455,7 @@ def to_github_actions(
         if spec.offset:
             steps.append({"name": f"Jitter ({spec.offset}s of {spec.jitter}s)",
                           "run": f"sleep {spec.offset}"})  # fmt: skip
-        argv = _run_argv(ExportOptions(opts.path, "runs.db", "rolechain"), spec.job)
+        argv = _run_argv(ExportOptions(opts.path, "runs.db", "rolechain"), spec.job, GITHUB_GRACE)
         steps.append({"run": " ".join(shlex.quote(w) for w in argv)})
         steps.append({
             "if": "always()",
@@ -442,8 +464,9 @@ def to_github_actions(
                      "retention-days": min(spec.keep_days, 90)},
         })  # fmt: skip
         run_job: dict[str, object] = {"runs-on": "ubuntu-latest", "steps": steps}
-        if spec.runtime:
-            run_job["timeout-minutes"] = max(1, -(-spec.runtime // 60))
+        limit = outer_timeout(spec, GITHUB_GRACE)
+        if limit:
+            run_job["timeout-minutes"] = -(-limit // 60)
         workflow = {
             "name": f"rolechain {spec.job}",
             "on": {"schedule": [{"cron": expand(spec.cron.expression)}], "workflow_dispatch": {}},

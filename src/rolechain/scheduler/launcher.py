@@ -1,40 +1,52 @@
 """The one place the scheduler starts real runs: :class:`ExecutorLauncher`.
 
-Each run is ``rolechain.run()`` -- the same code as ``rolechain run`` -- consumed on a
-worker thread of its own, writing to the store (its own connection). The scheduled row
-(trigger, cron time, attempt) is written first, so even a run that cannot start (a plan,
-credentials or identity error) is in the history with status ``error`` and why.
+Each run is a :class:`rolechain.executor.Run` -- the same code as ``rolechain run`` --
+consumed on a worker thread of its own, writing to the store (its own connection). The
+scheduled row (trigger, cron time, attempt) is written first, so even a run that cannot
+start (a plan, credentials or identity error) is in the history with status ``error`` and
+why.
 
-Stopping a run (``cancel``: shutdown, ``overlap: replace``; or its deadline, the job's
-``runtime``) uses what :class:`rolechain.executor.Run` offers today: the worker stops
-consuming records and closes the run, which stops starting targets, shuts the pool down
-without waiting, marks the summary interrupted and writes every record that finished.
-That takes effect when the next record arrives; a run whose in-flight tasks all hang
-produces none, so ``cancel_grace`` real seconds after a cancel the handle gives up on it:
-the row is marked (``interrupted`` or ``deadline_exceeded``) and the scheduler moves on,
-while the worker thread (a daemon) is left to end on its own and add its counts.
+The run bounds itself: the job's ``runtime`` (scheduler time, converted to real seconds)
+is its deadline, and :meth:`ExecutorHandle.cancel` (shutdown, ``overlap: replace``) is
+:meth:`Run.cancel`: no new task starts, tasks in flight get the grace period, then every
+unit left gets an ``Interrupted`` record. Either way the run writes a record for every
+unit and its summary, and its final status (``ok``, ``failed``, ``interrupted``,
+``deadline-exceeded``) is the scheduled run's status. Tasks that never return do not hold
+it up: the run gives up on them (``Summary.still_running`` counts them; their daemon
+threads end only when the task returns).
+
+A backstop remains for a run whose *consuming* thread does not come back after a cancel
+(it should always: the run returns within its grace, whatever its tasks do; only a bug,
+or a store that never answers, could keep it): ``cancel_grace`` real seconds after the
+run's own grace has passed, the handle records the run as stopped and the scheduler moves
+on, while the worker thread (a daemon) is left to end on its own and write what it has.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rolechain.errors import RolechainError
+from rolechain.executor.context import DEFAULT_GRACE
+from rolechain.executor.records import STOP_CODES, Record, Summary
 from rolechain.model.chain import Chain
+from rolechain.model.durations import format_duration
 from rolechain.results.store import Store
 from rolechain.scheduler.types import (
     DEADLINE_EXCEEDED,
     ERROR,
-    FAILED,
     INTERRUPTED,
-    OK,
     LaunchRequest,
     RunResult,
 )
+
+if TYPE_CHECKING:
+    from rolechain.executor import Run
 
 CredentialsFor = Callable[[Chain, str], Any]  # (chain, job) -> botocore Credentials | None
 
@@ -65,14 +77,16 @@ class ExecutorHandle:
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._result: RunResult | None = None
+        self._run: Run | None = None
         self._stop_reason: str | None = None
-        self._stop_status: str | None = None
-        self._timers: list[threading.Timer] = []
+        self._stop_grace: float | None = None
+        self._backstop: threading.Timer | None = None
         # Filled in by the worker as the run goes; read by _give_up on a timer thread.
         self._progress_lock = threading.Lock()
         self._plan_targets: list[str] = []
         self._finished_ok: set[str] = set()
         self._finished_failed: set[str] = set()
+        self._unfinished: set[str] = set()
         self._records = 0
         self._records_failed = 0
         self._started_at: str | None = None
@@ -91,56 +105,80 @@ class ExecutorHandle:
     def result(self) -> RunResult | None:
         return self._result
 
+    @property
+    def run(self) -> Run | None:
+        """The :class:`~rolechain.executor.Run`, once it exists."""
+        return self._run
+
     def wait(self, timeout: float | None = None) -> bool:
         return self._done.wait(timeout)
 
-    def cancel(self, reason: str) -> None:
-        self._stop(INTERRUPTED, reason)
+    def cancel(self, reason: str, grace: float | None = None) -> None:
+        """Stop the run: no new task starts, tasks in flight get ``grace`` real seconds
+        (default: the launcher's), the rest is recorded ``Interrupted``."""
+        self._stop(reason, grace)
 
     def abandon(self, reason: str) -> None:
-        """Stop waiting for the run now: record it interrupted (a second signal)."""
-        self._stop(INTERRUPTED, reason)
-        self._give_up()
+        """Stop now (a second signal): tasks in flight are not waited for. Returns once the
+        run has written its records and summary, or at most ``cancel_grace`` seconds
+        later, having recorded the run as interrupted."""
+        self._stop(reason, 0.0)
+        if not self._done.wait(self._launcher.cancel_grace):
+            self._give_up()
 
     # -- stopping ----------------------------------------------------------------------
 
-    def _stop(self, status: str, reason: str) -> None:
+    def _stop(self, reason: str, grace: float | None) -> None:
+        grace = self._launcher.grace if grace is None else max(0.0, grace)
         with self._lock:
-            if self._stop_reason is not None or self._done.is_set():
+            if self._done.is_set():
                 return
-            self._stop_reason, self._stop_status = reason, status
-        timer = threading.Timer(self._launcher.cancel_grace, self._give_up)
+            first = self._stop_reason is None
+            if first:
+                self._stop_reason = reason
+            if self._stop_grace is not None and grace >= self._stop_grace:
+                return  # an earlier cancel already asked for as short a grace
+            self._stop_grace = grace
+            execution = self._run
+        if execution is not None:  # else the worker applies it as soon as the run exists
+            execution.cancel(self._stop_reason or reason, grace=grace)
+        self._arm_backstop(grace)
+
+    def _arm_backstop(self, grace: float) -> None:
+        timer = threading.Timer(grace + self._launcher.cancel_grace, self._give_up)
         timer.daemon = True
-        self._timers.append(timer)
+        with self._lock:
+            if self._done.is_set():
+                return
+            if self._backstop is not None:
+                self._backstop.cancel()
+            self._backstop = timer
         timer.start()
 
-    def _deadline(self) -> None:
-        seconds = self._request.deadline or 0
-        self._stop(DEADLINE_EXCEEDED, f"the job's runtime ({seconds:g}s) was reached")
-
     def _give_up(self) -> None:
-        """The run did not stop within cancel_grace: record it as stopped now."""
-        result = self._make_result(
-            self._stop_status or INTERRUPTED, self._stop_reason, gave_up=True
+        """The run did not come back after a cancel (see the module docs): record it as
+        interrupted now, with what it had finished."""
+        result = self._partial_result(
+            INTERRUPTED,
+            f"{self._stop_reason or 'stopped'}; the run did not stop within "
+            f"{self._launcher.cancel_grace:g}s of its grace period and was given up on",
         )
         if not self._settle(result):
             return
         try:
             with Store(self._launcher.store) as store:
-                store.end_scheduled(result.run_id, status=result.status, reason=result.reason,
-                                    finished_at=result.finished_at)  # fmt: skip
+                store.end_scheduled(
+                    result.run_id, status=result.status, reason=result.reason,
+                    targets=result.targets or None, targets_ok=result.targets_ok,
+                    targets_failed=result.targets_failed, records=result.records,
+                    records_failed=result.records_failed, finished_at=result.finished_at,
+                )  # fmt: skip
         finally:
             self._notify()
 
     # -- the worker --------------------------------------------------------------------
 
     def start(self, chain: Chain) -> None:
-        if self._request.deadline:
-            real = self._launcher.real_seconds(self._request.deadline)
-            timer = threading.Timer(real, self._deadline)
-            timer.daemon = True
-            self._timers.append(timer)
-            timer.start()
         thread = threading.Thread(
             target=self._work, args=(chain,), name=f"rolechain-run-{self._request.job}",
             daemon=True,
@@ -151,9 +189,39 @@ class ExecutorHandle:
         with self._progress_lock:
             (self._finished_ok if ok else self._finished_failed).add(target)
 
-    def _work(self, chain: Chain) -> None:
+    def _count(self, record: Record) -> None:
+        with self._progress_lock:
+            self._records += 1
+            if not record.ok:
+                self._records_failed += 1
+                if record.error is not None and record.error.code in STOP_CODES:
+                    self._unfinished.add(record.target)
+
+    def _start_run(self, chain: Chain, store: Store) -> Run:
         from rolechain.executor import run
 
+        request, launcher = self._request, self._launcher
+        execution = run(
+            chain,
+            request.job,
+            targets=list(request.targets) if request.targets else None,
+            run_id=request.run_id,
+            # The scheduler's deadline, in real seconds (a rehearsal scales it); none when
+            # the job has no runtime, whatever the run would otherwise default to.
+            deadline=launcher.real_seconds(request.deadline) if request.deadline else math.inf,
+            grace=launcher.grace,
+            store=store,
+            credentials=launcher.credentials_for(chain, request.job),
+            progress=self._progress,
+        )
+        with self._lock:
+            self._run = execution
+            reason, grace = self._stop_reason, self._stop_grace
+        if reason is not None:  # cancelled before the run existed
+            execution.cancel(reason, grace=grace)
+        return execution
+
+    def _work(self, chain: Chain) -> None:
         request = self._request
         trigger = request.trigger
         launcher = self._launcher
@@ -167,79 +235,95 @@ class ExecutorHandle:
                     scheduled_for=trigger.scheduled_for, attempt=trigger.attempt,
                     retry_of=trigger.retry_of, started_at=started,
                 )  # fmt: skip
+                finished = False
                 try:
-                    execution = run(
-                        chain,
-                        request.job,
-                        targets=list(request.targets) if request.targets else None,
-                        run_id=request.run_id,
-                        store=store,
-                        credentials=launcher.credentials_for(chain, request.job),
-                        progress=self._progress,
-                    )
+                    execution = self._start_run(chain, store)
                     self._plan_targets = [t.name for t in execution.plan.targets]
-                    records = iter(execution)
-                    try:
-                        for record in records:
-                            self._records += 1
-                            if not record.ok:
-                                self._records_failed += 1
-                            if self._stop_reason is not None:
-                                break
-                    finally:
-                        close = getattr(records, "close", None)
-                        if close is not None:
-                            close()  # stops the pool, writes the summary (interrupted)
+                    for record in execution:
+                        self._count(record)
                     self._plan_targets = [t.name for t in execution.plan.targets]
-                    summary = execution.summary
-                    if self._stop_reason is not None:
-                        result = self._make_result(
-                            self._stop_status or INTERRUPTED, self._stop_reason
-                        )
-                    else:
-                        status = OK if summary.ok else FAILED
-                        result = self._make_result(status, None)
+                    result = self._summary_result(execution.summary)
+                    finished = True
                 except RolechainError as exc:
-                    result = self._make_result(ERROR, _first_lines(str(exc)))
+                    result = self._partial_result(ERROR, _first_lines(str(exc)))
                 except Exception as exc:  # a bug must not take the scheduler down
-                    result = self._make_result(ERROR, f"{type(exc).__name__}: {exc}")
-                self._settle(result)  # unless _give_up settled it first: its status stays
-                final = self._result or result
-                store.end_scheduled(
-                    request.run_id, status=final.status, reason=final.reason,
-                    targets=result.targets or None, targets_ok=result.targets_ok,
-                    targets_failed=result.targets_failed, records=result.records,
-                    records_failed=result.records_failed, started_at=result.started_at,
-                    finished_at=result.finished_at,
-                )  # fmt: skip
+                    result = self._partial_result(ERROR, f"{type(exc).__name__}: {exc}")
+                # Unless _give_up settled it first: then the scheduler has moved on, and
+                # the store is still told how the run really ended.
+                self._settle(result)
+                if finished:
+                    # The run wrote its own status and counts (Store.finish); add why.
+                    store.end_scheduled(request.run_id, status=result.status,
+                                        reason=result.reason)  # fmt: skip
+                else:
+                    store.end_scheduled(
+                        request.run_id, status=result.status, reason=result.reason,
+                        targets=result.targets or None, targets_ok=result.targets_ok,
+                        targets_failed=result.targets_failed, records=result.records,
+                        records_failed=result.records_failed, started_at=result.started_at,
+                        finished_at=result.finished_at,
+                    )  # fmt: skip
         except Exception as exc:  # the store itself failed (disk full, permissions)
-            self._settle(self._make_result(ERROR, f"store: {type(exc).__name__}: {exc}"))
+            self._settle(self._partial_result(ERROR, f"store: {type(exc).__name__}: {exc}"))
         finally:
-            for timer in self._timers:
-                timer.cancel()
+            with self._lock:
+                if self._backstop is not None:
+                    self._backstop.cancel()
             self._notify()
 
     # -- results -----------------------------------------------------------------------
 
-    def _make_result(self, status: str, reason: str | None, *, gave_up: bool = False) -> RunResult:
-        with self._progress_lock:
-            ok_targets, failed = set(self._finished_ok), set(self._finished_failed)
-        if status in (INTERRUPTED, DEADLINE_EXCEEDED, ERROR) or gave_up:
-            # Targets that never finished are as good as failed: a retry runs them.
-            finished = ok_targets | failed
-            failed |= {t for t in self._plan_targets if t not in finished}
+    def _ordered(self, names: set[str]) -> tuple[str, ...]:
         order = {name: i for i, name in enumerate(self._plan_targets)}
-        failed_targets = tuple(sorted(failed, key=lambda t: (order.get(t, len(order)), t)))
+        return tuple(sorted(names, key=lambda t: (order.get(t, len(order)), t)))
+
+    def _summary_result(self, summary: Summary) -> RunResult:
+        """How the run ended, from its final summary."""
+        status = summary.status
+        reason = summary.stop_reason
+        if status == DEADLINE_EXCEEDED and self._request.deadline:
+            reason = (
+                f"the job's runtime ({format_duration(int(self._request.deadline))}) was reached"
+            )
+        with self._progress_lock:
+            unfinished = set(self._unfinished)
+        failed = set(summary.failed_targets)
+        return RunResult(
+            run_id=self._request.run_id,
+            job=self._request.job,
+            status=status,
+            targets=summary.targets,
+            targets_ok=summary.targets_ok,
+            targets_failed=summary.targets_failed,
+            targets_unfinished=summary.targets_unfinished,
+            failed_targets=self._ordered(failed | unfinished),  # both are retried
+            records=summary.records,
+            records_failed=summary.records_failed,
+            started_at=self._started_at,
+            finished_at=self._launcher.now().isoformat(),
+            reason=reason,
+            abandoned=summary.abandoned,
+            still_running=summary.still_running,
+        )
+
+    def _partial_result(self, status: str, reason: str | None) -> RunResult:
+        """How a run that has no final summary ended (it could not start, or was given up
+        on): every target that did not finish is to be retried."""
+        with self._progress_lock:
+            ok, failed = set(self._finished_ok), set(self._finished_failed)
+            records, records_failed = self._records, self._records_failed
+        unfinished = {t for t in self._plan_targets if t not in ok | failed}
         return RunResult(
             run_id=self._request.run_id,
             job=self._request.job,
             status=status,
             targets=len(self._plan_targets),
-            targets_ok=len(ok_targets),
+            targets_ok=len(ok),
             targets_failed=len(failed),
-            failed_targets=failed_targets,
-            records=self._records,
-            records_failed=self._records_failed,
+            targets_unfinished=len(unfinished),
+            failed_targets=self._ordered(failed | unfinished),
+            records=records,
+            records_failed=records_failed,
             started_at=self._started_at,
             finished_at=self._launcher.now().isoformat(),
             reason=reason,
@@ -256,8 +340,9 @@ class ExecutorHandle:
     def _notify(self) -> None:
         if self._result is None:
             return
-        first = not self._done.is_set()
-        self._done.set()
+        with self._lock:
+            first = not self._done.is_set()
+            self._done.set()
         if first:
             self._on_done()
 
@@ -267,8 +352,9 @@ class ExecutorLauncher:
 
     ``credentials_for(chain, job)`` supplies the starting credentials (None: the
     principal's own source, as ``rolechain run`` does); ``time_scale`` converts a job's
-    runtime (scheduler time) into real seconds; ``cancel_grace`` is how long a stopped run
-    may take to wind down before it is recorded as stopped regardless.
+    runtime (scheduler time) into real seconds; ``grace`` is how long tasks in flight of a
+    cancelled run may finish (real seconds); ``cancel_grace`` is the backstop's margin past
+    that (see the module docs).
     """
 
     def __init__(
@@ -277,12 +363,14 @@ class ExecutorLauncher:
         *,
         credentials_for: CredentialsFor | None = None,
         time_scale: float = 1.0,
+        grace: float = DEFAULT_GRACE,
         cancel_grace: float = 5.0,
         now: Callable[[], datetime] = _now,
     ) -> None:
         self.store = Path(store)
         self._credentials_for = credentials_for
         self.time_scale = time_scale
+        self.grace = grace
         self.cancel_grace = cancel_grace
         self.now = now
 

@@ -6,9 +6,16 @@ Metrics (all labelled by ``job`` where it applies):
 - ``rolechain_scheduled_runs_total{job,status}``: runs that ended, by final status;
 - ``rolechain_scheduled_skips_total{job,reason}``: fires that started no run (overlap, missed);
 - ``rolechain_run_duration_seconds{job}``: a histogram of run durations;
-- ``rolechain_run_targets_failed{job}``: failed targets of the job's last run;
+- ``rolechain_run_targets_failed{job}``: targets of the job's last run that failed or were
+  left unfinished;
 - ``rolechain_fire_lateness_seconds{job}``: how late runs started after their due time;
-- ``rolechain_next_fire_timestamp_seconds{job}``: when the job next fires (Unix time).
+- ``rolechain_next_fire_timestamp_seconds{job}``: when the job next fires (Unix time);
+- ``rolechain_tasks_abandoned_total{job}``: tasks a run gave up on (past their timeout, or
+  still running when the run stopped);
+- ``rolechain_tasks_still_running_total{job}``: of those, tasks still running when their
+  run ended. Their threads cannot be stopped and live on until the task returns;
+- ``rolechain_scheduler_threads``: the process's live threads now. It climbs, run after
+  run, when tasks never return: each keeps a thread (restart the scheduler to reclaim them).
 
 ``/healthz`` answers 200 ``ok`` while the scheduler loop is alive (it has stepped in the
 last two minutes), 503 otherwise. prometheus-client is imported only with --metrics-port.
@@ -45,14 +52,23 @@ class PrometheusMetrics(Metrics):
             buckets=(1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, float("inf")),
             registry=r,
         )  # fmt: skip
-        self._failed = Gauge("rolechain_run_targets_failed", "Failed targets of the last run",
-                             ["job"], registry=r)  # fmt: skip
+        self._failed = Gauge("rolechain_run_targets_failed",
+                             "Failed or unfinished targets of the last run", ["job"],
+                             registry=r)  # fmt: skip
         self._late = Histogram(
             "rolechain_fire_lateness_seconds", "Start of runs after their due time", ["job"],
             buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, float("inf")), registry=r,
         )  # fmt: skip
         self._next = Gauge("rolechain_next_fire_timestamp_seconds", "Next fire (Unix time)",
                            ["job"], registry=r)  # fmt: skip
+        self._abandoned = Counter("rolechain_tasks_abandoned", "Tasks a run gave up on",
+                                  ["job"], registry=r)  # fmt: skip
+        self._still = Counter("rolechain_tasks_still_running",
+                              "Tasks still running (on threads of their own) when their run "
+                              "ended", ["job"], registry=r)  # fmt: skip
+        threads = Gauge("rolechain_scheduler_threads", "Live threads of the scheduler process",
+                        registry=r)  # fmt: skip
+        threads.set_function(threading.active_count)
         self.heartbeat = time.monotonic()
 
     def started(self, jobs: list[str]) -> None:
@@ -83,7 +99,9 @@ class PrometheusMetrics(Metrics):
         self.heartbeat = time.monotonic()
         self._runs.labels(result.job, result.status).inc()
         self._duration.labels(result.job).observe(max(0.0, seconds))
-        self._failed.labels(result.job).set(result.targets_failed)
+        self._failed.labels(result.job).set(result.targets_failed + result.targets_unfinished)
+        self._abandoned.labels(result.job).inc(result.abandoned)
+        self._still.labels(result.job).inc(result.still_running)
 
     def beat(self) -> None:
         self.heartbeat = time.monotonic()

@@ -18,11 +18,13 @@ from rolechain.model.chain import Chain
 
 TriggerKind = Literal["schedule", "catch-up", "retry"]
 
-# Final statuses of a scheduled run, as recorded in the store's runs.status.
+# Final statuses of a scheduled run, as recorded in the store's runs.status. The first four
+# are the run's own (rolechain.executor's Summary.status, spelled the same, checked by a
+# test); the scheduler adds the last two.
 OK = "ok"
-FAILED = "failed"  # some target failed
+FAILED = "failed"  # some target failed (or did not finish)
 INTERRUPTED = "interrupted"  # stopped: shutdown, or replaced by a newer run
-DEADLINE_EXCEEDED = "deadline_exceeded"  # the job's runtime was reached
+DEADLINE_EXCEEDED = "deadline-exceeded"  # the job's runtime was reached
 ERROR = "error"  # the run could not start (plan, credentials, identity)
 SKIPPED = "skipped"  # the fire was skipped: the previous run was still going
 STATUSES = (OK, FAILED, INTERRUPTED, DEADLINE_EXCEEDED, ERROR, SKIPPED)
@@ -65,12 +67,15 @@ class RunResult:
     targets: int = 0
     targets_ok: int = 0
     targets_failed: int = 0
+    targets_unfinished: int = 0  # the run stopped before they were done
     failed_targets: tuple[str, ...] = ()  # failed, or never finished (to retry)
     records: int = 0
     records_failed: int = 0
     started_at: str | None = None
     finished_at: str | None = None
     reason: str | None = None
+    abandoned: int = 0  # tasks the run gave up on (past their timeout, or at its end)
+    still_running: int = 0  # of those, still running when the run ended (their threads live on)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -90,8 +95,9 @@ class RunHandle(Protocol):
     @property
     def result(self) -> RunResult | None: ...
 
-    def cancel(self, reason: str) -> None:
-        """Stop the run gracefully: no new work; what finished is kept."""
+    def cancel(self, reason: str, grace: float | None = None) -> None:
+        """Stop the run gracefully: no new work; what finished is kept; work in flight
+        gets ``grace`` real seconds (None: the launcher's default; 0: none)."""
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait up to ``timeout`` real seconds; True when the run is done."""
