@@ -76,7 +76,7 @@ def test_help_has_an_example() -> None:
 
 def test_missing_moto_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "moto.moto_server.werkzeug_app", None)
-    chain = chain_from("version: 1\n")
+    chain = chain_from("version: 1\nprincipals: {p: {}}\n")
     with pytest.raises(SandboxError) as info, sandbox(chain):
         pass
     assert "pip install 'rolechain[sandbox]'" in str(info.value)

@@ -22,17 +22,21 @@ import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from rolechain.errors import Location, Problem
-from rolechain.model.schema import PARTITIONS, ROLE_ARN_PATTERN, ChainFile, Job, closest
+from rolechain.model.schema import (
+    MAX_ROLE_PATH,
+    PARTITIONS,
+    PRINCIPAL_ARN_PATTERN,
+    ROLE_ARN_PATTERN,
+    ChainFile,
+    Job,
+    closest,
+)
 from rolechain.model.targets import DISCOVERED, expand_targets, split_member
 from rolechain.model.yamlsource import PathKey, SourceMap, dotted
 
 MAX_LISTED = 20
 
-PRINCIPAL_ARN = re.compile(
-    r"^arn:(aws|aws-cn|aws-us-gov):(?:iam::(\d{12}):(?:root|user/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}"
-    r"|role/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64})"
-    r"|sts::(\d{12}):assumed-role/[\w+=,.@-]{1,64}/[\w+=,.@-]{2,64})$"
-)
+PRINCIPAL_ARN = re.compile(PRINCIPAL_ARN_PATTERN)
 
 
 def choices_text(choices: Iterable[str]) -> str:
@@ -81,14 +85,16 @@ def diagnose_arn(value: str, kind: str = "role") -> str | None:
         return f"the service is {service!r}; IAM ARNs have 'iam'"
     if region:
         return f"IAM ARNs have no region (found {region!r} between 'iam:' and the account)"
-    if not re.fullmatch(r"\d{12}", account):
-        return f"the account {account!r} is not 12 digits"
+    if not re.fullmatch(r"[0-9]{12}", account):
+        return f"the account {account!r} is not 12 digits (0-9)"
     if kind == "role":
         if not resource.startswith("role/"):
             return f"the resource {resource!r} is not 'role/<name>'"
-        name = resource.rsplit("/", 1)[-1]
+        path, _, name = resource.removeprefix("role/").rpartition("/")
         if not 1 <= len(name) <= 64:
             return f"the role name is {len(name)} characters; IAM allows 1 to 64"
+        if len(path) + 2 > MAX_ROLE_PATH:
+            return f"the role's path is {len(path) + 2:,} characters; IAM allows {MAX_ROLE_PATH}"
         return "the role name or path has characters IAM does not allow ([A-Za-z0-9_+=,.@-])"
     if not PRINCIPAL_ARN.match(value):
         return (
@@ -175,7 +181,7 @@ class _Checker:
         if spec is None:
             return False
         if spec.organization is not None:
-            if account == DISCOVERED or re.fullmatch(r"\d{12}", account):
+            if account == DISCOVERED or re.fullmatch(r"[0-9]{12}", account):
                 return True
             return f"{account!r} is not a 12-digit account id"
         if account in spec.members:

@@ -12,6 +12,7 @@ import csv
 import json
 from typing import IO, Any, Protocol
 
+from rolechain.errors import printable
 from rolechain.executor.records import Record, Summary
 from rolechain.results.records import COLUMNS, data_json, to_row
 
@@ -139,7 +140,8 @@ class TableWriter:
         for row in sorted(self._rows, key=lambda r: (r[0], r[2], r[3])):
             style = "red" if row[4] == "error" else None
             cells = [row[i] for i in keep] + [row[6]]
-            table.add_row(*(Text(cell) for cell in cells), style=style)  # never markup
+            # never markup; no ${env:} value or terminal escape either
+            table.add_row(*(Text(printable(cell)) for cell in cells), style=style)
         console.print(table)
         self.stream.flush()
 
