@@ -84,40 +84,52 @@ class SourceMap(Mapping[PathKey, Location]):
     of the *key* ``duration``; a list item's path (``(..., "trusts", 0)``) maps to the item.
     :meth:`value` gives the location of the value instead (``duration: 1h`` -> the ``1h``).
     :attr:`from_env` names the environment variables each interpolated value came from.
+
+    Each entry is kept as one small tuple (file, key line and column, value line and
+    column); :class:`Location` objects are made when asked for, which keeps a file of
+    hundreds of thousands of roles affordable.
     """
 
-    __slots__ = ("_keys", "_values", "from_env", "placeholders", "unresolved")
+    __slots__ = ("_marks", "from_env", "placeholders", "unresolved")
 
     def __init__(self) -> None:
-        self._keys: dict[PathKey, Location] = {}
-        self._values: dict[PathKey, Location] = {}
+        self._marks: dict[PathKey, tuple[str, int, int, int, int]] = {}
         self.from_env: dict[PathKey, tuple[str, tuple[str, ...]]] = {}
         # paths whose value holds a placeholder for an unset variable -> the variables
         self.placeholders: dict[PathKey, tuple[str, ...]] = {}
         self.unresolved: set[PathKey] = set()
 
     def __getitem__(self, path: PathKey) -> Location:
-        return self._keys[path]
+        file, line, column, _, _ = self._marks[path]
+        return Location(file, line, column)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._marks
 
     def __iter__(self) -> Iterator[PathKey]:
-        return iter(self._keys)
+        return iter(self._marks)
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._marks)
 
     def add(self, path: PathKey, key: Location, value: Location) -> None:
-        self._keys[path] = key
-        self._values[path] = value
+        self._marks[path] = (key.file, key.line, key.column, value.line, value.column)
+
+    def mark(self, path: PathKey, file: str, key: Node, value: Node) -> None:
+        """Record ``path`` from the nodes of its key and value (0-based marks)."""
+        k, v = key.start_mark, value.start_mark
+        self._marks[path] = (file, k.line + 1, k.column + 1, v.line + 1, v.column + 1)
 
     def value(self, path: PathKey) -> Location | None:
         """The location of the value at ``path`` (or of its key, if only that is known)."""
-        return self._values.get(path) or self._keys.get(path)
+        found = self._marks.get(path)
+        return Location(found[0], found[3], found[4]) if found is not None else None
 
     def locate(self, path: PathKey, *, value: bool = False) -> Location | None:
         """The location of ``path``, or of its nearest enclosing key that has one."""
         key = tuple(path)
         while key:
-            found = self.value(key) if value else self._keys.get(key)
+            found = self.value(key) if value else self.get(key)
             if found is not None:
                 return found
             key = key[:-1]
@@ -129,12 +141,10 @@ class SourceMap(Mapping[PathKey, Location]):
 
         Top-level keys (``("roles",)``) are copied when this map has none yet.
         """
-        for key, loc in other._keys.items():
-            if (key[:2] in accepted or key[:1] in accepted) or (
-                len(key) == 1 and key not in self._keys
-            ):
-                self._keys[key] = loc
-                self._values[key] = other._values.get(key, loc)
+        mine = self._marks
+        for key, marks in other._marks.items():
+            if (key[:2] in accepted or key[:1] in accepted) or (len(key) == 1 and key not in mine):
+                mine[key] = marks
         for key, env in other.from_env.items():
             if key[:2] in accepted or key[:1] in accepted:
                 self.from_env[key] = env
@@ -176,10 +186,32 @@ def _implicit_resolvers() -> dict[str | None, list[tuple[str, re.Pattern[str]]]]
     return table
 
 
+_RESOLVERS = _implicit_resolvers()
+_BY_FIRST: dict[str, tuple[tuple[str, re.Pattern[str]], ...]] = {
+    ch: tuple(found + _RESOLVERS.get(None, [])) for ch, found in _RESOLVERS.items() if ch
+}
+_WILDCARD = tuple(_RESOLVERS.get(None, []))
+
+
+def _resolve(kind: type[Node], value: str, implicit: tuple[bool, bool]) -> str:
+    """PyYAML's Resolver.resolve for our table, without its per-call overhead (libyaml
+    calls it for every scalar: on a large file it was a quarter of the reading time)."""
+    if kind is ScalarNode:
+        if implicit[0]:
+            for tag, pattern in _BY_FIRST.get(value[:1], _WILDCARD):
+                if pattern.match(value):
+                    return tag
+        return _STR
+    return _SEQ if kind is SequenceNode else _MAP
+
+
 class SourceLoader(yaml.SafeLoader):
     """A safe loader that resolves scalars as described in the module docstring."""
 
-    yaml_implicit_resolvers = _implicit_resolvers()
+    yaml_implicit_resolvers = _RESOLVERS
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        return _resolve(kind, value, implicit)
 
 
 _CLoader: Any = None
@@ -190,7 +222,10 @@ if _CParser is not None:  # pragma: no branch
     class _CSourceLoader(_CParser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):  # type: ignore[misc]
         """libyaml's parser (about 3x faster) with the same resolution rules."""
 
-        yaml_implicit_resolvers = _implicit_resolvers()
+        yaml_implicit_resolvers = _RESOLVERS
+
+        def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+            return _resolve(kind, value, implicit)
 
         def __init__(self, stream: str) -> None:
             _CParser.__init__(self, stream)
@@ -568,7 +603,7 @@ class _Builder:
                 continue
             seen[key] = key_node
             sub = (*path, key)
-            self.sources.add(sub, self.loc(key_node), self.loc(value_node))
+            self.sources.mark(sub, self.file, key_node, value_node)
             out[key] = self.build(value_node, sub)
         return out
 
@@ -576,8 +611,7 @@ class _Builder:
         out: list[Any] = []
         for index, item in enumerate(node.value):
             sub = (*path, index)
-            where = self.loc(item)
-            self.sources.add(sub, where, where)
+            self.sources.mark(sub, self.file, item, item)
             out.append(self.build(item, sub))
         return out
 
