@@ -251,7 +251,8 @@ class TaskError(RolechainError):
 MIN_BARE_REDACTION = 4
 _ENV_VALUES: dict[str, str] = {}  # value -> the variable it came from
 _ENV_LOCK = threading.Lock()
-_ENV_PATTERN: re.Pattern[str] | None = None
+# built when first needed after a change: the pattern, and every form of a value -> name
+_ENV_PATTERN: tuple[re.Pattern[str], dict[str, str]] | None = None
 
 
 def remember_env_value(name: str, value: str) -> None:
@@ -278,31 +279,40 @@ def env_source(name: str) -> str:
     return f"the value from ${{env:{name}}}"
 
 
-def _env_pattern() -> tuple[re.Pattern[str] | None, dict[str, str]]:
+def _env_pattern() -> tuple[re.Pattern[str], dict[str, str]] | None:
     global _ENV_PATTERN
     with _ENV_LOCK:
-        values = dict(_ENV_VALUES)
-        if _ENV_PATTERN is None and values:
+        if _ENV_PATTERN is None and _ENV_VALUES:
             alternatives = []
-            for value in sorted(values, key=len, reverse=True):
-                quoted = "|".join(re.escape(q + value + q) for q in ("'", '"'))
-                alternatives.append(quoted)
-                if len(value) >= MIN_BARE_REDACTION:
-                    alternatives.append(re.escape(value))
-            _ENV_PATTERN = re.compile("|".join(alternatives))
-        return _ENV_PATTERN, values
+            shown: dict[str, str] = {}
+            for value in sorted(_ENV_VALUES, key=len, reverse=True):
+                for form in _forms(value):
+                    shown.setdefault(form, _ENV_VALUES[value])
+                    quoted = "|".join(re.escape(q + form + q) for q in ("'", '"'))
+                    alternatives.append(quoted)
+                    if len(form) >= MIN_BARE_REDACTION:
+                        alternatives.append(re.escape(form))
+            _ENV_PATTERN = (re.compile("|".join(alternatives)), shown)
+        return _ENV_PATTERN
+
+
+def _forms(value: str) -> list[str]:
+    """How a message may show ``value``: as it is, and as ``repr`` escapes it."""
+    escaped = repr(value)[1:-1]
+    return [value] if escaped == value else [value, escaped]
 
 
 def redact(text: str) -> str:
     """``text`` with every recorded ``${env:...}`` value replaced by where it came from."""
-    pattern, values = _env_pattern()
-    if pattern is None:
+    built = _env_pattern()
+    if built is None:
         return text
+    pattern, shown = built
 
     def name_of(match: re.Match[str]) -> str:
         found = match.group(0)
-        value = values.get(found) or values.get(found[1:-1])
-        return env_source(value) if value else found
+        name = shown.get(found) or shown.get(found[1:-1])
+        return env_source(name) if name else found
 
     return pattern.sub(name_of, text)
 
@@ -310,8 +320,10 @@ def redact(text: str) -> str:
 def redact_data(data: Any) -> Any:
     """A copy of JSON-like ``data`` with :func:`redact` applied to every string in it."""
     if isinstance(data, str):
-        _, values = _env_pattern()
-        return env_source(values[data]) if data in values else redact(data)
+        built = _env_pattern()
+        if built is None:
+            return data
+        return env_source(built[1][data]) if data in built[1] else redact(data)
     if isinstance(data, dict):
         return {redact_data(k): redact_data(v) for k, v in data.items()}
     if isinstance(data, list | tuple):
@@ -337,9 +349,16 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\u{code:04x}"
 
 
-def escape_controls(text: str) -> str:
-    """``text`` with terminal control characters shown as ``\\x1b``-style escapes."""
-    return _UNSAFE.sub(_escape, text)
+_UNSAFE_IN_NAMES = re.compile(_UNSAFE.pattern[:-1] + "\n\t]")
+
+
+def escape_controls(text: str, *, newlines: bool = False) -> str:
+    """``text`` with terminal control characters shown as ``\\x1b``-style escapes.
+
+    ``newlines``: escape newlines and tabs too (for a name, such as a file name, that is
+    printed inside a line and must not start a line of its own).
+    """
+    return (_UNSAFE_IN_NAMES if newlines else _UNSAFE).sub(_escape, text)
 
 
 def printable(text: str) -> str:

@@ -77,7 +77,7 @@ def validate(paths: tuple[Path, ...], fmt: str, strict_env: bool, allow_empty: b
     Example:
       rolechain validate chains/org-inventory.yaml chains/platform/
     """
-    from rolechain.errors import ChainFileError, PlanError
+    from rolechain.errors import ChainFileError, PlanError, escape_controls
     from rolechain.model.loader import load
     from rolechain.planner import plan as make_plan
 
@@ -139,7 +139,8 @@ def validate(paths: tuple[Path, ...], fmt: str, strict_env: bool, allow_empty: b
                     (model.jobs, "job"),
                 )
             )
-            echo(f"ok: {path}: {counts}" + (f": {jobs}" if jobs else ""))
+            shown = escape_controls(str(path), newlines=True)
+            echo(f"ok: {shown}: {counts}" + (f": {jobs}" if jobs else ""))
     if fmt == "json":
         echo(dumps(reports))
     if failed:

@@ -55,7 +55,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from rolechain.errors import ChainFileError, Location, Problem, redact
+from rolechain.errors import ChainFileError, Location, Problem, escape_controls, redact
 from rolechain.model import schema
 from rolechain.model.chain import Chain
 from rolechain.model.durations import format_duration, parse_duration
@@ -110,7 +110,8 @@ def load(
                 problems.append(problem)
                 continue
             assert text is not None
-            documents.append(read_document(file, text, environ, placeholders=placeholders))
+            shown = _shown(file)
+            documents.append(read_document(shown, text, environ, placeholders=placeholders))
         return _finish(documents, problems, tuple(files), allow_empty=allow_empty)
 
 
@@ -155,6 +156,12 @@ _KINDS = (
 )
 
 
+def _shown(file: str) -> str:
+    """A file name as messages show it: no control character, newline or undecodable byte
+    in a name may start a line of its own or reach the terminal."""
+    return escape_controls(file, newlines=True)
+
+
 def _kind(mode: int) -> str:
     return next((word for test, word in _KINDS if test(mode)), "not a regular file")
 
@@ -167,14 +174,15 @@ def read_chain_text(file: str) -> tuple[str | None, Problem | None]:
     :data:`MAX_FILE_BYTES` are read.
     """
 
-    def refuse(message: str, where: Location | None = None) -> tuple[None, Problem]:
-        return None, Problem(f"{file}: {message}", where)
+    def refuse(message: str, line: int = 0, column: int = 0) -> tuple[None, Problem]:
+        where = Location(_shown(file), line, column) if line else None
+        return None, Problem(f"{_shown(file)}: {message}", where)
 
     try:
         info = os.stat(file)
     except FileNotFoundError:
         if os.path.islink(file):
-            return refuse(f"a symlink to {os.readlink(file)!r}, which does not exist")
+            return refuse(f"a symlink to {_shown(os.readlink(file))!r}, which does not exist")
         return refuse("no such file or directory")
     except OSError as exc:
         return refuse(f"cannot read: {exc.strerror or exc}")
@@ -223,7 +231,8 @@ def read_chain_text(file: str) -> tuple[str | None, Problem | None]:
         column = len(before[before.rfind(b"\n") + 1 :].decode("utf-8", "replace")) + 1
         return refuse(
             f"not UTF-8 text ({exc.reason} at byte {exc.start:,}); save the file as UTF-8",
-            Location(file, line, column),
+            line,
+            column,
         )
 
 
@@ -274,22 +283,34 @@ def _presented(problems: list[Problem], sources: SourceMap) -> tuple[list[Proble
     how many more there are)."""
     placeholders = {dotted(path): names for path, names in sources.placeholders.items()}
     seen: set[tuple[Location | None, str]] = set()
-    out: list[Problem] = []
+    kept: list[Problem] = []
     for problem in sorted(problems, key=lambda p: (p.location or Location("", 0), p.message)):
         tail = problem.message
         if problem.key and tail.startswith(problem.key + ": "):
             tail = tail[len(problem.key) + 2 :]
-        if (problem.location, tail) in seen:
-            continue
-        seen.add((problem.location, tail))
-        message = redact(problem.message)
+        if (problem.location, tail) not in seen:
+            seen.add((problem.location, tail))
+            kept.append(problem)
+    out: list[Problem] = []
+    for problem in kept[:MAX_PROBLEMS]:
+        message = _shortened(redact(problem.message))
         names = placeholders.get(problem.key or "")
         if names and "placeholder" not in message:
             unset = ", ".join(f"${{env:{name}}}" for name in names)
             message += f" ({unset} is not set: this was checked with a placeholder)"
         hint = redact(problem.hint) if problem.hint else None
         out.append(Problem(message, problem.location, key=problem.key, hint=hint))
-    return out[:MAX_PROBLEMS], max(0, len(out) - MAX_PROBLEMS)
+    return out, max(0, len(kept) - MAX_PROBLEMS)
+
+
+MAX_MESSAGE_CHARS = 2000
+
+
+def _shortened(message: str) -> str:
+    """A message that quotes a huge value (a 1 MB name) is cut, saying how long it was."""
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return message[:MAX_MESSAGE_CHARS] + f"... (cut; {len(message):,} characters in all)"
 
 
 def _collect_files(paths: PathLike | Sequence[PathLike]) -> tuple[list[str], list[Problem]]:
@@ -314,19 +335,21 @@ def _collect_files(paths: PathLike | Sequence[PathLike]) -> tuple[list[str], lis
                     dangling = True
                     problems.append(
                         Problem(
-                            f"{os.path.join(name, entry.name)}: a symlink to "
-                            f"{os.readlink(entry)!r}, which does not exist; the chain would "
-                            "miss this file"
+                            f"{_shown(os.path.join(name, entry.name))}: a symlink to "
+                            f"{_shown(os.readlink(entry))!r}, which does not exist; the chain "
+                            "would miss this file"
                         )
                     )
                     continue
                 candidates.append(os.path.join(name, entry.name))
             if not candidates and not dangling:
-                problems.append(Problem(f"{name}: no chain files (*.yaml, *.yml) in directory"))
+                problems.append(
+                    Problem(f"{_shown(name)}: no chain files (*.yaml, *.yml) in directory")
+                )
         elif path.exists() or path.is_symlink():
             candidates = [name]
         else:
-            problems.append(Problem(f"{name}: no such file or directory"))
+            problems.append(Problem(f"{_shown(name)}: no such file or directory"))
             candidates = []
         for candidate in candidates:
             resolved = Path(candidate).resolve()

@@ -138,9 +138,17 @@ Region = Annotated[str, StringConstraints(pattern=REGION_PATTERN)]
 
 
 def closest(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
-    """The choice most like ``word``, for 'did you mean' hints."""
+    """The choice most like ``word``, for 'did you mean' hints.
+
+    No guess for a word longer than any name (difflib's cost grows with its square) or
+    among more than :data:`MAX_GUESS_CHOICES` choices."""
+    if len(word) > 128 or len(choices) > MAX_GUESS_CHOICES:
+        return None
     found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return found[0] if found else None
+
+
+MAX_GUESS_CHOICES = 5000
 
 
 def unknown_choice(kind: str, word: str, choices: list[str] | tuple[str, ...]) -> str:

@@ -48,11 +48,11 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from rolechain.errors import Location, Problem, remember_env_value
+from rolechain.errors import Location, Problem, escape_controls, remember_env_value
 
 PathKey = tuple[str | int, ...]
 
-MAX_EXPANSIONS = 100_000
+MAX_EXPANSIONS = 50_000
 MAX_DEPTH = 64
 MAX_INT_DIGITS = 20
 
@@ -67,14 +67,20 @@ _SEQ = "tag:yaml.org,2002:seq"
 
 
 def dotted(path: PathKey) -> str:
-    """``roles.hub.tags`` for ``("roles", "hub", "tags")``; list items as ``tasks[0]``."""
+    """``roles.hub.tags`` for ``("roles", "hub", "tags")``; list items as ``tasks[0]``.
+
+    Control characters in keys are shown escaped (a key may hold a newline or ESC)."""
     out = ""
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            text = escape_controls(part, newlines=True) if _CONTROL.search(part) else part
+            out += f".{text}" if out else text
     return out or "the top level"
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 class SourceMap(Mapping[PathKey, Location]):
@@ -375,6 +381,12 @@ class Document:
     warnings: list[Problem] = field(default_factory=list)
 
 
+class _TooManyExpansions(Exception):
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
+
+
 class _Builder:
     def __init__(
         self,
@@ -395,7 +407,6 @@ class _Builder:
         self.active: set[int] = set()
         self.expanding = 0  # > 0 while re-reading a node through an alias
         self.expanded = 0  # values produced through aliases
-        self.too_big = False
         self.too_deep = False
 
     def loc(self, node: Node) -> Location:
@@ -431,16 +442,16 @@ class _Builder:
             if self.expanding:
                 self.expanded += 1
                 if self.expanded > MAX_EXPANSIONS:
-                    if not self.too_big:
-                        self.too_big = True
-                        self.problem(
-                            node,
+                    # Stop reading: what else the file says is noise next to this.
+                    raise _TooManyExpansions(
+                        Problem(
                             f"{dotted(path)}: aliases expand to more than {MAX_EXPANSIONS:,} "
-                            "values; is an alias repeated by mistake?",
-                            path,
+                            "values; is an alias repeated by mistake? (the rest of the file "
+                            "was not read)",
+                            self.loc(node),
+                            key=dotted(path),
                         )
-                    self.sources.unresolved.add(path)
-                    return None
+                    )
             if len(path) > MAX_DEPTH:
                 if not self.too_deep:
                     self.too_deep = True
@@ -701,7 +712,10 @@ def read_document(
         if node is None:
             return Document(file, None, sources)
         builder = _Builder(file, loader, env, sources, placeholders)
-        data = builder.build(node, ())
+        try:
+            data = builder.build(node, ())
+        except _TooManyExpansions as stop:
+            return Document(file, None, SourceMap(), [stop.problem])
         return Document(file, data, sources, builder.problems, builder.loc(node), builder.warnings)
     finally:
         loader.dispose()

@@ -55,7 +55,11 @@ class CallParams(_Params):
             try:
                 jmespath.compile(value)
             except jmespath.exceptions.JMESPathError as exc:
-                raise ValueError(f"invalid JMESPath query {value!r}: {exc}") from None
+                # jmespath's message draws a caret under the query on lines of its own
+                reason = str(exc).splitlines()[0]
+                where = getattr(exc, "lex_position", None)
+                at = f" at character {where}" if isinstance(where, int) else ""
+                raise ValueError(f"invalid JMESPath query {value!r}: {reason}{at}") from None
             except RecursionError:
                 raise ValueError("the JMESPath query nests too deeply") from None
         return value
