@@ -44,3 +44,29 @@ def test_control_characters_are_escaped() -> None:
 def test_printable_redacts_before_escaping() -> None:
     remember_env_value("ESC", "x\x1b[31my")
     assert printable("from x\x1b[31my and \x1b[0m") == "from the value from ${env:ESC} and \\x1b[0m"
+
+
+def test_run_records_never_show_an_env_value_in_an_error_message() -> None:
+    import io
+
+    from rolechain.executor.records import Record, RecordError
+    from rolechain.results.formatters import writer_for
+    from rolechain.results.records import to_row
+
+    remember_env_value("EXT", "ext-7f3a9c-secret")
+    message = "Value 'ext-7f3a9c-secret' at 'externalId' failed to satisfy constraint"
+    record = Record(
+        "j", "r", "t", "111111111111", "arn:aws:iam::111111111111:role/t", "us-east-1",
+        "s3.list_buckets", "error", data={"kept": "ext-7f3a9c-secret"},
+        error=RecordError("ValidationError", message),
+    )  # fmt: skip
+    for fmt in ("jsonl", "json", "csv", "table"):
+        stream = io.StringIO()
+        writer = writer_for(fmt, stream, color=False)
+        writer.write(record)
+        writer.close()
+        text = stream.getvalue()
+        assert "'ext-7f3a9c-secret' at" not in text, fmt
+        assert "${env:EXT}" in text, fmt
+    assert "secret" not in to_row(record)["error_message"]
+    assert to_row(record)["data"] == '{"kept":"ext-7f3a9c-secret"}'  # data is the task's own

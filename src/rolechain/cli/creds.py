@@ -106,11 +106,11 @@ def _tty_token_provider() -> Callable[[Hop], str] | None:
         return None
 
     def provide(hop: Hop) -> str:
-        from rolechain.errors import CredentialsError
+        from rolechain.errors import CredentialsError, printable
 
         try:
             with open("/dev/tty", "r+", encoding="utf-8") as tty:
-                tty.write(f"MFA code for {hop.mfa_serial} (hop {hop.label}): ")
+                tty.write(printable(f"MFA code for {hop.mfa_serial} (hop {hop.label}): "))
                 tty.flush()
                 return tty.readline().strip()
         except OSError as exc:

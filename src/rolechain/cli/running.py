@@ -141,7 +141,9 @@ def _token_provider(reporter: _Reporter) -> Any:
     def ask(hop: Hop) -> str:
         with reporter.lock, reporter.pause():
             code: str = click.prompt(
-                f"MFA code for {hop.mfa_serial} ({hop.label})", err=True, hide_input=False
+                printable(f"MFA code for {hop.mfa_serial} ({hop.label})"),
+                err=True,
+                hide_input=False,
             )
         return code.strip()
 

@@ -14,7 +14,7 @@ from typing import IO, Any, Protocol
 
 from rolechain.errors import printable
 from rolechain.executor.records import Record, Summary
-from rolechain.results.records import COLUMNS, data_json, to_row
+from rolechain.results.records import COLUMNS, data_json, shown, to_row
 
 FORMATS = ("table", "json", "jsonl", "csv")
 
@@ -34,7 +34,7 @@ class JsonlWriter:
         self.stream = stream
 
     def write(self, record: Record) -> None:
-        self.stream.write(_dumps(record.to_dict()) + "\n")
+        self.stream.write(_dumps(shown(record)) + "\n")
         self.stream.flush()
 
     def close(self, summary: Summary | None = None) -> None:
@@ -49,7 +49,7 @@ class JsonWriter:
         self._count = 0
 
     def write(self, record: Record) -> None:
-        self.stream.write(("[\n  " if self._count == 0 else ",\n  ") + _dumps(record.to_dict()))
+        self.stream.write(("[\n  " if self._count == 0 else ",\n  ") + _dumps(shown(record)))
         self._count += 1
 
     def close(self, summary: Summary | None = None) -> None:
