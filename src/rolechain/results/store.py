@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from rolechain.errors import redact_data
 from rolechain.executor.records import Record, Summary
 from rolechain.planner.plan import Plan
 from rolechain.results.records import COLUMNS, from_row, to_row
@@ -118,7 +119,8 @@ class Store:
                     plan.principal,
                     len(plan.targets),
                     plan.assume_calls,
-                    json.dumps(plan.to_dict(), default=str),
+                    # no ${env:} value (an external id) is stored
+                    json.dumps(redact_data(plan.to_dict()), default=str),
                 ),
             )
 
