@@ -52,7 +52,9 @@ _NAMES = {
     "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
     "SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT",
 }  # fmt: skip
-_ATOM = re.compile(r"^(\*|\d{1,2}|[A-Za-z]{3})$")
+# ASCII digits only: re's \d and str.isdigit() also take Arabic-Indic and other Unicode digits.
+_ATOM = re.compile(r"^(\*|[0-9]{1,2}|[A-Za-z]{3})$")
+_FIELDS = (("minute", 60), ("hour", 24), ("day of month", 31), ("month", 12), ("day of week", 7))
 
 CRON_HELP = (
     "five fields, minute hour day month weekday, e.g. '0 3 * * *', or a macro: " + ", ".join(MACROS)
@@ -63,11 +65,11 @@ class CronError(ValueError):
     """A schedule that is not a standard cron expression, or an unknown time zone."""
 
 
-def _check_field(field: str) -> None:
+def _check_field(field: str, name: str, size: int) -> None:
     for part in field.split(","):
         base, _, step = part.partition("/")
-        if step and not step.isdigit():
-            raise CronError(f"step {step!r} is not a number")
+        if "/" in part and not (re.fullmatch(r"[0-9]{1,2}", step) and 1 <= int(step) <= size):
+            raise CronError(f"the step '/{step[:20]}' of the {name} field must be 1..{size}")
         for atom in base.split("-") if base != "" else [""]:
             if not _ATOM.match(atom) or (atom.isalpha() and atom.upper() not in _NAMES):
                 raise CronError(
@@ -93,8 +95,8 @@ def expand(expression: str) -> str:
     fields = text.split(" ")
     if len(fields) != 5:
         raise CronError(f"{len(fields)} fields; {CRON_HELP}")
-    for field in fields:
-        _check_field(field)
+    for field, (name, size) in zip(fields, _FIELDS, strict=True):
+        _check_field(field, name, size)
     from cronsim import CronSim, CronSimError
 
     try:

@@ -133,6 +133,10 @@ def test_a_dst_week_has_one_run_a_day() -> None:
         ("* * * * * *", "6 fields"),
         ("60 * * * *", "bad minute"),
         ("0 0 31 2 *", "bad day-of-month"),
+        ("*/61 * * * *", r"step '/61' of the minute field must be 1\.\.60"),
+        ("0 */99999999999999999999 * * *", r"step '/99999999999999999999' of the hour field"),
+        ("\u0661 * * * *", "not standard cron"),  # an Arabic-Indic digit one
+        ("0 0 * * 1/\u0662", "step"),
     ],
 )
 def test_non_standard_or_invalid_expressions_are_refused(expression: str, message: str) -> None:

@@ -412,3 +412,27 @@ def test_tasks_left_running_are_logged_and_counted(store: Store) -> None:
     threads = re.search(r"^rolechain_scheduler_threads (\d+)", text, re.M)
     assert threads is not None
     assert int(threads.group(1)) >= 1
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_log_lines_are_one_line_escaped_and_redacted(fmt: str) -> None:
+    import io
+
+    from rolechain.errors import forget_env_values, remember_env_value
+    from rolechain.scheduler.logs import EventLog
+
+    remember_env_value("HOOK_TOKEN", "s3cr3t-t0ken")
+    try:
+        out = io.StringIO()
+        EventLog(out, fmt).error(
+            "reload_failed", problem="c.yaml:3:5: 's3cr3t-t0ken' is not\nvalid \x1b[2J"
+        )
+    finally:
+        forget_env_values()
+    text = out.getvalue()
+    assert text.count("\n") == 1
+    assert "s3cr3t" not in text
+    assert "\x1b" not in text
+    assert "the value from ${env:HOOK_TOKEN}" in (
+        json.loads(text)["problem"] if fmt == "json" else text
+    )

@@ -19,10 +19,13 @@ from rolechain.cli._common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_TERMINATED,
+    dumps,
     duration,
     duration_or_none,
+    echo,
     handle_errors,
 )
+from rolechain.errors import printable
 
 if TYPE_CHECKING:
     from rolechain.executor import Run
@@ -33,9 +36,11 @@ DEFAULT_STORE_ENV = "ROLECHAIN_STORE"
 
 
 @contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    """``os.environ`` with ``values`` applied, restored afterwards."""
-    saved = {k: os.environ.get(k) for k in values}
+def _environment(values: dict[str, str], remove: tuple[str, ...] = ()) -> Iterator[None]:
+    """``os.environ`` with ``values`` applied and ``remove`` removed, restored afterwards."""
+    saved = {k: os.environ.get(k) for k in (*values, *remove)}
+    for key in remove:
+        os.environ.pop(key, None)
     os.environ.update(values)
     try:
         yield
@@ -90,9 +95,9 @@ class _Reporter:
         if self.quiet:
             return
         if self._progress is not None:
-            self._progress.console.print(text, markup=False, highlight=False)
+            self._progress.console.print(printable(text), markup=False, highlight=False)
         else:
-            click.echo(text, err=True)
+            echo(text, err=True)
 
     def started(self, job: str, targets: int) -> None:
         if self._progress is not None:
@@ -142,7 +147,9 @@ def _token_provider(reporter: _Reporter) -> Any:
     def ask(hop: Hop) -> str:
         with reporter.lock, reporter.pause():
             code: str = click.prompt(
-                f"MFA code for {hop.mfa_serial} ({hop.label})", err=True, hide_input=False
+                printable(f"MFA code for {hop.mfa_serial} ({hop.label})"),
+                err=True,
+                hide_input=False,
             )
         return code.strip()
 
@@ -349,7 +356,10 @@ def run(
             info = stack.enter_context(sandbox(chain, provision=other, time_scale=time_scale))
             principal = chain.model.jobs[job].from_ if job in chain.model.jobs else None
             env = info.principals.get(principal, info.env) if principal else info.env
-            stack.enter_context(_environment(dict(env)))
+            from rolechain.aws.environment import CONFLICTING_VARIABLES
+
+            # The sandbox's keys must win over a profile or token in the environment.
+            stack.enter_context(_environment(dict(env), remove=CONFLICTING_VARIABLES))
             if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
                 from rolechain.aws.session import static_credentials
 
@@ -359,7 +369,7 @@ def run(
                     env.get("AWS_SESSION_TOKEN"),
                 )
             if not quiet:
-                click.echo(f"sandbox: {info.endpoint}", err=True)
+                echo(f"sandbox: {info.endpoint}", err=True)
         status = _run(
             chain,
             job,
@@ -420,9 +430,13 @@ def _run(
         signals = _StopOnSignals(execution, quiet=quiet)
         try:
             with reporter, signals:
-                if verbose:
-                    for note in execution.plan.notes:
+                from rolechain.aws.identity import SESSION_NOTE
+
+                for note in execution.plan.notes:
+                    if verbose:
                         reporter.log(f"note: {note}")
+                    elif note.kind == SESSION_NOTE:
+                        reporter.log(f"warning: {note}")
                 reporter.started(execution.plan.job, len(execution.plan.targets))
                 for record in execution:
                     writer.write(record)
@@ -436,7 +450,7 @@ def _run(
             database.close()
     if not quiet:
         for line in summary_lines(execution.summary):
-            click.echo(line, err=True)
+            echo(line, err=True)
     return signals.exit_status(execution.summary)
 
 
@@ -464,8 +478,6 @@ def history(store: Path, job: str | None, limit: int, fmt: str) -> None:
       rolechain history --store runs.db --job inventory
       sqlite3 runs.db "SELECT account_id, data FROM records WHERE task='s3.list_buckets'"
     """
-    import json
-
     from rolechain.errors import RolechainError
     from rolechain.results.store import Store
 
@@ -476,7 +488,7 @@ def history(store: Path, job: str | None, limit: int, fmt: str) -> None:
     with Store(store) as database:
         runs = database.runs(job=job, limit=limit)
     if fmt == "json":
-        click.echo(json.dumps(runs, indent=2))
+        echo(dumps(runs))
         return
     from rich.console import Console
     from rich.table import Table
@@ -502,7 +514,7 @@ def history(store: Path, job: str | None, limit: int, fmt: str) -> None:
             str(r["assume_calls"] if r["assume_calls"] is not None else ""),
             f"{r['elapsed_seconds']:.1f}" if r["elapsed_seconds"] is not None else "",
         )
-        table.add_row(*(Text(str(c)) for c in cells))
+        table.add_row(*(Text(printable(str(c))) for c in cells))
     Console(width=None if sys.stdout.isatty() else 160).print(table)
     if not runs:
-        click.echo("no runs recorded", err=True)
+        echo("no runs recorded", err=True)

@@ -46,7 +46,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rolechain.errors import RolechainError
+from rolechain.errors import RolechainError, redact, redact_data
 from rolechain.executor.records import Record, Summary
 from rolechain.planner.plan import Plan
 from rolechain.results.records import COLUMNS, from_row, to_row
@@ -203,7 +203,8 @@ class Store:
                     plan.principal,
                     len(plan.targets),
                     plan.assume_calls,
-                    json.dumps(plan.to_dict(), default=str),
+                    # no ${env:} value (an external id) is stored
+                    json.dumps(redact_data(plan.to_dict()), default=str),
                 ),
             )
 
@@ -230,7 +231,7 @@ class Store:
                 "records_failed=?, assume_calls=?, retries=?, elapsed_seconds=? WHERE run_id=?",
                 (
                     summary.status,
-                    summary.stop_reason,
+                    redact(summary.stop_reason) if summary.stop_reason else None,
                     summary.started_at,
                     summary.finished_at,
                     summary.targets,
@@ -283,7 +284,7 @@ class Store:
         allowed = {"targets", "targets_ok", "targets_failed", "records", "records_failed",
                    "started_at", "finished_at"}  # fmt: skip
         sets = ["status=?", "reason=?"]
-        args: list[Any] = [status, reason]
+        args: list[Any] = [status, redact(reason) if reason else None]
         for key, value in counts.items():
             if key in allowed and value is not None:
                 sets.append(f"{key}=coalesce({key}, ?)" if key == "started_at" else f"{key}=?")

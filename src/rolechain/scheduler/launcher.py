@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rolechain.errors import RolechainError
+from rolechain.errors import RolechainError, redact
 from rolechain.executor.context import DEFAULT_GRACE
 from rolechain.executor.records import STOP_CODES, Record, Summary
 from rolechain.model.chain import Chain
@@ -245,9 +245,9 @@ class ExecutorHandle:
                     result = self._summary_result(execution.summary)
                     finished = True
                 except RolechainError as exc:
-                    result = self._partial_result(ERROR, _first_lines(str(exc)))
+                    result = self._partial_result(ERROR, _first_lines(redact(str(exc))))
                 except Exception as exc:  # a bug must not take the scheduler down
-                    result = self._partial_result(ERROR, f"{type(exc).__name__}: {exc}")
+                    result = self._partial_result(ERROR, redact(f"{type(exc).__name__}: {exc}"))
                 # Unless _give_up settled it first: then the scheduler has moved on, and
                 # the store is still told how the run really ended.
                 self._settle(result)

@@ -2,7 +2,9 @@
 
 Text: ``2026-12-01T03:00:00Z fire job=inventory run_id=... scheduled_for=...``; values with
 spaces are quoted and control characters escaped, so one event is always one line. JSON:
-one object per line with ``ts``, ``level``, ``event`` and the same fields.
+one object per line with ``ts``, ``level``, ``event`` and the same fields. Values read from
+``${env:...}`` are shown as where they came from (:func:`rolechain.errors.redact`), as
+everywhere rolechain prints.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import IO, Any
 
+from rolechain.errors import redact, redact_data
 from rolechain.scheduler.types import iso
 
 _ESCAPES = {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
@@ -24,7 +27,7 @@ def _text_value(value: Any) -> str:
         return iso(value)
     if isinstance(value, (list, tuple)):
         value = ",".join(str(v) for v in value)
-    text = str(value).translate(_ESCAPES)
+    text = redact(str(value)).translate(_ESCAPES)
     text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
     if not text or any(c in text for c in ' "='):
         text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -35,8 +38,8 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return iso(value)
     if isinstance(value, tuple):
-        return list(value)
-    return value
+        value = list(value)
+    return redact_data(value)
 
 
 class EventLog:
