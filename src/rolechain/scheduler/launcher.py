@@ -62,6 +62,17 @@ def _first_lines(text: str, limit: int = 20) -> str:
     )
 
 
+def _end_without_summary(store: Store, result: RunResult) -> None:
+    """The row of a run that never wrote its summary: its status, why, and its counts."""
+    store.end_scheduled(
+        result.run_id, status=result.status, reason=result.reason,
+        targets=result.targets or None, targets_ok=result.targets_ok,
+        targets_failed=result.targets_failed, records=result.records,
+        records_failed=result.records_failed, started_at=result.started_at,
+        finished_at=result.finished_at,
+    )  # fmt: skip
+
+
 class ExecutorHandle:
     """A run on a worker thread. See the module docs for how stopping works."""
 
@@ -133,8 +144,7 @@ class ExecutorHandle:
         with self._lock:
             if self._done.is_set():
                 return
-            first = self._stop_reason is None
-            if first:
+            if self._stop_reason is None:
                 self._stop_reason = reason
             if self._stop_grace is not None and grace >= self._stop_grace:
                 return  # an earlier cancel already asked for as short a grace
@@ -167,12 +177,7 @@ class ExecutorHandle:
             return
         try:
             with Store(self._launcher.store) as store:
-                store.end_scheduled(
-                    result.run_id, status=result.status, reason=result.reason,
-                    targets=result.targets or None, targets_ok=result.targets_ok,
-                    targets_failed=result.targets_failed, records=result.records,
-                    records_failed=result.records_failed, finished_at=result.finished_at,
-                )  # fmt: skip
+                _end_without_summary(store, result)
         finally:
             self._notify()
 
@@ -256,13 +261,7 @@ class ExecutorHandle:
                     store.end_scheduled(request.run_id, status=result.status,
                                         reason=result.reason)  # fmt: skip
                 else:
-                    store.end_scheduled(
-                        request.run_id, status=result.status, reason=result.reason,
-                        targets=result.targets or None, targets_ok=result.targets_ok,
-                        targets_failed=result.targets_failed, records=result.records,
-                        records_failed=result.records_failed, started_at=result.started_at,
-                        finished_at=result.finished_at,
-                    )  # fmt: skip
+                    _end_without_summary(store, result)
         except Exception as exc:  # the store itself failed (disk full, permissions)
             self._settle(self._partial_result(ERROR, f"store: {type(exc).__name__}: {exc}"))
         finally:
