@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 import threading
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -331,25 +332,33 @@ def redact_data(data: Any) -> Any:
     return data
 
 
-# Control characters (C0 but newline and tab, DEL, C1), Unicode bidirectional overrides
-# (which reorder what a terminal shows) and lone surrogates (undecodable bytes of a file
-# name) are shown as escapes, so nothing a chain file or an environment holds can move
-# the cursor, retitle the terminal or hide text.
-_UNSAFE = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
-)
+# What a terminal must never receive raw: control characters (C0 but newline and tab, DEL,
+# C1), format characters (bidirectional overrides and isolates that reorder what is shown,
+# zero-width characters that hide text), line and paragraph separators, private-use and
+# unassigned code points, and lone surrogates (undecodable bytes of a file name). They are
+# shown as escapes, so nothing a chain file, an environment or an AWS answer holds can move
+# the cursor, retitle the terminal or hide text. ASCII is checked by a regular expression;
+# only characters beyond it are looked up in the Unicode database.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Co", "Cs", "Cn"})
+_CANDIDATES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\U0010ffff]")
+_CANDIDATES_IN_NAMES = re.compile("[\x00-\x1f\x7f-\U0010ffff]")
+
+
+def unsafe_character(ch: str) -> bool:
+    """Whether ``ch`` must not reach a terminal as it is (newline and tab aside)."""
+    return ch not in "\n\t" and unicodedata.category(ch) in _UNSAFE_CATEGORIES
 
 
 def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group(0))
+    ch = match.group(0)
+    if ch not in "\n\t" and not unsafe_character(ch):
+        return ch
+    code = ord(ch)
     if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
         return f"\\x{code - 0xDC00:02x}"
     if code < 0x100:
         return f"\\x{code:02x}"
-    return f"\\u{code:04x}"
-
-
-_UNSAFE_IN_NAMES = re.compile(_UNSAFE.pattern[:-1] + "\n\t]")
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def escape_controls(text: str, *, newlines: bool = False) -> str:
@@ -358,9 +367,12 @@ def escape_controls(text: str, *, newlines: bool = False) -> str:
     ``newlines``: escape newlines and tabs too (for a name, such as a file name, that is
     printed inside a line and must not start a line of its own).
     """
-    return (_UNSAFE_IN_NAMES if newlines else _UNSAFE).sub(_escape, text)
+    if text.isascii() and text.isprintable():
+        return text
+    return (_CANDIDATES_IN_NAMES if newlines else _CANDIDATES).sub(_escape, text)
 
 
-def printable(text: str) -> str:
-    """What rolechain prints for ``text``: redacted, then control characters escaped."""
-    return escape_controls(redact(text))
+def printable(text: object, *, newlines: bool = False) -> str:
+    """What rolechain prints for ``text``: redacted, then control characters escaped
+    (``newlines``: newlines and tabs too, for a value printed inside one line)."""
+    return escape_controls(redact(str(text)), newlines=newlines)

@@ -357,3 +357,22 @@ def test_session_credentials_declared_as_user_keys_warn_without_verbose(
     assert json.loads(out)["Version"] == 1
     assert "warning: principal 'ci' is declared kind: user" in err
     assert "detected as a session (arn:aws:sts::111111111111:assumed-role/sso/alice)" in err
+
+
+def test_run_warns_about_session_credentials_declared_as_user_keys_without_verbose(
+    aws_env: MotoServer, chain_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The warning comes from the plan the identity check re-made, which exists only once
+    the run has started: the CLI hears of it through ``on_plan``."""
+    from rolechain.aws.identity import CallerIdentity
+    from rolechain.executor import context
+
+    def session_identity(*_: object, **__: object) -> CallerIdentity:
+        arn = "arn:aws:sts::111111111111:assumed-role/sso/alice"
+        return CallerIdentity("111111111111", arn, "AROA:alice", has_token=True)
+
+    monkeypatch.setattr(context, "caller_identity", session_identity)
+    code, _out, err = invoke("run", str(chain_file), "--job", "hub-only", "-f", "jsonl")
+    assert code == 0, err
+    assert "warning: principal 'ci' is declared kind: user" in err, err
+    assert "running job hub-only: 1 target" in err

@@ -30,7 +30,7 @@ from rolechain.errors import printable
 if TYPE_CHECKING:
     from rolechain.executor import Run
     from rolechain.executor.records import Summary
-    from rolechain.planner.plan import Hop
+    from rolechain.planner.plan import Hop, Plan
 
 DEFAULT_STORE_ENV = "ROLECHAIN_STORE"
 
@@ -98,6 +98,18 @@ class _Reporter:
             self._progress.console.print(printable(text), markup=False, highlight=False)
         else:
             echo(text, err=True)
+
+    def plan_ready(self, plan: Plan) -> None:
+        """The checked, resolved plan (after the identity check and discovery): its notes,
+        then the progress bar for its targets."""
+        from rolechain.aws.identity import SESSION_NOTE
+
+        for note in plan.notes:
+            if self.verbose:
+                self.log(f"note: {note}")
+            elif note.kind == SESSION_NOTE:
+                self.log(f"warning: {note}")
+        self.started(plan.job, len(plan.targets))
 
     def started(self, job: str, targets: int) -> None:
         if self._progress is not None:
@@ -424,20 +436,13 @@ def _run(
             credentials=credentials,
             token_provider=_token_provider(reporter),
             progress=reporter.target_done,
+            on_plan=reporter.plan_ready,
         )
         stream = _open_output(output)
         writer = writer_for(fmt, stream, color=None if stream.isatty() else False)
         signals = _StopOnSignals(execution, quiet=quiet)
         try:
             with reporter, signals:
-                from rolechain.aws.identity import SESSION_NOTE
-
-                for note in execution.plan.notes:
-                    if verbose:
-                        reporter.log(f"note: {note}")
-                    elif note.kind == SESSION_NOTE:
-                        reporter.log(f"warning: {note}")
-                reporter.started(execution.plan.job, len(execution.plan.targets))
                 for record in execution:
                     writer.write(record)
         finally:

@@ -19,7 +19,7 @@ then run the tasks on a bounded pool, assuming each hop once and refreshing as n
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import boto3
@@ -73,6 +73,7 @@ class Run:
         *,
         store: RecordSink | None = None,
         progress: ProgressCallback | None = None,
+        on_plan: Callable[[Plan], None] | None = None,
     ) -> None:
         self.context = context
         plan = context.plan
@@ -80,7 +81,12 @@ class Run:
         self.summary.planned_assume_calls = plan.assume_calls
         self._stop = StopSignal()
         self._runner = Runner(
-            context, progress=progress, summary=self.summary, sink=store, stop=self._stop
+            context,
+            progress=progress,
+            summary=self.summary,
+            sink=store,
+            stop=self._stop,
+            on_plan=on_plan,
         )
         self._started = False
         self._lock = threading.Lock()
@@ -160,6 +166,7 @@ def run(
     clock: Clock = utc_now,
     token_provider: TokenProvider | None = None,
     progress: ProgressCallback | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
     aws_sessions: AwsSessions | None = None,
     check_identity: bool = True,
 ) -> Run:
@@ -171,9 +178,11 @@ def run(
     :meth:`Run.cancel` (default 10 s); ``credentials`` replaces the principal's (botocore
     Credentials); ``assumer`` replaces STS (a cache or a fake); ``clock`` returns an aware
     datetime (tests compress time); ``token_provider(hop) -> str`` supplies MFA codes;
-    ``progress(target, ok, done, total)`` is called as each target finishes; ``store``
-    receives every record. Raises :class:`~rolechain.errors.ChainFileError` /
-    :class:`~rolechain.errors.PlanError` at once for an invalid chain or plan.
+    ``progress(target, ok, done, total)`` is called as each target finishes; ``on_plan(plan)``
+    is called once with the checked, resolved plan before the first unit starts (its notes
+    say what the identity check re-planned); ``store`` receives every record. Raises
+    :class:`~rolechain.errors.ChainFileError` / :class:`~rolechain.errors.PlanError` at
+    once for an invalid chain or plan.
     """
     options = RunOptions(
         targets=tuple(targets) if targets is not None else None,
@@ -194,7 +203,7 @@ def run(
         token_provider=token_provider,
         aws_sessions=aws_sessions,
     )
-    return Run(context, store=store, progress=progress)
+    return Run(context, store=store, progress=progress, on_plan=on_plan)
 
 
 class SessionFactory:

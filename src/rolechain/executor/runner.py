@@ -434,9 +434,11 @@ class Runner:
         summary: Summary | None = None,
         sink: RecordSink | None = None,
         stop: StopSignal | None = None,
+        on_plan: Callable[[Plan], None] | None = None,
     ) -> None:
         self.context = context
         self.progress = progress
+        self.on_plan = on_plan
         plan = context.plan
         self.summary = summary or Summary(job=plan.job, run_id=plan.run_id)
         self.sink = sink
@@ -566,9 +568,13 @@ class _Schedule:
         plan = self.context.plan
         self.summary.targets = len(plan.targets)
         self.summary.planned_assume_calls = plan.assume_calls
-        if self.runner.sink is not None and not self.sink_started:
+        if self.sink_started:
+            return
+        if self.runner.sink is not None:
             self.runner.sink.start(plan)
         self.sink_started = True
+        if self.runner.on_plan is not None:
+            self.runner.on_plan(plan)
 
     def _step_needed(self) -> bool:
         if self.stop is not None:
