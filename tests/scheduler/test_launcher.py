@@ -285,3 +285,44 @@ def test_the_backstop_gives_up_on_a_run_that_never_returns(
         lambda: db.execute("SELECT reason FROM runs").fetchone() == ("late",), "the late write"
     )
     assert handle.result is given_up
+
+
+def test_a_principal_planned_again_as_a_session_is_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As 'rolechain run' warns when user keys turn out to be a session (the plan is made
+    again with the one-hour cap), the scheduler logs it for the run."""
+    import dataclasses
+    import io
+
+    from rolechain import executor
+    from rolechain.aws.identity import SESSION_NOTE
+    from rolechain.executor.records import Summary
+    from rolechain.planner import plan
+    from rolechain.planner.plan import Note
+    from rolechain.scheduler.logs import EventLog
+
+    chain = chain_of()
+    planned = plan(chain, "j", run_id="r8")
+    note = Note(kind=SESSION_NOTE, message="principal 'bot' is a session; planned again")
+    resolved = dataclasses.replace(planned, notes=(note,))
+
+    class Resolving:
+        def __init__(self, on_plan: Any) -> None:
+            self.plan, self.on_plan = planned, on_plan
+            self.summary = Summary(job="j", run_id="r8", finished_at="x")
+
+        def cancel(self, reason: str, *, grace: float | None = None) -> None:
+            pass
+
+        def __iter__(self) -> Iterator[Any]:
+            self.on_plan(resolved)
+            return iter(())
+
+    monkeypatch.setattr(executor, "run", lambda *a, **kw: Resolving(kw["on_plan"]))
+    out = io.StringIO()
+    go = ExecutorLauncher(tmp_path / "runs.db", log=EventLog(out))
+    launch(go, chain, request("r8"))
+    (line,) = out.getvalue().splitlines()
+    assert line.startswith("WARNING plan_note job=j run_id=r8 note=")
+    assert "planned again" in line

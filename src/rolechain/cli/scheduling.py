@@ -282,7 +282,7 @@ def _schedule(
         log.emit("metrics", url=f"http://{metrics_host}:{metrics_port}/metrics")
     launcher = ExecutorLauncher(
         store or Path(os.devnull), credentials_for=credentials_for, time_scale=clock.scale,
-        grace=grace, now=lambda: datetime.now(UTC),
+        grace=grace, now=lambda: datetime.now(UTC), log=log,
     )  # fmt: skip
     scheduler = Scheduler(
         chain, specs, launcher=launcher, history=history, clock=clock, log=log,

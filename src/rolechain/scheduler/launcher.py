@@ -36,7 +36,9 @@ from rolechain.executor.context import DEFAULT_GRACE
 from rolechain.executor.records import STOP_CODES, Record, Summary
 from rolechain.model.chain import Chain
 from rolechain.model.durations import format_duration
+from rolechain.planner.plan import Plan
 from rolechain.results.store import Store
+from rolechain.scheduler.logs import EventLog
 from rolechain.scheduler.types import (
     DEADLINE_EXCEEDED,
     ERROR,
@@ -194,6 +196,16 @@ class ExecutorHandle:
         with self._progress_lock:
             (self._finished_ok if ok else self._finished_failed).add(target)
 
+    def _plan_ready(self, plan: Plan) -> None:
+        """The checked plan: warn, as ``rolechain run`` does, when the principal's keys
+        turned out to be a session and the job was planned again with its one-hour cap."""
+        from rolechain.aws.identity import SESSION_NOTE
+
+        log = self._launcher.log
+        for note in plan.notes:
+            if log is not None and note.kind == SESSION_NOTE:
+                log.warning("plan_note", job=plan.job, run_id=plan.run_id, note=str(note))
+
     def _count(self, record: Record) -> None:
         with self._progress_lock:
             self._records += 1
@@ -218,6 +230,7 @@ class ExecutorHandle:
             store=store,
             credentials=launcher.credentials_for(chain, request.job),
             progress=self._progress,
+            on_plan=self._plan_ready,
         )
         with self._lock:
             self._run = execution
@@ -353,7 +366,8 @@ class ExecutorLauncher:
     principal's own source, as ``rolechain run`` does); ``time_scale`` converts a job's
     runtime (scheduler time) into real seconds; ``grace`` is how long tasks in flight of a
     cancelled run may finish (real seconds); ``cancel_grace`` is the backstop's margin past
-    that (see the module docs).
+    that (see the module docs); ``log`` gets what a run has to say before it ends (a
+    principal planned again as a session).
     """
 
     def __init__(
@@ -365,6 +379,7 @@ class ExecutorLauncher:
         grace: float = DEFAULT_GRACE,
         cancel_grace: float = 5.0,
         now: Callable[[], datetime] = _now,
+        log: EventLog | None = None,
     ) -> None:
         self.store = Path(store)
         self._credentials_for = credentials_for
@@ -372,6 +387,7 @@ class ExecutorLauncher:
         self.grace = grace
         self.cancel_grace = cancel_grace
         self.now = now
+        self.log = log
 
     def credentials_for(self, chain: Chain, job: str) -> Any:
         if self._credentials_for is None:

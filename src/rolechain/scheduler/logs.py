@@ -16,10 +16,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import IO, Any
 
-from rolechain.errors import redact, redact_data
+from rolechain.errors import printable, redact_data
 from rolechain.scheduler.types import iso
-
-_ESCAPES = {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
 
 
 def _text_value(value: Any) -> str:
@@ -27,8 +25,7 @@ def _text_value(value: Any) -> str:
         return iso(value)
     if isinstance(value, (list, tuple)):
         value = ",".join(str(v) for v in value)
-    text = redact(str(value)).translate(_ESCAPES)
-    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    text = printable(value, newlines=True)  # redacted; controls and newlines escaped
     if not text or any(c in text for c in ' "='):
         text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return text
