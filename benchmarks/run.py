@@ -13,7 +13,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-BENCHES = ["bench_planner", "bench_executor", "bench_stopping", "bench_discover", "bench_dask"]
+BENCHES = [
+    "bench_planner",
+    "bench_executor",
+    "bench_stopping",
+    "bench_discover",
+    "bench_loading",
+    "bench_scheduler",
+    "bench_dask",
+]
 
 
 def main(argv: list[str]) -> int:

@@ -93,6 +93,7 @@ def test_ctrl_c_keeps_finished_records_and_only_the_driver_writes_stdout(tmp_pat
     }
     assert "noise on a worker's stdout" in stderr  # a task's prints go to stderr
     assert "interrupted (SIGINT)" in stderr
+    assert "running job work: 8 targets" in stderr  # the plan came back from a worker
     db = sqlite3.connect(store)
     [(run_status, count)] = db.execute("SELECT status, records FROM runs").fetchall()
     rows = db.execute("SELECT target, status, error_code FROM records").fetchall()

@@ -252,10 +252,16 @@ def test_shipped_credentials_travel_only_over_tls(
     with pytest.raises(CredentialsError, match="no starting credentials"):
         list(rolechain.run(job, "inventory", engine=EngineOptions("dask", workers=1)))
     keys = static_credentials(world.env["AWS_ACCESS_KEY_ID"], world.env["AWS_SECRET_ACCESS_KEY"])
+    # Given to a run that starts its own local cluster, they are in its workers' environment
+    # from the start (the processes are this machine's), never in a task.
+    local = rolechain.run(
+        job, "inventory", credentials=keys, engine=EngineOptions("dask", workers=1)
+    )
+    assert [r.status for r in local] == ["ok"] * 4
     shipped = EngineOptions("dask", workers=1, ship_credentials=True)
     run = rolechain.run(job, "inventory", credentials=keys, engine=shipped)
     records = list(run)
     assert [r.status for r in records] == ["ok"] * 4
     assert run.summary.assume_calls == 5
     assert addresses[0].startswith("tcp://")
-    assert addresses[1].startswith("tls://")  # the shipped keys went over TLS
+    assert addresses[2].startswith("tls://")  # the shipped keys went over TLS

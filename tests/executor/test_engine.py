@@ -150,8 +150,12 @@ def test_what_cannot_travel_to_workers_is_refused_before_anything_runs() -> None
     with pytest.raises(EngineError, match="assumer=, clock="):
         rolechain.run(plan, engine="dask", assumer=fake_for(plan, clock), clock=clock)
     keys = static_credentials("AKIAEXAMPLEEXAMPLE", "secret")
+    remote = EngineOptions("dask", cluster="tcp://127.0.0.1:8786")
     with pytest.raises(EngineError, match="never travel unless asked"):
-        rolechain.run(plan, engine="dask", credentials=keys)
+        rolechain.run(plan, engine=remote, credentials=keys)
+    # A local cluster's workers are this machine's processes: they get the keys in their
+    # environment when they start, as from a shell.
+    assert rolechain.run(plan, engine="dask", credentials=keys).engine.local
     tcp = EngineOptions("dask", cluster="tcp://127.0.0.1:8786", ship_credentials=True)
     with pytest.raises(EngineError, match="not tls://"):
         rolechain.run(plan, engine=tcp, credentials=keys)

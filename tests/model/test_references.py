@@ -102,7 +102,7 @@ def test_valid_trust_entries(entry: str) -> None:
         (
             "arn:aws:iam::1:root",
             "roles.leaf.trusts[0]: 'arn:aws:iam::1:root' is not an IAM principal ARN: the "
-            "account '1' is not 12 digits",
+            "account '1' is not 12 digits (0-9)",
         ),
         (
             "arn:aws:s3:::bucket/x",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from rolechain.model.writer import LINE_WIDTH, Placeholder, comment, emit, printable, scalar
+from rolechain.errors import printable
+from rolechain.model.writer import LINE_WIDTH, Placeholder, comment, emit, scalar
 
 
 @pytest.mark.parametrize(
@@ -43,4 +44,6 @@ def test_printable_escapes_what_a_terminal_would_interpret() -> None:
     assert printable("arn:aws:iam::1:role/ok") == "arn:aws:iam::1:role/ok"
     assert printable("red\x1b[31m") == "red\\x1b[31m"
     assert printable("rtl\u202eevil\x9b") == "rtl\\u202eevil\\x9b"
-    assert printable("line\nbreak") == "line\\x0abreak"
+    assert printable("line\nbreak", newlines=True) == "line\\x0abreak"
+    assert printable("line\nbreak") == "line\nbreak"
+    assert printable("zero\u200bwidth\u2028sep") == "zero\\u200bwidth\\u2028sep"

@@ -20,6 +20,7 @@ that one session for a run and hands out:
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -217,17 +218,28 @@ def principal_credentials(
 
     ``default`` is botocore's default chain (env, shared files, SSO, container, instance);
     ``profile`` a named profile; ``env`` only the AWS_* environment variables.
+
+    Credentials that are expired from the start (``AWS_CREDENTIAL_EXPIRATION`` in the past,
+    as left behind by an old ``rolechain env``) or that botocore cannot read raise
+    CredentialsError with what to do, before any call is made.
     """
     creds: Credentials | None
-    with aws_call(AwsContext(operation="load principal credentials")):
-        if source == "env":
-            creds = EnvProvider().load()
-        elif source == "profile":
-            creds = botocore.session.Session(profile=profile).get_credentials()
-        else:
-            # A session of its own: botocore sessions cache the credentials they resolve,
-            # and the shared session outlives runs.
-            creds = (botocore_session or botocore.session.Session()).get_credentials()
+    try:
+        with aws_call(AwsContext(operation="load principal credentials")):
+            if source == "env":
+                creds = EnvProvider().load()
+            elif source == "profile":
+                creds = botocore.session.Session(profile=profile).get_credentials()
+            else:
+                # A session of its own: botocore sessions cache the credentials they
+                # resolve, and the shared session outlives runs.
+                creds = (botocore_session or botocore.session.Session()).get_credentials()
+            if creds is not None:
+                creds.get_frozen_credentials()  # refreshable ones refresh (and fail) here
+    except (RuntimeError, ValueError) as exc:
+        # botocore raises RuntimeError for credentials still expired after a refresh, and
+        # dateutil a ValueError for an expiry it cannot parse.
+        raise _unusable(source, profile, exc) from None
     if creds is None:
         where = {
             "env": "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY are not set",
@@ -239,6 +251,27 @@ def principal_credentials(
             "principal's 'source' in the chain file",
         )
     return creds
+
+
+def _unusable(source: str, profile: str | None, exc: Exception) -> CredentialsError:
+    expiry = os.environ.get("AWS_CREDENTIAL_EXPIRATION")
+    from_env = source == "env" or (
+        source == "default" and os.environ.get("AWS_ACCESS_KEY_ID") and expiry is not None
+    )
+    if from_env and expiry is not None:
+        state = "has passed" if isinstance(exc, RuntimeError) else "is not a timestamp"
+        return CredentialsError(
+            f"no usable starting credentials: AWS_CREDENTIAL_EXPIRATION ({expiry!r}) {state}, "
+            "so the AWS_* keys in the environment are expired or unreadable",
+            hint="load fresh credentials (run `rolechain env` again, or your SSO login), or "
+            "unset AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and "
+            "AWS_CREDENTIAL_EXPIRATION to use another source",
+        )
+    where = f"profile {profile!r}" if source == "profile" else f"the {source} credential chain"
+    return CredentialsError(
+        f"no usable starting credentials: those of {where} are expired or unreadable ({exc})",
+        hint="refresh them (aws sso login, a new session) and try again",
+    )
 
 
 def static_credentials(access_key: str, secret_key: str, token: str | None = None) -> Credentials:

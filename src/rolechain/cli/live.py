@@ -322,7 +322,7 @@ def discover(
         err=True,
     )
     for account, error in sorted(result.unreadable.items()):
-        from rolechain.model.writer import printable
+        from rolechain.errors import printable
 
         click.echo(f"error: account {account} not read: {printable(error)}", err=True)
     if result.env:

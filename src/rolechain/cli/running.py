@@ -20,24 +20,29 @@ from rolechain.cli._common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_TERMINATED,
+    dumps,
     duration,
     duration_or_none,
+    echo,
     handle_errors,
 )
+from rolechain.errors import printable
 
 if TYPE_CHECKING:
     from rolechain.executor import Run
     from rolechain.executor.engine import EngineOptions
     from rolechain.executor.records import Summary
-    from rolechain.planner.plan import Hop
+    from rolechain.planner.plan import Hop, Plan
 
 DEFAULT_STORE_ENV = "ROLECHAIN_STORE"
 
 
 @contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    """``os.environ`` with ``values`` applied, restored afterwards."""
-    saved = {k: os.environ.get(k) for k in values}
+def _environment(values: dict[str, str], remove: tuple[str, ...] = ()) -> Iterator[None]:
+    """``os.environ`` with ``values`` applied and ``remove`` removed, restored afterwards."""
+    saved = {k: os.environ.get(k) for k in (*values, *remove)}
+    for key in remove:
+        os.environ.pop(key, None)
     os.environ.update(values)
     try:
         yield
@@ -92,9 +97,21 @@ class _Reporter:
         if self.quiet:
             return
         if self._progress is not None:
-            self._progress.console.print(text, markup=False, highlight=False)
+            self._progress.console.print(printable(text), markup=False, highlight=False)
         else:
-            click.echo(text, err=True)
+            echo(text, err=True)
+
+    def plan_ready(self, plan: Plan) -> None:
+        """The checked, resolved plan (after the identity check and discovery): its notes,
+        then the progress bar for its targets."""
+        from rolechain.aws.identity import SESSION_NOTE
+
+        for note in plan.notes:
+            if self.verbose:
+                self.log(f"note: {note}")
+            elif note.kind == SESSION_NOTE:
+                self.log(f"warning: {note}")
+        self.started(plan.job, len(plan.targets))
 
     def started(self, job: str, targets: int) -> None:
         if self._progress is not None:
@@ -144,7 +161,9 @@ def _token_provider(reporter: _Reporter) -> Any:
     def ask(hop: Hop) -> str:
         with reporter.lock, reporter.pause():
             code: str = click.prompt(
-                f"MFA code for {hop.mfa_serial} ({hop.label})", err=True, hide_input=False
+                printable(f"MFA code for {hop.mfa_serial} ({hop.label})"),
+                err=True,
+                hide_input=False,
             )
         return code.strip()
 
@@ -399,19 +418,16 @@ def run(
             info = stack.enter_context(sandbox(chain, provision=other, time_scale=time_scale))
             principal = chain.model.jobs[job].from_ if job in chain.model.jobs else None
             env = info.principals.get(principal, info.env) if principal else info.env
-            # Local Dask workers are started in this environment: they reach the sandbox,
-            # as its principal, from their own environment (nothing is shipped).
-            stack.enter_context(_environment(dict(env)))
-            from rolechain.executor.engine import EngineOptions
+            from rolechain.aws.environment import CONFLICTING_VARIABLES
 
-            dask = _kind(chain, chosen) == "dask"
-            if dask and chosen is not None and not chosen.ship_credentials:
-                chosen = replace(chosen, worker_source="env")
-            elif dask and chosen is None:
-                chosen = EngineOptions(kind="dask", worker_source="env")
-            if (not dask or (chosen is not None and chosen.ship_credentials)) and (
-                env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY")
-            ):
+            # The sandbox's keys must win over a profile or token in the environment (local
+            # Dask workers are started with them in theirs).
+            stack.enter_context(_environment(dict(env), remove=CONFLICTING_VARIABLES))
+            remote = _engine_of(chain, chosen)
+            if remote.cluster is not None and not remote.ship_credentials:
+                # Workers elsewhere must reach the sandbox as its principal themselves.
+                chosen = replace(remote, worker_source="env")
+            elif env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
                 from rolechain.aws.session import static_credentials
 
                 credentials = static_credentials(
@@ -420,7 +436,7 @@ def run(
                     env.get("AWS_SESSION_TOKEN"),
                 )
             if not quiet:
-                click.echo(f"sandbox: {info.endpoint}", err=True)
+                echo(f"sandbox: {info.endpoint}", err=True)
         status = _run(
             chain,
             job,
@@ -475,8 +491,14 @@ def _engine(
         raise click.UsageError(str(exc)) from None
 
 
-def _kind(chain: Any, chosen: EngineOptions | None) -> str:
-    return chosen.kind if chosen is not None else str(chain.model.settings.engine.kind)
+def _engine_of(chain: Any, chosen: EngineOptions | None) -> EngineOptions:
+    """The engine the run will have: the options', else the chain file's settings'."""
+    from rolechain.executor.engine import EngineOptions
+    from rolechain.planner.planner import engine_settings
+
+    if chosen is not None:
+        return chosen
+    return EngineOptions.from_settings(dict(engine_settings(chain.model.settings.engine)))
 
 
 def _run(
@@ -516,6 +538,7 @@ def _run(
             credentials=credentials,
             token_provider=_token_provider(reporter),
             progress=reporter.target_done,
+            on_plan=reporter.plan_ready,
             engine=engine,
         )
         stream = _open_output(output)
@@ -523,10 +546,6 @@ def _run(
         signals = _StopOnSignals(execution, quiet=quiet)
         try:
             with reporter, signals:
-                if verbose:
-                    for note in execution.plan.notes:
-                        reporter.log(f"note: {note}")
-                reporter.started(execution.plan.job, len(execution.plan.targets))
                 if verbose and execution.engine.kind != "threads":
                     reporter.log(f"engine: {execution.engine.describe()}")
                 for record in execution:
@@ -541,7 +560,7 @@ def _run(
             database.close()
     if not quiet:
         for line in summary_lines(execution.summary):
-            click.echo(line, err=True)
+            echo(line, err=True)
     return signals.exit_status(execution.summary)
 
 
@@ -569,8 +588,6 @@ def history(store: Path, job: str | None, limit: int, fmt: str) -> None:
       rolechain history --store runs.db --job inventory
       sqlite3 runs.db "SELECT account_id, data FROM records WHERE task='s3.list_buckets'"
     """
-    import json
-
     from rolechain.errors import RolechainError
     from rolechain.results.store import Store
 
@@ -581,26 +598,33 @@ def history(store: Path, job: str | None, limit: int, fmt: str) -> None:
     with Store(store) as database:
         runs = database.runs(job=job, limit=limit)
     if fmt == "json":
-        click.echo(json.dumps(runs, indent=2))
+        echo(dumps(runs))
         return
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
     table = Table(header_style="bold")
-    for name in ("run", "job", "status", "started", "targets ok/failed", "AssumeRole", "s"):
+    for name in ("run", "job", "trigger", "status", "started", "targets ok/failed",
+                 "AssumeRole", "s"):  # fmt: skip
         table.add_column(name)
     for r in runs:
+        trigger = r.get("trigger") or "manual"
+        if r.get("scheduled_for"):
+            trigger += f" {r['scheduled_for']}"
+        if r.get("attempt"):
+            trigger += f" (retry {r['attempt']})"
         cells = (
             r["run_id"],
             r["job"],
+            trigger,
             r["status"],
             r["started_at"] or "",
             f"{r['targets_ok'] or 0}/{r['targets_failed'] or 0} of {r['targets'] or 0}",
             str(r["assume_calls"] if r["assume_calls"] is not None else ""),
             f"{r['elapsed_seconds']:.1f}" if r["elapsed_seconds"] is not None else "",
         )
-        table.add_row(*(Text(str(c)) for c in cells))
+        table.add_row(*(Text(printable(str(c))) for c in cells))
     Console(width=None if sys.stdout.isatty() else 160).print(table)
     if not runs:
-        click.echo("no runs recorded", err=True)
+        echo("no runs recorded", err=True)

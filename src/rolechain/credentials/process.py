@@ -30,6 +30,7 @@ from botocore.credentials import Credentials, ReadOnlyCredentials
 
 from rolechain.aws.assumer import Assumer, IssuedCredentials
 from rolechain.aws.credentials import TokenProvider
+from rolechain.aws.identity import SESSION_NOTE
 from rolechain.aws.session import AwsSessions, principal_credentials
 from rolechain.credentials.cache import (
     CachedCredentials,
@@ -72,6 +73,7 @@ class TargetCredentials:
     assume_calls: int = 0
     hops: tuple[str, ...] = ()  # hop labels, first hop first
     notes: tuple[str, ...] = field(default=())
+    warnings: tuple[str, ...] = ()  # notes to show even without --verbose
 
     def __repr__(self) -> str:
         return (
@@ -422,4 +424,5 @@ def _result(
         assume_calls=calls,
         hops=tuple(h.label for h in hops),
         notes=tuple(str(n) for n in planned.notes),
+        warnings=tuple(str(n) for n in planned.notes if n.kind == SESSION_NOTE),
     )

@@ -22,7 +22,7 @@ the chain file's ``settings.engine`` (:mod:`rolechain.executor.engine`).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import boto3
@@ -82,6 +82,7 @@ class Run:
         *,
         store: RecordSink | None = None,
         progress: ProgressCallback | None = None,
+        on_plan: Callable[[Plan], None] | None = None,
     ) -> None:
         self.context = context
         plan = context.plan
@@ -89,7 +90,12 @@ class Run:
         self.summary.planned_assume_calls = plan.assume_calls
         self._stop = StopSignal()
         self._runner = runner_for(
-            context, progress=progress, summary=self.summary, sink=store, stop=self._stop
+            context,
+            progress=progress,
+            summary=self.summary,
+            sink=store,
+            stop=self._stop,
+            on_plan=on_plan,
         )
         self._started = False
         self._lock = threading.Lock()
@@ -174,6 +180,7 @@ def run(
     clock: Clock = utc_now,
     token_provider: TokenProvider | None = None,
     progress: ProgressCallback | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
     aws_sessions: AwsSessions | None = None,
     check_identity: bool = True,
     engine: EngineOptions | EngineKind | None = None,
@@ -186,13 +193,14 @@ def run(
     :meth:`Run.cancel` (default 10 s); ``credentials`` replaces the principal's (botocore
     Credentials); ``assumer`` replaces STS (a cache or a fake); ``clock`` returns an aware
     datetime (tests compress time); ``token_provider(hop) -> str`` supplies MFA codes;
-    ``progress(target, ok, done, total)`` is called as each target finishes; ``store``
-    receives every record; ``engine`` runs the units on ``"threads"`` (a pool in this
-    process) or ``"dask"`` (a Dask cluster; :class:`EngineOptions` for its address,
-    workers, batch size), default: the chain file's ``settings.engine``. Raises
-    :class:`~rolechain.errors.ChainFileError` / :class:`~rolechain.errors.PlanError` at once
-    for an invalid chain or plan, :class:`~rolechain.errors.EngineError` for an engine that
-    cannot be used.
+    ``progress(target, ok, done, total)`` is called as each target finishes; ``on_plan(plan)``
+    is called once with the checked, resolved plan before the first unit starts (its notes
+    say what the identity check re-planned); ``store`` receives every record; ``engine``
+    runs the units on ``"threads"`` (a pool in this process) or ``"dask"`` (a Dask cluster;
+    :class:`EngineOptions` for its address, workers, batch size), default: the chain file's
+    ``settings.engine``. Raises :class:`~rolechain.errors.ChainFileError` /
+    :class:`~rolechain.errors.PlanError` at once for an invalid chain or plan,
+    :class:`~rolechain.errors.EngineError` for an engine that cannot be used.
     """
     options = RunOptions(
         targets=tuple(targets) if targets is not None else None,
@@ -214,7 +222,7 @@ def run(
         token_provider=token_provider,
         aws_sessions=aws_sessions,
     )
-    return Run(context, store=store, progress=progress)
+    return Run(context, store=store, progress=progress, on_plan=on_plan)
 
 
 class SessionFactory:

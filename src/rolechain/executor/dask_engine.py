@@ -39,7 +39,8 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from queue import Empty
 from typing import Any
@@ -113,7 +114,7 @@ def check_engine(context: RunContext, engine: EngineOptions) -> None:
             "assumer, limiter and clock from the plan",
             hint="run with the threads engine to inject them",
         )
-    if "credentials" in context.injected and not engine.ship_credentials:
+    if "credentials" in context.injected and not (engine.local or engine.ship_credentials):
         raise EngineError(
             "credentials= would have to travel to the Dask workers, and credentials never "
             "travel unless asked: each worker starts from the principal in its own "
@@ -168,6 +169,7 @@ class DaskRunner:
         summary: Summary | None = None,
         sink: RecordSink | None = None,
         stop: StopSignal | None = None,
+        on_plan: Callable[[Plan], None] | None = None,
     ) -> None:
         check_engine(context, engine)
         self.context = context
@@ -177,6 +179,7 @@ class DaskRunner:
         self.summary = summary or Summary(job=plan.job, run_id=plan.run_id)
         self.sink = sink
         self.stop = stop or StopSignal()
+        self.on_plan = on_plan
 
     def __iter__(self) -> Iterator[Record]:
         return self.records()
@@ -204,8 +207,9 @@ class _Cluster:
     """The client (and the local cluster, if the run started one), made on a thread that
     the driver may give up on: whatever it makes after that is closed at once."""
 
-    def __init__(self, engine: EngineOptions) -> None:
+    def __init__(self, engine: EngineOptions, worker_env: dict[str, str] | None = None) -> None:
         self.engine = engine
+        self.worker_env = worker_env  # for the processes of a local cluster
         self.lock = threading.Lock()
         self.abandoned = False
         self.client: Any = None
@@ -249,6 +253,7 @@ class _Cluster:
                 silence_logs=logging.ERROR,
                 protocol="tls://" if tls else None,
                 security=Security.temporary() if tls else None,
+                env=self.worker_env or {},
             )
         except Exception as exc:
             raise EngineError(
@@ -301,6 +306,24 @@ class _Cluster:
     def dashboard(self) -> str | None:
         client = self.client
         return getattr(client, "dashboard_link", None) if client is not None else None
+
+
+def _local_env(context: RunContext, engine: EngineOptions) -> dict[str, str] | None:
+    """The environment of a local cluster's worker processes when the caller gave the
+    starting credentials (``credentials=``) and they are not shipped: the workers are this
+    machine's own processes, started with the principal's keys in their environment, as a
+    shell would start them (nothing goes through the cluster's connections)."""
+    given = context.starting_credentials
+    if given is None or not engine.local or engine.ship_credentials:
+        return None
+    frozen = given.get_frozen_credentials()
+    env = {
+        "AWS_ACCESS_KEY_ID": frozen.access_key or "",
+        "AWS_SECRET_ACCESS_KEY": frozen.secret_key or "",
+    }
+    if frozen.token:
+        env["AWS_SESSION_TOKEN"] = frozen.token
+    return env
 
 
 def _close(client: Any, cluster: Any) -> None:
@@ -390,10 +413,13 @@ class _Schedule:
         plan = self.context.plan
         # The run's key on the cluster: its id and a nonce (two runs may share an id).
         self.key = f"{plan.run_id}-{secrets.token_hex(4)}"
-        self.cluster = _Cluster(self.engine)
+        self.cluster = _Cluster(self.engine, _local_env(self.context, self.engine))
         self.feeder: _Feeder | None = None
         self.batches: dict[str, _Batch] = {}
-        self.pending: dict[str, _Batch] = {}
+        self.pending: dict[str, _Batch] = {}  # not settled yet: sent, or in the backlog
+        self.backlog: deque[_Batch] = deque()  # not sent yet
+        self.flying: set[str] = set()  # sent to the cluster, not settled
+        self.window = 1  # batches sent at once: the cluster's worker threads
         self.targets: tuple[Target, ...] = ()
         self.seen: set[tuple[str, str | None, str | None]] = set()
         self.workers: dict[str, WorkerInfo] = {}  # by process: its latest counts
@@ -508,31 +534,48 @@ class _Schedule:
             share=share,
             deadline_at=self.deadline_wall,
             credentials=credentials,
-            worker_source=self.engine.worker_source,
+            worker_source="env" if self.cluster.worker_env else self.engine.worker_source,
         )
 
     def _submit(self) -> None:
         client = self.cluster.client
         plan = self.context.plan
-        workers = max(1, len(client.nthreads()))
+        nthreads = client.nthreads()
+        workers = max(1, len(nthreads))
+        self.window = max(1, sum(nthreads.values()))
         size = self.engine.batch_size or default_batch_size(
             len(plan.targets), workers, self.context.concurrency
         )
         groups = partition(plan, size)
         self.share = 1.0 / max(1, min(workers, len(groups)))
-        futures = [self._send(self._new_batch(i, targets)) for i, targets in enumerate(groups)]
+        self.backlog.extend(self._new_batch(i, targets) for i, targets in enumerate(groups))
         self.summary.batches = len(groups)
         self.feeder = _Feeder(client, self.queue)
-        if futures:
-            self.feeder.add(futures)
+        self._top_up()
 
-    def _send(self, batch: _Batch) -> Any:
-        """Submit a batch: one task carrying its targets and the hops they need."""
-        spec = self._spec(batch_plan(self.context.plan, batch.targets), self.share)
-        batch.future = self.cluster.client.submit(
-            run_batch, spec, Batch(batch.index, batch.names, batch.key), key=batch.key, pure=False
-        )
-        return batch.future
+    def _top_up(self) -> None:
+        """Send batches from the backlog while the cluster has a free worker thread.
+
+        A worker holds only the batch it runs: Dask blames every task a worker holds when
+        it dies, so a queued batch would be blamed for another's crash; and a cancel finds
+        every batch not running still here, never started.
+        """
+        futures = []
+        while self.backlog and self.stop is None and len(self.flying) < self.window:
+            batch = self.backlog.popleft()
+            spec = self._spec(batch_plan(self.context.plan, batch.targets), self.share)
+            batch.future = self.cluster.client.submit(
+                run_batch,
+                spec,
+                Batch(batch.index, batch.names, batch.key),
+                key=batch.key,
+                pure=False,
+            )
+            self.flying.add(batch.key)
+            futures.append(batch.future)
+        if futures:
+            assert self.feeder is not None
+            self.feeder.add(futures)
 
     def _new_batch(self, index: int, targets: tuple[Target, ...]) -> _Batch:
         batch = _Batch(f"rolechain-batch-{self.key}-{index:05d}", index, targets)
@@ -545,10 +588,14 @@ class _Schedule:
         self.targets = plan.targets
         self.summary.targets = len(plan.targets)
         self.summary.planned_assume_calls = plan.assume_calls
+        if self.sink_started:
+            return
         sink = self.runner.sink
-        if sink is not None and not self.sink_started:
+        if sink is not None:
             sink.start(plan)
         self.sink_started = True
+        if self.runner.on_plan is not None:
+            self.runner.on_plan(plan)
 
     def _step(self) -> Iterator[Record]:
         item = self._get(self._wait_seconds())
@@ -558,6 +605,7 @@ class _Schedule:
             item = self._get(0)
         out.extend(self._check_deadline())
         out.extend(self._check_workers())
+        self._top_up()
         # Into the sink (and the summary) first: if the caller stops reading, none is lost.
         yield from [self._emit(*entry) for entry in out]
 
@@ -572,7 +620,7 @@ class _Schedule:
         self.grace_until = time.monotonic()
         if not self.sink_started:
             self._start_sink()
-        for entry in self._wind_down(wait=False):
+        for entry in self._wind_down():
             self._emit(*entry)
 
     def close(self) -> None:
@@ -663,13 +711,16 @@ class _Schedule:
             return []
         if time.monotonic() < self.deadline_at or not self._work_left():
             return []
-        # The workers stop their batches at the same (wall-clock) time by themselves.
         self.stop = "deadline-exceeded"
         self.stop_reason = f"deadline of {_seconds(self.context.deadline or 0)}"
-        # No cancel: every batch stops by itself at the deadline (those that start later
-        # record their units DeadlineExceeded at once) and comes back within the margin.
+        # No cancel: every batch sent stops by itself at the deadline (a wall-clock time)
+        # and comes back within the margin; those never sent will not start.
         self.grace_until = time.monotonic()
-        return []
+        out: list[_Out] = []
+        error = self._stop_error("before the target was started")
+        while self.backlog:
+            out.extend(self._settle(self.backlog.popleft(), error))
+        return out
 
     def _waited_enough(self) -> bool:
         grace_until = self.grace_until
@@ -687,7 +738,7 @@ class _Schedule:
         queued = [
             batch
             for key, batch in self.pending.items()
-            if key not in running and batch.future.status == "pending"
+            if key not in running and (batch.future is None or batch.future.status == "pending")
         ]
         with contextlib.suppress(Exception):
             client.cancel([batch.future for batch in queued if batch.future is not None])
@@ -725,11 +776,12 @@ class _Schedule:
         self.next_check = now + MAX_WAIT
         client = self.cluster.client
         try:
-            workers = len(client.nthreads()) if client is not None else 0
+            nthreads = client.nthreads() if client is not None else {}
         except Exception:
-            workers = 0
-        if workers:
+            nthreads = {}
+        if nthreads:
             self.no_workers_since = None
+            self.window = max(1, sum(nthreads.values()))  # workers come and go
             return out
         if self.no_workers_since is None:
             self.no_workers_since = now
@@ -768,26 +820,25 @@ class _Schedule:
 
     def _split(self, batch: _Batch) -> None:
         """A batch whose workers keep dying: run each of its targets on its own."""
-        batch.settled = batch.split = True
-        self.pending.pop(batch.key, None)
+        self._settled(batch)
+        batch.split = True
         start = len(self.batches)
-        futures = [
-            self._send(self._new_batch(start + offset, (target,)))
+        parts = [
+            self._new_batch(start + offset, (target,))
             for offset, target in enumerate(batch.targets)
         ]
-        self.summary.batches += len(futures)
-        assert self.feeder is not None
-        self.feeder.add(futures)
+        self.backlog.extendleft(reversed(parts))  # next to run
+        self.summary.batches += len(parts)
 
     def _accept(self, batch: _Batch, result: BatchResult) -> list[_Out]:
-        batch.settled = True
-        self.pending.pop(batch.key, None)
+        self._settled(batch)
         self._note(result.worker)
         self.batch_workers.add(result.worker.process)
         summary = self.summary
         summary.abandoned += result.abandoned
         summary.late_results += result.late_results
         summary.still_running += result.still_running
+        summary.cpu_seconds = round(summary.cpu_seconds + result.cpu_seconds, 3)
         by_target: dict[str, list[Record]] = {}
         for record in result.records:
             by_target.setdefault(record.target, []).append(record)
@@ -817,8 +868,7 @@ class _Schedule:
 
     def _settle(self, batch: _Batch, error: RecordError) -> list[_Out]:
         """The batch's targets get ``error`` (target records), unless they have records."""
-        batch.settled = True
-        self.pending.pop(batch.key, None)
+        self._settled(batch)
         now = iso_now()
         out: list[_Out] = []
         for target in batch.targets:
@@ -826,6 +876,14 @@ class _Schedule:
             if self._first(record):
                 out.append((record, target, True))
         return out
+
+    def _settled(self, batch: _Batch) -> None:
+        batch.settled = True
+        self.pending.pop(batch.key, None)
+        self.flying.discard(batch.key)
+        if batch.future is None:  # never sent
+            with contextlib.suppress(ValueError):
+                self.backlog.remove(batch)
 
     def _note(self, worker: WorkerInfo) -> None:
         known = self.workers.get(worker.process)
@@ -841,7 +899,7 @@ class _Schedule:
             )
         return RecordError(INTERRUPTED, f"the run was interrupted ({self.stop_reason}) {when}")
 
-    def _wind_down(self, *, wait: bool = True) -> Iterator[_Out]:
+    def _wind_down(self) -> Iterator[_Out]:
         """Everything left once the run stops (nothing when it ran to the end)."""
         item = self._get(0)
         while item is not None:

@@ -164,6 +164,7 @@ class BatchResult:
     abandoned: int = 0
     late_results: int = 0
     still_running: int = 0
+    cpu_seconds: float = 0.0  # the worker process's, while it ran the batch
 
     def __repr__(self) -> str:
         return f"BatchResult({self.index}, {len(self.records)} records)"
@@ -330,6 +331,7 @@ def run_batch(spec: RunSpec, batch: Batch) -> BatchResult:
         abandoned=summary.abandoned,
         late_results=summary.late_results,
         still_running=summary.still_running,
+        cpu_seconds=summary.cpu_seconds,
     )
 
 

@@ -14,14 +14,15 @@ file). :class:`~rolechain.executor.Run` asks :func:`runner_for`, so every entry 
 builds a Run (``rolechain run``, :func:`rolechain.run`, the scheduler) gets the engine the
 settings name without code of its own.
 
-Both engines take the same parts (context, summary, sink, progress, stop signal) and keep
+Both engines take the same parts (context, summary, sink, progress, stop signal, the
+``on_plan`` callback) and keep
 the same contract: one record per unit, every record in the sink before it is yielded,
 ``Run.cancel`` and the deadline stop the run the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from rolechain.executor.context import RunContext
     from rolechain.executor.records import Record, Summary
     from rolechain.executor.runner import ProgressCallback, RecordSink, StopSignal
+    from rolechain.planner.plan import Plan
 
 EngineKind = Literal["threads", "dask"]
 ENGINES: tuple[EngineKind, ...] = ("threads", "dask")
@@ -159,6 +161,7 @@ def runner_for(
     summary: Summary | None = None,
     sink: RecordSink | None = None,
     stop: StopSignal | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
 ) -> RecordSource:
     """The engine the context's options or settings choose, ready to run its plan.
 
@@ -171,10 +174,20 @@ def runner_for(
         require_dask()
         from rolechain.executor.dask_engine import DaskRunner
 
-        return DaskRunner(context, engine, progress=progress, summary=summary, sink=sink, stop=stop)
+        return DaskRunner(
+            context,
+            engine,
+            progress=progress,
+            summary=summary,
+            sink=sink,
+            stop=stop,
+            on_plan=on_plan,
+        )
     from rolechain.executor.runner import Runner
 
-    return Runner(context, progress=progress, summary=summary, sink=sink, stop=stop)
+    return Runner(
+        context, progress=progress, summary=summary, sink=sink, stop=stop, on_plan=on_plan
+    )
 
 
 __all__ = [

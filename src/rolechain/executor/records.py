@@ -80,7 +80,10 @@ class Summary:
     (``planned_assume_calls + (W - 1) x inner hops``); ``duplicates_dropped`` counts records
     of a unit that arrived a second time (a batch re-run after its worker died) and were
     dropped, so that every unit has exactly one record. ``pacing`` says how each worker
-    paced AssumeRole (its share of the run's rate).
+    paced AssumeRole (its share of the run's rate). ``cpu_seconds`` is the CPU the run
+    used: this process's while the run ran (threads), the workers' while they ran batches
+    (dask); divided by the requests a job makes, it is the CPU per request of
+    docs/scaling.md.
     """
 
     job: str
@@ -109,6 +112,7 @@ class Summary:
     assume_bound: int | None = None
     duplicates_dropped: int = 0
     pacing: str | None = None
+    cpu_seconds: float = 0.0
 
     @property
     def status(self) -> RunStatus:

@@ -448,9 +448,11 @@ class Runner:
         stop: StopSignal | None = None,
         targets: Sequence[str] | None = None,
         deadline_at: float | None = None,
+        on_plan: Callable[[Plan], None] | None = None,
     ) -> None:
         self.context = context
         self.progress = progress
+        self.on_plan = on_plan
         plan = context.plan
         self.summary = summary or Summary(job=plan.job, run_id=plan.run_id)
         self.sink = sink
@@ -518,6 +520,7 @@ class _Schedule:
         self.grace_until: float | None = None
         self.sink_started = False
         self.clock0 = time.monotonic()
+        self.cpu0 = time.process_time()
         deadline = self.context.deadline
         self.deadline_at = self.clock0 + deadline if deadline is not None else None
         if runner.deadline_at is not None:  # the run's, shared across processes
@@ -589,9 +592,13 @@ class _Schedule:
         plan = self.context.plan
         self.summary.targets = len(self._planned())
         self.summary.planned_assume_calls = plan.assume_calls
-        if self.runner.sink is not None and not self.sink_started:
+        if self.sink_started:
+            return
+        if self.runner.sink is not None:
             self.runner.sink.start(plan)
         self.sink_started = True
+        if self.runner.on_plan is not None:
+            self.runner.on_plan(plan)
 
     def _step_needed(self) -> bool:
         if self.stop is not None:
@@ -634,6 +641,7 @@ class _Schedule:
         summary.stop, summary.stop_reason = self.stop, self.stop_reason
         summary.still_running = sum(1 for f in self.abandoned if not f.returned)
         summary.elapsed_seconds = round(time.monotonic() - self.clock0, 3)
+        summary.cpu_seconds = round(time.process_time() - self.cpu0, 3)
         summary.finished_at = _iso(_now())
         summary.assume_calls = context.stats.assume_calls
         summary.retries = context.stats.retries

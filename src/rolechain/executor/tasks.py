@@ -29,6 +29,7 @@ import jmespath
 from botocore import xform_name
 
 from rolechain.aws.credentials import HopCredentials
+from rolechain.aws.environment import CONFLICTING_VARIABLES
 from rolechain.aws.errors import aws_call
 from rolechain.aws.retry import CallStats, RetryPolicy, call_with_retries
 from rolechain.aws.session import AwsSessions
@@ -220,23 +221,10 @@ def python(unit: WorkUnit, env: TaskEnv) -> Any:
     return json_safe(result)
 
 
-_DROPPED_ENV = (
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_SECURITY_TOKEN",
-    "AWS_CREDENTIAL_EXPIRATION",
-    "AWS_SHARED_CREDENTIALS_FILE",
-    "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-)
-
-
 def exec_environment(unit: WorkUnit, env: TaskEnv, extra: Mapping[str, str]) -> dict[str, str]:
     """The command's environment: ours, less other credential sources, plus the target's."""
     frozen = env.credentials.get_frozen_credentials()
-    out = {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
+    out = {k: v for k, v in os.environ.items() if k not in CONFLICTING_VARIABLES}
     out.update(
         AWS_ACCESS_KEY_ID=frozen.access_key or "",
         AWS_SECRET_ACCESS_KEY=frozen.secret_key or "",

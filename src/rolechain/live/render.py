@@ -1,20 +1,25 @@
 """Text renderings of verify reports and reach results (the CLI prints them).
 
 Everything that came from AWS (ARNs, error messages, policy text) or from the chain file is
-passed through :func:`~rolechain.model.writer.printable`: a role name or a condition value
-cannot move the cursor or rewrite the terminal.
+passed through :func:`printable` (redacted, control characters and newlines escaped): a role
+name or a condition value cannot move the cursor, rewrite the terminal or forge a line.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+from rolechain.errors import printable as _printable
 from rolechain.live.findings import HopReport, VerifyReport
 from rolechain.model.durations import format_duration
-from rolechain.model.writer import printable
 from rolechain.planner.reach import Reach
 
 _STATUS_WIDTH = 12
+
+
+def printable(text: object) -> str:
+    """``text`` as one printable line."""
+    return _printable(text, newlines=True)
 
 
 def plural(n: int, noun: str) -> str:

@@ -1,4 +1,4 @@
-"""Writing chain files, and text from outside safe to print.
+"""Writing chain files.
 
 Chain files written by rolechain (``import-aws-config``, ``discover``) are YAML that
 :func:`rolechain.model.loader.load` reads back exactly:
@@ -10,18 +10,17 @@ Chain files written by rolechain (``import-aws-config``, ``discover``) are YAML 
 * :func:`comment` makes a one-line YAML comment of any text (control characters become
   spaces, so nothing can end the comment early).
 
-:func:`printable` escapes what a terminal would interpret (control characters, Unicode
-format characters such as bidirectional overrides, line separators) in text from outside,
-such as role names, descriptions and policy text read from IAM, before it is printed.
+Text from outside that is printed rather than written goes through
+:func:`rolechain.errors.printable`.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from typing import Any
 
+from rolechain.errors import unsafe_character
 from rolechain.model.schema import NAME_PATTERN
 
 _NAME = re.compile(NAME_PATTERN)
@@ -60,7 +59,7 @@ def scalar(value: Any) -> str:
 def comment(text: str) -> str:
     """A one-line YAML comment: control and format characters become spaces."""
     if not text.isprintable():
-        text = "".join(" " if _unprintable(ch) else ch for ch in text)
+        text = "".join(" " if unsafe_character(ch) or ch in "\n\t" else ch for ch in text)
     return "# " + text
 
 
@@ -91,24 +90,3 @@ def emit(value: Any, indent: int, out: list[str]) -> None:
                 out.append(f"{pad}{k}: {scalar(item)}")
     else:  # pragma: no cover - callers pass mappings
         out.append(pad + scalar(value))
-
-
-_UNPRINTABLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Co", "Cs", "Cn"})
-
-
-def _unprintable(ch: str) -> bool:
-    return unicodedata.category(ch) in _UNPRINTABLE
-
-
-def _escape(ch: str) -> str:
-    code = ord(ch)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def printable(text: object) -> str:
-    """``text`` with control and format characters escaped (``\\x1b``, ``\\u202e``), so
-    that text from outside cannot move the cursor, recolour or reorder a terminal."""
-    value = str(text)
-    if value.isprintable():
-        return value
-    return "".join(_escape(ch) if _unprintable(ch) else ch for ch in value)

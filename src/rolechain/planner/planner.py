@@ -403,7 +403,7 @@ class _Planner:
                 ("retry_attempts", retry.attempts),
                 ("retry_initial_wait", retry.initial_wait),
                 ("retry_max_wait", retry.max_wait),
-                *_engine_settings(settings.engine),
+                *engine_settings(settings.engine),
             ),
             principal_source=principal.source,
             principal_profile=principal.profile,
@@ -1058,7 +1058,7 @@ def _chars(chars: Sequence[str]) -> str:
     return ", ".join(repr(c) for c in chars)
 
 
-def _engine_settings(engine: EngineSettings) -> tuple[tuple[str, Any], ...]:
+def engine_settings(engine: EngineSettings) -> tuple[tuple[str, Any], ...]:
     """The chain file's ``settings.engine`` as flat plan settings (only what was set)."""
     if engine == EngineSettings():
         return ()

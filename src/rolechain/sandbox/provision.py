@@ -477,13 +477,18 @@ _SESSION_LOCK = threading.Lock()
 
 def _admin_session() -> Any:
     """One boto3 session for all provisioning in this process: clients made from a warm
-    session cost milliseconds, a fresh session's first client about 100 ms."""
+    session cost milliseconds, a fresh session's first client about 100 ms.
+
+    It reads no profile: the clients carry explicit sandbox keys, and an ``AWS_PROFILE``
+    naming a profile that does not exist must not stop the sandbox."""
     global _SESSION
     with _SESSION_LOCK:
         if _SESSION is None:
             import boto3
+            import botocore.session
 
-            _SESSION = boto3.session.Session()
+            core = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
+            _SESSION = boto3.session.Session(botocore_session=core)
         return _SESSION
 
 

@@ -27,7 +27,9 @@ EXTERNAL_ID_RE = r"[\w+=,.@:/-]*"
 SOURCE_IDENTITY_RE = r"[\w+=,.@-]*"
 TAG_KEY_RE = r"[\p{L}\p{Z}\p{N}_.:/=+\-@]+"
 TAG_VALUE_RE = r"[\p{L}\p{Z}\p{N}_.:/=+\-@]*"
-ROLE_ARN_RE = re.compile(r"arn:([\w-]+):iam::(\d{12}):role/(?:[\w+=,.@-]+/)*([\w+=,.@-]{1,64})")
+ROLE_ARN_RE = re.compile(
+    r"arn:([\w-]+):iam::(\d{12}):role/(?:[\w+=,.@-]+/)*([\w+=,.@-]{1,64})", re.ASCII
+)
 
 MIN_DURATION = 900
 MAX_DURATION = 43200
@@ -93,14 +95,21 @@ class AssumeRoleRequest:
         )
 
 
+def _separator(ch: str) -> bool:
+    """\\p{Z}: spaces and other separators, not newlines or tabs (those are controls)."""
+    import unicodedata
+
+    return unicodedata.category(ch).startswith("Z")
+
+
 def _pattern_ok(value: str, pattern: str) -> bool:
     if "\\p{" in pattern:
         # Python's re has no \p classes: letters, spaces and digits by category.
         allowed = set("_.:/=+-@")
-        return all(ch.isalnum() or ch.isspace() or ch in allowed for ch in value) and (
+        return all(ch.isalnum() or _separator(ch) or ch in allowed for ch in value) and (
             pattern.endswith("*") or bool(value)
         )
-    return re.fullmatch(pattern, value) is not None
+    return re.fullmatch(pattern, value, re.ASCII) is not None
 
 
 def _constraint(errors: list[str], value: str, field: str, constraint: str) -> None:

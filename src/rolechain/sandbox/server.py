@@ -37,7 +37,8 @@ class SandboxInfo:
     ``endpoint``: the URL every AWS client must use; ``env``: the environment a boto3 client
     needs to reach the sandbox as the chain's (first) principal; ``principals``: the same for
     every declared principal; ``state``: the sandbox's registry and call counters (for
-    tests and rehearsals); ``provisioned``: what was created.
+    tests and rehearsals); ``provisioned``: what was created; ``admin_token``: the value of
+    the ``X-Rolechain-Sandbox-Admin`` header that moto's admin API (``/moto-api/``) needs.
     """
 
     endpoint: str
@@ -47,6 +48,7 @@ class SandboxInfo:
     state: SandboxState = field(default_factory=SandboxState)
     provisioned: Provisioned = field(default_factory=Provisioned)
     provisioner: Provisioner | None = field(default=None, repr=False, compare=False)
+    admin_token: str = field(default="", repr=False)
 
     @property
     def organization_accounts(self) -> dict[str, list[str]]:
@@ -249,6 +251,7 @@ def sandbox(
             state=state,
             provisioned=provisioned,
             provisioner=provisioner,
+            admin_token=token,
         )
     finally:
         server.stop()
