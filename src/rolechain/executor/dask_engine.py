@@ -42,7 +42,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from queue import Empty
 from typing import Any
 
 from rolechain.errors import EngineError, RolechainError
@@ -68,22 +67,15 @@ from rolechain.executor.partition import (
     default_batch_size,
     partition,
 )
-from rolechain.executor.records import (
-    DEADLINE_EXCEEDED,
-    INTERRUPTED,
-    STOP_CODES,
-    Record,
-    RecordError,
-    StopKind,
-    Summary,
-)
+from rolechain.executor.records import Record, RecordError, Summary
 from rolechain.executor.runner import (
     CancelRequest,
+    Iteration,
     ProgressCallback,
     RecordSink,
     StopSignal,
-    _seconds,
     iso_now,
+    iterate,
     target_record,
 )
 from rolechain.planner.plan import Plan, Target
@@ -185,19 +177,7 @@ class DaskRunner:
         return self.records()
 
     def records(self) -> Iterator[Record]:
-        schedule = _Schedule(self)
-        try:
-            yield from schedule.run()
-        except (GeneratorExit, KeyboardInterrupt, SystemExit) as exc:
-            reason = (
-                "the caller stopped reading records"
-                if isinstance(exc, GeneratorExit)
-                else type(exc).__name__
-            )
-            schedule.abort(reason)
-            raise
-        finally:
-            schedule.close()
+        return iterate(_Schedule(self))
 
 
 # -- the cluster ------------------------------------------------------------------------------
@@ -401,15 +381,19 @@ class _Batch:
 _Out = tuple[Record, Target, bool]  # a record, its target, whether it is the target's last
 
 
-class _Schedule:
+class _Schedule(Iteration):
     """One iteration of a :class:`DaskRunner` (on the consumer's thread)."""
 
     def __init__(self, runner: DaskRunner) -> None:
+        super().__init__(
+            runner.context,
+            runner.summary,
+            runner.stop,
+            sink=runner.sink,
+            progress=runner.progress,
+        )
         self.runner = runner
-        self.context = runner.context
         self.engine = runner.engine
-        self.summary = runner.summary
-        self.queue = runner.stop.queue
         plan = self.context.plan
         # The run's key on the cluster: its id and a nonce (two runs may share an id).
         self.key = f"{plan.run_id}-{secrets.token_hex(4)}"
@@ -424,17 +408,7 @@ class _Schedule:
         self.seen: set[tuple[str, str | None, str | None]] = set()
         self.workers: dict[str, WorkerInfo] = {}  # by process: its latest counts
         self.batch_workers: set[str] = set()
-        self.failed: set[str] = set()
-        self.unfinished: set[str] = set()
-        self.done_targets = 0
-        self.set_up = False
-        self.sink_started = False
-        self.stop: StopKind | None = None
-        self.stop_reason: str | None = None
-        self.grace_until: float | None = None
-        self.clock0 = time.monotonic()
         deadline = self.context.deadline
-        self.deadline_at = self.clock0 + deadline if deadline is not None else None
         self.deadline_wall = time.time() + deadline if deadline is not None else None
         self.next_check = self.clock0 + MAX_WAIT
         self.no_workers_since: float | None = None
@@ -625,9 +599,7 @@ class _Schedule:
 
     def close(self) -> None:
         summary = self.summary
-        summary.stop, summary.stop_reason = self.stop, self.stop_reason
-        summary.elapsed_seconds = round(time.monotonic() - self.clock0, 3)
-        summary.finished_at = iso_now()
+        self._close_summary()
         totals: dict[str, int] = {}
         for worker in self.workers.values():
             for name, value in worker.counts.items():
@@ -661,14 +633,6 @@ class _Schedule:
 
     # -- events --------------------------------------------------------------------------
 
-    def _get(self, timeout: float | None) -> object | None:
-        try:
-            if timeout is not None and timeout <= 0:
-                return self.queue.get_nowait()
-            return self.queue.get(timeout=timeout)
-        except Empty:
-            return None
-
     def _wait_seconds(self) -> float:
         now = time.monotonic()
         wake = [now + MAX_WAIT, self.next_check]
@@ -682,40 +646,25 @@ class _Schedule:
         if isinstance(item, _BatchDone):
             return self._done(item.future, item.result)
         if isinstance(item, CancelRequest):
-            return self._cancel(item)
+            return self._stop_batches(item)
         return []
-
-    def _stopping(self) -> bool:
-        return self.stop is not None
 
     def _work_left(self) -> bool:
         return not self.set_up or bool(self.pending)
 
-    def _cancel(self, request: CancelRequest) -> list[_Out]:
-        now = time.monotonic()
-        grace = self.context.grace if request.grace is None else max(0.0, request.grace)
-        if self.stop is None and self._work_left():
-            self.stop, self.stop_reason = "interrupted", request.reason
-            self.grace_until = now + grace
-        elif self.stop == "interrupted" and request.grace is not None:
-            assert self.grace_until is not None
-            self.grace_until = min(self.grace_until, now + grace)
-        else:
+    def _stop_batches(self, request: CancelRequest) -> list[_Out]:
+        if not self._cancel(request):
             return []
         assert self.grace_until is not None
         # Running batches get the grace left; the others never start.
-        return self._drop_queued(request.reason, max(0.0, self.grace_until - now))
+        left = max(0.0, self.grace_until - time.monotonic())
+        return self._drop_queued(request.reason, left)
 
     def _check_deadline(self) -> list[_Out]:
-        if self.deadline_at is None or self.stop == "deadline-exceeded":
+        if not self._deadline_passed():
             return []
-        if time.monotonic() < self.deadline_at or not self._work_left():
-            return []
-        self.stop = "deadline-exceeded"
-        self.stop_reason = f"deadline of {_seconds(self.context.deadline or 0)}"
         # No cancel: every batch sent stops by itself at the deadline (a wall-clock time)
         # and comes back within the margin; those never sent will not start.
-        self.grace_until = time.monotonic()
         out: list[_Out] = []
         error = self._stop_error("before the target was started")
         while self.backlog:
@@ -892,13 +841,6 @@ class _Schedule:
 
     # -- stopping ------------------------------------------------------------------------
 
-    def _stop_error(self, when: str) -> RecordError:
-        if self.stop == "deadline-exceeded":
-            return RecordError(
-                DEADLINE_EXCEEDED, f"the run's {self.stop_reason} was reached {when}"
-            )
-        return RecordError(INTERRUPTED, f"the run was interrupted ({self.stop_reason}) {when}")
-
     def _wind_down(self) -> Iterator[_Out]:
         """Everything left once the run stops (nothing when it ran to the end)."""
         item = self._get(0)
@@ -929,38 +871,10 @@ class _Schedule:
     # -- accounting ----------------------------------------------------------------------
 
     def _emit(self, record: Record, target: Target, last: bool) -> Record:
-        summary = self.summary
-        summary.records += 1
-        name = record.target
-        if not record.ok:
-            summary.records_failed += 1
-            assert record.error is not None
-            (self.unfinished if record.error.code in STOP_CODES else self.failed).add(name)
-        if last:
+        self._count(record)
+        if last:  # a target's records arrive together (its batch)
             self._finish_target(target)
-        sink = self.runner.sink
-        if sink is not None:
-            sink.add(record)
-        return record
-
-    def _finish_target(self, target: Target) -> None:
-        summary = self.summary
-        name = target.name
-        self.done_targets += 1
-        unfinished = name in self.unfinished
-        ok = not unfinished and name not in self.failed
-        if unfinished:
-            summary.targets_unfinished += 1
-        elif ok:
-            summary.targets_ok += 1
-        else:
-            summary.targets_failed += 1
-            summary.failed_targets.append(name)
-        self.unfinished.discard(name)
-        self.failed.discard(name)
-        progress = self.runner.progress
-        if progress is not None and not unfinished:
-            progress(name, ok, self.done_targets, summary.targets)
+        return self._store(record)
 
 
 def _killed_worker(exc: object) -> bool:

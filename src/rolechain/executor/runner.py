@@ -466,22 +466,7 @@ class Runner:
         return self.records()
 
     def records(self) -> Iterator[Record]:
-        schedule = _Schedule(self)
-        try:
-            yield from schedule.run()
-        except (GeneratorExit, KeyboardInterrupt, SystemExit) as exc:
-            # The consumer stopped reading (GeneratorExit), or KeyboardInterrupt/SystemExit
-            # arrived while the runner waited: stop, and put every unit's record in the
-            # sink; they cannot be yielded any more.
-            reason = (
-                "the caller stopped reading records"
-                if isinstance(exc, GeneratorExit)
-                else type(exc).__name__
-            )
-            schedule.abort(reason)
-            raise
-        finally:
-            schedule.close()
+        return iterate(_Schedule(self))
 
     # called from worker threads -----------------------------------------------------------
 
@@ -496,35 +481,191 @@ class Runner:
             self._closed = True
 
 
-class _Schedule:
+class Iteration:
+    """What every engine's iteration of a run shares (on the consumer's thread): the run's
+    queue, how the run is stopping (why; until when in-flight work may finish), and the
+    accounting of records and targets into the summary, the sink and the progress callback.
+    :func:`iterate` drives one.
+    """
+
+    def __init__(
+        self,
+        context: RunContext,
+        summary: Summary,
+        stop: StopSignal,
+        *,
+        sink: RecordSink | None,
+        progress: ProgressCallback | None,
+        deadline_at: float | None = None,
+    ) -> None:
+        self.context = context
+        self.summary = summary
+        self.queue = stop.queue
+        self.sink = sink
+        self.progress = progress
+        self.failed: set[str] = set()
+        self.unfinished: set[str] = set()
+        self.done_targets = 0
+        self.set_up = False
+        self.sink_started = False
+        self.stop: StopKind | None = None
+        self.stop_reason: str | None = None
+        self.grace_until: float | None = None
+        self.clock0 = time.monotonic()
+        self.cpu0 = time.process_time()
+        deadline = context.deadline
+        self.deadline_at = self.clock0 + deadline if deadline is not None else None
+        if deadline_at is not None:  # the run's, as a wall-clock time (shared by processes)
+            self.deadline_at = self.clock0 + (deadline_at - time.time())
+
+    # what each engine provides
+    def run(self) -> Iterator[Record]:
+        raise NotImplementedError
+
+    def abort(self, reason: str) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _work_left(self) -> bool:
+        """Whether a stop would cut anything short (a run that is done stays done)."""
+        raise NotImplementedError
+
+    # -- waiting -------------------------------------------------------------------------
+
+    def _get(self, timeout: float | None) -> object | None:
+        try:
+            if timeout is not None and timeout <= 0:
+                return self.queue.get_nowait()
+            return self.queue.get(timeout=timeout)
+        except Empty:
+            return None
+
+    def _stopping(self) -> bool:
+        return self.stop is not None
+
+    # -- stopping ------------------------------------------------------------------------
+
+    def _cancel(self, request: CancelRequest) -> bool:
+        """Apply a cancel: stop, with the grace; a later one may shorten the grace. Whether
+        anything changed."""
+        now = time.monotonic()
+        grace = self.context.grace if request.grace is None else max(0.0, request.grace)
+        if self.stop is None and self._work_left():
+            self.stop, self.stop_reason = "interrupted", request.reason
+            self.grace_until = now + grace
+            return True
+        if self.stop == "interrupted" and request.grace is not None:
+            assert self.grace_until is not None
+            self.grace_until = min(self.grace_until, now + grace)
+            return True
+        return False
+
+    def _deadline_passed(self) -> bool:
+        """Stop if the deadline has come (and anything is left); whether it stopped now."""
+        if self.deadline_at is None or self.stop == "deadline-exceeded":
+            return False
+        if time.monotonic() < self.deadline_at or not self._work_left():
+            return False
+        self.stop = "deadline-exceeded"
+        self.stop_reason = f"deadline of {_seconds(self.context.deadline or 0)}"
+        self.grace_until = time.monotonic()
+        return True
+
+    def _stop_message(self, when: str) -> str:
+        if self.stop == "deadline-exceeded":
+            return f"the run's {self.stop_reason} was reached {when}"
+        return f"the run was interrupted ({self.stop_reason}) {when}"
+
+    def _stop_code(self) -> str:
+        return DEADLINE_EXCEEDED if self.stop == "deadline-exceeded" else INTERRUPTED
+
+    def _stop_error(self, when: str) -> RecordError:
+        return RecordError(self._stop_code(), self._stop_message(when))
+
+    # -- accounting ----------------------------------------------------------------------
+
+    def _count(self, record: Record) -> None:
+        """A record into the summary (its target's outcome is decided when it finishes)."""
+        summary = self.summary
+        summary.records += 1
+        if not record.ok:
+            summary.records_failed += 1
+            assert record.error is not None
+            failed = self.unfinished if record.error.code in STOP_CODES else self.failed
+            failed.add(record.target)
+
+    def _store(self, record: Record) -> Record:
+        if self.sink is not None:
+            self.sink.add(record)
+        return record
+
+    def _finish_target(self, target: Target) -> None:
+        summary = self.summary
+        name = target.name
+        self.done_targets += 1
+        unfinished = name in self.unfinished
+        ok = not unfinished and name not in self.failed
+        if unfinished:
+            summary.targets_unfinished += 1
+        elif ok:
+            summary.targets_ok += 1
+        else:
+            summary.targets_failed += 1
+            summary.failed_targets.append(name)
+        self.unfinished.discard(name)
+        self.failed.discard(name)
+        # Progress reports targets that finished; one the run stopped before is not.
+        if self.progress is not None and not unfinished:
+            self.progress(name, ok, self.done_targets, summary.targets)
+
+    def _close_summary(self) -> None:
+        summary = self.summary
+        summary.stop, summary.stop_reason = self.stop, self.stop_reason
+        summary.elapsed_seconds = round(time.monotonic() - self.clock0, 3)
+        summary.finished_at = _iso(_now())
+
+
+def iterate(schedule: Iteration) -> Iterator[Record]:
+    """The records of one iteration; whatever stops the caller, the rest go to the sink."""
+    try:
+        yield from schedule.run()
+    except (GeneratorExit, KeyboardInterrupt, SystemExit) as exc:
+        # The consumer stopped reading (GeneratorExit), or KeyboardInterrupt/SystemExit
+        # arrived while the runner waited: stop, and put every unit's record in the
+        # sink; they cannot be yielded any more.
+        reason = (
+            "the caller stopped reading records"
+            if isinstance(exc, GeneratorExit)
+            else type(exc).__name__
+        )
+        schedule.abort(reason)
+        raise
+    finally:
+        schedule.close()
+
+
+class _Schedule(Iteration):
     """The state of one iteration of a :class:`Runner` (on the consumer's thread)."""
 
     def __init__(self, runner: Runner) -> None:
+        super().__init__(
+            runner.context,
+            runner.summary,
+            runner.stop,
+            sink=runner.sink,
+            progress=runner.progress,
+            deadline_at=runner.deadline_at,
+        )
         self.runner = runner
-        self.context = runner.context
-        self.summary = runner.summary
-        self.queue = runner.stop.queue
         self.workers = _Workers(self.context.concurrency, "rolechain")
         self.ready: deque[_Flight] = deque()
         self.inflight: set[_Flight] = set()
         self.abandoned: list[_Flight] = []
         self.remaining: dict[str, int] = {}
-        self.failed: set[str] = set()
-        self.unfinished: set[str] = set()
         self.targets: tuple[Target, ...] = ()  # set once the plan is final
         self.next_target = 0
-        self.set_up = False
-        self.done_targets = 0
-        self.stop: StopKind | None = None
-        self.stop_reason: str | None = None
-        self.grace_until: float | None = None
-        self.sink_started = False
-        self.clock0 = time.monotonic()
-        self.cpu0 = time.process_time()
-        deadline = self.context.deadline
-        self.deadline_at = self.clock0 + deadline if deadline is not None else None
-        if runner.deadline_at is not None:  # the run's, shared across processes
-            self.deadline_at = self.clock0 + (runner.deadline_at - time.time())
         self.timeouts = {t.id: t.timeout_seconds for t in self.context.plan.tasks}
 
     # -- the whole run -------------------------------------------------------------------
@@ -638,11 +779,9 @@ class _Schedule:
         context = self.context
         self.workers.shutdown()
         self.runner.closed()
-        summary.stop, summary.stop_reason = self.stop, self.stop_reason
+        self._close_summary()
         summary.still_running = sum(1 for f in self.abandoned if not f.returned)
-        summary.elapsed_seconds = round(time.monotonic() - self.clock0, 3)
         summary.cpu_seconds = round(time.process_time() - self.cpu0, 3)
-        summary.finished_at = _iso(_now())
         summary.assume_calls = context.stats.assume_calls
         summary.retries = context.stats.retries
         if self.runner.sink is not None and self.sink_started:
@@ -687,14 +826,6 @@ class _Schedule:
 
         self.workers.submit(job)
 
-    def _get(self, timeout: float | None) -> object | None:
-        try:
-            if timeout is not None and timeout <= 0:
-                return self.queue.get_nowait()
-            return self.queue.get(timeout=timeout)
-        except Empty:
-            return None
-
     def _wait_seconds(self) -> float:
         now = time.monotonic()
         wake = [now + MAX_WAIT]
@@ -717,9 +848,6 @@ class _Schedule:
         margin = EXEC_MARGIN if flight.unit.task.task == "exec" else 0.0
         return started + timeout + margin
 
-    def _stopping(self) -> bool:
-        return self.stop is not None
-
     def _grace_over(self) -> bool:
         return self.grace_until is not None and time.monotonic() >= self.grace_until
 
@@ -732,28 +860,12 @@ class _Schedule:
             self._cancel(item)
         return []  # _Started: only wakes the loop to watch the new timeout
 
-    def _cancel(self, request: CancelRequest) -> None:
-        now = time.monotonic()
-        grace = self.context.grace if request.grace is None else max(0.0, request.grace)
-        if self.stop is None and self._work_left():
-            self.stop, self.stop_reason = "interrupted", request.reason
-            self.grace_until = now + grace
-        elif self.stop == "interrupted" and request.grace is not None:
-            assert self.grace_until is not None
-            self.grace_until = min(self.grace_until, now + grace)
-
     def _work_left(self) -> bool:
-        """Whether a stop would cut anything short (a run that is done stays done)."""
         pending = self.inflight or self.ready or self.next_target < len(self.targets)
         return not self.set_up or bool(pending)
 
     def _check_deadline(self) -> None:
-        if self.deadline_at is None or self.stop == "deadline-exceeded":
-            return
-        if time.monotonic() >= self.deadline_at and self._work_left():
-            self.stop = "deadline-exceeded"
-            self.stop_reason = f"deadline of {_seconds(self.context.deadline or 0)}"
-            self.grace_until = time.monotonic()
+        self._deadline_passed()
 
     def _finished(self, flight: _Flight, result: Any) -> list[_Out]:
         self.inflight.discard(flight)
@@ -840,14 +952,6 @@ class _Schedule:
             self.next_target += 1
             yield self._stop_target_record(target), target
 
-    def _stop_message(self, when: str) -> str:
-        if self.stop == "deadline-exceeded":
-            return f"the run's {self.stop_reason} was reached {when}"
-        return f"the run was interrupted ({self.stop_reason}) {when}"
-
-    def _stop_code(self) -> str:
-        return DEADLINE_EXCEEDED if self.stop == "deadline-exceeded" else INTERRUPTED
-
     def _stopped_flight(self, flight: _Flight, *, started: bool) -> Record:
         if flight.kind == "prepare" or flight.unit is None:
             return self._stop_target_record(flight.target, "before the target's tasks started")
@@ -865,57 +969,33 @@ class _Schedule:
         return unit_record(flight.unit, None, error, self._started_at(flight), ms)
 
     def _stop_unit_record(self, unit: WorkUnit) -> Record:
-        error = RecordError(self._stop_code(), self._stop_message("before the task started"))
+        error = self._stop_error("before the task started")
         return unit_record(unit, None, error, _iso(_now()), 0)
 
     def _stop_target_record(
         self, target: Target, when: str = "before the target was started"
     ) -> Record:
-        error = RecordError(self._stop_code(), self._stop_message(when))
-        return target_record(self.context.plan, target, error, _iso(_now()), 0)
+        return target_record(self.context.plan, target, self._stop_error(when), _iso(_now()), 0)
 
     # -- accounting ----------------------------------------------------------------------
 
     def _emit(self, record: Record, target: Target) -> Record:
-        summary = self.summary
-        summary.records += 1
+        self._count(record)
         name = record.target
-        if not record.ok:
-            summary.records_failed += 1
-            assert record.error is not None
-            (self.unfinished if record.error.code in STOP_CODES else self.failed).add(name)
         left = self.remaining.get(name, 1) - 1
         if left <= 0:
             self.remaining.pop(name, None)
             self._finish_target(target)
         else:
             self.remaining[name] = left
-        if self.runner.sink is not None:
-            self.runner.sink.add(record)
-        return record
+        return self._store(record)
 
     def _finish_target(self, target: Target) -> None:
-        summary = self.summary
-        name = target.name
-        self.done_targets += 1
         if self.set_up:  # its clients are garbage now
             creds = self.context.tree.peek(target.hop_id)
             if creds is not None:
                 self.context.sessions.release(creds)
-        unfinished = name in self.unfinished
-        ok = not unfinished and name not in self.failed
-        if unfinished:
-            summary.targets_unfinished += 1
-        elif ok:
-            summary.targets_ok += 1
-        else:
-            summary.targets_failed += 1
-            summary.failed_targets.append(name)
-        self.unfinished.discard(name)
-        self.failed.discard(name)
-        # Progress reports targets that finished; one the run stopped before is not.
-        if self.runner.progress is not None and not unfinished:
-            self.runner.progress(name, ok, self.done_targets, summary.targets)
+        super()._finish_target(target)
 
     # -- work done on worker threads -------------------------------------------------------
 
@@ -965,6 +1045,7 @@ _Out = tuple[Record, Target]  # a record and the target it belongs to
 
 __all__ = [
     "CancelRequest",
+    "Iteration",
     "ProgressCallback",
     "RecordSink",
     "Runner",
@@ -973,6 +1054,7 @@ __all__ = [
     "execute_unit",
     "expand_target",
     "iso_now",
+    "iterate",
     "services_of",
     "target_record",
     "unit_record",
