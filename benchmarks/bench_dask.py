@@ -20,9 +20,9 @@ For each: the process's wall time and the run's own elapsed time (from its summa
 requests it made (the sandbox's own counters: AssumeRole, GetCallerIdentity,
 ListObjectsV2), throughput (requests per second of the run), and CPU seconds per request
 (user + system of the rolechain process and its worker processes, from ``RUSAGE_CHILDREN``),
-over the whole process and at the margin (the same job over half the targets, subtracted:
-start-up costs cancel out). The sandbox's own CPU per request is shown apart: on a small
-machine it is the sandbox that caps the throughput.
+over the whole process and for the run alone (the summary's ``cpu_seconds``: the process
+while the run ran, or the workers while they ran batches). The sandbox's own CPU per
+request is shown apart: on a small machine it is the sandbox that caps the throughput.
 
 Then the pacing across workers: ``assume_rate: R`` over ``--targets`` targets with a task
 that only calls GetCallerIdentity, on threads and on 1 and 2 workers: the rate at which
@@ -146,6 +146,7 @@ def whole_process(
     requests = sum(calls.values()) - sum(before_calls.values())
     starts = sorted(datetime.fromisoformat(r["started_at"].replace("Z", "+00:00")) for r in records)
     elapsed = float(re.findall(r"elapsed: ([\d.]+)s", done.stderr)[-1])
+    run_cpu = float(re.findall(r"elapsed: [\d.]+s, CPU ([\d.]+)s", done.stderr)[-1])
     assumed = int(re.findall(r"AssumeRole calls: (\d+)", done.stderr)[-1])
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {
@@ -153,6 +154,7 @@ def whole_process(
         "elapsed": elapsed,
         "requests": requests,
         "cpu": cpu,
+        "run_cpu": run_cpu,
         "sandbox_cpu": sandbox_cpu,
         "assume": assumed,
         "assume_answered": calls.get("AssumeRole", 0) - before_calls.get("AssumeRole", 0),
@@ -202,31 +204,26 @@ def main(argv: list[str] | None = None) -> None:
             flush=True,
         )
         results = race(chain, server, args.repeat, args.targets, args.pages)
-        half = folder / "half.yaml"
-        half.write_text(chain_text(ids[: args.targets // 2], pages_task(args.pages), 100_000))
-        halves = race(half, server, args.repeat, args.targets // 2, args.pages)
         print(
             f"{'engine':8} {'wall s':>7} {'run s':>6} {'requests':>8} {'req/s':>6} "
-            f"{'CPU s':>6} {'CPU ms/req':>10} {'marginal':>8} {'sandbox':>8}"
+            f"{'CPU s':>6} {'ms/req':>6} {'run CPU s':>9} {'ms/req':>6} {'sandbox':>7}"
         )
         for name, runs in results.items():
             requests = median(runs, "requests")
             elapsed = median(runs, "elapsed")
             cpu = median(runs, "cpu")
-            # The CPU of the second half of the targets alone: start-up costs cancel out.
-            extra_cpu = cpu - median(halves[name], "cpu")
-            extra_requests = requests - median(halves[name], "requests")
+            run_cpu = median(runs, "run_cpu")
             print(
                 f"{name:8} {median(runs, 'wall'):7.2f} {elapsed:6.2f} {requests:8.0f} "
-                f"{requests / elapsed:6.0f} {cpu:6.2f} {1000 * cpu / requests:10.2f} "
-                f"{1000 * extra_cpu / extra_requests:8.2f} "
-                f"{1000 * median(runs, 'sandbox_cpu') / requests:8.2f}"
+                f"{requests / elapsed:6.0f} {cpu:6.2f} {1000 * cpu / requests:6.2f} "
+                f"{run_cpu:9.2f} {1000 * run_cpu / requests:6.2f} "
+                f"{1000 * median(runs, 'sandbox_cpu') / requests:7.2f}"
             )
         print(
-            "(CPU: the rolechain process and its workers, whole process; ms/req over all the "
-            "requests; marginal: ms/req of the second half of the targets, start-up "
-            f"excluded ({args.targets // 2} vs {args.targets} targets); sandbox: the "
-            "sandbox's own ms/req)"
+            "(CPU s: the whole rolechain process and its worker processes, start-up included; "
+            "run CPU s: the summary's CPU of the run itself (threads: the process while it "
+            "ran; dask: the workers while they ran batches); sandbox: the sandbox's own "
+            "CPU ms per request)"
         )
         base = median(results["threads"], "elapsed")
         print(
