@@ -1,4 +1,5 @@
-"""Fixtures of the Dask engine's tests: one sandbox and one 2-process cluster per session."""
+"""Fixtures of the Dask engine's tests: one sandbox and one 2-process cluster for the
+package (closed after its last test, so that the rest of the suite runs without them)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ pytest.importorskip("moto")
 from dask_engine.world import ACCOUNTS, HUB, TASKS, World, chain_text, worker_env
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     from distributed import LocalCluster
 

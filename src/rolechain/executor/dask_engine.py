@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from rolechain.errors import EngineError, RolechainError
+from rolechain.errors import EngineError
 from rolechain.executor.context import RunContext
 from rolechain.executor.dask_worker import (
     Batch,
@@ -314,11 +314,6 @@ def _close(client: Any, cluster: Any) -> None:
 
 
 @dataclass(frozen=True)
-class _Ready:
-    """The setup thread is done (connected and prepared, or failed)."""
-
-
-@dataclass(frozen=True)
 class _BatchDone:
     future: Any
     result: Any  # BatchResult | (type, exception, traceback) | CancelledError
@@ -437,49 +432,32 @@ class _Schedule(Iteration):
         if self.stop is not None:
             self._start_sink()
             return
-        box: dict[str, Any] = {}
+        box: dict[str, Prepared] = {}
         cluster = self.cluster
-        queue = self.queue
         plan, chain = self.context.plan, self.context.chain
 
         def work() -> None:
-            try:
-                cluster.connect()
-                client = cluster.client
-                if client is not None:
-                    spec = self._spec(plan, share=1.0 / max(1, cluster.workers))
-                    future = client.submit(
-                        prepare_run,
-                        PrepareSpec(spec, chain),
-                        key=f"rolechain-prepare-{self.key}",
-                        pure=False,
-                    )
-                    box["prepared"] = future.result()
-            except BaseException as exc:
-                box["error"] = exc
-            queue.put(_Ready())
-
-        threading.Thread(target=work, name="rolechain-dask-setup", daemon=True).start()
-        while True:
-            item = self._get(self._wait_seconds())
-            if isinstance(item, _Ready):
-                break
-            if item is not None:
-                self._handle(item)  # a cancel: nothing is submitted yet, no records
-            self._check_deadline()
-            if self._stopping():
-                # Give up on the set-up; every target of the plan is unfinished.
-                cluster.close()
-                self._start_sink()
+            cluster.connect()
+            client = cluster.client
+            if client is None:  # given up on meanwhile
                 return
-        error = box.get("error")
-        if error is not None:
-            if isinstance(error, RolechainError):
-                raise error
-            raise EngineError(
-                f"the Dask worker preparing the run failed: {type(error).__name__}: {error}"
+            spec = self._spec(plan, share=1.0 / max(1, cluster.workers))
+            future = client.submit(
+                prepare_run, PrepareSpec(spec, chain), key=f"rolechain-prepare-{self.key}"
             )
-        prepared: Prepared = box["prepared"]
+            try:
+                box["prepared"] = future.result()
+            except Exception as exc:
+                raise EngineError(
+                    f"the Dask worker preparing the run failed: {type(exc).__name__}: {exc}"
+                ) from None
+
+        if not self._in_background(work, "rolechain-dask-setup"):
+            # Gave up on the set-up; every target of the plan is unfinished.
+            cluster.close()
+            self._start_sink()
+            return
+        prepared = box["prepared"]
         self._note(prepared.worker)
         if prepared.error is not None:
             raise prepared.error

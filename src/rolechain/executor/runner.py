@@ -532,7 +532,45 @@ class Iteration:
         """Whether a stop would cut anything short (a run that is done stays done)."""
         raise NotImplementedError
 
+    def _handle(self, item: object) -> list[Any]:
+        """React to an item of the run's queue (a cancel, a result); records it made."""
+        raise NotImplementedError
+
+    def _wait_seconds(self) -> float:
+        raise NotImplementedError
+
+    def _check_deadline(self) -> object:
+        raise NotImplementedError
+
     # -- waiting -------------------------------------------------------------------------
+
+    def _in_background(self, work: Callable[[], object], name: str) -> bool:
+        """Run ``work`` (preparing the run) on a daemon thread while watching for a cancel
+        and the deadline. False if the run stopped first: the thread is given up on. What
+        ``work`` raises is raised here."""
+        box: list[BaseException] = []
+        queue = self.queue
+
+        def run() -> None:
+            try:
+                work()
+            except BaseException as exc:
+                box.append(exc)
+            queue.put(_SetupDone())
+
+        threading.Thread(target=run, name=name, daemon=True).start()
+        while True:
+            item = self._get(self._wait_seconds())
+            if isinstance(item, _SetupDone):
+                break
+            if item is not None:
+                self._handle(item)  # a cancel: nothing has started, no records
+            self._check_deadline()
+            if self._stopping():
+                return False
+        if box:
+            raise box[0]
+        return True
 
     def _get(self, timeout: float | None) -> object | None:
         try:
@@ -690,32 +728,11 @@ class _Schedule(Iteration):
             self._start_sink()
             self.targets = self._planned()
             return
-        if not context.prepared:
-            done: SimpleQueue[object] = self.queue
-            box: list[Any] = []
-
-            def prepare() -> None:
-                try:
-                    context.prepare()
-                except BaseException as exc:
-                    box.append(exc)
-                done.put(_SetupDone())
-
-            threading.Thread(target=prepare, name="rolechain-setup", daemon=True).start()
-            while True:
-                item = self._get(self._wait_seconds())
-                if isinstance(item, _SetupDone):
-                    break
-                if item is not None:
-                    self._handle(item)
-                self._check_deadline()
-                if self._stopping():
-                    # Give up on the preparation; every target of the plan is unfinished.
-                    self._start_sink()
-                    self.targets = self._planned()
-                    return
-            if box:
-                raise box[0]
+        if not context.prepared and not self._in_background(context.prepare, "rolechain-setup"):
+            # Gave up on the preparation; every target of the plan is unfinished.
+            self._start_sink()
+            self.targets = self._planned()
+            return
         self._start_sink()
         plan = context.plan
         self.timeouts = {t.id: t.timeout_seconds for t in plan.tasks}
