@@ -54,13 +54,19 @@ class RetryPolicy:
 
 
 class CallStats:
-    """Thread-safe counters of AssumeRole calls and retries for a run's summary."""
+    """Thread-safe counters of AssumeRole calls, retries and throttles for a run's summary.
+
+    ``retries`` counts retries after transient errors other than throttling; ``throttled``
+    counts attempts answered with a throttling error (see :mod:`rolechain.aws.pacing`).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.assume_calls = 0
         self.retries = 0
         self.assume_retries = 0
+        self.throttled = 0
+        self.assume_throttled = 0
 
     def add_assume_call(self) -> None:
         with self._lock:
@@ -71,6 +77,12 @@ class CallStats:
             self.retries += 1
             if assume:
                 self.assume_retries += 1
+
+    def add_throttle(self, *, assume: bool = False) -> None:
+        with self._lock:
+            self.throttled += 1
+            if assume:
+                self.assume_throttled += 1
 
 
 def call_with_retries(
