@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import click
 
@@ -35,3 +35,39 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             sys.exit(EXIT_INTERRUPTED)
 
     return wrapper
+
+
+class RateType(click.ParamType):  # type: ignore[type-arg]
+    """``R`` or ``R:BURST``: calls per second and, optionally, how many may be saved up."""
+
+    name = "R[:BURST]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value is None or isinstance(value, tuple):
+            return value
+        from rolechain.sandbox.faults import parse_rate
+
+        try:
+            return parse_rate(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def quota_options(func: Callable[P, R]) -> Callable[P, R]:
+    """``--sts-rate`` and ``--connect-latency``: the sandbox's STS quota and connection cost,
+    shared by ``rolechain sandbox`` and ``rolechain run --sandbox``."""
+    func = click.option(
+        "--connect-latency",
+        type=click.FloatRange(min=0),
+        default=0.0,
+        metavar="MS",
+        help="Milliseconds the first request on each new TCP connection waits (a TLS "
+        "handshake to a real endpoint).",
+    )(func)
+    return click.option(
+        "--sts-rate",
+        type=RateType(),
+        default=None,
+        help="STS calls per second each calling account may make (a token bucket of BURST "
+        "calls, default one second's worth); above it STS answers Throttling 'Rate exceeded'.",
+    )(func)

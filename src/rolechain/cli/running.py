@@ -17,6 +17,7 @@ from rolechain.cli._common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     handle_errors,
+    quota_options,
 )
 
 if TYPE_CHECKING:
@@ -223,6 +224,7 @@ def _open_output(output: Path | None) -> IO[str]:
     metavar="N",
     help="With --sandbox: sandbox time runs N times faster (sessions expire sooner).",
 )
+@quota_options
 @handle_errors
 def run(
     path: Path,
@@ -238,6 +240,8 @@ def run(
     use_sandbox: bool,
     provision: Path | None,
     time_scale: float,
+    sts_rate: tuple[float, float | None] | None,
+    connect_latency: float,
 ) -> None:
     """Run a job: assume every hop once, run its tasks in every target and region.
 
@@ -258,8 +262,11 @@ def run(
     """
     from rolechain.model.loader import load
 
-    if (provision is not None or time_scale != 1.0) and not use_sandbox:
-        raise click.UsageError("--provision and --time-scale need --sandbox")
+    sandbox_only = (provision is not None, time_scale != 1.0, sts_rate, connect_latency)
+    if any(sandbox_only) and not use_sandbox:
+        raise click.UsageError(
+            "--provision, --time-scale, --sts-rate and --connect-latency need --sandbox"
+        )
     chain = load(path)
     if fmt is None:
         fmt = "table" if (output is None and sys.stdout.isatty()) else "jsonl"
@@ -267,10 +274,17 @@ def run(
     with contextlib.ExitStack() as stack:
         credentials = None
         if use_sandbox:
-            from rolechain.sandbox import sandbox
+            from rolechain.sandbox import Faults, sandbox
 
             other = load(provision) if provision is not None else None
-            info = stack.enter_context(sandbox(chain, provision=other, time_scale=time_scale))
+            faults = Faults(
+                sts_rate=sts_rate[0] if sts_rate else None,
+                sts_burst=sts_rate[1] if sts_rate else None,
+                connect_latency=connect_latency / 1000.0,
+            )
+            info = stack.enter_context(
+                sandbox(chain, provision=other, time_scale=time_scale, faults=faults)
+            )
             principal = chain.model.jobs[job].from_ if job in chain.model.jobs else None
             env = info.principals.get(principal, info.env) if principal else info.env
             stack.enter_context(_environment(dict(env)))

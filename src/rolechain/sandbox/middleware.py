@@ -10,22 +10,21 @@ Requests carrying the sandbox's admin token (provisioning) go straight to moto.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import math
 import re
 import secrets
-import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
+from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
-from rolechain.sandbox.faults import FaultDice, Faults
+from rolechain.sandbox.faults import FaultDice, Faults, StsQuota
 from rolechain.sandbox.responses import (
     EXPIRED_TOKEN,
     INVALID_TOKEN,
@@ -47,8 +46,7 @@ from rolechain.sandbox.state import (
 )
 
 ADMIN_HEADER = "X-Rolechain-Sandbox-Admin"
-SOCKET_ENVIRON = "rolechain.sandbox.socket"  # set by the server's request handler
-DATE_ENVIRON = "rolechain.sandbox.date"  # epoch seconds the Date header must show
+DROP_ENVIRON = "rolechain.sandbox.drop"  # set by the server: closes the connection unanswered
 _ADMIN_ENVIRON = "HTTP_" + ADMIN_HEADER.upper().replace("-", "_")
 _CREDENTIAL_RE = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request")
 
@@ -107,13 +105,6 @@ def unique_id(prefix: str, arn: str) -> str:
     return prefix + "".join(alphabet[int(c, 16) % 32] for c in hashed[:17])
 
 
-class _Dropped:
-    """A WSGI body whose iteration fails as a dropped connection does."""
-
-    def __iter__(self) -> Iterator[bytes]:
-        raise ConnectionResetError("sandbox fault: connection dropped")
-
-
 class Enforcer:
     """The middleware. ``app`` is moto's WSGI application."""
 
@@ -130,6 +121,7 @@ class Enforcer:
         self.state = state
         self.faults = faults or Faults()
         self.dice = FaultDice(self.faults)
+        self.quota = StsQuota(self.faults.sts_rate, self.faults.sts_burst)
         self.admin_token = admin_token
         self.user_lookup = user_lookup
 
@@ -168,7 +160,7 @@ class Enforcer:
             fault = AwsFault("ExpiredToken", EXPIRED_TOKEN, 400)
             return self._fail(fault, protocol, action or service, start_response)
         if service == "sts":
-            if self.dice.throttle_sts():
+            if self.dice.throttle_sts() or self.quota.exceeded(identity.account):
                 fault = AwsFault("Throttling", RATE_EXCEEDED, 400)
                 return self._fail(fault, protocol, action, start_response)
             if action == "AssumeRole":
@@ -210,13 +202,10 @@ class Enforcer:
 
     @staticmethod
     def _drop(environ: Mapping[str, Any]) -> Iterable[bytes]:
-        connection = environ.get(SOCKET_ENVIRON)
-        if connection is not None:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-        # werkzeug treats a ConnectionError raised by the application as a dropped
-        # connection and sends nothing: the client sees the connection closed.
-        return _Dropped()
+        drop = environ.get(DROP_ENVIRON)
+        if drop is not None:
+            drop()  # the client sees the connection closed without a response
+        return []
 
     def _caller_identity(self, identity: Identity) -> Rendered:
         return xml_response(
@@ -240,14 +229,13 @@ class Enforcer:
         if isinstance(decision, AwsFault):
             return self._fail(decision, "query", "AssumeRole", start_response)
         self.state.count("AssumeRole")
-        return self._send(self._issue(caller, req, decision, environ), start_response)
+        return self._send(self._issue(caller, req, decision), start_response)
 
     def _issue(
         self,
         caller: Identity,
         req: AssumeRoleRequest,
         granted: Granted,
-        environ: dict[str, Any],
     ) -> Rendered:
         role = granted.role
         assert req.session_name is not None
@@ -259,13 +247,14 @@ class Enforcer:
         user_id = f"{role_id}:{req.session_name}"
         now = self.state.now()
         compressed = self.state.time_scale != 1.0
+        date: str | None = None
         if compressed:
             # The session starts at the next whole second, and the response's Date header
             # says so: clients that measure a session as Expiration - Date (to be immune to
             # clock skew) then see its exact length and never think it outlives the server's
             # expiry. This matters when a second is a large part of a session.
             start = float(math.ceil(now))
-            environ[DATE_ENVIRON] = start
+            date = formatdate(start, usegmt=True)
             expires = start + granted.duration / self.state.time_scale
         else:
             # Like AWS: whole seconds, never later than now + DurationSeconds.
@@ -299,7 +288,7 @@ class Enforcer:
             if req.policy or req.tags
             else ""
         )
-        return xml_response(
+        rendered = xml_response(
             f'<AssumeRoleResponse xmlns="{STS_NS}"><AssumeRoleResult>{source}'
             f"<AssumedRoleUser><Arn>{escape(session_arn)}</Arn>"
             f"<AssumedRoleId>{escape(user_id)}</AssumedRoleId></AssumedRoleUser>"
@@ -310,3 +299,6 @@ class Enforcer:
             f"</AssumeRoleResult><ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId>"
             "</ResponseMetadata></AssumeRoleResponse>"
         )
+        if date is not None:
+            rendered.headers.append(("Date", date))
+        return rendered

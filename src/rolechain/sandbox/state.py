@@ -95,6 +95,7 @@ class SandboxState:
     roles: dict[str, RoleRecord] = field(default_factory=dict)
     calls: Counter[str] = field(default_factory=Counter)
     denied: Counter[str] = field(default_factory=Counter)
+    connections: int = 0  # TCP connections that carried a request
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def now(self) -> float:
@@ -121,6 +122,10 @@ class SandboxState:
     def role(self, arn: str) -> RoleRecord | None:
         with self._lock:
             return self.roles.get(arn)
+
+    def count_connection(self) -> None:
+        with self._lock:
+            self.connections += 1
 
     def count(self, operation: str, *, denied_code: str | None = None) -> None:
         with self._lock:
