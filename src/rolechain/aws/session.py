@@ -10,6 +10,13 @@ that one session for a run and hands out:
   (``total_max_attempts=1``): rolechain retries itself (tenacity, :mod:`rolechain.aws.retry`)
   and the two must not stack. The client signs with the *refreshable* credentials object it
   was made for, so a cached client keeps working across refreshes.
+* Connections: every client of one :class:`AwsSessions` sends through one urllib3 pool per
+  endpoint, whatever credentials it signs with. SigV4 signs each request, not the
+  connection, so clients of the same service endpoint can share connections; without it
+  each target's new client opens its own connection (a TCP and TLS handshake to the same
+  endpoint, tens of milliseconds on a real network, per target). The first client of an
+  endpoint lends its pool to the later ones (through :mod:`rolechain.aws._botocore`:
+  botocore has no public hook for it).
 * :meth:`AwsSessions.boto3_session`: a ready ``boto3.Session`` for the ``python`` task and
   the :func:`rolechain.sessions` factory. It wraps a new, light botocore session that shares
   the shared session's data loader (parsed models), endpoint resolver and exception
@@ -31,6 +38,7 @@ import botocore.session
 from botocore.config import Config
 from botocore.credentials import Credentials, EnvProvider
 
+from rolechain.aws._botocore import http_session_of, use_http_session
 from rolechain.aws.errors import aws_call
 from rolechain.errors import AwsContext, CredentialsError
 
@@ -77,6 +85,7 @@ class AwsSessions:
         self._max_clients = max_clients or max(64, 4 * concurrency)
         self._clients: OrderedDict[tuple[str, str, int], tuple[Any, Credentials]] = OrderedDict()
         self._lock = threading.Lock()
+        self._pools: dict[str, Any] = {}  # endpoint URL -> the http session its clients share
         self.clients_created = 0
 
     def client(self, service: str, region: str, credentials: Credentials) -> Any:
@@ -133,7 +142,22 @@ class AwsSessions:
         # botocore's RequestSigner calls get_frozen_credentials() on every request, which
         # refreshes the hop when its window is reached.
         client._request_signer._credentials = credentials  # type: ignore[attr-defined]
+        self._share_connections(client)
         return client
+
+    def _share_connections(self, client: Any) -> None:
+        """Send ``client``'s requests through the connections of its endpoint's first client.
+
+        All clients here are made alike (one botocore session, one config), so the lent
+        pool has the same timeouts, proxies and TLS settings the client's own would have.
+        """
+        url = client.meta.endpoint_url
+        with self._lock:
+            shared = self._pools.get(url)
+            if shared is None:
+                self._pools[url] = http_session_of(client)
+                return
+        use_http_session(client, shared)
 
     def boto3_session(self, credentials: Credentials, region: str) -> boto3.Session:
         """A boto3 Session for ``region`` using ``credentials`` (refreshable or not)."""
