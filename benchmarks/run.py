@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-BENCHES = ["bench_planner", "bench_executor"]
+BENCHES = ["bench_planner", "bench_executor", "bench_process"]
 
 
 def main(argv: list[str]) -> int:

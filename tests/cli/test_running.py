@@ -201,3 +201,26 @@ def test_run_in_the_sandbox(monkeypatch) -> None:  # type: ignore[no-untyped-def
     assert records
     assert all(r["status"] == "ok" for r in records)
     assert all(r["data"]["count"] >= 1 for r in records)
+
+
+def test_a_run_process_imports_only_what_it_needs(aws: Any, chain_file: Path) -> None:
+    # A whole `rolechain run` process (no python task, not in the sandbox): networkx is for
+    # drawing graphs, boto3 (and s3transfer) for python tasks, moto for the sandbox.
+    probe = (
+        "import atexit, runpy, sys\n"
+        "def report():\n"
+        "    unneeded = ('networkx', 'boto3', 's3transfer', 'moto', 'rich')\n"
+        "    print('LOADED', sorted(m for m in unneeded if m in sys.modules), file=sys.stderr)\n"
+        "atexit.register(report)\n"
+        f"sys.argv = ['rolechain', 'run', {str(chain_file)!r}, '-j', 'whoami', '-q']\n"
+        "runpy.run_module('rolechain', run_name='__main__')\n"
+    )
+    import os
+    import subprocess
+
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=dict(os.environ)
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == len(ACCOUNTS)  # it ran: one record per account
+    assert "LOADED []" in proc.stderr

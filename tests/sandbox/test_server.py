@@ -198,3 +198,13 @@ def test_rate_and_latency_arguments_are_checked() -> None:
         Faults(connect_latency=-1)
     with pytest.raises(ValueError, match="sts_rate"):
         Faults(sts_rate=0)
+
+
+def test_faults_can_change_while_it_runs() -> None:
+    with sandbox(chain_from(CHAIN)) as sb:
+        sts = Clients(sb.endpoint).client("sts", sb.env)
+        sts.get_caller_identity()
+        sb.set_faults(Faults(throttle=1.0))
+        assert aws_error(sts.get_caller_identity)[0] == "Throttling"
+        sb.set_faults(Faults())
+        assert sts.get_caller_identity()["Account"] == "111111111111"

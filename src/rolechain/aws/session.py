@@ -31,16 +31,18 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
 import botocore.session
 from botocore.config import Config
 from botocore.credentials import Credentials, EnvProvider
 
 from rolechain.aws._botocore import http_session_of, use_http_session
 from rolechain.aws.errors import aws_call
-from rolechain.errors import AwsContext, CredentialsError
+from rolechain.errors import AwsContext, CredentialsError, PermanentAwsError
+
+if TYPE_CHECKING:  # boto3 (and s3transfer under it) is imported only for a python task
+    import boto3
 
 DEFAULT_CONNECT_TIMEOUT = 10
 DEFAULT_READ_TIMEOUT = 60
@@ -116,16 +118,20 @@ class AwsSessions:
         service first fills the cache. Unknown service names are left for the task that
         uses them to report.
         """
-        available = set(self.session.get_available_services())
         for service in dict.fromkeys(services):
-            if service in available:
-                self.session.create_client(
-                    service,
-                    region_name=region,
-                    config=self.config,
-                    aws_access_key_id="warm-up",
-                    aws_secret_access_key="warm-up",  # noqa: S106 - no request is made
-                )
+            # Not get_available_services() first: it lists every model directory (50 ms).
+            try:
+                with aws_call(AwsContext(operation=f"create {service} client", region=region)):
+                    self.session.create_client(
+                        service,
+                        region_name=region,
+                        config=self.config,
+                        aws_access_key_id="warm-up",
+                        aws_secret_access_key="warm-up",  # noqa: S106 - no request is made
+                    )
+            except PermanentAwsError as exc:
+                if exc.code != "UnknownService":
+                    raise
 
     def _create(self, service: str, region: str, credentials: Credentials) -> Any:
         frozen = credentials.get_frozen_credentials()
@@ -169,7 +175,8 @@ class AwsSessions:
                 name, shared._get_internal_component(name)
             )
         light._credentials = credentials
-        return _SharedLoaderBoto3Session(botocore_session=light, region_name=region)
+        session: boto3.Session = _boto3_session_class()(botocore_session=light, region_name=region)
+        return session
 
     def release(self, credentials: Credentials) -> None:
         """Drop the cached clients of ``credentials`` (a target that is done).
@@ -188,21 +195,33 @@ class AwsSessions:
             self._clients.clear()
 
 
-_BOTO3_DATA: str | None = None
 _LOADER_LOCK = threading.Lock()
+_BOTO3_SESSION: Any = None
 
 
-class _SharedLoaderBoto3Session(boto3.Session):
-    """boto3.Session that adds boto3's resource data path to a shared loader only once."""
+def _boto3_session_class() -> Any:
+    """boto3.Session that adds boto3's resource data path to a shared loader only once.
 
-    def _setup_loader(self) -> None:
-        global _BOTO3_DATA
-        if _BOTO3_DATA is None:
-            _BOTO3_DATA = os.path.join(os.path.dirname(boto3.__file__), "data")
-        self._loader = self._session.get_component("data_loader")
-        with _LOADER_LOCK:
-            if _BOTO3_DATA not in self._loader.search_paths:
-                self._loader.search_paths.append(_BOTO3_DATA)
+    Made on first use: importing boto3 costs about 0.1 s (s3transfer, concurrent.futures
+    machinery) that a run without ``python`` tasks does not need.
+    """
+    global _BOTO3_SESSION
+    with _LOADER_LOCK:
+        if _BOTO3_SESSION is not None:
+            return _BOTO3_SESSION
+        import boto3
+
+        data = os.path.join(os.path.dirname(boto3.__file__), "data")
+
+        class SharedLoaderBoto3Session(boto3.Session):
+            def _setup_loader(self) -> None:
+                self._loader = self._session.get_component("data_loader")
+                with _LOADER_LOCK:
+                    if data not in self._loader.search_paths:
+                        self._loader.search_paths.append(data)
+
+        _BOTO3_SESSION = SharedLoaderBoto3Session
+        return _BOTO3_SESSION
 
 
 def principal_credentials(

@@ -21,9 +21,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import boto3
 from botocore.credentials import Credentials
 
 from rolechain.aws.assumer import Assumer, Clock, StsAssumer, utc_now
@@ -42,6 +41,9 @@ from rolechain.model.chain import Chain
 from rolechain.planner import new_run_id
 from rolechain.planner import plan as make_plan
 from rolechain.planner.plan import Plan
+
+if TYPE_CHECKING:
+    import boto3
 
 __all__ = [
     "Record",

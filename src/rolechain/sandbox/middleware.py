@@ -47,7 +47,7 @@ from rolechain.sandbox.state import (
 
 ADMIN_HEADER = "X-Rolechain-Sandbox-Admin"
 DROP_ENVIRON = "rolechain.sandbox.drop"  # set by the server: closes the connection unanswered
-_ADMIN_ENVIRON = "HTTP_" + ADMIN_HEADER.upper().replace("-", "_")
+ADMIN_ENVIRON = "HTTP_" + ADMIN_HEADER.upper().replace("-", "_")
 _CREDENTIAL_RE = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request")
 
 StartResponse = Callable[..., Any]
@@ -119,16 +119,20 @@ class Enforcer:
     ) -> None:
         self.app = app
         self.state = state
-        self.faults = faults or Faults()
-        self.dice = FaultDice(self.faults)
-        self.quota = StsQuota(self.faults.sts_rate, self.faults.sts_burst)
+        self.set_faults(faults or Faults())
         self.admin_token = admin_token
         self.user_lookup = user_lookup
+
+    def set_faults(self, faults: Faults) -> None:
+        """Inject ``faults`` from now on (a fresh STS quota, fresh random draws)."""
+        self.faults = faults
+        self.dice = FaultDice(faults)
+        self.quota = StsQuota(faults.sts_rate, faults.sts_burst)
 
     # -- WSGI -------------------------------------------------------------------------------
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        offered = environ.pop(_ADMIN_ENVIRON, None)
+        offered = environ.pop(ADMIN_ENVIRON, None)
         if offered is not None and secrets.compare_digest(str(offered), self.admin_token):
             return self.app(environ, start_response)
         environ.pop("HTTP_X_MOTO_ACCOUNT_ID", None)  # callers may not pick their account

@@ -8,7 +8,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +33,8 @@ class SandboxInfo:
     ``endpoint``: the URL every AWS client must use; ``env``: the environment a boto3 client
     needs to reach the sandbox as the chain's (first) principal; ``principals``: the same for
     every declared principal; ``state``: the sandbox's registry and call counters (for
-    tests and rehearsals); ``provisioned``: what was created.
+    tests and rehearsals); ``provisioned``: what was created. :meth:`set_faults` changes
+    the faults while it runs.
     """
 
     endpoint: str
@@ -42,6 +43,13 @@ class SandboxInfo:
     principals: dict[str, dict[str, str]] = field(default_factory=dict)
     state: SandboxState = field(default_factory=SandboxState)
     provisioned: Provisioned = field(default_factory=Provisioned)
+    _set_faults: Callable[[Faults], None] | None = field(default=None, repr=False, compare=False)
+
+    def set_faults(self, faults: Faults) -> None:
+        """Change the running sandbox's faults (throttling, latency, quota...) from now on."""
+        if self._set_faults is None:
+            raise SandboxError("this sandbox is not running")
+        self._set_faults(faults)
 
     @property
     def organization_accounts(self) -> dict[str, list[str]]:
@@ -95,11 +103,11 @@ class _Server:
     IDLE_TIMEOUT = 60  # seconds an idle keep-alive connection is kept
 
     def __init__(
-        self, app: Any, port: int, state: SandboxState, connect_latency: float = 0.0
+        self, app: Any, port: int, state: SandboxState, connect_latency: Callable[[], float]
     ) -> None:
         from cheroot import wsgi
 
-        from rolechain.sandbox.middleware import DROP_ENVIRON
+        from rolechain.sandbox.middleware import ADMIN_ENVIRON, DROP_ENVIRON
 
         class Gateway(wsgi.Gateway_10):
             """Counts connections, delays their first request, lets the middleware drop
@@ -116,8 +124,9 @@ class _Server:
                 conn.rolechain_requests = served + 1
                 if served == 0:
                     state.count_connection()
-                    if connect_latency:
-                        time.sleep(connect_latency)
+                    delay = connect_latency()
+                    if delay and ADMIN_ENVIRON not in self.env:  # provisioning is exempt
+                        time.sleep(delay)
                 super().respond()
 
             def _drop(self) -> None:
@@ -136,6 +145,7 @@ class _Server:
             ("127.0.0.1", port), app, numthreads=self.THREADS, timeout=self.IDLE_TIMEOUT
         )
         self.server.gateway = Gateway
+        self.server.expiration_interval = 0.05  # its select() timeout: how fast stop() is
         self.server.keep_alive_conn_limit = None  # type: ignore[assignment] # keep all idle
         try:
             self.server.prepare()
@@ -186,7 +196,7 @@ def sandbox(
     state = SandboxState(time_scale=time_scale)
     token = secrets.token_urlsafe(24)
     app = Enforcer(moto_app, state, faults=faults, admin_token=token, user_lookup=_moto_user_lookup)
-    server = _Server(app, port, state, connect_latency=faults.connect_latency if faults else 0.0)
+    server = _Server(app, port, state, connect_latency=lambda: app.faults.connect_latency)
     endpoint = f"http://127.0.0.1:{server.port}"
     region = chain.model.settings.region
     server.start()
@@ -202,6 +212,7 @@ def sandbox(
             principals=principals,
             state=state,
             provisioned=provisioned,
+            _set_faults=app.set_faults,
         )
     finally:
         server.stop()
