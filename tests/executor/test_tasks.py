@@ -256,3 +256,34 @@ def test_exec_shell_and_timeout(aws) -> None:  # type: ignore[no-untyped-def]
 def test_exec_missing_program(aws) -> None:  # type: ignore[no-untyped-def]
     [record] = one(TaskRef("x", "exec", params(argv=["/nonexistent/program"])))
     assert record.error.code == "ExecError"
+
+
+def test_throttled_task_calls_retry_within_the_budget_not_the_attempts() -> None:
+    from unittest.mock import Mock
+
+    from rolechain.aws.pacing import ThrottleBudget
+    from rolechain.aws.retry import CallStats, RetryPolicy
+    from rolechain.errors import TransientAwsError
+    from rolechain.executor.tasks import TaskEnv
+
+    errors = [TransientAwsError("Please reduce your request rate.", code="SlowDown")] * 6
+    calls = []
+
+    def call() -> str:
+        calls.append(1)
+        if len(calls) <= len(errors):
+            raise errors[len(calls) - 1]
+        return "listed"
+
+    stats = CallStats()
+    env = TaskEnv(
+        credentials=Mock(),
+        sessions=Mock(),
+        policy=RetryPolicy(attempts=2, initial_wait=0.001, max_wait=0.001),
+        stats=stats,
+        budget=ThrottleBudget(per_call=30, initial_wait=0.001, max_wait=0.001),
+    )
+    assert env.retry(call) == "listed"
+    assert len(calls) == 7  # 6 throttles: more than the 2 attempts allow other errors
+    assert stats.throttled == 6
+    assert stats.retries == 0

@@ -23,7 +23,8 @@ from botocore import xform_name
 
 from rolechain.aws.credentials import HopCredentials
 from rolechain.aws.errors import aws_call
-from rolechain.aws.retry import CallStats, RetryPolicy, call_with_retries
+from rolechain.aws.pacing import ThrottleBudget, call_paced
+from rolechain.aws.retry import CallStats, RetryPolicy
 from rolechain.aws.session import AwsSessions
 from rolechain.errors import AwsContext, TaskError
 from rolechain.executor.units import WorkUnit
@@ -50,12 +51,17 @@ class TaskEnv:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     stats: CallStats | None = None
     timeout: float | None = None
+    budget: ThrottleBudget = field(default_factory=ThrottleBudget)
 
     def client(self, service: str, region: str) -> Any:
         return self.sessions.client(service, region, self.credentials)
 
     def retry(self, func: Callable[[], Any]) -> Any:
-        return call_with_retries(func, self.policy, stats=self.stats)
+        """``func()`` with the run's retries; a throttled call (S3 ``SlowDown``, a service's
+        ``Throttling``) is retried within the throttle budget, apart from the attempts."""
+        return call_paced(
+            func, pacer=None, key=None, policy=self.policy, budget=self.budget, stats=self.stats
+        )
 
 
 @dataclass(frozen=True)
