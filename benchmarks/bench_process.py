@@ -24,7 +24,9 @@ For each: wall time, CPU seconds (user + system, from ``wait4``), peak RSS (the 
   :func:`rolechain.aws.pacing.call_paced` (the adaptive pacer and the throttle budget,
   wired here until the run context uses them): the share of the quota reached after the
   first 5 seconds, the share of attempts throttled after them, and the share of calls
-  that succeeded.
+  that succeeded;
+* random throttling: ``--throttle-rounds`` rounds of 100 such calls with 30% of STS calls
+  throttled at random (a fresh pacer each round): how many rounds had every call ok.
 
 Figures are printed; nothing is asserted about time (machines are noisy).
 """
@@ -139,37 +141,47 @@ def report(title: str, figures: dict[str, Figures], n: int) -> None:
         )
 
 
-# -- pacing against a quota ------------------------------------------------------------------
+# -- pacing (wired here until the run context uses it) ---------------------------------------
 
 
-def pacing_against_quota(server: Sandbox, n: int, quota: float) -> None:
-    """1,000 AssumeRole calls from the hub's account, paced, against ``quota`` calls/s."""
-    sys.path.insert(0, str(HERE.parent / "src"))
-    import botocore.session
-    from botocore.config import Config
+class PacedHub:
+    """AssumeRole from the hub's account into audit roles, through ``call_paced``."""
 
-    from rolechain.aws.errors import aws_call
-    from rolechain.aws.pacing import Pacer, call_paced
-    from rolechain.aws.retry import RetryPolicy
+    def __init__(self, server: Sandbox) -> None:
+        self.server = server
 
-    saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(environment(server.env))
-    try:
+    def __enter__(self) -> PacedHub:
+        sys.path.insert(0, str(HERE.parent / "src"))
+        import botocore.session
+        from botocore.config import Config
+
+        self.saved = dict(os.environ)
+        os.environ.clear()
+        os.environ.update(environment(self.server.env))
         session = botocore.session.Session()
         config = Config(max_pool_connections=CONCURRENCY, retries={"total_max_attempts": 1})
         sts: Any = session.create_client("sts", config=config)
-        hub = sts.assume_role(RoleArn="arn:aws:iam::111111111111:role/hub", RoleSessionName="quota")
+        hub = sts.assume_role(RoleArn="arn:aws:iam::111111111111:role/hub", RoleSessionName="pace")
         keys = hub["Credentials"]
-        hub_sts: Any = session.create_client(
+        self.hub_sts: Any = session.create_client(
             "sts",
             config=config,
             aws_access_key_id=keys["AccessKeyId"],
             aws_secret_access_key=keys["SecretAccessKey"],
             aws_session_token=keys["SessionToken"],
         )
-        server.set_faults(latency=0.02, sts_rate=quota)
-        pacer = Pacer()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.environ.clear()
+        os.environ.update(self.saved)
+
+    def run(self, ids: list[str], pacer: Any) -> tuple[int, list[tuple[float, bool]], float]:
+        """(calls that succeeded, (seconds from start, throttled) per attempt, seconds)."""
+        from rolechain.aws.errors import aws_call, is_throttle
+        from rolechain.aws.pacing import call_paced
+        from rolechain.aws.retry import RetryPolicy
+
         log: list[tuple[float, bool]] = []
         lock = threading.Lock()
         start = time.monotonic()
@@ -177,18 +189,18 @@ def pacing_against_quota(server: Sandbox, n: int, quota: float) -> None:
         def one(account: str) -> bool:
             def attempt() -> Any:
                 sent = time.monotonic() - start
+                throttled = False
                 try:
                     with aws_call():
-                        result = hub_sts.assume_role(
-                            RoleArn=f"arn:aws:iam::{account}:role/audit", RoleSessionName="quota"
+                        return self.hub_sts.assume_role(
+                            RoleArn=f"arn:aws:iam::{account}:role/audit", RoleSessionName="pace"
                         )
-                except Exception:
-                    with lock:
-                        log.append((sent, True))
+                except Exception as exc:
+                    throttled = is_throttle(exc)
                     raise
-                with lock:
-                    log.append((sent, False))
-                return result
+                finally:
+                    with lock:
+                        log.append((sent, throttled))
 
             try:
                 call_paced(attempt, pacer=pacer, key="111111111111", policy=RetryPolicy())
@@ -197,21 +209,29 @@ def pacing_against_quota(server: Sandbox, n: int, quota: float) -> None:
             return True
 
         with ThreadPoolExecutor(CONCURRENCY) as pool:
-            ok = sum(pool.map(one, accounts(n)))
-        elapsed = time.monotonic() - start
+            ok = sum(pool.map(one, ids))
+        return ok, log, time.monotonic() - start
+
+
+def pacing_against_quota(server: Sandbox, n: int, quota: float, latency: float) -> None:
+    """``n`` AssumeRole calls from the hub's account, paced, against ``quota`` calls/s."""
+    from rolechain.aws.pacing import Pacer
+
+    pacer = Pacer()
+    try:
+        with PacedHub(server) as hub:
+            server.set_faults(latency=latency, sts_rate=quota)
+            ok, log, elapsed = hub.run(accounts(n), pacer)
     finally:
-        server.set_faults(latency=0.02)
-        os.environ.clear()
-        os.environ.update(saved)
+        server.set_faults(latency=latency)
     after = [(t, throttled) for t, throttled in log if t >= 5.0]
     end = max(t for t, _ in log)
-    ok_after = sum(1 for _, throttled in after if not throttled)
-    rate_after = ok_after / max(end - 5.0, 1e-9)
+    rate_after = sum(1 for _, throttled in after if not throttled) / max(end - 5.0, 1e-9)
     (lane,) = pacer.report()
     print(
         f"pacing against a {quota:g}/s STS quota per calling account: {n} AssumeRole calls "
-        f"from the hub's account, {CONCURRENCY} threads, adaptive pacer + throttle budget "
-        f"(wired in this benchmark), {elapsed:.1f}s"
+        f"from the hub's account, {CONCURRENCY} threads, the adaptive pacer and throttle "
+        f"budget wired in this benchmark, {elapsed:.1f}s"
     )
     print(
         f"  after the first 5 s: {rate_after:.1f} calls/s succeeded = "
@@ -225,6 +245,30 @@ def pacing_against_quota(server: Sandbox, n: int, quota: float) -> None:
     )
 
 
+def random_throttling(server: Sandbox, rounds: int, n: int, share: float, latency: float) -> None:
+    """``rounds`` fresh fan-outs of ``n`` calls with ``share`` of STS calls throttled."""
+    from rolechain.aws.pacing import Pacer
+
+    all_ok = 0
+    seconds: list[float] = []
+    lost = 0
+    try:
+        with PacedHub(server) as hub:
+            server.set_faults(latency=latency, throttle=share)  # the hub is assumed already
+            for _ in range(rounds):
+                ok, _, elapsed = hub.run(accounts(n), Pacer())  # a fresh process each time
+                all_ok += ok == n
+                lost += n - ok
+                seconds.append(elapsed)
+    finally:
+        server.set_faults(latency=latency)
+    print(
+        f"{share:.0%} of STS calls throttled at random: {rounds} rounds of {n} AssumeRole calls "
+        f"(pacer and throttle budget): {all_ok} of {rounds} rounds all ok, {lost} calls lost; "
+        f"median {statistics.median(seconds):.1f}s a round"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--sizes", default="200,1000")
@@ -233,10 +277,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--connect-latency-ms", type=float, default=50.0)
     parser.add_argument("--quota", type=float, default=50.0)
     parser.add_argument("--quota-calls", type=int, default=1000)
+    parser.add_argument("--throttle-rounds", type=int, default=50)
     args = parser.parse_args(argv if argv is not None else [])
     sizes = [int(s) for s in args.sizes.split(",") if s]
     latency = args.latency_ms / 1000
-    server = Sandbox(max([*sizes, args.quota_calls]), latency)
+    server = Sandbox(max([*sizes, args.quota_calls, 100]), latency)
     try:
         print(
             f"sandbox: {server.info['accounts']} accounts provisioned in "
@@ -248,17 +293,22 @@ def main(argv: list[str] | None = None) -> None:
             for n in sizes:
                 figures = race(server, n, args.repeat, workdir, f"{n}")
                 report("whole processes", figures, n)
-            server.set_faults(latency=latency, connect_latency=args.connect_latency_ms / 1000)
-            n = min(sizes)
-            figures = race(server, n, args.repeat, workdir, f"{n}+connect")
-            report(
-                f"with {args.connect_latency_ms:g} ms per new connection and "
-                f"{args.latency_ms:g} ms per request",
-                figures,
-                n,
-            )
-            server.set_faults(latency=latency)
-        pacing_against_quota(server, args.quota_calls, args.quota)
+            if sizes and args.connect_latency_ms:
+                connect = args.connect_latency_ms / 1000
+                server.set_faults(latency=latency, connect_latency=connect)
+                n = min(sizes)
+                figures = race(server, n, args.repeat, workdir, f"{n}+connect")
+                report(
+                    f"with {args.connect_latency_ms:g} ms per new connection and "
+                    f"{args.latency_ms:g} ms per request",
+                    figures,
+                    n,
+                )
+                server.set_faults(latency=latency)
+        if args.quota_calls:
+            pacing_against_quota(server, args.quota_calls, args.quota, latency)
+        if args.throttle_rounds:
+            random_throttling(server, args.throttle_rounds, 100, 0.3, latency)
     finally:
         server.stop()
 
