@@ -36,10 +36,17 @@ way TCP congestion control and botocore's ``adaptive`` retry mode do:
   sending rate falls (or the throttled share drops to nothing), and cuts stand.
 * **Never above the ceiling** (``assume_rate: N``), never below ``min_rate``.
 
-Pacing is a GCRA (virtual scheduling) per key: each :meth:`Pacer.acquire` reserves the next
-free slot, ``1 / rate`` after the previous one, under the key's lock, and sleeps until it.
-Slots are granted in arrival order, so no thread starves, and there is no burst: callers
-are spread evenly, which is what a token-bucket quota on the other side rewards.
+Two refinements found on the simulation (``tests/aws/pacing_sim.py``): when most calls of
+an epoch are throttled the limit is far below, so the cut goes straight to the rate that
+succeeded (TCP Westwood's estimate) instead of 0.7 per round trip; and the rate does not
+grow while a cut is on trial (as TCP does not in recovery), or it overshoots again at once.
+
+Pacing is a queue per key: each :meth:`Pacer.acquire` takes the next place, whose slot is
+``1 / rate`` after the previous one, and waits for it. Places are served in arrival order,
+so no thread starves, and there is no burst after an idle time: callers are spread evenly,
+which is what a token-bucket quota on the other side rewards. When the rate changes, the
+places still waiting are spaced at the new rate (waiters look again at least every
+``horizon`` seconds), so a cut holds back callers that were already queued.
 
 :func:`call_paced` is the call site: it acquires a slot, makes the call, reports the
 outcome, and retries throttles within a :class:`ThrottleBudget` (time, not attempts:
@@ -80,6 +87,9 @@ VERIFY_CALLS = 24  # calls sent after a cut that must return before it is judged
 VERIFY_SECONDS = 0.1  # ... over at least this long
 VERIFY_MAX_SECONDS = 2.0  # ... and at most this long (the rate does not grow meanwhile)
 MIN_EVIDENCE = 12  # successful calls on each side of a cut before it may be undone
+
+
+_JITTER = random.Random()  # noqa: S311 - jitter, not crypto; seeding one per call costs 0.1 ms
 
 
 class PacingTimeout(RolechainError):
@@ -276,16 +286,19 @@ class Pacer:
         slot, as soon as the caller's slot is known to be later than that.
         """
         pending, wait = self.reserve(key, deadline=deadline)
-        while True:
-            if deadline is not None and self.clock() + wait > deadline:
-                self.abandon(pending)
-                raise self._timeout(key, wait)
-            if wait > 0:
-                self._sleep(min(wait, self.horizon))
-            outcome = self.commit(pending)
-            if isinstance(outcome, Ticket):
-                return outcome
-            wait = outcome
+        try:
+            while True:
+                if deadline is not None and self.clock() + wait > deadline:
+                    raise self._timeout(key, wait)
+                if wait > 0:
+                    self._sleep(min(wait, self.horizon))
+                outcome = self.commit(pending)
+                if isinstance(outcome, Ticket):
+                    return outcome
+                wait = outcome
+        except BaseException:  # a deadline, or an interrupt while waiting: free the place
+            self.abandon(pending)
+            raise
 
     def reserve(self, key: Hashable, *, deadline: float | None = None) -> tuple[Pending, float]:
         """Queue for ``key``'s next slot without waiting: (place, seconds until its slot).
@@ -315,6 +328,8 @@ class Pacer:
                 return left
             lane.gone += 1
             lane.seq += 1
+            while lane.sends and lane.sends[0] < now - RATE_WINDOW:
+                lane.sends.popleft()  # only the last RATE_WINDOW is ever measured
             lane.sends.append(now)
             if lane.first_send is None:
                 lane.first_send = now
@@ -600,7 +615,7 @@ class wait_for_budget(wait_base):
 
     def __init__(self, ledger: _Ledger, rng: random.Random | None = None) -> None:
         self.ledger = ledger
-        self.rng = rng or random.Random()  # noqa: S311 - jitter, not crypto
+        self.rng = rng or _JITTER
 
     def __call__(self, retry_state: RetryCallState) -> float:
         ledger = self.ledger

@@ -87,6 +87,7 @@ class AwsSessions:
         self._max_clients = max_clients or max(64, 4 * concurrency)
         self._clients: OrderedDict[tuple[str, str, int], tuple[Any, Credentials]] = OrderedDict()
         self._lock = threading.Lock()
+        self._keys: dict[int, list[tuple[str, str, int]]] = {}  # id(credentials) -> keys
         self._pools: dict[str, Any] = {}  # endpoint URL -> the http session its clients share
         self.clients_created = 0
 
@@ -99,15 +100,27 @@ class AwsSessions:
                 self._clients.move_to_end(key)
                 return found[0]
         client = self._create(service, region, credentials)
+        evicted = []  # freed outside the lock: a client is thousands of objects
         with self._lock:
             found = self._clients.get(key)
             if found is not None and found[1] is credentials:
                 return found[0]
             self._clients[key] = (client, credentials)
+            self._keys.setdefault(key[2], []).append(key)
             self.clients_created += 1
             while len(self._clients) > self._max_clients:
-                self._clients.popitem(last=False)
+                old_key, old = self._clients.popitem(last=False)
+                self._forget(old_key)
+                evicted.append(old)
+        del evicted
         return client
+
+    def _forget(self, key: tuple[str, str, int]) -> None:
+        keys = self._keys.get(key[2])
+        if keys is not None:
+            keys.remove(key)
+            if not keys:
+                del self._keys[key[2]]
 
     def warm(self, services: Iterable[str], region: str) -> None:
         """Load each service's model and endpoint data once, on the calling thread.
@@ -158,11 +171,12 @@ class AwsSessions:
         pool has the same timeouts, proxies and TLS settings the client's own would have.
         """
         url = client.meta.endpoint_url
-        with self._lock:
-            shared = self._pools.get(url)
-            if shared is None:
-                self._pools[url] = http_session_of(client)
-                return
+        shared = self._pools.get(url)
+        if shared is None:
+            with self._lock:
+                shared = self._pools.setdefault(url, http_session_of(client))
+            if shared is http_session_of(client):
+                return  # the first client of its endpoint: it lends its own
         use_http_session(client, shared)
 
     def boto3_session(self, credentials: Credentials, region: str) -> boto3.Session:
@@ -185,14 +199,15 @@ class AwsSessions:
         instead of aging in the cache, which would promote thousands of objects per client
         into the garbage collector's oldest generation and make full collections frequent.
         """
-        ident = id(credentials)
         with self._lock:
-            for key in [k for k in self._clients if k[2] == ident]:
-                del self._clients[key]
+            keys = self._keys.pop(id(credentials), ())
+            dropped = [self._clients.pop(key, None) for key in keys]
+        del dropped  # freed outside the lock
 
     def clear(self) -> None:
         with self._lock:
             self._clients.clear()
+            self._keys.clear()
 
 
 _LOADER_LOCK = threading.Lock()
