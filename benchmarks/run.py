@@ -13,7 +13,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-BENCHES = ["bench_planner", "bench_executor", "bench_process"]
+BENCHES = [
+    "bench_planner",
+    "bench_executor",
+    "bench_process",
+    "bench_stopping",
+    "bench_discover",
+    "bench_loading",
+]
 
 
 def main(argv: list[str]) -> int:

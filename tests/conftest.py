@@ -76,3 +76,14 @@ def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: obje
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     return moto_server
+
+
+@pytest.fixture(autouse=True)
+def _forget_env_values() -> Iterator[None]:
+    """Values read from ${env:} are redacted process-wide from then on; start each test
+    with none, so one test's environment does not change another's messages."""
+    from rolechain.errors import forget_env_values
+
+    forget_env_values()
+    yield
+    forget_env_values()

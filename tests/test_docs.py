@@ -384,6 +384,22 @@ def check_output(argv: list[str], out: Outcome, where: Path) -> None:
             assert listed["entries"]
             assert not listed["problems"]
             assert all("secret" not in json.dumps(e).lower() for e in listed["entries"])
+    elif name == "verify":
+        if fmt == "json":
+            report = json.loads(text)
+            assert report["ok"] is True
+            assert report["hops"]
+        else:
+            assert re.search(r"verified \d+ hops? of \d+ jobs?: \d+ ok, 0 drift", text), text
+    elif name == "discover":
+        assert text.startswith("# Discovered by `rolechain discover`")
+        assert "AssumeRole calls" in out.stderr
+        assert "jobs:" in text
+    elif name == "reach":
+        if fmt == "json":
+            assert json.loads(text)["paths"]
+        else:
+            assert text.startswith("who can reach ")
     elif name == "exec":
         assert out.stdout.strip(), "the command printed nothing"
         if option(argv, "--expect-runtime"):
@@ -505,6 +521,15 @@ def test_every_command_has_a_heading_in_cli_md() -> None:
             assert any(h == name or h.startswith(name + " ") for h in headings), (
                 f"no '### `rolechain {name} ...`' heading in cli.md"
             )
+
+
+def test_every_verify_finding_is_in_verify_and_discover_md() -> None:
+    from rolechain.live.findings import KINDS
+
+    text = (ROOT / "docs" / "verify-and-discover.md").read_text(encoding="utf-8")
+    for kind in KINDS.values():
+        row = f"| `{kind.name}` | {kind.severity} |"
+        assert row in text, f"no row {row!r} in verify-and-discover.md's findings table"
 
 
 def test_every_rule_is_in_planning_md() -> None:

@@ -24,8 +24,12 @@ else in rolechain catches ``botocore.exceptions.ClientError``.
 
 from __future__ import annotations
 
+import re
+import threading
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, order=True)
@@ -99,13 +103,17 @@ class ChainFileError(RolechainError):
 
     exit_code = 2
 
-    def __init__(self, problems: Iterable[Problem]) -> None:
+    def __init__(self, problems: Iterable[Problem], *, omitted: int = 0) -> None:
         self.problems: tuple[Problem, ...] = tuple(
             sorted(problems, key=lambda p: (p.location or Location("", 0), p.message))
         )
-        count = len(self.problems)
-        head = f"{count} problem{'s' if count != 1 else ''} in chain file"
-        super().__init__("\n".join([head + ":", *(str(p) for p in self.problems)]))
+        self.omitted = omitted  # problems found but not listed (there were too many)
+        count = len(self.problems) + omitted
+        head = f"{count:,} problem{'s' if count != 1 else ''} in chain file"
+        lines = [head + ":", *(str(p) for p in self.problems)]
+        if omitted:
+            lines.append(f"... and {omitted:,} more (fix these first)")
+        super().__init__("\n".join(lines))
 
 
 class PlanError(RolechainError):
@@ -113,12 +121,16 @@ class PlanError(RolechainError):
 
     exit_code = 2
 
-    def __init__(self, job: str, violations: Sequence[Violation]) -> None:
+    def __init__(
+        self, job: str, violations: Sequence[Violation], *, note: str | None = None
+    ) -> None:
         self.job = job
         self.violations: tuple[Violation, ...] = tuple(violations)
+        self.note = note  # why the job was planned the way it was, when that is news
         count = len(self.violations)
         head = f"job {job!r} cannot be planned: {count} violation{'s' if count != 1 else ''}"
-        super().__init__("\n".join([head, *(str(v) for v in self.violations)]))
+        lines = [head, *([f"  {note}"] if note else []), *(str(v) for v in self.violations)]
+        super().__init__("\n".join(lines))
 
 
 class UsageError(RolechainError):
@@ -227,3 +239,140 @@ class TaskError(RolechainError):
     def __init__(self, message: str, *, code: str = "TaskError", hint: str | None = None) -> None:
         self.code = code
         super().__init__(message, hint=hint)
+
+
+# -- what users see ----------------------------------------------------------------------
+#
+# Values interpolated from ``${env:NAME}`` may be secrets (external ids, account ids a team
+# keeps out of the repository). The loader records each one here as it reads it; every
+# message rolechain prints goes through :func:`redact`, which shows "the value from
+# ${env:NAME}" instead. Short values (under 4 characters) are replaced only where a message
+# quotes them, so that a value such as "1" does not mangle every number in a message.
+
+MIN_BARE_REDACTION = 4
+_ENV_VALUES: dict[str, str] = {}  # value -> the variable it came from
+_ENV_LOCK = threading.Lock()
+# built when first needed after a change: the pattern, and every form of a value -> name
+_ENV_PATTERN: tuple[re.Pattern[str], dict[str, str]] | None = None
+
+
+def remember_env_value(name: str, value: str) -> None:
+    """Record that ``value`` came from ``${env:name}``, so :func:`redact` hides it."""
+    global _ENV_PATTERN
+    if not value:
+        return
+    with _ENV_LOCK:
+        if value not in _ENV_VALUES:
+            _ENV_VALUES[value] = name
+            _ENV_PATTERN = None
+
+
+def forget_env_values() -> None:
+    """Forget every recorded value (tests, long-lived processes that reload)."""
+    global _ENV_PATTERN
+    with _ENV_LOCK:
+        _ENV_VALUES.clear()
+        _ENV_PATTERN = None
+
+
+def env_source(name: str) -> str:
+    """How a message names a value that came from the environment."""
+    return f"the value from ${{env:{name}}}"
+
+
+def _env_pattern() -> tuple[re.Pattern[str], dict[str, str]] | None:
+    global _ENV_PATTERN
+    with _ENV_LOCK:
+        if _ENV_PATTERN is None and _ENV_VALUES:
+            alternatives = []
+            shown: dict[str, str] = {}
+            for value in sorted(_ENV_VALUES, key=len, reverse=True):
+                for form in _forms(value):
+                    shown.setdefault(form, _ENV_VALUES[value])
+                    quoted = "|".join(re.escape(q + form + q) for q in ("'", '"'))
+                    alternatives.append(quoted)
+                    if len(form) >= MIN_BARE_REDACTION:
+                        alternatives.append(re.escape(form))
+            _ENV_PATTERN = (re.compile("|".join(alternatives)), shown)
+        return _ENV_PATTERN
+
+
+def _forms(value: str) -> list[str]:
+    """How a message may show ``value``: as it is, and as ``repr`` escapes it."""
+    escaped = repr(value)[1:-1]
+    return [value] if escaped == value else [value, escaped]
+
+
+def redact(text: str) -> str:
+    """``text`` with every recorded ``${env:...}`` value replaced by where it came from."""
+    built = _env_pattern()
+    if built is None:
+        return text
+    pattern, shown = built
+
+    def name_of(match: re.Match[str]) -> str:
+        found = match.group(0)
+        name = shown.get(found) or shown.get(found[1:-1])
+        return env_source(name) if name else found
+
+    return pattern.sub(name_of, text)
+
+
+def redact_data(data: Any) -> Any:
+    """A copy of JSON-like ``data`` with :func:`redact` applied to every string in it."""
+    if isinstance(data, str):
+        built = _env_pattern()
+        if built is None:
+            return data
+        return env_source(built[1][data]) if data in built[1] else redact(data)
+    if isinstance(data, dict):
+        return {redact_data(k): redact_data(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [redact_data(v) for v in data]
+    return data
+
+
+# What a terminal must never receive raw: control characters (C0 but newline and tab, DEL,
+# C1), format characters (bidirectional overrides and isolates that reorder what is shown,
+# zero-width characters that hide text), line and paragraph separators, private-use and
+# unassigned code points, and lone surrogates (undecodable bytes of a file name). They are
+# shown as escapes, so nothing a chain file, an environment or an AWS answer holds can move
+# the cursor, retitle the terminal or hide text. ASCII is checked by a regular expression;
+# only characters beyond it are looked up in the Unicode database.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Co", "Cs", "Cn"})
+_CANDIDATES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\U0010ffff]")
+_CANDIDATES_IN_NAMES = re.compile("[\x00-\x1f\x7f-\U0010ffff]")
+
+
+def unsafe_character(ch: str) -> bool:
+    """Whether ``ch`` must not reach a terminal as it is (newline and tab aside)."""
+    return ch not in "\n\t" and unicodedata.category(ch) in _UNSAFE_CATEGORIES
+
+
+def _escape(match: re.Match[str]) -> str:
+    ch = match.group(0)
+    if ch not in "\n\t" and not unsafe_character(ch):
+        return ch
+    code = ord(ch)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def escape_controls(text: str, *, newlines: bool = False) -> str:
+    """``text`` with terminal control characters shown as ``\\x1b``-style escapes.
+
+    ``newlines``: escape newlines and tabs too (for a name, such as a file name, that is
+    printed inside a line and must not start a line of its own).
+    """
+    if text.isascii() and text.isprintable():
+        return text
+    return (_CANDIDATES_IN_NAMES if newlines else _CANDIDATES).sub(_escape, text)
+
+
+def printable(text: object, *, newlines: bool = False) -> str:
+    """What rolechain prints for ``text``: redacted, then control characters escaped
+    (``newlines``: newlines and tabs too, for a value printed inside one line)."""
+    return escape_controls(redact(str(text)), newlines=newlines)

@@ -1,12 +1,14 @@
-"""Test doubles at rolechain's seams: a fake clock, a fake assumer, hand-built plans, and
-botocore event handlers that inject faults into requests to the moto server."""
+"""Test doubles at rolechain's seams: a fake clock, a fake assumer that enforces what STS
+enforces, hand-built plans, and botocore event handlers that inject faults into requests to
+the moto server."""
 
 from __future__ import annotations
 
 import itertools
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -51,29 +53,76 @@ class FakeClock:
             self.now += timedelta(seconds=seconds)
 
 
+PRINCIPAL = "principal"  # the trust entry meaning "the starting credentials"
+ROOT_KEY = "AKIAROOTROOTROOT"  # tests/aws/test_credentials.py's principal
+CHAINING_CAP = 3600
+DEFAULT_MAX_SESSION = 3600
+
+
+@dataclass(frozen=True)
+class RoleRules:
+    """What STS checks when someone assumes a role: who its trust policy names, its
+    MaxSessionDuration, and the ExternalId its trust policy requires (if any)."""
+
+    trusts: frozenset[str]  # role ARNs whose sessions may assume it, or PRINCIPAL
+    max_session: int = DEFAULT_MAX_SESSION
+    external_id: str | None = None
+
+
+def trust_of(*plans: Plan, max_session: Mapping[str, int] | None = None) -> dict[str, RoleRules]:
+    """Trust policies for the roles of ``plans``, as a correct deployment would have them:
+    each role trusts the role above it in the plan (first hops: the principal), requires
+    the ExternalId the plan sends, and has ``max_session[role_arn]`` (default: AWS's 3600)."""
+    trusts: dict[str, set[str]] = {}
+    external: dict[str, str | None] = {}
+    for plan in plans:
+        for hop in plan.hops:
+            caller = plan.hop(hop.parent).role_arn if hop.parent else PRINCIPAL
+            trusts.setdefault(hop.role_arn, set()).add(caller)
+            external[hop.role_arn] = hop.external_id
+    limits = dict(max_session or {})
+    return {
+        arn: RoleRules(frozenset(callers), limits.get(arn, DEFAULT_MAX_SESSION), external.get(arn))
+        for arn, callers in trusts.items()
+    }
+
+
 class FakeAssumer:
     """Issues credentials without AWS, like STS would, and checks the caller like STS does.
 
+    ``roles`` maps role ARNs to their :class:`RoleRules` (:func:`trust_of` builds them from
+    a plan). A call is refused as STS would refuse it: AccessDenied when the caller is not
+    trusted by the role (or the role is unknown, or the ExternalId is wrong), ValidationError
+    when DurationSeconds exceeds the one-hour cap of a chained call (the caller is a role
+    session, or the principal's keys carry a session token) or the role's
+    MaxSessionDuration, InvalidClientTokenId for keys it never issued that are not the
+    principal's (``principal_keys``), and ExpiredToken when the caller's keys (frozen, as
+    signing a request would, which refreshes them) are past their expiry on the fake clock.
+
     ``faults[hop_id]`` is a list of exceptions raised by successive calls for that hop
     (one per call, then success); ``deny`` is a set of hop ids that always fail with
-    AccessDenied. The caller's credentials are frozen (as signing a request would, which
-    refreshes them) and rejected with ExpiredToken if the fake clock is past their expiry.
+    AccessDenied.
     """
 
     def __init__(
         self,
         clock: FakeClock,
+        roles: Mapping[str, RoleRules],
         *,
         faults: dict[str, list[AwsError]] | None = None,
         deny: Iterable[str] = (),
-        root_expiry: datetime | None = None,
+        principal_keys: Iterable[str] = (FAKE_KEY, ROOT_KEY),
     ) -> None:
         self.clock = clock
+        self.roles = dict(roles)
         self.faults = {k: list(v) for k, v in (faults or {}).items()}
         self.deny = set(deny)
+        self.principal_keys = set(principal_keys)
         self.calls: Counter[str] = Counter()
+        self.refused: Counter[str] = Counter()  # error code -> calls refused with it
         self.expired_callers = 0
         self._expiry: dict[str, datetime] = {}
+        self._issued_for: dict[str, str] = {}  # access key -> role ARN of the session
         self._serial = itertools.count(1)
         self._lock = threading.Lock()
         from rolechain.aws.retry import CallStats
@@ -85,10 +134,12 @@ class FakeAssumer:
     ) -> IssuedCredentials:
         frozen = caller.get_frozen_credentials()
         now = self.clock()
+        context = AwsContext(hop=hop.label, operation="AssumeRole")
         with self._lock:
             self.calls[hop.id] += 1
             self.stats.add_assume_call()
             expiry = self._expiry.get(frozen.access_key)
+            session_of = self._issued_for.get(frozen.access_key)
             pending = self.faults.get(hop.id)
             fault = pending.pop(0) if pending else None
             serial = next(self._serial)
@@ -98,22 +149,20 @@ class FakeAssumer:
             raise ExpiredTokenError(
                 "The security token included in the request is expired",
                 code="ExpiredToken",
-                context=AwsContext(hop=hop.label, operation="AssumeRole"),
+                context=context,
             )
         if fault is not None:
-            raise fault.with_context(AwsContext(hop=hop.label, operation="AssumeRole"))
-        if hop.id in self.deny:
-            from rolechain.errors import AccessDeniedError
-
-            raise AccessDeniedError(
-                f"User is not authorized to perform: sts:AssumeRole on resource: {hop.role_arn}",
-                code="AccessDenied",
-                context=AwsContext(hop=hop.label, operation="AssumeRole"),
-            )
+            raise fault.with_context(context)
+        refusal = self._refusal(hop, frozen.access_key, frozen.token, session_of)
+        if refusal is not None:
+            with self._lock:
+                self.refused[refusal.code] += 1
+            raise refusal.with_context(context)
         expiration = now + timedelta(seconds=hop.duration_seconds)
         key = f"ASIAFAKE{serial:012d}"
         with self._lock:
             self._expiry[key] = expiration
+            self._issued_for[key] = hop.role_arn
         return IssuedCredentials(
             access_key=key,
             secret_key=f"secret-{serial}",
@@ -123,11 +172,58 @@ class FakeAssumer:
             issued_at=now,
         )
 
+    def _refusal(
+        self, hop: Hop, access_key: str, token: str | None, session_of: str | None
+    ) -> AwsError | None:
+        from rolechain.errors import AccessDeniedError, AwsValidationError, InvalidCredentialsError
+
+        if session_of is None and access_key not in self.principal_keys:
+            return InvalidCredentialsError(
+                "The security token included in the request is invalid.",
+                code="InvalidClientTokenId",
+            )
+        caller = session_of or PRINCIPAL
+        rules = self.roles.get(hop.role_arn)
+        params = hop.assume_role_params()
+        not_authorized = AccessDeniedError(
+            f"User: {caller} is not authorized to perform: sts:AssumeRole on resource: "
+            f"{hop.role_arn}",
+            code="AccessDenied",
+        )
+        if hop.id in self.deny or rules is None or caller not in rules.trusts:
+            return not_authorized
+        if rules.external_id is not None and params.get("ExternalId") != rules.external_id:
+            return not_authorized
+        duration = int(params.get("DurationSeconds", 3600))
+        chained = session_of is not None or bool(token)
+        if chained and duration > CHAINING_CAP:
+            return AwsValidationError(
+                "The requested DurationSeconds exceeds the 1 hour session limit for roles "
+                "assumed by role chaining.",
+                code="ValidationError",
+            )
+        if duration > rules.max_session:
+            return AwsValidationError(
+                "The requested DurationSeconds exceeds the MaxSessionDuration set for this role.",
+                code="ValidationError",
+            )
+        return None
+
     def expired(self, credentials: Credentials) -> bool:
         """Would STS reject these (frozen now) credentials as expired?"""
         frozen = credentials.get_frozen_credentials()
         expiry = self._expiry.get(frozen.access_key)
         return expiry is not None and self.clock() >= expiry
+
+    def session_role(self, credentials: Credentials) -> str | None:
+        """The role ARN whose session these credentials are (None: not issued here)."""
+        return self._issued_for.get(credentials.get_frozen_credentials().access_key)
+
+
+def fake_for(plan: Plan, clock: FakeClock, **kwargs: Any) -> FakeAssumer:
+    """A :class:`FakeAssumer` whose roles trust as ``plan`` says (``max_session=`` too)."""
+    max_session = kwargs.pop("max_session", None)
+    return FakeAssumer(clock, trust_of(plan, max_session=max_session), **kwargs)
 
 
 def make_hop(

@@ -29,7 +29,7 @@ def hop(account: str = "222222222222", **extra):  # type: ignore[no-untyped-def]
 
 def test_protocol_is_met() -> None:
     assert isinstance(StsAssumer(private_sessions()), Assumer)
-    assert isinstance(FakeAssumer(FakeClock()), Assumer)
+    assert isinstance(FakeAssumer(FakeClock(), {}), Assumer)
 
 
 def test_assume_role_against_moto(aws) -> None:  # type: ignore[no-untyped-def]

@@ -1,17 +1,29 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from rolechain.aws.credentials import HopCredentials, HopTree, refresh_windows
+from rolechain.aws.retry import RetryPolicy, call_with_retries
 from rolechain.aws.session import static_credentials
-from rolechain.errors import AccessDeniedError, CredentialsError, TransientAwsError
+from rolechain.errors import AccessDeniedError, AwsError, CredentialsError, TransientAwsError
 
-from .fakes import FakeAssumer, FakeClock, acct, chain_plan, hub_plan, make_hop
+from .fakes import (
+    ROOT_KEY,
+    FakeAssumer,
+    FakeClock,
+    acct,
+    chain_plan,
+    fake_for,
+    hub_plan,
+    make_hop,
+    trust_of,
+)
 
-ROOT = static_credentials("AKIAROOTROOTROOT", "root-secret")
+ROOT = static_credentials(ROOT_KEY, "root-secret")
 
 
 def tree_for(plan, assumer, clock, **kwargs) -> HopTree:  # type: ignore[no-untyped-def]
@@ -27,7 +39,7 @@ def test_refresh_windows_are_proportional() -> None:
 def test_fan_out_assumes_each_hop_once_under_concurrency() -> None:
     clock = FakeClock()
     plan = hub_plan([acct(i) for i in range(1000)])
-    assumer = FakeAssumer(clock)
+    assumer = fake_for(plan, clock)
     tree = tree_for(plan, assumer, clock)
     with ThreadPoolExecutor(32) as pool:
         creds = list(pool.map(tree.for_target, plan.targets))
@@ -44,7 +56,7 @@ def test_fan_out_assumes_each_hop_once_under_concurrency() -> None:
 def test_failed_hub_fails_once_for_every_target_below() -> None:
     clock = FakeClock()
     plan = hub_plan([acct(i) for i in range(20)])
-    assumer = FakeAssumer(clock, deny={"ci>hub"})
+    assumer = fake_for(plan, clock, deny={"ci>hub"})
     tree = tree_for(plan, assumer, clock)
     for target in plan.targets:
         with pytest.raises(AccessDeniedError) as info:
@@ -58,7 +70,7 @@ def test_transient_failure_after_retries_is_kept_too() -> None:
     clock = FakeClock()
     plan = hub_plan([acct(1), acct(2)])
     boom = TransientAwsError("Rate exceeded", code="Throttling")
-    assumer = FakeAssumer(clock, faults={"ci>hub>audit@" + acct(1): [boom]})
+    assumer = fake_for(plan, clock, faults={"ci>hub>audit@" + acct(1): [boom]})
     tree = tree_for(plan, assumer, clock)
     with pytest.raises(TransientAwsError):
         tree.for_target(plan.targets[0])
@@ -72,7 +84,7 @@ def test_one_failed_leaf_does_not_touch_siblings() -> None:
     clock = FakeClock()
     plan = hub_plan([acct(i) for i in range(5)])
     bad = f"ci>hub>audit@{acct(3)}"
-    assumer = FakeAssumer(clock, deny={bad})
+    assumer = fake_for(plan, clock, deny={bad})
     tree = tree_for(plan, assumer, clock)
     failures = []
     for target in plan.targets:
@@ -88,7 +100,7 @@ def test_one_failed_leaf_does_not_touch_siblings() -> None:
 def test_hours_long_job_through_one_hour_sessions_never_sees_expired(depth: int) -> None:
     clock = FakeClock()
     plan = chain_plan(depth, duration=3600)
-    assumer = FakeAssumer(clock)
+    assumer = fake_for(plan, clock)
     tree = tree_for(plan, assumer, clock)
     leaf = tree.for_target(plan.targets[0])
     for _ in range(6 * 60):  # six hours, one call a minute
@@ -106,7 +118,7 @@ def test_hours_long_job_through_one_hour_sessions_never_sees_expired(depth: int)
 def test_short_session_does_not_refresh_on_every_call() -> None:
     clock = FakeClock()
     plan = chain_plan(2, duration=900)
-    assumer = FakeAssumer(clock)
+    assumer = fake_for(plan, clock)
     tree = tree_for(plan, assumer, clock)
     leaf = tree.for_target(plan.targets[0])
     assert leaf.advisory_window == 225
@@ -129,7 +141,7 @@ def test_expired_token_refreshes_the_parent_then_retries() -> None:
             dataclasses.replace(plan.hops[1], duration_seconds=900),
         ),
     )
-    assumer = FakeAssumer(clock)
+    assumer = fake_for(plan, clock, max_session={plan.hops[0].role_arn: 7200})
     tree = tree_for(plan, assumer, clock)
     leaf = tree.for_target(plan.targets[0])
     hub = tree.credentials("ci>hub")
@@ -147,7 +159,7 @@ def test_expired_token_refreshes_the_parent_then_retries() -> None:
 def test_expired_principal_is_a_clear_error() -> None:
     clock = FakeClock()
     plan = hub_plan([acct(1)])
-    assumer = FakeAssumer(clock)
+    assumer = fake_for(plan, clock)
     assumer._expiry[ROOT.access_key] = clock.now
     tree = tree_for(plan, assumer, clock)
     with pytest.raises(CredentialsError, match="principal's credentials expired"):
@@ -159,14 +171,17 @@ def test_mfa_hop_needs_a_token_provider() -> None:
     plan = hub_plan([acct(1)])
     hub = dataclasses.replace(plan.hops[0], mfa_serial="arn:aws:iam::111111111111:mfa/ci")
     plan = dataclasses.replace(plan, hops=(hub, *plan.hops[1:]))
-    tree = tree_for(plan, FakeAssumer(clock), clock)
+    tree = tree_for(plan, fake_for(plan, clock), clock)
     with pytest.raises(CredentialsError, match="MFA") as info:
         tree.for_target(plan.targets[0])
     assert "unattended" in str(info.value)
 
     asked = []
     tree = tree_for(
-        plan, FakeAssumer(clock), clock, token_provider=lambda hop: asked.append(hop.id) or "123456"
+        plan,
+        fake_for(plan, clock),
+        clock,
+        token_provider=lambda hop: asked.append(hop.id) or "123456",
     )
     tree.for_target(plan.targets[0])
     assert asked == ["ci>hub"]
@@ -175,7 +190,7 @@ def test_mfa_hop_needs_a_token_provider() -> None:
 def test_credentials_never_show_secrets() -> None:
     clock = FakeClock()
     plan = hub_plan([acct(1)])
-    tree = tree_for(plan, FakeAssumer(clock), clock)
+    tree = tree_for(plan, fake_for(plan, clock), clock)
     creds = tree.for_target(plan.targets[0])
     assert isinstance(creds, HopCredentials)
     frozen = creds.get_frozen_credentials()
@@ -187,11 +202,11 @@ def test_credentials_never_show_secrets() -> None:
 
 def test_adopt_reuses_assumed_hops() -> None:
     clock = FakeClock()
-    assumer = FakeAssumer(clock)
     first = hub_plan([acct(1)])
+    second = hub_plan([acct(1), acct(2)])
+    assumer = FakeAssumer(clock, trust_of(first, second))
     tree = tree_for(first, assumer, clock)
     tree.credentials("ci>hub")
-    second = hub_plan([acct(1), acct(2)])
     bigger = tree_for(second, assumer, clock)
     bigger.adopt(tree)
     for target in second.targets:
@@ -203,3 +218,98 @@ def test_adopt_reuses_assumed_hops() -> None:
 def test_make_hop_labels() -> None:
     hop = make_hop("ci>hub", None, "111111111111", "hub", depth=1)
     assert hop.label == "ci -> hub"
+
+
+class Retrying:
+    """An assumer that retries like StsAssumer does (the fake alone never retries)."""
+
+    def __init__(self, inner: FakeAssumer, attempts: int = 5) -> None:
+        self.inner = inner
+        self.policy = RetryPolicy(attempts=attempts, initial_wait=0.0, max_wait=0.0)
+        self.stats = inner.stats
+
+    def assume(self, hop, caller, token_code=None):  # type: ignore[no-untyped-def]
+        return call_with_retries(
+            lambda: self.inner.assume(hop, caller, token_code),
+            self.policy,
+            sleep=lambda _: None,
+        )
+
+
+def throttled(n: int) -> list[AwsError]:
+    return [TransientAwsError("Rate exceeded", code="Throttling") for _ in range(n)]
+
+
+def test_advisory_refresh_makes_one_attempt_keeps_the_keys_and_cools_down() -> None:
+    clock = FakeClock()
+    plan = chain_plan(1, duration=3600)
+    fake = fake_for(plan, clock)
+    tree = tree_for(plan, Retrying(fake), clock)
+    creds = tree.for_target(plan.targets[0])
+    first = creds.get_frozen_credentials().access_key
+    hop = plan.hops[0].id
+    fake.faults[hop] = throttled(20)
+    clock.advance(3600 - 800)  # advisory window (900 s), not mandatory (600 s)
+    for _ in range(50):  # every signed request asks for a refresh in this window
+        assert creds.get_frozen_credentials().access_key == first
+    assert fake.calls[hop] == 2  # the first assumption and ONE advisory attempt
+    assert creds.advisory_failures == 1
+    assert creds.cooldown == 30
+    clock.advance(29)
+    creds.get_frozen_credentials()
+    assert fake.calls[hop] == 2  # still cooling down
+    clock.advance(1)
+    assert creds.get_frozen_credentials().access_key == first
+    assert fake.calls[hop] == 3  # one more attempt after the cool-down
+    # In the mandatory window the full policy runs (5 attempts), and a failure is raised.
+    clock.advance(250)  # 520 s left
+    with pytest.raises(TransientAwsError):
+        creds.get_frozen_credentials()
+    assert fake.calls[hop] == 3 + 5
+    # Others asking within the cool-down get the same failure, without calling STS again.
+    with pytest.raises(TransientAwsError) as again:
+        creds.get_frozen_credentials()
+    assert fake.calls[hop] == 8
+    assert again.value.code == "Throttling"
+    fake.faults[hop] = []
+    clock.advance(30)
+    assert creds.get_frozen_credentials().access_key != first
+    assert fake.calls[hop] == 9
+    assert creds.refreshes == 1
+
+
+def test_threads_in_the_mandatory_window_wait_for_one_refresh() -> None:
+    clock = FakeClock()
+    plan = chain_plan(1, duration=3600)
+    fake = fake_for(plan, clock)
+    tree = tree_for(plan, fake, clock)
+    creds = tree.for_target(plan.targets[0])
+    first = creds.get_frozen_credentials().access_key
+    clock.advance(3600 - 300)
+    start = threading.Barrier(16)
+
+    def use() -> str:
+        start.wait()
+        return creds.get_frozen_credentials().access_key
+
+    with ThreadPoolExecutor(16) as pool:
+        keys = set(pool.map(lambda _: use(), range(16)))
+    assert len(keys) == 1
+    assert keys != {first}
+    assert fake.calls[plan.hops[0].id] == 2
+
+
+def test_a_kept_error_is_raised_as_a_new_object_each_time() -> None:
+    clock = FakeClock()
+    plan = hub_plan([acct(1), acct(2)])
+    hub = dataclasses.replace(plan.hops[0], mfa_serial="arn:aws:iam::111111111111:mfa/ci")
+    plan = dataclasses.replace(plan, hops=(hub, *plan.hops[1:]))
+    tree = tree_for(plan, fake_for(plan, clock), clock)
+    raised = []
+    for target in plan.targets:
+        with pytest.raises(CredentialsError) as info:
+            tree.for_target(target)
+        raised.append(info.value)
+    assert raised[0] is not raised[1]
+    assert raised[0].message == raised[1].message
+    assert raised[1].hint == raised[0].hint

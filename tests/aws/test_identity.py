@@ -99,7 +99,19 @@ def test_session_credentials_replan_with_chained_first_hop() -> None:
     hub = next(h for h in new.hops if h.parent is None)
     assert hub.chained
     assert hub.duration_seconds == 3600
-    assert any(n.kind == "principal-is-session" for n in new.notes)
+    [note] = [n for n in new.notes if n.kind == "principal-is-session"]
+    # What was detected, and what changed because of it.
+    assert "declared kind: user" in note.message
+    assert "detected as a session (arn:aws:sts::123456789012:assumed-role/ci/s)" in note.message
+    assert "ci -> hub now chained, 2h -> 1h" in note.message
+
+
+def test_user_keys_with_a_token_are_a_session_too() -> None:
+    chain = loads(CHAIN.format(hub_duration=""), file="c.yaml")
+    plan = make_plan(chain, "inventory", run_id="r1")
+    tokened = CallerIdentity(DEFAULT_ACCOUNT, USER.arn, "AIDA", has_token=True)
+    [note] = [n for n in check_principal(plan, tokened, chain=chain).notes if "user" in n.message]
+    assert f"({USER.arn}, with a session token)" in note.message
 
 
 def test_session_credentials_fail_clearly_when_the_plan_no_longer_holds() -> None:
@@ -108,6 +120,11 @@ def test_session_credentials_fail_clearly_when_the_plan_no_longer_holds() -> Non
     with pytest.raises(PlanError) as info:
         check_principal(plan, SESSION, chain=chain)
     assert info.value.exit_code == 2
+    text = str(info.value)
+    assert "detected as a session (arn:aws:sts::123456789012:assumed-role/ci/s)" in text
+    # The file already says kind: user: the fix is the credentials, not the declaration.
+    assert "(principal kind: user)" not in text
+    assert "IAM user's own access keys" in text
 
 
 def test_session_credentials_without_chain_explain() -> None:

@@ -6,7 +6,7 @@ import pytest
 from rolechain.aws.session import AwsSessions, principal_credentials, static_credentials
 from rolechain.errors import CredentialsError
 
-from .fakes import DEFAULT_ACCOUNT, FAKE_KEY, FAKE_SECRET, FakeAssumer, FakeClock, acct, hub_plan
+from .fakes import DEFAULT_ACCOUNT, FAKE_KEY, FAKE_SECRET, FakeClock, acct, fake_for, hub_plan
 
 
 def test_clients_are_reused_per_service_region_and_credentials(aws) -> None:  # type: ignore[no-untyped-def]
@@ -37,7 +37,7 @@ def test_cached_client_signs_with_refreshed_credentials(aws) -> None:  # type: i
     plan = hub_plan([acct(1)])
     from rolechain.aws.credentials import HopTree
 
-    assumer = FakeAssumer(clock)
+    assumer = fake_for(plan, clock)
     tree = HopTree(plan, static_credentials(FAKE_KEY, FAKE_SECRET), assumer, clock=clock)
     creds = tree.for_target(plan.targets[0])
     sessions = AwsSessions()

@@ -183,3 +183,108 @@ def test_every_command_help_has_an_example(command: str) -> None:
     code, out = invoke(command, "--help")
     assert code == 0
     assert "Example" in out
+
+
+# -- where validate writes, and what it accepts -------------------------------------------------
+
+
+def test_validate_problems_go_to_stderr_ok_lines_to_stdout(good: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(GOOD.replace("trusts: [hub]", "trusts: [hbu]"))
+    cap = tmp_path / "cap.yaml"
+    cap.write_text(OVER_CAP)
+    result = CliRunner().invoke(cli, ["validate", str(good), str(bad), str(cap)])
+    assert result.exit_code == 2
+    assert result.stdout.splitlines() == [
+        f"ok: {good}: 1 principal, 1 role, 1 role set, 1 job: "
+        "inventory (2 targets, 3 AssumeRole calls)"
+    ]
+    assert f"{bad}:11:" in result.stderr
+    assert "cannot be planned" in result.stderr
+    assert "ok:" not in result.stderr
+
+
+def test_validate_json_report_goes_to_stdout_alone(good: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(GOOD.replace("trusts: [hub]", "trusts: [hbu]"))
+    result = CliRunner().invoke(cli, ["validate", "--format", "json", str(good), str(bad)])
+    assert result.exit_code == 2
+    assert result.stderr == ""
+    reports = json.loads(result.stdout)
+    assert [r["ok"] for r in reports] == [True, False]
+    assert reports[1]["problems"][0]["location"]["file"] == str(bad)
+
+
+UNSET = GOOD.replace("trusts: [ci]", "trusts: [ci]\n    external_id: ${env:ROLECHAIN_TEST_UNSET}")
+
+
+def test_unset_env_is_a_placeholder_for_offline_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ROLECHAIN_TEST_UNSET", raising=False)
+    path = tmp_path / "chain.yaml"
+    path.write_text(UNSET)
+    for argv in (
+        ["validate", str(path)],
+        ["plan", str(path), "--job", "inventory"],
+        ["graph", str(path)],
+    ):
+        result = CliRunner().invoke(cli, argv)
+        assert result.exit_code == 0, result.output
+        assert "warning: " in result.stderr
+        assert "ROLECHAIN_TEST_UNSET is not set" in result.stderr
+        assert "placeholder 'env-ROLECHAIN_TEST_UNSET'" in result.stderr
+    report = json.loads(CliRunner().invoke(cli, ["validate", "--format", "json", str(path)]).stdout)
+    assert "is not set" in report[0]["warnings"][0]["message"]
+    assert report[0]["warnings"][0]["location"]["line"] == 8
+    for argv in (
+        ["validate", "--strict-env", str(path)],
+        ["plan", "--strict-env", str(path), "--job", "inventory"],
+        ["credentials", str(path), "--target", "hub", "--no-cache"],
+        ["run", str(path), "--job", "inventory"],
+    ):
+        result = CliRunner().invoke(cli, argv)
+        assert result.exit_code == 2, (argv, result.output)
+        assert "environment variable ROLECHAIN_TEST_UNSET is not set" in result.stderr
+
+
+@pytest.mark.parametrize("text", ["", "# nothing yet\n", "\n\n", "version: 1\n", "roles: {}\n"])
+def test_a_chain_that_declares_nothing_is_refused_unless_allowed(text: str, tmp_path: Path) -> None:
+    path = tmp_path / "empty.yaml"
+    path.write_text(text)
+    result = CliRunner().invoke(cli, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert f"{path}:1:1:" in result.stderr
+    assert "declares nothing" in result.stderr or "declares no principal" in result.stderr
+    assert "--allow-empty" in result.stderr
+    result = CliRunner().invoke(cli, ["validate", "--allow-empty", str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"ok: {path}: 0 principals")
+
+
+def test_nothing_printed_carries_a_terminal_escape(tmp_path: Path) -> None:
+    name = tmp_path / "a\x1b]0;pwned\x07\x1b[2J.yaml"
+    name.write_text(GOOD)
+    bad = tmp_path / "b\x1b[31m.yaml"
+    bad.write_text(GOOD.replace("trusts: [hub]", 'trusts: ["h\\e[2Jub"]'))
+    for argv in (
+        ["validate", str(name), str(bad)],
+        ["validate", "--format", "json", str(bad)],
+        ["plan", str(name), "--job", "inventory"],
+        ["graph", str(bad)],
+    ):
+        result = CliRunner().invoke(cli, argv)
+        assert "\x1b" not in result.stdout + result.stderr, argv
+        assert "\x07" not in result.stdout + result.stderr, argv
+    result = CliRunner().invoke(cli, ["validate", str(name)])
+    assert "a\\x1b]0;pwned\\x07\\x1b[2J.yaml" in result.stdout
+
+
+def test_a_fifo_is_refused_not_waited_for(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "chain.yaml"
+    os.mkfifo(fifo)
+    result = CliRunner().invoke(cli, ["validate", str(fifo)])
+    assert result.exit_code == 2
+    assert f"{fifo}: a FIFO (named pipe), not a chain file" in result.stderr

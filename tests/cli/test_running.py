@@ -144,9 +144,11 @@ def test_store_and_history(aws, chain_file: Path, tmp_path: Path) -> None:  # ty
     assert missing.exit_code == 1
 
 
-def test_interrupted_run_exits_130_and_keeps_finished_results(
+def test_keyboard_interrupt_raised_by_a_task_is_that_targets_failure(
     aws, chain_file: Path, tmp_path: Path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
+    # Only a signal to the process stops a run (tests/cli/test_signals.py); user code that
+    # raises KeyboardInterrupt is one more task failure.
     def maybe_stop(session: Any, context: Any) -> str:
         if context.account_id == ACCOUNTS[1]:
             raise KeyboardInterrupt
@@ -158,11 +160,27 @@ def test_interrupted_run_exits_130_and_keeps_finished_results(
     db = tmp_path / "runs.db"
     out = tmp_path / "out.jsonl"
     result = invoke("run", str(chain_file), "-j", "stopper", "--store", str(db), "-o", str(out))
-    assert result.exit_code == 130
+    assert result.exit_code == 1
     kept = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["account_id"] for r in kept] == [ACCOUNTS[0]]
+    assert [(r["account_id"], (r["error"] or {}).get("code")) for r in kept] == [
+        (ACCOUNTS[0], None),
+        (ACCOUNTS[1], "KeyboardInterrupt"),
+        (ACCOUNTS[2], None),
+    ]
     status = sqlite3.connect(db).execute("SELECT status, records FROM runs").fetchone()
-    assert status == ("interrupted", 1)
+    assert status == ("failed", 3)
+
+
+def test_deadline_and_grace_options(aws, chain_file: Path) -> None:  # type: ignore[no-untyped-def]
+    result = invoke("run", "--help")
+    assert "--deadline" in result.output
+    assert "--grace" in result.output
+    assert "143" in result.output
+    bad = invoke("run", str(chain_file), "-j", "whoami", "--deadline", "soon")
+    assert bad.exit_code == 2
+    assert "not a duration" in bad.output
+    ok = invoke("run", str(chain_file), "-j", "whoami", "-q", "--deadline", "none", "--grace", "0")
+    assert ok.exit_code == 0, ok.output
 
 
 def test_help_has_an_example() -> None:

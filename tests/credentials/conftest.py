@@ -98,3 +98,13 @@ def aws_env(
     monkeypatch.setenv("ROLECHAIN_CACHE_DIR", str(tmp_path / "rolechain-cache"))
     counting_moto_server.app.reset()
     return counting_moto_server
+
+
+@pytest.fixture
+def chain_file(tmp_path: Any) -> Any:
+    """``test_process.CHAIN`` written to a file."""
+    from .test_process import CHAIN
+
+    path = tmp_path / "chain.yaml"
+    path.write_text(CHAIN)
+    return path

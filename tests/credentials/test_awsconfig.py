@@ -175,6 +175,39 @@ def test_import_reports_what_it_cannot_map() -> None:
     assert "both" not in doc["roles"]
 
 
+def test_source_profile_without_credentials_in_the_files_keeps_the_chain() -> None:
+    """A shared config (CI, a team repository) names a source_profile whose keys live
+    elsewhere, and there is no credentials file: the chain is kept, with a warning."""
+    config = """
+[profile base]
+region = eu-west-1
+
+[profile deploy]
+role_arn = arn:aws:iam::222222222222:role/deploy
+source_profile = base
+
+[profile audit]
+role_arn = arn:aws:iam::333333333333:role/audit
+source_profile = deploy
+"""
+    result = import_aws_config(config, None, source="config")
+    doc = yaml.safe_load(result.text)
+    assert doc["principals"]["base"] == {
+        "source": "profile",
+        "profile": "base",
+        "kind": "session",
+        "region": "eu-west-1",
+    }
+    assert doc["roles"]["deploy"]["trusts"] == ["base"]
+    assert doc["jobs"]["audit"] == {"from": "base", "to": "audit", "via": ["deploy"]}
+    assert result.unmapped == []
+    [warning] = result.warnings
+    assert warning.profile == "base"
+    assert "holds no credentials in the files read" in warning.message
+    planned = plan(loads(result.text, file="imported.yaml"), "audit", run_id="t")
+    assert planned.assume_calls == 2
+
+
 def test_import_comments_name_each_profile() -> None:
     _, result = imported()
     lines = result.text.splitlines()

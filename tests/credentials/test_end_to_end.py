@@ -24,13 +24,6 @@ from .test_process import CHAIN
 ROLECHAIN = str(Path(sys.executable).parent / "rolechain")
 
 
-@pytest.fixture
-def chain_file(tmp_path: Path) -> Path:
-    path = tmp_path / "chain.yaml"
-    path.write_text(CHAIN)
-    return path
-
-
 def run(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # type: ignore[call-overload, no-any-return]
         [ROLECHAIN, *args], capture_output=True, text=True, timeout=60, **kwargs

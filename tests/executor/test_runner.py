@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from aws.fakes import FakeAssumer, FakeClock, acct, assume_role_arn, chain_plan, hub_plan
+from aws.fakes import FakeClock, acct, assume_role_arn, chain_plan, fake_for, hub_plan
 from rolechain.executor import run
 from rolechain.planner.plan import TaskRef
 
@@ -206,10 +206,6 @@ def test_expired_token_in_a_task_refreshes_the_target(aws) -> None:  # type: ign
 
 def test_task_errors_stay_with_their_record(aws) -> None:  # type: ignore[no-untyped-def]
     bad = ACCOUNTS[2]
-
-    def deny_s3(op: str, request: Any) -> Any:
-        return ("AccessDenied", "Access Denied", 403) if False else None
-
     plan = hub_plan(
         ACCOUNTS[:4],
         tasks=(
@@ -225,7 +221,7 @@ def test_task_errors_stay_with_their_record(aws) -> None:  # type: ignore[no-unt
             ),
         ),
     )
-    execution = run(plan, credentials=ROOT, aws_sessions=private_sessions(Faults(deny_s3)))
+    execution = run(plan, credentials=ROOT, aws_sessions=private_sessions())
     records = list(execution)
     assert len(records) == 8
     whoami = [r for r in records if r.task == "whoami"]
@@ -329,12 +325,12 @@ def test_timeout_gives_a_timeout_record(aws, monkeypatch, with_second_task: bool
 
 def test_records_stream_before_the_run_ends(aws) -> None:  # type: ignore[no-untyped-def]
     clock = FakeClock()
-    assumer = FakeAssumer(clock)
     plan = hub_plan(
         [acct(i) for i in range(200)],
         concurrency=2,
         tasks=(TaskRef("noop", "python", (("function", "rc_test_noop:noop"),)),),
     )
+    assumer = fake_for(plan, clock)
     sys.modules["rc_test_noop"] = types.SimpleNamespace(noop=lambda s, c: c.target)  # type: ignore[assignment]
     try:
         iterator = iter(

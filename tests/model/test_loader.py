@@ -252,7 +252,7 @@ def test_all_problems_at_once_across_passes() -> None:
         "or an IAM ARN)",
         "c.yaml:14:5: unknown key 'duraton' in roles.spoke; valid keys: arn, description, "
         "duration, external_id, max_session_duration, mfa_serial, region, session_policy, "
-        "source_identity, tags, transitive_tag_keys, trusts; did you mean 'duration'?",
+        "source_identity, tags, transitive_tag_keys, trusts, verify; did you mean 'duration'?",
         "c.yaml:17:11: jobs.inv.from: unknown principal 'cj'; valid: ci",
         "c.yaml:18:17: jobs.inv.to[1]: unknown target 'nothing'; valid: hub, spoke",
         "c.yaml:19:18: jobs.inv.concurrency: 0 is below the minimum 1",
@@ -307,8 +307,8 @@ def test_second_document_is_a_problem() -> None:
 def test_explicit_unknown_tag() -> None:
     found = problems_of(BASE + "    description: !vault secret/x\n")
     assert found == [
-        "c.yaml:11:18: roles.hub.description: could not determine a constructor for the tag "
-        "'!vault'"
+        "c.yaml:11:18: roles.hub.description: the tag !vault is not supported; a chain file "
+        "holds strings, numbers, true/false, null, lists and mappings"
     ]
 
 
@@ -544,3 +544,119 @@ def test_dumped_chains_load_with_every_key_located(
     assert chain.model == ChainFile.model_validate(data)
     for path in _key_paths(data):
         assert path in chain.sources, path
+
+
+# -- hostile files (issue 9): refused before reading, located, bounded ---------------------
+
+
+def test_files_that_are_not_regular_files_are_refused_unread(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero.yaml"
+    zero.symlink_to("/dev/zero")
+    dangling = tmp_path / "gone.yaml"
+    dangling.symlink_to(tmp_path / "nowhere.yaml")
+    with pytest.raises(ChainFileError) as caught:
+        load([fifo, zero, dangling], env={})
+    assert sorted(p.message for p in caught.value.problems) == sorted(
+        [
+            f"{fifo}: a FIFO (named pipe), not a chain file; a chain file is a regular file",
+            f"{zero}: a character device, not a chain file; a chain file is a regular file",
+            f"{dangling}: a symlink to '{tmp_path / 'nowhere.yaml'}', which does not exist",
+        ]
+    )
+
+
+def test_a_file_over_the_size_cap_is_refused_by_its_size(tmp_path: Path) -> None:
+    from rolechain.model import loader
+
+    huge = tmp_path / "huge.yaml"
+    with huge.open("wb") as handle:
+        handle.truncate(loader.MAX_FILE_BYTES + 1)
+    with pytest.raises(ChainFileError) as caught:
+        load(huge, env={})
+    [problem] = caught.value.problems
+    assert problem.message.startswith(f"{huge}: 67,108,865 bytes; a chain file is at most 64 MiB")
+
+
+def test_not_utf8_is_located(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(BASE.encode() + b"    description: caf\xe9 au lait\n")
+    with pytest.raises(ChainFileError) as caught:
+        load(path, env={})
+    [problem] = caught.value.problems
+    assert problem.location == Location(str(path), 11, 21)
+    assert "not UTF-8 text (invalid continuation byte at byte 172)" in problem.message
+
+
+def test_dangling_symlink_in_a_directory_is_a_problem(tmp_path: Path) -> None:
+    write(tmp_path / "chain" / "a.yaml", BASE)
+    (tmp_path / "chain" / "b.yaml").symlink_to(tmp_path / "moved.yaml")
+    with pytest.raises(ChainFileError) as caught:
+        load(tmp_path / "chain", env={})
+    assert [p.message for p in caught.value.problems] == [
+        f"{tmp_path / 'chain' / 'b.yaml'}: a symlink to '{tmp_path / 'moved.yaml'}', which does "
+        "not exist; the chain would miss this file"
+    ]
+
+
+def test_unset_variables_as_placeholders() -> None:
+    text = BASE.replace("    duration: 1h\n", "    external_id: ${env:EXT}\n") + (
+        "role_sets:\n  audit:\n    role_name: audit\n    trusts: [hub]\n"
+        "    accounts: ['${env:ACCOUNT}']\n"
+        "settings:\n  region: ${env:REGION}\n"
+    )
+    assert problems_of(text) == [
+        "c.yaml:10:18: roles.hub.external_id: environment variable EXT is not set: export "
+        "EXT=... before running rolechain, or give a default with ${env:EXT:-value}",
+        "c.yaml:15:16: role_sets.audit.accounts[0]: environment variable ACCOUNT is not set: "
+        "export ACCOUNT=... before running rolechain, or give a default with "
+        "${env:ACCOUNT:-value}",
+        "c.yaml:17:11: settings.region: environment variable REGION is not set: export "
+        "REGION=... before running rolechain, or give a default with ${env:REGION:-value}",
+    ]
+    chain = loads(text, file="c.yaml", env={}, unset_env="placeholder")
+    assert chain.model.roles["hub"].external_id == "env-EXT"
+    assert chain.model.role_sets["audit"].accounts == ["000000000000"]
+    assert chain.model.settings.region == "us-east-1"
+    assert [str(w) for w in chain.warnings] == [
+        "c.yaml:10:18: roles.hub.external_id: environment variable EXT is not set; checked "
+        "with the placeholder 'env-EXT' (set it, or pass --strict-env to make this an error)",
+        "c.yaml:15:16: role_sets.audit.accounts[0]: environment variable ACCOUNT is not set; "
+        "checked with the placeholder '000000000000' (set it, or pass --strict-env to make "
+        "this an error)",
+        "c.yaml:17:11: settings.region: environment variable REGION is not set; checked with "
+        "the placeholder 'us-east-1' (set it, or pass --strict-env to make this an error)",
+    ]
+
+
+def test_a_placeholder_that_does_not_fit_says_so() -> None:
+    text = BASE.replace("trusts: [ci]", "trusts: ['${env:WHO}']")
+    with pytest.raises(ChainFileError) as caught:
+        loads(text, file="c.yaml", env={}, unset_env="placeholder")
+    [problem] = caught.value.problems
+    assert problem.message.endswith("(${env:WHO} is not set: this was checked with a placeholder)")
+
+
+def test_every_env_value_is_redacted_in_every_problem() -> None:
+    secret = "s3cr3tV4lue!#"
+    text = BASE + "jobs:\n  j:\n    from: ${env:WHO}\n    to: hub\n"
+    [problem] = problems_of(text, env={"WHO": secret})
+    assert secret not in problem
+    assert problem.startswith(
+        "c.yaml:13:11: jobs.j.from: unknown principal the value from ${env:WHO}"
+    )
+
+
+def test_problems_are_capped_and_counted() -> None:
+    from rolechain.model import loader
+
+    roles = "".join(f"  r{i}:\n    arn: bad-{i}\n" for i in range(loader.MAX_PROBLEMS + 5))
+    with pytest.raises(ChainFileError) as caught:
+        loads("version: 1\nprincipals: {ci: {}}\nroles:\n" + roles, file="c.yaml", env={})
+    assert len(caught.value.problems) == loader.MAX_PROBLEMS
+    assert caught.value.omitted == 5
+    assert str(caught.value).startswith("1,005 problems in chain file:")
+    assert str(caught.value).endswith("... and 5 more (fix these first)")

@@ -102,7 +102,7 @@ def test_valid_trust_entries(entry: str) -> None:
         (
             "arn:aws:iam::1:root",
             "roles.leaf.trusts[0]: 'arn:aws:iam::1:root' is not an IAM principal ARN: the "
-            "account '1' is not 12 digits",
+            "account '1' is not 12 digits (0-9)",
         ),
         (
             "arn:aws:s3:::bucket/x",
@@ -298,3 +298,21 @@ def test_root_principal_is_left_to_the_planner() -> None:
         jobs={"j": {"from": "root", "to": "hub"}},
     )
     assert messages(chain) == []
+
+
+def test_verify_readers_name_roles_or_role_sets() -> None:
+    good = model(
+        settings={"verify": {"reader": "audit"}},
+        roles={"leaf": {"arn": "arn:aws:iam::222222222222:role/l", "verify": {"reader": "hub"}}},
+    )
+    assert messages(good) == []
+    bad = model(
+        settings={"verify": {"reader": "ci"}},
+        role_sets={"other": {"role_name": "o", "accounts": ["222222222222"],
+                             "verify": {"reader": "audi"}}},
+    )  # fmt: skip
+    assert messages(bad) == [
+        "settings.verify.reader: unknown role or role set 'ci'; valid: audit, cn, hub, org, other",
+        "role_sets.other.verify.reader: unknown role or role set 'audi'; valid: audit, cn, hub, "
+        "org, other; did you mean 'audit'?",
+    ]

@@ -53,7 +53,11 @@ def read(text: str, env: dict[str, str] | None = None, libyaml: bool = True) -> 
 def test_scalars_resolve_like_yaml_1_2_core(text: str, value: object, libyaml: bool) -> None:
     data = read(f"v: {text}\n", libyaml=libyaml)
     assert data == {"v": value}
-    assert type(data["v"]) is type(value)  # type: ignore[index]
+    if text.startswith(("0x", "0o")):  # an int that remembers how it was written
+        assert isinstance(data["v"], yamlsource.SpelledInt)  # type: ignore[index]
+        assert data["v"].spelling == text  # type: ignore[index]
+    else:
+        assert type(data["v"]) is type(value)  # type: ignore[index]
 
 
 @pytest.mark.parametrize("libyaml", PARSERS)
@@ -91,7 +95,7 @@ def test_duplicate_key_keeps_the_first() -> None:
 
 
 def test_alias_bomb_is_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(yamlsource, "MAX_NODES", 1000)
+    monkeypatch.setattr(yamlsource, "MAX_EXPANSIONS", 1000)
     lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
     for i in range(1, 6):
         lines.append(f"{chr(97 + i)}: &{chr(97 + i)} [" + ", ".join([f"*{chr(96 + i)}"] * 10) + "]")
@@ -151,12 +155,12 @@ def test_dotted() -> None:
 def test_interpolate(
     text: str, env: dict[str, str], result: str, used: tuple[str, ...], errors: int
 ) -> None:
-    got, names, problems = interpolate(text, env)
-    assert (got, names, len(problems)) == (result, used, errors)
+    got = interpolate(text, env)
+    assert (got.text, got.used, len(got.errors)) == (result, used, errors)
 
 
 def test_unset_variable_message_says_how_to_set_it() -> None:
-    _, _, problems = interpolate("${env:EXT_ID}", {})
+    problems = interpolate("${env:EXT_ID}", {}).errors
     assert problems == [
         "environment variable EXT_ID is not set: export EXT_ID=... before running rolechain, "
         "or give a default with ${env:EXT_ID:-value}"
@@ -178,3 +182,83 @@ def test_both_parsers_agree_on_the_corpus(path: Path) -> None:
     assert [p.location for p in fast.problems] == [p.location for p in slow.problems]
     if "syntax" not in path.name:
         assert [p.message for p in fast.problems] == [p.message for p in slow.problems]
+
+
+# -- hostile input (issue 9) ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("libyaml", PARSERS)
+@pytest.mark.parametrize(
+    ("text", "where", "code"),
+    [
+        ('a: "x\x00y"\n', "t.yaml:1:6", "U+0000"),
+        ("a: 1\nb: x\x07y\n", "t.yaml:2:5", "U+0007"),
+        ("a: caf\u00e9\nb: \u00e9\x1b[2J\n", "t.yaml:2:5", "U+001B"),
+    ],
+)
+def test_control_characters_are_located(text: str, where: str, code: str, libyaml: bool) -> None:
+    doc = read_document("t.yaml", text, {}, use_libyaml=libyaml)
+    [problem] = doc.problems
+    assert str(problem).startswith(f"{where}: YAML syntax error: the control character {code}")
+
+
+@pytest.mark.parametrize("libyaml", PARSERS)
+def test_nesting_is_capped(libyaml: bool) -> None:
+    depth = yamlsource.MAX_DEPTH + 10
+    doc = read_document("t.yaml", "a: " + "[" * depth + "]" * depth + "\n", {}, use_libyaml=libyaml)
+    [problem] = doc.problems
+    assert f"values nest more than {yamlsource.MAX_DEPTH} levels deep" in problem.message
+    assert problem.location is not None
+
+
+def test_alias_expansion_cap_counts_aliases_not_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(yamlsource, "MAX_EXPANSIONS", 100)
+    honest = "".join(f"k{i}: [a, b, c]\n" for i in range(1000))  # 4,000 values, no alias
+    assert not read_document("t.yaml", honest, {}).problems
+    aliased = "d: &d [a, b, c]\n" + "".join(f"k{i}: *d\n" for i in range(24))  # 96 expanded
+    assert not read_document("t.yaml", aliased, {}).problems
+    aliased += "k24: *d\n"  # 100 expanded: still fine; one more alias goes over
+    assert not read_document("t.yaml", aliased, {}).problems
+    doc = read_document("t.yaml", aliased + "k25: *d\n", {})
+    [problem] = doc.problems
+    assert "aliases expand to more than 100 values" in problem.message
+    assert doc.data is None  # the rest of the file is not read
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("!!binary aGk=", "the tag !!binary is not supported"),
+        ("!!timestamp 2024-01-01", "the tag !!timestamp is not supported"),
+        ("!!set {a}", "the tag !!set is not supported"),
+        ("!Ref x", "the tag !Ref is not supported"),
+        ("!!int abc", "'abc' is not an integer"),
+        ("!!float abc", "is not a number"),
+        ("!!bool maybe", "'maybe' is not true or false"),
+        ("1" * 21, "a number of 21 digits is too large (at most 20)"),
+    ],
+)
+def test_only_core_scalars_of_sane_size(value: str, expected: str) -> None:
+    doc = read_document("t.yaml", f"a: {value}\n", {})
+    [problem] = doc.problems
+    assert expected in problem.message
+    assert problem.location is not None
+
+
+def test_integers_remember_a_non_decimal_spelling() -> None:
+    data = read("a: 0x1CBE991A14\nb: +12\nc: 12\nd: -12\ne: 0o17\n")
+    assert data == {"a": 123456789012, "b": 12, "c": 12, "d": -12, "e": 15}
+    assert [getattr(data[k], "spelling", None) for k in "abcde"] == [  # type: ignore[index]
+        "0x1CBE991A14",
+        "+12",
+        None,
+        None,
+        "0o17",
+    ]
+
+
+def test_keys_with_control_characters_are_escaped_in_paths() -> None:
+    doc = read_document("t.yaml", 'a:\n  "x\\ny\\e": !!binary aGk=\n', {})
+    [problem] = doc.problems
+    assert problem.message.startswith("a.x\\x0ay\\x1b: the tag !!binary")
+    assert "\n" not in problem.message

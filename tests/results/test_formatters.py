@@ -82,6 +82,7 @@ def test_summary_lines() -> None:
         planned_assume_calls=4,
         retries=2,
         elapsed_seconds=1.5,
+        finished_at="2026-01-01T00:00:02Z",
         failed_targets=["audit@333333333333"],
     )
     text = "\n".join(summary_lines(summary))
@@ -89,6 +90,32 @@ def test_summary_lines() -> None:
     assert "2 ok, 1 failed of 3" in text
     assert "AssumeRole calls: 4 (planned 4), retries: 2" in text
     assert "audit@333333333333" in text
+    assert "given up" not in text
+
+
+def test_summary_lines_of_a_stopped_run() -> None:
+    summary = Summary(
+        job="inv",
+        run_id="r1",
+        targets=4,
+        targets_ok=1,
+        targets_failed=1,
+        targets_unfinished=2,
+        finished_at="2026-01-01T00:00:02Z",
+        stop="interrupted",
+        stop_reason="SIGTERM",
+        abandoned=2,
+        late_results=1,
+        still_running=1,
+    )
+    assert summary.status == "interrupted"
+    lines = summary_lines(summary)
+    assert lines[0] == "run r1 (inv): interrupted (SIGTERM)"
+    assert "1 ok, 1 failed, 2 unfinished of 4" in lines[1]
+    assert any("tasks given up: 2 (1 finished later" in line for line in lines)
+    running = Summary(job="inv", run_id="r1")
+    assert running.status == "running"
+    assert not running.ok
 
 
 def test_table_rows_are_sorted_by_target_whatever_the_finishing_order() -> None:

@@ -73,11 +73,19 @@ def test_interrupted_run_keeps_finished_records(tmp_path) -> None:  # type: igno
     store = Store(path, batch=1000)
     store.start(plan)
     store.add(OK)
-    store.finish(summary(run_id=plan.run_id, interrupted=True))
+    store.finish(summary(run_id=plan.run_id, stop="interrupted", stop_reason="SIGINT"))
     store.close()
     with Store(path) as again:
         assert again.runs()[0]["status"] == "interrupted"
         assert len(list(again.records("r1"))) == 1
+
+
+def test_a_run_past_its_deadline_says_so(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    plan = hub_plan(["222222222222"])
+    with Store(tmp_path / "runs.db") as store:
+        store.start(plan)
+        store.finish(summary(run_id=plan.run_id, stop="deadline-exceeded"))
+        assert store.runs()[0]["status"] == "deadline-exceeded"
 
 
 def test_runs_newest_first_and_by_job(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -21,14 +21,21 @@ ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "chains" / "demo.yaml"
 
 
-def test_serves_prints_exports_and_exits_zero_on_ctrl_c() -> None:
+@pytest.mark.parametrize(
+    "extra_env",
+    [{}, {"AWS_PROFILE": "no-such-profile", "AWS_DEFAULT_PROFILE": "nor-this-one"}],
+    ids=["plain", "missing-aws-profile"],
+)
+def test_serves_prints_exports_and_exits_zero_on_ctrl_c(extra_env: dict[str, str]) -> None:
+    """Also when AWS_PROFILE names a profile that does not exist (it once crashed with
+    ProfileNotFound): the sandbox's own clients carry explicit keys and read no profile."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "rolechain", "sandbox", str(DEMO), "--latency", "1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **extra_env},
     )
     try:
         assert proc.stdout is not None
@@ -47,6 +54,7 @@ def test_serves_prints_exports_and_exits_zero_on_ctrl_c() -> None:
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err
         assert "serving http://127.0.0.1:" in err
+        assert "X-Rolechain-Sandbox-Admin: " in err
         assert "sandbox stopped" in err
     finally:
         if proc.poll() is None:
@@ -83,7 +91,7 @@ def test_help_has_an_example() -> None:
 
 def test_missing_moto_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "moto.moto_server.werkzeug_app", None)
-    chain = chain_from("version: 1\n")
+    chain = chain_from("version: 1\nprincipals: {p: {}}\n")
     with pytest.raises(SandboxError) as info, sandbox(chain):
         pass
     assert "pip install 'rolechain[sandbox]'" in str(info.value)

@@ -5,7 +5,7 @@ An assumer turns (hop, the caller's credentials) into issued credentials. The ho
 That seam lets a fake assumer (tests), the on-disk credential cache (a wrapper around an
 assumer) and :class:`StsAssumer` plug into the same tree.
 
-:class:`StsAssumer` paces calls with a shared :class:`~rolechain.aws.ratelimit.RateLimiter`,
+:class:`StsAssumer` paces calls with the run's :class:`~rolechain.aws.ratelimit.AssumeLimiter`,
 retries transient errors with exponential backoff and full jitter
 (:mod:`rolechain.aws.retry`), counts requests and retries, and converts the returned
 ``Expiration`` to the local clock using the response's ``Date`` header, so a skewed local
@@ -24,7 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 from botocore.credentials import Credentials
 
 from rolechain.aws.errors import aws_call
-from rolechain.aws.ratelimit import RateLimiter
+from rolechain.aws.ratelimit import AssumeLimiter
 from rolechain.aws.retry import CallStats, RetryPolicy, call_with_retries
 from rolechain.aws.session import AwsSessions
 from rolechain.errors import AwsContext
@@ -94,7 +94,7 @@ class StsAssumer:
         sessions: AwsSessions,
         *,
         policy: RetryPolicy | None = None,
-        limiter: RateLimiter | None = None,
+        limiter: AssumeLimiter | None = None,
         stats: CallStats | None = None,
         default_region: str = "us-east-1",
         clock: Clock = utc_now,

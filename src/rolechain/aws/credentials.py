@@ -17,9 +17,21 @@ refresh a 15-minute session on every call. rolechain uses a quarter of the sessi
 mandatory one: a 1-hour session refreshes with 15 minutes left, a 15-minute session with
 3m45s left and blocks callers only in its last 2m30s.
 
+Refreshing never storms STS. botocore asks for a refresh on every signed request inside
+the advisory window, but lets only one thread refresh while the others use the current
+keys. An *advisory* refresh makes one AssumeRole attempt (:func:`~rolechain.aws.retry.
+attempts_at_most`); if it fails, the still-valid keys are kept and the hop cools down
+(:func:`cooldown_seconds`: a fifth of the advisory window, at most 30 s) before the next
+attempt. A *mandatory* refresh (the last sixth of the session, or an ``ExpiredToken``) runs
+the full retry policy while every other thread waits for it; if it fails, threads asking
+within the cool-down get the same error instead of starting another round of retries.
+
 A hop that fails is failed for the whole run: the error is kept and raised to every target
 below it, without calling AWS again. ``ExpiredToken`` from AssumeRole means the *caller*
 expired: the tree refreshes the caller (the parent hop) and asks again.
+
+botocore's private refresh state is reached only through
+:mod:`rolechain.aws.botocore_adapter`.
 """
 
 from __future__ import annotations
@@ -27,12 +39,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.credentials import Credentials, RefreshableCredentials
 
 from rolechain.aws.assumer import Assumer, Clock, IssuedCredentials, mask, utc_now
+from rolechain.aws.botocore_adapter import RefreshHooks, force_refresh
+from rolechain.aws.retry import attempts_at_most
 from rolechain.errors import AwsError, CredentialsError, ExpiredTokenError, RolechainError
 from rolechain.planner.plan import Hop, Plan, Target
 
@@ -42,6 +56,8 @@ ADVISORY_FRACTION = 1 / 4
 MANDATORY_FRACTION = 1 / 6
 MAX_ADVISORY = 15 * 60
 MAX_MANDATORY = 10 * 60
+COOLDOWN_FRACTION = 1 / 5  # of the advisory window
+MAX_COOLDOWN = 30.0
 
 
 def refresh_windows(lifetime_seconds: float) -> tuple[float, float]:
@@ -53,14 +69,23 @@ def refresh_windows(lifetime_seconds: float) -> tuple[float, float]:
     )
 
 
-class HopCredentials(RefreshableCredentials):
-    """Refreshable credentials of one hop. Never shows its secret in ``repr``."""
+def cooldown_seconds(advisory_window: float) -> float:
+    """How long a hop waits after a failed refresh before trying again."""
+    return max(0.0, min(MAX_COOLDOWN, advisory_window * COOLDOWN_FRACTION))
+
+
+class HopCredentials(RefreshHooks):
+    """Refreshable credentials of one hop. Never shows its secret in ``repr``.
+
+    ``fetch()`` assumes the hop again and returns the new keys; it is called with botocore's
+    refresh lock held, so at most one refresh of a hop runs at a time.
+    """
 
     def __init__(
         self,
         hop: Hop,
         issued: IssuedCredentials,
-        refresh: Callable[[], dict[str, Any]],
+        fetch: Callable[[], IssuedCredentials],
         clock: Clock,
     ) -> None:
         lifetime = issued.lifetime_seconds or hop.duration_seconds
@@ -70,7 +95,7 @@ class HopCredentials(RefreshableCredentials):
             issued.secret_key,
             issued.token,
             issued.expiration,
-            refresh,
+            self._refresh_metadata,
             "rolechain-assume-role",
             time_fetcher=clock,
             advisory_timeout=advisory,  # type: ignore[arg-type]
@@ -79,22 +104,63 @@ class HopCredentials(RefreshableCredentials):
         self.hop = hop
         self.assumed_role_arn = issued.assumed_role_arn
         self.refreshes = 0
+        self.advisory_failures = 0  # advisory refreshes that failed (keys kept)
+        self.cooldown = cooldown_seconds(advisory)
+        self._fetch = fetch
+        self._clock = clock
+        self._mandatory = False  # the kind of refresh in progress (lock held)
+        self._advisory_retry_at: datetime | None = None
+        self._failure: tuple[datetime, RolechainError] | None = None
 
-    @property
-    def expiry_time(self) -> datetime:
-        expiry: datetime = _raw(self)._expiry_time
-        return expiry
+    def refresh_locked(self, *, mandatory: bool) -> None:
+        now = self._clock()
+        if not mandatory:
+            if self._advisory_retry_at is not None and now < self._advisory_retry_at:
+                return  # cooling down: keep the current, still valid keys
+        elif self._failure is not None:
+            failed_at, error = self._failure
+            if now < failed_at + timedelta(seconds=self.cooldown):
+                raise fresh_error(error)  # the refresh this thread waited for failed
+        self._mandatory = mandatory
+        self.botocore_refresh(mandatory=mandatory)
 
-    @property
-    def advisory_window(self) -> float:
-        return float(_raw(self)._advisory_refresh_timeout)
+    def _refresh_metadata(self) -> dict[str, Any]:
+        """botocore's refresh function: the hop's new keys (lock held)."""
+        if self._mandatory:
+            try:
+                with attempts_at_most(None):
+                    issued = self._fetch()
+            except RolechainError as exc:
+                self._failure = (self._clock(), exc)
+                raise
+        else:
+            try:
+                with attempts_at_most(1):
+                    issued = self._fetch()
+            except RolechainError:
+                # Keep the current keys: they are valid beyond the mandatory window.
+                self.advisory_failures += 1
+                self._advisory_retry_at = self._clock() + timedelta(seconds=self.cooldown)
+                return self._current_metadata()
+        self._failure = None
+        self._advisory_retry_at = None
+        self.refreshes += 1
+        self.assumed_role_arn = issued.assumed_role_arn or self.assumed_role_arn
+        return {
+            "access_key": issued.access_key,
+            "secret_key": issued.secret_key,
+            "token": issued.token,
+            "expiry_time": issued.expiration.astimezone(UTC).isoformat(),
+        }
 
-    @property
-    def mandatory_window(self) -> float:
-        return float(_raw(self)._mandatory_refresh_timeout)
-
-    def seconds_remaining(self) -> float:
-        return float(_raw(self)._seconds_remaining())
+    def _current_metadata(self) -> dict[str, Any]:
+        frozen = self.current_frozen()
+        return {
+            "access_key": frozen.access_key,
+            "secret_key": frozen.secret_key,
+            "token": frozen.token,
+            "expiry_time": self.expiry_time.astimezone(UTC).isoformat(),
+        }
 
     def force_refresh(self, stale_access_key: str | None = None) -> None:
         """Re-assume now (after an ExpiredToken), whatever the clock says.
@@ -102,15 +168,11 @@ class HopCredentials(RefreshableCredentials):
         With ``stale_access_key``, nothing happens if another thread already replaced
         that key: many children seeing one expired parent refresh it once.
         """
-        raw = _raw(self)
-        with raw._refresh_lock:
-            if stale_access_key is not None and raw._access_key != stale_access_key:
-                return
-            raw._protected_refresh(is_mandatory=True)
+        force_refresh(self, stale_access_key)
 
     def __repr__(self) -> str:
         return (
-            f"HopCredentials(hop={self.hop.id!r}, access_key={mask(_raw(self)._access_key)!r}, "
+            f"HopCredentials(hop={self.hop.id!r}, access_key={mask(self.current_access_key)!r}, "
             f"expires={self.expiry_time.isoformat()!r})"
         )
 
@@ -240,14 +302,8 @@ class HopTree:
                 self._refresh_caller(hop, caller, used)
 
     def _refresh_caller(self, hop: Hop, caller: Credentials, used: str | None) -> None:
-        if isinstance(caller, HopCredentials):
-            caller.force_refresh(stale_access_key=used)
-            return
         if isinstance(caller, RefreshableCredentials):
-            raw = _raw(caller)
-            with raw._refresh_lock:
-                if raw._access_key == used:
-                    raw._protected_refresh(is_mandatory=True)
+            force_refresh(caller, used)
             return
         raise CredentialsError(
             f"the principal's credentials expired while assuming {hop.label}",
@@ -255,21 +311,12 @@ class HopTree:
             "a profile with SSO or an instance role)",
         )
 
-    def _refresher(self, hop: Hop) -> Callable[[], dict[str, Any]]:
-        def refresh() -> dict[str, Any]:
+    def _refresher(self, hop: Hop) -> Callable[[], IssuedCredentials]:
+        def refresh() -> IssuedCredentials:
             issued = self._assume(hop)
             with self._lock:
                 self.refreshed += 1
-            creds = self._entries[hop.id].credentials
-            if creds is not None:
-                creds.refreshes += 1
-                creds.assumed_role_arn = issued.assumed_role_arn or creds.assumed_role_arn
-            return {
-                "access_key": issued.access_key,
-                "secret_key": issued.secret_key,
-                "token": issued.token,
-                "expiry_time": issued.expiration.astimezone(UTC).isoformat(),
-            }
+            return issued
 
         return refresh
 
@@ -278,14 +325,17 @@ def _current(entry: _Entry) -> HopCredentials | None:
     return entry.credentials
 
 
-def _raw(obj: object) -> Any:
-    """``obj`` untyped, to reach botocore's documented-by-source private refresh state."""
-    return obj
+def fresh_error(error: RolechainError) -> RolechainError:
+    """A new instance of a kept error: one exception object must not be raised from many
+    threads (each raise rewrites its traceback and chains the others' contexts)."""
+    if isinstance(error, AwsError):
+        return error.with_context(error.context)
+    cls = type(error)
+    fresh = cls.__new__(cls, *error.args)
+    fresh.__dict__.update(error.__dict__)
+    return fresh
 
 
 def _copy(error: RolechainError | None) -> RolechainError:
-    """A fresh instance of a kept error (one exception object must not be raised twice)."""
     assert error is not None
-    if isinstance(error, AwsError):
-        return error.with_context(error.context)
-    return error
+    return fresh_error(error)

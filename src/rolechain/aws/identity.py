@@ -9,7 +9,9 @@
 * when the chain file said ``kind: user`` (long-term keys, first hop not chained) but the
   credentials are a session (a session token, an assumed-role or federated ARN), re-plans
   the job with the principal treated as a session, so every first hop is checked against
-  the one-hour chaining cap. If the plan no longer holds the planner's PlanError says why.
+  the one-hour chaining cap. The new plan carries a ``principal-is-session`` note (a
+  warning: what was detected, and every hop whose duration changed); if the plan no longer
+  holds, the PlanError says what was detected and how to fix it.
 """
 
 from __future__ import annotations
@@ -25,9 +27,12 @@ from botocore.credentials import Credentials
 from rolechain.aws.errors import aws_call
 from rolechain.aws.retry import CallStats, RetryPolicy, call_with_retries
 from rolechain.aws.session import AwsSessions
-from rolechain.errors import AwsContext, CredentialsError
+from rolechain.errors import AwsContext, CredentialsError, PlanError
 from rolechain.model.chain import Chain
+from rolechain.model.durations import format_duration
 from rolechain.planner.plan import Note, Plan
+
+SESSION_NOTE = "principal-is-session"
 
 _ROOT = re.compile(r"^arn:[\w-]+:iam::\d{12}:root$")
 _ASSUMED = re.compile(r"^arn:([\w-]+):sts::(\d{12}):assumed-role/([^/]+)/(.+)$")
@@ -140,18 +145,59 @@ def check_principal(
             )
         from rolechain.planner import plan as make_plan
 
-        new_plan = make_plan(
-            as_session_chain(chain, plan.principal),
-            plan.job,
-            targets=list(targets) if targets is not None else None,
-            run_id=plan.run_id,
-            resolved=resolved,
+        detected = (
+            f"principal {plan.principal!r} is declared kind: user (long-term IAM user keys), "
+            f"but its credentials were detected as a session ({_why_session(identity)}), so "
+            "every first hop is role chaining, capped at one hour"
         )
+        try:
+            new_plan = make_plan(
+                as_session_chain(chain, plan.principal),
+                plan.job,
+                targets=list(targets) if targets is not None else None,
+                run_id=plan.run_id,
+                resolved=resolved,
+            )
+        except PlanError as exc:
+            violations = [
+                dataclasses.replace(v, fix=v.fix.replace(_USER_KEYS_FIX, _SESSION_FIX))
+                for v in exc.violations
+            ]
+            raise PlanError(exc.job, violations, note=detected + "; planned again:") from None
         note = Note(
-            kind="principal-is-session",
-            message=f"principal {plan.principal!r} is declared as user keys but the "
-            f"credentials are a session ({identity.arn}); planned again with chained first "
-            "hops",
+            kind=SESSION_NOTE,
+            message=f"{detected}; planned again as a session: {_changes(plan, new_plan)}",
         )
         return dataclasses.replace(new_plan, notes=(*new_plan.notes, note))
     return plan
+
+
+_USER_KEYS_FIX = "start from long-term IAM user keys (principal kind: user)"
+_SESSION_FIX = (
+    "start from the IAM user's own access keys (AKIA..., no session token) instead of the "
+    "session credentials given"
+)
+
+
+def _why_session(identity: CallerIdentity) -> str:
+    if ":assumed-role/" in identity.arn or ":federated-user/" in identity.arn:
+        return identity.arn
+    return f"{identity.arn}, with a session token"
+
+
+def _changes(before: Plan, after: Plan) -> str:
+    """What re-planning as a session changed, hop by hop."""
+    old = {hop.id: hop for hop in before.hops}
+    changed = []
+    for hop in after.hops:
+        was = old.get(hop.id)
+        same = was is not None and was.duration_seconds == hop.duration_seconds
+        if was is None or (same and was.chained == hop.chained):
+            continue
+        changed.append(
+            f"{hop.label} now chained, {format_duration(was.duration_seconds)} -> "
+            f"{format_duration(hop.duration_seconds)}"
+            if was.duration_seconds != hop.duration_seconds
+            else f"{hop.label} now chained"
+        )
+    return "; ".join(changed) if changed else "no hop changed"

@@ -14,42 +14,24 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from botocore.credentials import Credentials
-
 from rolechain.aws.errors import aws_call
-from rolechain.aws.retry import CallStats, RetryPolicy, call_with_retries
-from rolechain.aws.session import AwsSessions
+from rolechain.aws.retry import call_with_retries
+from rolechain.aws.session import ServiceCalls
 from rolechain.errors import AwsContext
 from rolechain.planner.plan import Discovery
 
 
-class Organizations:
+class Organizations(ServiceCalls):
     """Organizations calls with one set of credentials (the ``via`` hop's)."""
 
-    def __init__(
-        self,
-        sessions: AwsSessions,
-        credentials: Credentials,
-        *,
-        region: str = "us-east-1",
-        policy: RetryPolicy | None = None,
-        stats: CallStats | None = None,
-        hop: str | None = None,
-    ) -> None:
-        self.sessions = sessions
-        self.credentials = credentials
-        self.region = region
-        self.policy = policy or RetryPolicy()
-        self.stats = stats
-        self.hop = hop
+    service = "organizations"
 
     def _pages(self, operation: str, key: str, **params: Any) -> list[dict[str, Any]]:
         context = AwsContext(hop=self.hop, operation=f"organizations:{operation}")
 
         def call() -> list[dict[str, Any]]:
             with aws_call(context):
-                client = self.sessions.client("organizations", self.region, self.credentials)
-                paginator = client.get_paginator(operation)
+                paginator = self.client().get_paginator(operation)
                 items: list[dict[str, Any]] = []
                 for page in paginator.paginate(**params):
                     items.extend(page.get(key, []))
@@ -79,6 +61,17 @@ class Organizations:
                 "list_organizational_units_for_parent", "OrganizationalUnits", ParentId=parent
             )
             pending.extend(ou["Id"] for ou in children)
+
+    def organization_id(self) -> str:
+        """The organization's id (``o-...``), what ``aws:PrincipalOrgID`` holds for every
+        identity of its accounts."""
+        context = AwsContext(hop=self.hop, operation="organizations:DescribeOrganization")
+
+        def call() -> str:
+            with aws_call(context):
+                return str(self.client().describe_organization()["Organization"]["Id"])
+
+        return call_with_retries(call, self.policy, stats=self.stats)
 
     def tags(self, account_id: str) -> dict[str, str]:
         entries = self._pages("list_tags_for_resource", "Tags", ResourceId=account_id)

@@ -11,6 +11,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class AssumeLimiter(Protocol):
+    """Paces AssumeRole calls: :meth:`acquire` returns when the next call may go."""
+
+    def acquire(self) -> None: ...
 
 
 class RateLimiter:

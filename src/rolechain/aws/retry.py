@@ -4,13 +4,19 @@ Only :class:`~rolechain.errors.TransientAwsError` is retried (throttling, 5xx, t
 connection errors); permanent errors fail at once and ExpiredToken is handled by the hop
 tree (refresh the parent, then retry). botocore's own retries are off on rolechain's clients
 (:mod:`rolechain.aws.session`) so the two never stack.
+
+:func:`attempts_at_most` caps the attempts of every retried call made inside it on this
+thread (a context variable): an advisory credential refresh makes one attempt, whatever
+the policy says, and a refresh that must happen sets the cap back to the full policy.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -85,6 +91,19 @@ class CallStats:
                 self.assume_throttled += 1
 
 
+_ATTEMPT_CAP: ContextVar[int | None] = ContextVar("rolechain_attempt_cap", default=None)
+
+
+@contextmanager
+def attempts_at_most(attempts: int | None) -> Iterator[None]:
+    """Retried calls inside make at most ``attempts`` attempts (None: the full policy)."""
+    token = _ATTEMPT_CAP.set(attempts)
+    try:
+        yield
+    finally:
+        _ATTEMPT_CAP.reset(token)
+
+
 def call_with_retries(
     func: Callable[[], T],
     policy: RetryPolicy,
@@ -94,6 +113,10 @@ def call_with_retries(
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
     """``func()``, retried on transient errors; the last error is re-raised."""
+    attempts = max(1, policy.attempts)
+    cap = _ATTEMPT_CAP.get()
+    if cap is not None:
+        attempts = max(1, min(attempts, cap))
 
     def count(state: RetryCallState) -> None:
         if stats is not None:
@@ -102,7 +125,7 @@ def call_with_retries(
     retrying = Retrying(  # tenacity's strategies are untyped callables
         retry=retry_if_exception_type(TransientAwsError),
         wait=wait_random_exponential(multiplier=policy.initial_wait, max=policy.max_wait),
-        stop=stop_after_attempt(max(1, policy.attempts)),
+        stop=stop_after_attempt(attempts),
         before_sleep=count,
         sleep=sleep,
         reraise=True,

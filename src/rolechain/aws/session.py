@@ -15,7 +15,7 @@ that one session for a run and hands out:
   connection, so clients of the same service endpoint can share connections; without it
   each target's new client opens its own connection (a TCP and TLS handshake to the same
   endpoint, tens of milliseconds on a real network, per target). The first client of an
-  endpoint lends its pool to the later ones (through :mod:`rolechain.aws._botocore`:
+  endpoint lends its pool to the later ones (through :mod:`rolechain.aws.botocore_adapter`:
   botocore has no public hook for it).
 * :meth:`AwsSessions.boto3_session`: a ready ``boto3.Session`` for the ``python`` task and
   the :func:`rolechain.sessions` factory. It wraps a new, light botocore session that shares
@@ -37,8 +37,15 @@ import botocore.session
 from botocore.config import Config
 from botocore.credentials import Credentials, EnvProvider
 
-from rolechain.aws._botocore import http_session_of, use_http_session
+from rolechain.aws.botocore_adapter import (
+    boto3_session,
+    http_session_of,
+    light_session,
+    sign_with,
+    use_http_session,
+)
 from rolechain.aws.errors import aws_call
+from rolechain.aws.retry import CallStats, RetryPolicy
 from rolechain.errors import AwsContext, CredentialsError, PermanentAwsError
 
 if TYPE_CHECKING:  # boto3 (and s3transfer under it) is imported only for a python task
@@ -89,6 +96,8 @@ class AwsSessions:
         self._lock = threading.Lock()
         self._keys: dict[int, list[tuple[str, str, int]]] = {}  # id(credentials) -> keys
         self._pools: dict[str, Any] = {}  # endpoint URL -> the http session its clients share
+        self._warm_lock = threading.Lock()
+        self._warmed: set[str] = set()
         self.clients_created = 0
 
     def client(self, service: str, region: str, credentials: Credentials) -> Any:
@@ -123,15 +132,24 @@ class AwsSessions:
                 del self._keys[key[2]]
 
     def warm(self, services: Iterable[str], region: str) -> None:
-        """Load each service's model and endpoint data once, on the calling thread.
+        """Load each service's model and endpoint data once, before threads need them.
 
         botocore's loader caches what it parses but does not lock: when the first clients
         of a run are created in many threads at once, each thread parses the same models.
         Measured on a 16-thread fan-out, that doubled peak memory. One throwaway client per
-        service first fills the cache. Unknown service names are left for the task that
-        uses them to report.
+        service first fills the cache. Each service is warmed once per :class:`AwsSessions`,
+        under a lock, so concurrent callers wait for the one warm-up.
+        Unknown service names are left for the task that uses them to report.
         """
         for service in dict.fromkeys(services):
+            self.warm_service(service, region)
+
+    def warm_service(self, service: str, region: str) -> None:
+        if service in self._warmed:
+            return
+        with self._warm_lock:
+            if service in self._warmed:
+                return
             # Not get_available_services() first: it lists every model directory (50 ms).
             try:
                 with aws_call(AwsContext(operation=f"create {service} client", region=region)):
@@ -145,8 +163,10 @@ class AwsSessions:
             except PermanentAwsError as exc:
                 if exc.code != "UnknownService":
                     raise
+            self._warmed.add(service)
 
     def _create(self, service: str, region: str, credentials: Credentials) -> Any:
+        self.warm_service(service, region)
         frozen = credentials.get_frozen_credentials()
         with aws_call(AwsContext(operation=f"create {service} client", region=region)):
             client = self.session.create_client(
@@ -157,10 +177,9 @@ class AwsSessions:
                 aws_secret_access_key=frozen.secret_key,
                 aws_session_token=frozen.token,
             )
-        # Sign with the refreshable object itself, not the frozen copy create_client made:
-        # botocore's RequestSigner calls get_frozen_credentials() on every request, which
-        # refreshes the hop when its window is reached.
-        client._request_signer._credentials = credentials  # type: ignore[attr-defined]
+        # Sign with the refreshable object itself, not the frozen copy create_client made,
+        # so the hop refreshes when its window is reached.
+        sign_with(client, credentials)
         self._share_connections(client)
         return client
 
@@ -180,17 +199,14 @@ class AwsSessions:
         use_http_session(client, shared)
 
     def boto3_session(self, credentials: Credentials, region: str) -> boto3.Session:
-        """A boto3 Session for ``region`` using ``credentials`` (refreshable or not)."""
-        light: Any = botocore.session.Session()
-        shared: Any = self.session
-        light.register_component("data_loader", shared.get_component("data_loader"))
-        for name in ("endpoint_resolver", "exceptions_factory"):
-            light._internal_components.register_component(
-                name, shared._get_internal_component(name)
-            )
-        light._credentials = credentials
-        session: boto3.Session = _boto3_session_class()(botocore_session=light, region_name=region)
-        return session
+        """A boto3 Session for ``region`` using ``credentials`` (refreshable or not).
+
+        Its clients come from models parsed once; the first client of each service is
+        warmed under a lock (:meth:`warm_service`), so user threads never race botocore's
+        unlocked loader.
+        """
+        light = light_session(self.session, credentials)
+        return boto3_session(light, region, before_client=self.warm_service)
 
     def release(self, credentials: Credentials) -> None:
         """Drop the cached clients of ``credentials`` (a target that is done).
@@ -210,33 +226,31 @@ class AwsSessions:
             self._keys.clear()
 
 
-_LOADER_LOCK = threading.Lock()
-_BOTO3_SESSION: Any = None
+class ServiceCalls:
+    """Calls to one AWS service with one set of credentials (a hop's): a client from the
+    run's shared session, the run's retry policy and counters, and the hop for errors."""
 
+    service = ""
 
-def _boto3_session_class() -> Any:
-    """boto3.Session that adds boto3's resource data path to a shared loader only once.
+    def __init__(
+        self,
+        sessions: AwsSessions,
+        credentials: Credentials,
+        *,
+        region: str = "us-east-1",
+        policy: RetryPolicy | None = None,
+        stats: CallStats | None = None,
+        hop: str | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.credentials = credentials
+        self.region = region
+        self.policy = policy or RetryPolicy()
+        self.stats = stats
+        self.hop = hop
 
-    Made on first use: importing boto3 costs about 0.1 s (s3transfer, concurrent.futures
-    machinery) that a run without ``python`` tasks does not need.
-    """
-    global _BOTO3_SESSION
-    with _LOADER_LOCK:
-        if _BOTO3_SESSION is not None:
-            return _BOTO3_SESSION
-        import boto3
-
-        data = os.path.join(os.path.dirname(boto3.__file__), "data")
-
-        class SharedLoaderBoto3Session(boto3.Session):
-            def _setup_loader(self) -> None:
-                self._loader = self._session.get_component("data_loader")
-                with _LOADER_LOCK:
-                    if data not in self._loader.search_paths:
-                        self._loader.search_paths.append(data)
-
-        _BOTO3_SESSION = SharedLoaderBoto3Session
-        return _BOTO3_SESSION
+    def client(self) -> Any:
+        return self.sessions.client(self.service, self.region, self.credentials)
 
 
 def principal_credentials(
@@ -249,17 +263,28 @@ def principal_credentials(
 
     ``default`` is botocore's default chain (env, shared files, SSO, container, instance);
     ``profile`` a named profile; ``env`` only the AWS_* environment variables.
+
+    Credentials that are expired from the start (``AWS_CREDENTIAL_EXPIRATION`` in the past,
+    as left behind by an old ``rolechain env``) or that botocore cannot read raise
+    CredentialsError with what to do, before any call is made.
     """
     creds: Credentials | None
-    with aws_call(AwsContext(operation="load principal credentials")):
-        if source == "env":
-            creds = EnvProvider().load()
-        elif source == "profile":
-            creds = botocore.session.Session(profile=profile).get_credentials()
-        else:
-            # A session of its own: botocore sessions cache the credentials they resolve,
-            # and the shared session outlives runs.
-            creds = (botocore_session or botocore.session.Session()).get_credentials()
+    try:
+        with aws_call(AwsContext(operation="load principal credentials")):
+            if source == "env":
+                creds = EnvProvider().load()
+            elif source == "profile":
+                creds = botocore.session.Session(profile=profile).get_credentials()
+            else:
+                # A session of its own: botocore sessions cache the credentials they
+                # resolve, and the shared session outlives runs.
+                creds = (botocore_session or botocore.session.Session()).get_credentials()
+            if creds is not None:
+                creds.get_frozen_credentials()  # refreshable ones refresh (and fail) here
+    except (RuntimeError, ValueError) as exc:
+        # botocore raises RuntimeError for credentials still expired after a refresh, and
+        # dateutil a ValueError for an expiry it cannot parse.
+        raise _unusable(source, profile, exc) from None
     if creds is None:
         where = {
             "env": "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY are not set",
@@ -271,6 +296,27 @@ def principal_credentials(
             "principal's 'source' in the chain file",
         )
     return creds
+
+
+def _unusable(source: str, profile: str | None, exc: Exception) -> CredentialsError:
+    expiry = os.environ.get("AWS_CREDENTIAL_EXPIRATION")
+    from_env = source == "env" or (
+        source == "default" and os.environ.get("AWS_ACCESS_KEY_ID") and expiry is not None
+    )
+    if from_env and expiry is not None:
+        state = "has passed" if isinstance(exc, RuntimeError) else "is not a timestamp"
+        return CredentialsError(
+            f"no usable starting credentials: AWS_CREDENTIAL_EXPIRATION ({expiry!r}) {state}, "
+            "so the AWS_* keys in the environment are expired or unreadable",
+            hint="load fresh credentials (run `rolechain env` again, or your SSO login), or "
+            "unset AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and "
+            "AWS_CREDENTIAL_EXPIRATION to use another source",
+        )
+    where = f"profile {profile!r}" if source == "profile" else f"the {source} credential chain"
+    return CredentialsError(
+        f"no usable starting credentials: those of {where} are expired or unreadable ({exc})",
+        hint="refresh them (aws sso login, a new session) and try again",
+    )
 
 
 def static_credentials(access_key: str, secret_key: str, token: str | None = None) -> Credentials:

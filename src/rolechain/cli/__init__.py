@@ -26,6 +26,9 @@ COMMANDS: dict[str, str] = {
     "env": "rolechain.cli.creds:env",
     "import-aws-config": "rolechain.cli.creds:import_aws_config",
     "export-aws-config": "rolechain.cli.creds:export_aws_config",
+    "verify": "rolechain.cli.live:verify",
+    "discover": "rolechain.cli.live:discover",
+    "reach": "rolechain.cli.live:reach",
 }
 
 SUMMARIES: dict[str, str] = {
@@ -42,6 +45,9 @@ SUMMARIES: dict[str, str] = {
     "env": "Print shell export lines for a target's credentials.",
     "import-aws-config": "Turn AWS config profiles into a chain file.",
     "export-aws-config": "Write AWS config profiles that use rolechain as credential_process.",
+    "verify": "Check every hop of a chain file against IAM: drift, hop by hop.",
+    "discover": "Write a chain file from the roles and trust policies IAM has.",
+    "reach": "Who can reach a role: every path through the trust graph, offline.",
 }
 
 

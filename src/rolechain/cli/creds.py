@@ -24,7 +24,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from rolechain.cli._common import EXIT_FAILED, EXIT_INVALID, handle_errors
+from rolechain.cli._common import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    dumps,
+    duration,
+    echo,
+    echo_secret,
+    handle_errors,
+    write_text,
+)
 
 if TYPE_CHECKING:
     from rolechain.credentials.cache import CredentialCache
@@ -98,11 +107,11 @@ def _tty_token_provider() -> Callable[[Hop], str] | None:
         return None
 
     def provide(hop: Hop) -> str:
-        from rolechain.errors import CredentialsError
+        from rolechain.errors import CredentialsError, printable
 
         try:
             with open("/dev/tty", "r+", encoding="utf-8") as tty:
-                tty.write(f"MFA code for {hop.mfa_serial} (hop {hop.label}): ")
+                tty.write(printable(f"MFA code for {hop.mfa_serial} (hop {hop.label}): "))
                 tty.flush()
                 return tty.readline().strip()
         except OSError as exc:
@@ -139,9 +148,12 @@ def _resolve(
     )
     if cache is not None:
         for problem in cache.problems:
-            click.echo(f"warning: {problem}", err=True)
+            echo(f"warning: {problem}", err=True)
     if verbose:
         _describe(creds, cache)
+    else:
+        for note in creds.warnings:
+            echo(f"warning: {note}", err=True)
     return creds
 
 
@@ -155,15 +167,15 @@ def _describe(creds: TargetCredentials, cache: CredentialCache | None) -> None:
         source = f"assumed ({creds.assume_calls} AssumeRole calls, cache off)"
     else:
         source = f"assumed ({creds.assume_calls} AssumeRole calls; cached in {cache.directory})"
-    click.echo(
+    echo(
         f"job {creds.job}, target {creds.target} ({creds.role_arn}): {source}; "
         f"expires {_iso(creds.expiration)} (in {format_duration(remaining)})",
         err=True,
     )
     for hop in creds.hops:
-        click.echo(f"  hop {hop}", err=True)
+        echo(f"  hop {hop}", err=True)
     for note in creds.notes:
-        click.echo(f"  note: {note}", err=True)
+        echo(f"  note: {note}", err=True)
 
 
 def _iso(moment: datetime) -> str:
@@ -203,7 +215,7 @@ def credentials(
       rolechain credentials chains/three-hop-deploy.yaml --target prod-deploy --job deploy
     """
     creds = _resolve(path, target, job, no_cache, cache_dir, verbose)
-    click.echo(json.dumps(creds.credential_process(), indent=2))
+    echo_secret(json.dumps(creds.credential_process(), indent=2))
 
 
 # -- cache ---------------------------------------------------------------------------------
@@ -243,21 +255,20 @@ def cache_list(cache_dir: Path | None, fmt: str) -> None:
     entries = list(store.entries())
     now = datetime.now(UTC)
     if fmt == "json":
-        click.echo(
-            json.dumps(
+        echo(
+            dumps(
                 {
                     "directory": str(store.directory),
                     "entries": [e.to_dict(now) for e in entries],
                     "problems": store.problems,
-                },
-                indent=2,
+                }
             )
         )
         return
     for problem in store.problems:
-        click.echo(f"warning: {problem}", err=True)
+        echo(f"warning: {problem}", err=True)
     if not entries:
-        click.echo(f"no cached credentials in {store.directory}")
+        echo(f"no cached credentials in {store.directory}")
         return
     rows = [("KEY", "ROLE ARN", "SESSION NAME", "EXPIRES", "LEFT")]
     for entry in entries:
@@ -273,8 +284,8 @@ def cache_list(cache_dir: Path | None, fmt: str) -> None:
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    click.echo(f"{len(entries)} entries in {store.directory}")
+        echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    echo(f"{len(entries)} entries in {store.directory}")
 
 
 @cache.command("clear")
@@ -288,22 +299,11 @@ def cache_clear(cache_dir: Path | None, expired: bool) -> None:
     store = CredentialCache(cache_dir or default_cache_dir())
     removed = store.clear(expired_only=expired)
     for problem in store.problems:
-        click.echo(f"warning: {problem}", err=True)
-    click.echo(f"removed {removed} entr{'y' if removed == 1 else 'ies'} from {store.directory}")
+        echo(f"warning: {problem}", err=True)
+    echo(f"removed {removed} entr{'y' if removed == 1 else 'ies'} from {store.directory}")
 
 
 # -- exec ----------------------------------------------------------------------------------
-
-
-def _duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
-    if value is None:
-        return None
-    from rolechain.model.durations import parse_duration
-
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
 
 
 @click.command(name="exec")
@@ -311,7 +311,7 @@ def _duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -
 @_target_options
 @click.option(
     "--expect-runtime",
-    callback=_duration,
+    callback=duration,
     metavar="DURATION",
     help="How long the command may run ('45m', '2h'): cached credentials that would expire "
     "sooner are not used, and a warning says when even fresh ones will not last.",
@@ -332,7 +332,9 @@ def exec_(
 
     Put the command after `--`. The child gets AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
     AWS_SESSION_TOKEN, AWS_CREDENTIAL_EXPIRATION, AWS_REGION and AWS_DEFAULT_REGION;
-    AWS_PROFILE and AWS_DEFAULT_PROFILE are removed so they cannot override them. Its exit
+    variables that would make an SDK pick other credentials (AWS_PROFILE,
+    AWS_SECURITY_TOKEN, AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE, container credentials...)
+    are removed. Its exit
     status is passed through; SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded to it. The
     credentials do not refresh inside the child: for long commands pass --expect-runtime, or
     use a profile with credential_process (SDKs refresh it) or `rolechain run`.
@@ -347,14 +349,14 @@ def exec_(
     from rolechain.model.durations import format_duration
 
     if shutil.which(command[0]) is None and not os.path.exists(command[0]):
-        click.echo(f"error: command not found: {command[0]}", err=True)
+        echo(f"error: command not found: {command[0]}", err=True)
         sys.exit(127)
     creds = _resolve(
         path, target, job, no_cache, cache_dir, verbose, at_least=float(expect_runtime or 0)
     )
     remaining = int(creds.remaining())
     if expect_runtime is not None and remaining < expect_runtime:
-        click.echo(
+        echo(
             f"warning: the credentials of {creds.target} expire in "
             f"{format_duration(max(remaining, 0))} ({_iso(creds.expiration)}), before the "
             f"expected runtime of {format_duration(expect_runtime)} ends; AWS calls after "
@@ -396,7 +398,7 @@ def run_forwarding_signals(argv: list[str], env: dict[str, str]) -> int:
     try:
         child = subprocess.Popen(argv, env=env)
     except OSError as exc:
-        click.echo(f"error: cannot run {shlex.join(argv)}: {exc.strerror or exc}", err=True)
+        echo(f"error: cannot run {shlex.join(argv)}: {exc.strerror or exc}", err=True)
         return 127 if isinstance(exc, FileNotFoundError) else 126
 
     def forward(signum: int, _frame: FrameType | None) -> None:
@@ -445,6 +447,8 @@ def env(
     """Print shell lines that export a target's credentials and region.
 
     Values are single-quoted for the chosen shell, so nothing in them is ever expanded.
+    Variables that would make an SDK pick other credentials (AWS_PROFILE,
+    AWS_SECURITY_TOKEN, AWS_ROLE_ARN, ...) are unset first.
 
     \b
     Examples:
@@ -463,10 +467,10 @@ def env(
         creds.expiration,
         creds.region,
     )
-    click.echo(render(chosen, exports), nl=False)  # type: ignore[arg-type]
+    echo_secret(render(chosen, exports), nl=False)  # type: ignore[arg-type]
     if sys.stdout.isatty():
         hint = usage_hint(chosen, ["rolechain", "env", *sys.argv[2:]])  # type: ignore[arg-type]
-        click.echo(f"# load these into your shell with: {hint}", err=True)
+        echo(f"# load these into your shell with: {hint}", err=True)
 
 
 # -- import / export -----------------------------------------------------------------------
@@ -493,14 +497,12 @@ def _read(path: Path, what: str) -> str:
 
 
 def _write_output(text: str, output: Path | None, force: bool) -> None:
-    if output is None:
-        click.echo(text, nl=False)
-        return
-    if output.exists() and not force:
-        click.echo(f"error: {output} exists; pass --force to overwrite it", err=True)
+    if output is not None and output.exists() and not force:
+        echo(f"error: {output} exists; pass --force to overwrite it", err=True)
         sys.exit(EXIT_FAILED)
-    output.write_text(text, encoding="utf-8")
-    click.echo(f"wrote {output}", err=True)
+    write_text(text, output)
+    if output is not None:
+        echo(f"wrote {output}", err=True)
 
 
 @click.command(name="import-aws-config")
@@ -557,10 +559,12 @@ def import_aws_config(
         resolver=resolve_with_chain(lambda p: _load(Path(p)), plan_one),
     )
     for item in result.unmapped:
-        click.echo(f"not mapped: {item}", err=True)
+        echo(f"not mapped: {item}", err=True)
+    for item in result.warnings:
+        echo(f"warning: {item}", err=True)
     _check_generated(result.text)
     _write_output(result.text, output, force)
-    click.echo(
+    echo(
         f"imported {len(result.principals)} principals, {len(result.roles)} roles and "
         f"{len(result.jobs)} jobs; {len(result.unmapped)} "
         f"item{'' if len(result.unmapped) == 1 else 's'} not mapped",
@@ -577,13 +581,13 @@ def _check_generated(text: str) -> None:
     try:
         chain = loads(text, file="<generated>")
     except ChainFileError as exc:
-        click.echo(f"warning: the generated chain file has problems:\n{exc}", err=True)
+        echo(f"warning: the generated chain file has problems:\n{exc}", err=True)
         return
     for job in chain.model.jobs:
         try:
             make_plan(chain, job, run_id="check")
         except PlanError as exc:
-            click.echo(f"warning: {exc}", err=True)
+            echo(f"warning: {exc}", err=True)
 
 
 def _rolechain_command() -> list[str]:
@@ -671,12 +675,12 @@ def export_aws_config(
     argv = shlex.split(command) if command else _rolechain_command()
     text = do_export(profiles, chain_path=str(path.resolve()), command=argv)
     for item in skipped:
-        click.echo(
+        echo(
             f"skipped {item}: its accounts come from AWS Organizations at run time; export a "
             "member by name with --target in `rolechain credentials`",
             err=True,
         )
     if not profiles:
-        click.echo("error: no target to export", err=True)
+        echo("error: no target to export", err=True)
         sys.exit(EXIT_INVALID)
     _write_output(text, output, force)

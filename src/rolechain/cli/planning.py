@@ -1,15 +1,19 @@
-"""``validate``, ``plan``, ``graph`` and ``schema``: everything that works offline."""
+"""``validate``, ``plan``, ``graph`` and ``schema``: everything that works offline.
+
+These commands check a chain without its secrets: an unset ``${env:NAME}`` is read as a
+placeholder with a warning on stderr (``--strict-env`` makes it an error), while the
+commands that call AWS require every variable.
+"""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from rolechain.cli._common import EXIT_INVALID, handle_errors
+from rolechain.cli._common import EXIT_INVALID, dumps, echo, handle_errors, write_text
 
 if TYPE_CHECKING:
     from rolechain.model.chain import Chain
@@ -21,18 +25,21 @@ path_argument = click.argument(
     "path", type=click.Path(exists=True, dir_okay=True, path_type=Path), metavar="PATH"
 )
 
+strict_env_option = click.option(
+    "--strict-env",
+    is_flag=True,
+    help="An unset ${env:NAME} is an error (by default it is read as a placeholder, with a "
+    "warning, so a chain can be checked without its secrets).",
+)
 
-def _load(path: Path | tuple[Path, ...]) -> Chain:
+
+def _load(path: Path | tuple[Path, ...], *, strict_env: bool, allow_empty: bool = False) -> Chain:
     from rolechain.model.loader import load
 
-    return load(path)
-
-
-def _write(text: str, output: Path | None) -> None:
-    if output is None:
-        click.echo(text, nl=not text.endswith("\n"))
-    else:
-        output.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    chain = load(path, unset_env="error" if strict_env else "placeholder", allow_empty=allow_empty)
+    for warning in chain.warnings:
+        echo(f"warning: {warning}", err=True)
+    return chain
 
 
 @click.command()
@@ -49,36 +56,58 @@ def _write(text: str, output: Path | None) -> None:
     type=click.Choice(["text", "json"]),
     default="text",
     show_default=True,
-    help="json: one object per PATH with its problems and violations.",
+    help="json: one object per PATH with its problems, violations and warnings, on stdout.",
 )
-def validate(paths: tuple[Path, ...], fmt: str) -> None:
+@strict_env_option
+@click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="Accept a chain that declares nothing (an empty or comment-only file).",
+)
+@handle_errors
+def validate(paths: tuple[Path, ...], fmt: str, strict_env: bool, allow_empty: bool) -> None:
     """Check chain files and plan every job in them.
 
     Each PATH is one chain: a file, or a directory whose files share one namespace. All
-    problems are reported at once as file:line:column: message. Exit status 2 if any PATH
-    has a problem.
+    problems are reported at once as file:line:column: message. Problems and warnings go
+    to stderr, one "ok:" line per valid PATH to stdout; with --format json the whole report
+    (problems included) goes to stdout. Exit status 2 if any PATH has a problem.
 
     \b
     Example:
       rolechain validate chains/org-inventory.yaml chains/platform/
     """
-    from rolechain.errors import ChainFileError, PlanError
+    from rolechain.errors import ChainFileError, PlanError, escape_controls
+    from rolechain.model.loader import load
     from rolechain.planner import plan as make_plan
 
     failed = False
     reports: list[dict[str, Any]] = []
     for path in paths:
-        report: dict[str, Any] = {"path": str(path), "ok": True, "problems": [], "jobs": {}}
+        report: dict[str, Any] = {
+            "path": str(path),
+            "ok": True,
+            "problems": [],
+            "warnings": [],
+            "jobs": {},
+        }
         try:
-            chain = _load(path)
+            chain = load(
+                path, unset_env="error" if strict_env else "placeholder", allow_empty=allow_empty
+            )
         except ChainFileError as exc:
             report["ok"] = False
             report["problems"] = [_problem_dict(p) for p in exc.problems]
+            report["omitted_problems"] = exc.omitted
             if fmt == "text":
-                click.echo(str(exc))
+                echo(str(exc), err=True)
             reports.append(report)
             failed = True
             continue
+        report["warnings"] = [_problem_dict(p) for p in chain.warnings]
+        if fmt == "text":
+            for warning in chain.warnings:
+                echo(f"warning: {warning}", err=True)
         for job in chain.model.jobs:
             try:
                 planned = make_plan(chain, job)
@@ -86,7 +115,7 @@ def validate(paths: tuple[Path, ...], fmt: str) -> None:
                 report["ok"] = False
                 report["jobs"][job] = {"violations": [_violation_dict(v) for v in exc.violations]}
                 if fmt == "text":
-                    click.echo(str(exc))
+                    echo(str(exc), err=True)
                 continue
             report["jobs"][job] = {
                 "targets": len(planned.targets),
@@ -110,9 +139,10 @@ def validate(paths: tuple[Path, ...], fmt: str) -> None:
                     (model.jobs, "job"),
                 )
             )
-            click.echo(f"ok: {path}: {counts}" + (f": {jobs}" if jobs else ""))
+            shown = escape_controls(str(path), newlines=True)
+            echo(f"ok: {shown}: {counts}" + (f": {jobs}" if jobs else ""))
     if fmt == "json":
-        click.echo(json.dumps(reports, indent=2))
+        echo(dumps(reports))
     if failed:
         sys.exit(EXIT_INVALID)
 
@@ -167,8 +197,16 @@ def _violation_dict(violation: Any) -> dict[str, Any]:
     help="text: a readable tree; json: the documented plan shape (docs/planning.md).",
 )
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write to FILE.")
+@strict_env_option
 @handle_errors
-def plan(path: Path, job: str, targets: tuple[str, ...], fmt: str, output: Path | None) -> None:
+def plan(
+    path: Path,
+    job: str,
+    targets: tuple[str, ...],
+    fmt: str,
+    output: Path | None,
+    strict_env: bool,
+) -> None:
     """Show the hops a job takes to every target, checked against AWS's rules.
 
     No AWS call is made. Violations are reported with the hop, the file and line, the rule
@@ -179,19 +217,19 @@ def plan(path: Path, job: str, targets: tuple[str, ...], fmt: str, output: Path 
       rolechain plan chains/org-inventory.yaml --job inventory
       rolechain plan chains/org-inventory.yaml --job inventory --target 'audit@2*' --format json
     """
-    planned = _plan(path, job, targets)
+    planned = _plan(path, job, targets, strict_env=strict_env)
     if fmt == "json":
-        _write(json.dumps(planned.to_dict(), indent=2), output)
+        write_text(dumps(planned.to_dict()), output)
     else:
         from rolechain.planner.render import render_plan_text
 
-        _write(render_plan_text(planned), output)
+        write_text(render_plan_text(planned), output)
 
 
-def _plan(path: Path, job: str, targets: tuple[str, ...]) -> Plan:
+def _plan(path: Path, job: str, targets: tuple[str, ...], *, strict_env: bool) -> Plan:
     from rolechain.planner import plan as make_plan
 
-    chain = _load(path)
+    chain = _load(path, strict_env=strict_env)
     return make_plan(chain, job, targets=list(targets) or None)
 
 
@@ -206,8 +244,9 @@ def _plan(path: Path, job: str, targets: tuple[str, ...]) -> Plan:
     show_default=True,
 )
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write to FILE.")
+@strict_env_option
 @handle_errors
-def graph(path: Path, job: str | None, fmt: str, output: Path | None) -> None:
+def graph(path: Path, job: str | None, fmt: str, output: Path | None, strict_env: bool) -> None:
     """Draw the trust graph: an arrow from each trusted identity to the role that trusts it.
 
     With --job, the hops of that job's plan are highlighted.
@@ -220,7 +259,7 @@ def graph(path: Path, job: str | None, fmt: str, output: Path | None) -> None:
     from rolechain.graph import build_graph
     from rolechain.graph.render import to_dot, to_mermaid
 
-    chain = _load(path)
+    chain = _load(path, strict_env=strict_env)
     planned = None
     if job is not None:
         from rolechain.planner import plan as make_plan
@@ -228,7 +267,7 @@ def graph(path: Path, job: str | None, fmt: str, output: Path | None) -> None:
         planned = make_plan(chain, job)
     trust_graph = build_graph(chain)
     text = to_mermaid(trust_graph, planned) if fmt == "mermaid" else to_dot(trust_graph, planned)
-    _write(text, output)
+    write_text(text, output)
 
 
 def chain_file_schema() -> dict[str, Any]:
@@ -254,4 +293,4 @@ def schema(output: Path | None) -> None:
       rolechain schema -o rolechain.schema.json
       "yaml.schemas": {"./rolechain.schema.json": "chains/*.yaml"}
     """
-    _write(json.dumps(chain_file_schema(), indent=2), output)
+    write_text(dumps(chain_file_schema()), output)

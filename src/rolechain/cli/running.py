@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import IO, TYPE_CHECKING, Any
 
 import click
@@ -16,21 +18,30 @@ from rolechain.cli._common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_TERMINATED,
+    dumps,
+    duration,
+    duration_or_none,
+    echo,
     handle_errors,
     quota_options,
 )
+from rolechain.errors import printable
 
 if TYPE_CHECKING:
+    from rolechain.executor import Run
     from rolechain.executor.records import Summary
-    from rolechain.planner.plan import Hop
+    from rolechain.planner.plan import Hop, Plan
 
 DEFAULT_STORE_ENV = "ROLECHAIN_STORE"
 
 
 @contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    """``os.environ`` with ``values`` applied, restored afterwards."""
-    saved = {k: os.environ.get(k) for k in values}
+def _environment(values: dict[str, str], remove: tuple[str, ...] = ()) -> Iterator[None]:
+    """``os.environ`` with ``values`` applied and ``remove`` removed, restored afterwards."""
+    saved = {k: os.environ.get(k) for k in (*values, *remove)}
+    for key in remove:
+        os.environ.pop(key, None)
     os.environ.update(values)
     try:
         yield
@@ -85,9 +96,21 @@ class _Reporter:
         if self.quiet:
             return
         if self._progress is not None:
-            self._progress.console.print(text, markup=False, highlight=False)
+            self._progress.console.print(printable(text), markup=False, highlight=False)
         else:
-            click.echo(text, err=True)
+            echo(text, err=True)
+
+    def plan_ready(self, plan: Plan) -> None:
+        """The checked, resolved plan (after the identity check and discovery): its notes,
+        then the progress bar for its targets."""
+        from rolechain.aws.identity import SESSION_NOTE
+
+        for note in plan.notes:
+            if self.verbose:
+                self.log(f"note: {note}")
+            elif note.kind == SESSION_NOTE:
+                self.log(f"warning: {note}")
+        self.started(plan.job, len(plan.targets))
 
     def started(self, job: str, targets: int) -> None:
         if self._progress is not None:
@@ -137,7 +160,9 @@ def _token_provider(reporter: _Reporter) -> Any:
     def ask(hop: Hop) -> str:
         with reporter.lock, reporter.pause():
             code: str = click.prompt(
-                f"MFA code for {hop.mfa_serial} ({hop.label})", err=True, hide_input=False
+                printable(f"MFA code for {hop.mfa_serial} ({hop.label})"),
+                err=True,
+                hide_input=False,
             )
         return code.strip()
 
@@ -148,6 +173,53 @@ def _open_output(output: Path | None) -> IO[str]:
     if output is None:
         return sys.stdout
     return output.open("w", encoding="utf-8", newline="")
+
+
+class _StopOnSignals:
+    """SIGINT and SIGTERM cancel the run; a second one stops it at once.
+
+    The handler only calls :meth:`Run.cancel` (signal-safe) and writes one line straight to
+    file descriptor 2 (a buffered stream could be in the middle of a write).
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, execution: Run, *, quiet: bool) -> None:
+        self.execution = execution
+        self.quiet = quiet
+        self.received: signal.Signals | None = None
+        self._saved: dict[signal.Signals, Any] = {}
+
+    def __enter__(self) -> _StopOnSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._saved[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._saved.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.received is None:
+            self.received = signal.Signals(signum)
+            self.execution.cancel(name)
+            text = (
+                f"\n{name}: stopping; tasks in flight have {self.execution.grace:g}s to finish "
+                "(send it again to stop now)\n"
+            )
+        else:
+            self.execution.cancel(name, grace=0)
+            text = f"\n{name}: stopping now\n"
+        if not self.quiet:
+            with contextlib.suppress(OSError):
+                os.write(2, text.encode())
+
+    def exit_status(self, summary: Summary) -> int:
+        if summary.stop == "interrupted":
+            return EXIT_TERMINATED if self.received == signal.SIGTERM else EXIT_INTERRUPTED
+        return EXIT_OK if summary.ok else EXIT_FAILED
 
 
 @click.command()
@@ -200,6 +272,23 @@ def _open_output(output: Path | None) -> IO[str]:
     help="Record the run and its results in this SQLite database (query it with SQL; "
     "see 'rolechain history').",
 )
+@click.option(
+    "--deadline",
+    callback=duration_or_none,
+    metavar="DURATION",
+    help="Bound the whole run ('30m', '2h'; 'none': no bound). At the deadline, running "
+    "tasks get a TaskTimeout record, tasks not started a DeadlineExceeded record, and the "
+    "run exits 1. [default: the job's runtime, if it has one]",
+)
+@click.option(
+    "--grace",
+    callback=duration,
+    default="10s",
+    show_default=True,
+    metavar="DURATION",
+    help="On SIGINT/SIGTERM, how long tasks in flight may finish before the rest is "
+    "marked Interrupted.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress or summary on stderr.")
 @click.option("--verbose", "-v", is_flag=True, help="A line per target on stderr.")
 @click.option(
@@ -235,6 +324,8 @@ def run(
     fmt: str | None,
     output: Path | None,
     store: Path | None,
+    deadline: float | None,
+    grace: int,
     quiet: bool,
     verbose: bool,
     use_sandbox: bool,
@@ -250,8 +341,12 @@ def run(
     and transient AWS errors are retried with backoff. A target that fails (a hop or a
     task) gets an error record; the others carry on.
 
-    Exit status: 0 every target ok; 1 some target failed; 2 the chain file or plan is
-    invalid (nothing was called); 130 interrupted (finished results are kept).
+    SIGINT (Ctrl-C) or SIGTERM stops the run: no new task starts, tasks in flight get
+    --grace to finish, then every finished record is written (stdout, --output, --store)
+    and the rest is recorded as Interrupted. A second signal stops at once.
+
+    Exit status: 0 every target ok; 1 some target failed, or the --deadline passed; 2 the
+    chain file or plan is invalid (nothing was called); 130 SIGINT; 143 SIGTERM.
 
     \b
     Example:
@@ -287,7 +382,10 @@ def run(
             )
             principal = chain.model.jobs[job].from_ if job in chain.model.jobs else None
             env = info.principals.get(principal, info.env) if principal else info.env
-            stack.enter_context(_environment(dict(env)))
+            from rolechain.aws.environment import CONFLICTING_VARIABLES
+
+            # The sandbox's keys must win over a profile or token in the environment.
+            stack.enter_context(_environment(dict(env), remove=CONFLICTING_VARIABLES))
             if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
                 from rolechain.aws.session import static_credentials
 
@@ -297,13 +395,15 @@ def run(
                     env.get("AWS_SESSION_TOKEN"),
                 )
             if not quiet:
-                click.echo(f"sandbox: {info.endpoint}", err=True)
-        summary = _run(
+                echo(f"sandbox: {info.endpoint}", err=True)
+        status = _run(
             chain,
             job,
             targets=targets,
             regions=regions,
             concurrency=concurrency,
+            deadline=deadline,
+            grace=grace,
             fmt=fmt,
             output=output,
             store=store,
@@ -311,9 +411,7 @@ def run(
             verbose=verbose,
             credentials=credentials,
         )
-    if summary.interrupted:
-        sys.exit(EXIT_INTERRUPTED)
-    sys.exit(EXIT_OK if summary.ok else EXIT_FAILED)
+    sys.exit(status)
 
 
 def _run(
@@ -323,13 +421,16 @@ def _run(
     targets: tuple[str, ...],
     regions: tuple[str, ...],
     concurrency: int | None,
+    deadline: float | None,
+    grace: int,
     fmt: str,
     output: Path | None,
     store: Path | None,
     quiet: bool,
     verbose: bool,
     credentials: Any,
-) -> Summary:
+) -> int:
+    """Run the job, write its records and summary; the exit status."""
     from rolechain.executor import run as start_run
     from rolechain.results.formatters import summary_lines, writer_for
     from rolechain.results.store import Store
@@ -343,24 +444,21 @@ def _run(
             targets=list(targets) or None,
             regions=list(regions) or None,
             concurrency=concurrency,
+            deadline=deadline,
+            grace=grace,
             store=database,
             credentials=credentials,
             token_provider=_token_provider(reporter),
             progress=reporter.target_done,
+            on_plan=reporter.plan_ready,
         )
         stream = _open_output(output)
         writer = writer_for(fmt, stream, color=None if stream.isatty() else False)
+        signals = _StopOnSignals(execution, quiet=quiet)
         try:
-            with reporter:
-                if verbose:
-                    for note in execution.plan.notes:
-                        reporter.log(f"note: {note}")
-                reporter.started(execution.plan.job, len(execution.plan.targets))
-                try:
-                    for record in execution:
-                        writer.write(record)
-                except KeyboardInterrupt:
-                    execution.summary.interrupted = True
+            with reporter, signals:
+                for record in execution:
+                    writer.write(record)
         finally:
             # After the progress bar is gone: a table is drawn now, files are flushed.
             writer.close(execution.summary)
@@ -371,8 +469,8 @@ def _run(
             database.close()
     if not quiet:
         for line in summary_lines(execution.summary):
-            click.echo(line, err=True)
-    return execution.summary
+            echo(line, err=True)
+    return signals.exit_status(execution.summary)
 
 
 @click.command()
@@ -399,8 +497,6 @@ def history(store: Path, job: str | None, limit: int, fmt: str) -> None:
       rolechain history --store runs.db --job inventory
       sqlite3 runs.db "SELECT account_id, data FROM records WHERE task='s3.list_buckets'"
     """
-    import json
-
     from rolechain.errors import RolechainError
     from rolechain.results.store import Store
 
@@ -411,7 +507,7 @@ def history(store: Path, job: str | None, limit: int, fmt: str) -> None:
     with Store(store) as database:
         runs = database.runs(job=job, limit=limit)
     if fmt == "json":
-        click.echo(json.dumps(runs, indent=2))
+        echo(dumps(runs))
         return
     from rich.console import Console
     from rich.table import Table
@@ -430,7 +526,7 @@ def history(store: Path, job: str | None, limit: int, fmt: str) -> None:
             str(r["assume_calls"] if r["assume_calls"] is not None else ""),
             f"{r['elapsed_seconds']:.1f}" if r["elapsed_seconds"] is not None else "",
         )
-        table.add_row(*(Text(str(c)) for c in cells))
+        table.add_row(*(Text(printable(str(c))) for c in cells))
     Console(width=None if sys.stdout.isatty() else 160).print(table)
     if not runs:
-        click.echo("no runs recorded", err=True)
+        echo("no runs recorded", err=True)

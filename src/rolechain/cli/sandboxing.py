@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from rolechain.cli._common import EXIT_OK, handle_errors, quota_options
+from rolechain.cli._common import EXIT_OK, echo, echo_secret, handle_errors, quota_options
 
 
 @click.command()
@@ -78,9 +78,10 @@ def sandbox(
     from rolechain.model.loader import load
     from rolechain.sandbox import Faults
     from rolechain.sandbox import sandbox as serve
+    from rolechain.sandbox.middleware import ADMIN_HEADER
 
     for account in deny:
-        if not re.fullmatch(r"\d{12}", account):
+        if not re.fullmatch(r"[0-9]{12}", account):
             raise click.BadParameter(
                 f"{account!r} is not a 12-digit account id", param_hint="--deny"
             )
@@ -103,10 +104,8 @@ def sandbox(
         env = info.principals.get(name, info.env) if name else info.env
         made = info.provisioned
         source = f"{path}" + (f" (roles provisioned from {provision_path})" if other else "")
-        click.echo(
-            f"rolechain sandbox serving {info.endpoint}, provisioned from {source}", err=True
-        )
-        click.echo(
+        echo(f"rolechain sandbox serving {info.endpoint}, provisioned from {source}", err=True)
+        echo(
             f"  {len(made.accounts)} accounts, {len(made.roles)} roles, "
             f"{sum(len(b) for b in made.buckets.values())} buckets"
             + (f", time x{time_scale:g}" if time_scale != 1.0 else "")
@@ -114,17 +113,22 @@ def sandbox(
             err=True,
         )
         for set_name, accounts in made.organization_accounts.items():
-            click.echo(f"  organization accounts for {set_name}: {', '.join(accounts)}", err=True)
+            echo(f"  organization accounts for {set_name}: {', '.join(accounts)}", err=True)
         if name:
             arn = made.principals[name].arn
-            click.echo(f"# sandbox credentials of principal {name!r} ({arn})")
+            echo(f"# sandbox credentials of principal {name!r} ({arn})")
         for key, value in env.items():
-            click.echo(f"export {key}={shlex.quote(value)}")
-        click.echo("Press Ctrl-C to stop.", err=True)
+            echo_secret(f"export {key}={shlex.quote(value)}")
+        echo(
+            "  moto's admin API (/moto-api/) needs the header "
+            f"{ADMIN_HEADER}: {info.admin_token}; the sandbox sends no CORS headers",
+            err=True,
+        )
+        echo("Press Ctrl-C to stop.", err=True)
         try:
             threading.Event().wait()
         except KeyboardInterrupt:
-            click.echo("sandbox stopped", err=True)
+            echo("sandbox stopped", err=True)
     raise SystemExit(EXIT_OK)
 
 

@@ -20,7 +20,10 @@ file) and writes an equivalent chain file:
   import, export, import gives back the same chain.
 
 Anything else (``web_identity_token_file``, another tool's ``credential_process``, a
-broken reference) is reported as an :class:`Unmapped` item, never silently dropped. Names
+broken reference) is reported as an :class:`Unmapped` item, never silently dropped. A
+``source_profile`` with no credentials in the files read (a shared config whose keys come
+from elsewhere, or no credentials file at all, as in CI) still becomes a ``source: profile``
+principal, so the chain is kept, with a warning (:attr:`ImportResult.warnings`). Names
 are profile names made to fit the chain-file name pattern.
 
 :func:`export_aws_config` writes ``[profile NAME]`` sections whose ``credential_process`` is
@@ -30,7 +33,6 @@ are profile names made to fit the chain-file name pattern.
 from __future__ import annotations
 
 import configparser
-import json
 import re
 import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -39,6 +41,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rolechain.model.schema import NAME_PATTERN, ROLE_ARN_PATTERN
+from rolechain.model.writer import comment as _comment
+from rolechain.model.writer import emit as _emit
+from rolechain.model.writer import scalar as _scalar
 
 CREDENTIAL_SOURCES = {
     "Environment": ("env", "env", "the AWS_* environment variables"),
@@ -83,6 +88,7 @@ class ImportResult:
     principals: list[str] = field(default_factory=list)
     roles: list[str] = field(default_factory=list)
     jobs: list[str] = field(default_factory=list)
+    warnings: list[Unmapped] = field(default_factory=list)  # mapped, but worth checking
 
 
 @dataclass(frozen=True)
@@ -161,6 +167,16 @@ def parse_profiles(
             merged["\0in_credentials_file"] = "1"
             profiles[section] = merged
     return profiles, sso_sessions, notes
+
+
+_CREDENTIAL_KEYS = ("role_arn", "credential_source", "credential_process", *_OPAQUE_KEYS)
+
+
+def _keys_elsewhere(values: Mapping[str, str]) -> bool:
+    """A profile that names no credentials at all (region, output...): its keys, if any,
+    live in a credentials file that was not read."""
+    keys = set(values) - {k for k in values if k.startswith("\0")}
+    return not keys & {*_CREDENTIAL_KEYS, *_SSO_KEYS, "aws_access_key_id"}
 
 
 def parse_rolechain_process(command: str) -> RolechainProfile | None:
@@ -250,6 +266,7 @@ def import_aws_config(
 ) -> ImportResult:
     """An equivalent chain file for the profiles in ``config_text`` (and credentials)."""
     profiles, sso_sessions, unmapped = parse_profiles(config_text, credentials_text)
+    warnings: list[Unmapped] = []
     names = _Names()
     # Reserve every profile's own name first so derived names never steal one.
     profile_names = {p: names.take(p) for p in profiles}
@@ -301,6 +318,28 @@ def import_aws_config(
         in_file = "the credentials file" if "\0in_credentials_file" in values else "the config"
         principals[name] = _Node(
             "principal", name, body, f"{where(profile)}: static keys in {in_file}"
+        )
+        return name
+
+    def keys_elsewhere_principal(profile: str) -> str:
+        """A source_profile whose credentials are not in the files read."""
+        name = profile_names[profile]
+        body: dict[str, Any] = {"source": "profile", "profile": profile, "kind": "session"}
+        if profiles[profile].get("region"):
+            body["region"] = profiles[profile]["region"]
+        principals[name] = _Node(
+            "principal",
+            name,
+            body,
+            f"{where(profile)}: a source_profile without credentials in the files read",
+        )
+        warnings.append(
+            Unmapped(
+                profile,
+                "used as a source_profile but holds no credentials in the files read (no "
+                f"credentials file?); mapped as principal {name!r} reading this profile, "
+                "kind: session (set kind: user if it will hold long-term IAM user keys)",
+            )
         )
         return name
 
@@ -357,7 +396,7 @@ def import_aws_config(
                     Unmapped(profile, f"sso_session {sso!r} has no [sso-session] block")
                 )
             account = values.get("sso_account_id")
-            if account and re.fullmatch(r"\d{12}", account):
+            if account and re.fullmatch(r"[0-9]{12}", account):
                 body["account"] = account
             principals[name] = _Node(
                 "principal",
@@ -408,6 +447,9 @@ def import_aws_config(
                 )
             else:
                 parent = build(src_profile)
+                if parent is None and _keys_elsewhere(profiles[src_profile]):
+                    parent = ("principal", keys_elsewhere_principal(src_profile))
+                    built[src_profile] = parent
                 if parent is None:
                     unmapped.append(
                         Unmapped(profile, f"its source_profile {src_profile!r} is not mapped")
@@ -425,7 +467,7 @@ def import_aws_config(
         body: dict[str, Any] = {"arn": arn, "trusts": [caller]}
         duration = values.get("duration_seconds")
         if duration:
-            if duration.isdigit():
+            if re.fullmatch("[0-9]{1,9}", duration):
                 seconds = int(duration)
                 if seconds > 3600:
                     body["max_session_duration"] = seconds
@@ -501,6 +543,7 @@ def import_aws_config(
 
     for profile in profiles:
         build(profile)
+    for profile in profiles:  # after all: a later role may map an earlier source_profile
         values = profiles[profile]
         credential_keys = {"role_arn", "aws_access_key_id", "credential_process"}
         if (
@@ -530,6 +573,7 @@ def import_aws_config(
         principals=list(principals),
         roles=list(roles),
         jobs=list(jobs),
+        warnings=warnings,
     )
 
 
@@ -550,49 +594,6 @@ def _header(source: str, credentials_source: str | None, now: datetime | None) -
 
 
 # -- YAML output -------------------------------------------------------------------------
-
-
-def _scalar(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        if _NAME.match(value) and not re.fullmatch(
-            r"(?i)(true|false|yes|no|on|off|null|~|y|n|[-+]?[\d._]+([eE][-+]?\d+)?)", value
-        ):
-            return value
-        # A JSON string is a valid YAML double-quoted scalar.
-        return json.dumps(value, ensure_ascii=False)
-    if value is None:
-        return "null"
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _comment(text: str) -> str:
-    return "# " + re.sub(r"[\x00-\x1f\x7f]", " ", text)
-
-
-def _emit(value: Any, indent: int, out: list[str]) -> None:
-    pad = "  " * indent
-    if isinstance(value, dict):
-        for key, item in value.items():
-            k = _scalar(str(key))
-            if isinstance(item, dict) and item:
-                out.append(f"{pad}{k}:")
-                _emit(item, indent + 1, out)
-            elif isinstance(item, list) and item and any(isinstance(i, dict) for i in item):
-                out.append(f"{pad}{k}:")
-                for entry in item:
-                    out.append(f"{pad}  - {json.dumps(entry, ensure_ascii=False)}")
-            elif isinstance(item, list):
-                out.append(f"{pad}{k}: [" + ", ".join(_scalar(i) for i in item) + "]")
-            elif isinstance(item, dict):
-                out.append(f"{pad}{k}: {{}}")
-            else:
-                out.append(f"{pad}{k}: {_scalar(item)}")
-    else:  # pragma: no cover - callers pass mappings
-        out.append(pad + _scalar(value))
 
 
 def _render_chain(

@@ -11,8 +11,16 @@ duration). A hop shared by several targets (a hub) therefore has one entry that 
 them reuse, and changing anything about a hop, or anything before it, changes its key.
 
 Reading never fails: a missing, corrupt, foreign (another format, another version, another
-owner, a key that does not match its name) or unreadable file is a miss. An entry is used
-only while its remaining validity exceeds a margin (:class:`Freshness`).
+owner, a key that does not match its name) or unreadable file is a miss, and so is
+anything that is not a small regular file (a FIFO is opened without blocking and refused; a
+deeply nested JSON document is refused, not a RecursionError). An entry is used only while
+its remaining validity exceeds a margin (:class:`Freshness`).
+
+The directory is used only when it is the user's own: not a symlink, owned by the user,
+made 0700, and every parent directory the user owns is a real directory, not a symlink
+(a parent owned by root, such as ``/tmp`` or a system-made ``/var`` link, is fine; one owned
+by another user, or writable by everyone without the sticky bit, is not). Otherwise the
+cache is not used (a warning says why) and credentials are still issued.
 
 Secrets are written only to the entry files; nothing this module returns for listing
 (:class:`EntryInfo`) carries them.
@@ -42,6 +50,7 @@ DEFAULT_MARGIN_SECONDS = 900
 DEFAULT_MARGIN_FRACTION = 0.5
 _KEY_CHARS = frozenset("0123456789abcdef")
 _KEY_LENGTH = 64
+_MAX_ENTRY_BYTES = 64 * 1024
 
 
 def _utcnow() -> datetime:
@@ -228,15 +237,25 @@ class CredentialCache:
         return self.directory / f"{key}.json"
 
     def _directory_ok(self, create: bool) -> bool:
-        """The directory exists (or was made), is ours, and is 0700."""
+        """The directory exists (or was made), is ours, is no symlink, and is 0700."""
+        unsafe = _unsafe_parent(self.directory)
+        if unsafe is not None:
+            self._problem(f"cache directory {self.directory} is not used: {unsafe}")
+            return False
         try:
             if create:
                 self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            info = self.directory.stat()
+            info = self.directory.lstat()
         except FileNotFoundError:
             return False
         except OSError as exc:
             self._problem(f"cache directory {self.directory} is unusable: {exc.strerror}")
+            return False
+        if stat.S_ISLNK(info.st_mode):
+            self._problem(
+                f"cache directory {self.directory} is a symlink; not used (point "
+                f"{ENV_CACHE_DIR} at the real directory)"
+            )
             return False
         if not stat.S_ISDIR(info.st_mode):
             self._problem(f"cache path {self.directory} is not a directory")
@@ -260,8 +279,9 @@ class CredentialCache:
 
     def _read(self, path: Path) -> dict[str, Any] | None:
         """The parsed entry at ``path`` if it is a valid entry of this cache, else None."""
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            fd = os.open(path, flags)  # a FIFO opens at once instead of waiting for a writer
         except FileNotFoundError:
             return None
         except OSError:
@@ -269,7 +289,7 @@ class CredentialCache:
             return None
         try:
             info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode) or info.st_size > 64 * 1024:
+            if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_ENTRY_BYTES:
                 raise ValueError("not a small regular file")
             if hasattr(os, "getuid") and info.st_uid != os.getuid():
                 raise ValueError("owned by another user")
@@ -277,9 +297,9 @@ class CredentialCache:
                 raise ValueError("readable by others")
             with os.fdopen(fd, "rb") as handle:
                 fd = -1
-                data = json.loads(handle.read().decode("utf-8"))
+                data = json.loads(handle.read(_MAX_ENTRY_BYTES + 1).decode("utf-8"))
             return self._validate(data, path)
-        except (OSError, ValueError, TypeError, KeyError, UnicodeDecodeError):
+        except (OSError, ValueError, TypeError, KeyError, UnicodeDecodeError, RecursionError):
             self.stats.rejected += 1
             return None
         finally:
@@ -418,6 +438,39 @@ class CredentialCache:
                 path.unlink()
                 removed += 1
         return removed
+
+
+def _unsafe_parent(directory: Path) -> str | None:
+    """Why a parent of ``directory`` makes it unsafe to keep credentials in, or None.
+
+    Every existing parent the user owns must be a real directory: a symlink there could be
+    re-pointed to send the next write elsewhere. A parent owned by another user (root
+    excepted) could be swapped by that user, and one writable by everyone without the
+    sticky bit by anyone.
+    """
+    if not hasattr(os, "getuid"):  # pragma: no cover - Windows has no owners to compare
+        return None
+    uid = os.getuid()
+    current = Path(os.path.abspath(directory)).parent
+    for parent in (current, *current.parents):
+        try:
+            info = parent.lstat()
+        except FileNotFoundError:
+            continue  # made by mkdir below, as ours
+        except OSError as exc:
+            return f"cannot inspect {parent}: {exc.strerror}"
+        if info.st_uid not in (uid, 0):
+            return f"its parent {parent} belongs to another user"
+        if stat.S_ISLNK(info.st_mode):
+            if info.st_uid == uid:
+                return (
+                    f"its parent {parent} is a symlink you own (point {ENV_CACHE_DIR} at "
+                    "the real directory)"
+                )
+            continue  # a link the system made (/var -> /private/var)
+        if info.st_mode & stat.S_IWOTH and not info.st_mode & stat.S_ISVTX:
+            return f"its parent {parent} is writable by every user"
+    return None
 
 
 def _atomic_write(path: Path, payload: bytes) -> None:

@@ -8,9 +8,10 @@
 2. load the principal's starting credentials; their access key id (hashed), the principal
    and any endpoint override make the root of every cache key;
 3. if the target's own hop is in the cache and fresh, return it: no AWS call at all;
-4. otherwise check the starting identity (GetCallerIdentity: no root user, the declared
-   ARN, re-plan when "user keys" turn out to be a session), then walk the executor's hop
-   tree with a :class:`CachingAssumer` around the STS assumer, so every hop on the path
+4. otherwise build the same :class:`~rolechain.executor.context.RunContext` a run builds
+   (retry policy, AssumeRole limiter, identity check: no root user, the declared ARN,
+   re-plan when "user keys" turn out to be a session; Organizations discovery; the hop
+   tree) with a :class:`CachingAssumer` around the STS assumer, so every hop on the path
    is read from the cache when fresh and written to it when assumed. A second target
    through the same hub assumes only its own hop.
 """
@@ -28,9 +29,8 @@ from typing import Any
 from botocore.credentials import Credentials, ReadOnlyCredentials
 
 from rolechain.aws.assumer import Assumer, IssuedCredentials
-from rolechain.aws.credentials import HopTree, TokenProvider
-from rolechain.aws.identity import caller_identity, check_principal
-from rolechain.aws.retry import CallStats, RetryPolicy
+from rolechain.aws.credentials import TokenProvider
+from rolechain.aws.identity import SESSION_NOTE
 from rolechain.aws.session import AwsSessions, principal_credentials
 from rolechain.credentials.cache import (
     CachedCredentials,
@@ -40,6 +40,7 @@ from rolechain.credentials.cache import (
     to_cached,
 )
 from rolechain.errors import CredentialsError, UsageError
+from rolechain.executor.context import RunContext, RunOptions
 from rolechain.model.chain import Chain
 from rolechain.model.schema import unknown_choice
 from rolechain.model.targets import (
@@ -72,6 +73,7 @@ class TargetCredentials:
     assume_calls: int = 0
     hops: tuple[str, ...] = ()  # hop labels, first hop first
     notes: tuple[str, ...] = field(default=())
+    warnings: tuple[str, ...] = ()  # notes to show even without --verbose
 
     def __repr__(self) -> str:
         return (
@@ -323,38 +325,43 @@ def target_credentials(
         if found is not None:
             return _result(planned, planned_target, found, from_cache=True, calls=0)
 
-    sessions = sessions or AwsSessions(concurrency=1)
-    policy = RetryPolicy.from_settings(planned.settings_dict)
-    stats = CallStats()
-    identity = caller_identity(sessions, root, region=planned.region, policy=policy, stats=stats)
-    checked = check_principal(planned, identity, chain=chain, targets=[target])
-    if checked is not planned:
-        planned = checked
-        planned_target = _target(planned, target)
-        path = planned.path_hops(planned_target)
-        keys = path_keys(fingerprint, path)
-        leaf = path[-1]
-    from rolechain.aws.assumer import StsAssumer
+    caching: list[CachingAssumer] = []
 
-    inner = StsAssumer(sessions, policy=policy, stats=stats, default_region=planned.region)
-    assumer: Assumer = inner
-    caching: CachingAssumer | None = None
-    tree_tokens = token_provider
-    if cache is not None:
-        caching = CachingAssumer(
-            inner, cache, keys, at_least={leaf.id: at_least}, token_provider=token_provider
+    def through_cache(inner: Assumer, final: Plan) -> Assumer:
+        # Called with the plan the context settled on (the identity check may re-plan).
+        assert cache is not None
+        path = final.path_hops(_target(final, target))
+        wrapper = CachingAssumer(
+            inner,
+            cache,
+            path_keys(fingerprint, path),
+            at_least={path[-1].id: at_least},
+            token_provider=token_provider,
         )
-        assumer = caching
-        tree_tokens = caching.deferred_tokens
-    tree = HopTree(planned, root, assumer, token_provider=tree_tokens)
-    hop_creds = tree.for_target(planned_target)
+        caching[:] = [wrapper]
+        return wrapper
+
+    context = RunContext(
+        planned,
+        chain,
+        RunOptions(targets=(target,), concurrency=1, run_id=CREDENTIALS_RUN_ID),
+        credentials=root,
+        wrap_assumer=through_cache if cache is not None else None,
+        token_provider=CachingAssumer.deferred_tokens if cache is not None else token_provider,
+        aws_sessions=sessions or AwsSessions(concurrency=1),
+    ).prepare()
+    planned = context.plan
+    planned_target = _target(planned, target)
+    leaf = planned.hop(planned_target.hop_id)
+    hop_creds = context.credentials_for(planned_target)
     creds = hop_creds.get_frozen_credentials()
     access_key, secret_key, token = creds.access_key, creds.secret_key, creds.token
     if not (access_key and secret_key and token):  # AssumeRole always returns all three
         raise CredentialsError(f"hop {leaf.label} returned incomplete credentials")
     result = to_cached(access_key, secret_key, token, hop_creds.expiry_time)
-    served = bool(caching and leaf.id in caching.served)
-    return _result(planned, planned_target, result, from_cache=served, calls=stats.assume_calls)
+    served = bool(caching and leaf.id in caching[0].served)
+    calls = context.stats.assume_calls
+    return _result(planned, planned_target, result, from_cache=served, calls=calls)
 
 
 def _loop_key(chain: Chain, job: str, target: str) -> str:
@@ -417,4 +424,5 @@ def _result(
         assume_calls=calls,
         hops=tuple(h.label for h in hops),
         notes=tuple(str(n) for n in planned.notes),
+        warnings=tuple(str(n) for n in planned.notes if n.kind == SESSION_NOTE),
     )

@@ -2,8 +2,10 @@
 
 ``environment_for`` gives the variables (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
 ``AWS_SESSION_TOKEN``, ``AWS_CREDENTIAL_EXPIRATION``, ``AWS_REGION``,
-``AWS_DEFAULT_REGION``) and the ones to remove (``AWS_PROFILE``, ``AWS_DEFAULT_PROFILE``:
-with a profile selected, botocore skips environment credentials). ``render`` turns them
+``AWS_DEFAULT_REGION``) and the ones to remove
+(:data:`rolechain.aws.environment.CONFLICTING_VARIABLES`: ``AWS_PROFILE``,
+``AWS_SECURITY_TOKEN``, web identity and container credentials..., any of which would make
+an SDK use other credentials). ``render`` turns them
 into lines for one shell, quoting every value so that no character in it (quotes, ``$``,
 backticks, backslashes, newlines) is ever interpreted:
 
@@ -24,19 +26,27 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
+from rolechain.aws.environment import CONFLICTING_VARIABLES
+
 Shell = Literal["sh", "bash", "zsh", "fish", "powershell"]
 SHELLS: tuple[Shell, ...] = ("sh", "bash", "zsh", "fish", "powershell")
-UNSET_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE")
+UNSET_VARIABLES = CONFLICTING_VARIABLES
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PWSH_QUOTES = "'\u2018\u2019\u201a\u201b"
 
 
 @dataclass(frozen=True)
 class Exports:
-    """Variables to set and variables to remove, in order."""
+    """Variables to set and variables to remove, in order (a variable that is set is not
+    also removed)."""
 
     set: tuple[tuple[str, str], ...]
     unset: tuple[str, ...] = UNSET_VARIABLES
+
+    @property
+    def removed(self) -> tuple[str, ...]:
+        setting = {name for name, _ in self.set}
+        return tuple(name for name in self.unset if name not in setting)
 
 
 def environment_for(
@@ -100,7 +110,7 @@ def _check_name(name: str) -> str:
 def render(shell: Shell, exports: Exports) -> str:
     """Lines for ``shell`` that remove ``exports.unset`` and set ``exports.set``."""
     lines: list[str] = []
-    for name in exports.unset:
+    for name in exports.removed:
         _check_name(name)
         if shell == "fish":
             lines.append(f"set -e {name}")

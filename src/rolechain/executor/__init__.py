@@ -19,27 +19,21 @@ then run the tasks on a bounded pool, assuming each hop once and refreshing as n
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from botocore.credentials import Credentials
 
-from rolechain.aws.assumer import Assumer, Clock, StsAssumer, utc_now
+from rolechain.aws.assumer import Assumer, Clock, utc_now
 from rolechain.aws.credentials import HopCredentials, HopTree, TokenProvider
-from rolechain.aws.identity import CallerIdentity, caller_identity, check_principal
-from rolechain.aws.organizations import Organizations, discover
-from rolechain.aws.ratelimit import RateLimiter
-from rolechain.aws.retry import CallStats, RetryPolicy
-from rolechain.aws.session import AwsSessions, principal_credentials
-from rolechain.errors import PlanError, RolechainError, Violation
-from rolechain.executor.records import Record, RecordError, Summary
-from rolechain.executor.runner import ProgressCallback, Runner
+from rolechain.aws.retry import CallStats
+from rolechain.aws.session import AwsSessions
+from rolechain.executor.context import RunContext, RunOptions
+from rolechain.executor.records import Record, RecordError, RunStatus, Summary
+from rolechain.executor.runner import ProgressCallback, RecordSink, Runner, StopSignal
 from rolechain.executor.tasks import TaskContext
 from rolechain.executor.units import WorkUnit
 from rolechain.model.chain import Chain
-from rolechain.planner import new_run_id
-from rolechain.planner import plan as make_plan
 from rolechain.planner.plan import Plan
 
 if TYPE_CHECKING:
@@ -50,6 +44,9 @@ __all__ = [
     "RecordError",
     "RecordSink",
     "Run",
+    "RunContext",
+    "RunOptions",
+    "RunStatus",
     "SessionFactory",
     "Summary",
     "TaskContext",
@@ -59,212 +56,100 @@ __all__ = [
 ]
 
 
-@runtime_checkable
-class RecordSink(Protocol):
-    """Somewhere records go as they are made (the SQLite store implements this)."""
-
-    def start(self, plan: Plan) -> None: ...
-
-    def add(self, record: Record) -> None: ...
-
-    def finish(self, summary: Summary) -> None: ...
-
-
-def _plan(
-    chain_or_plan: Chain | Plan,
-    job: str | None,
-    targets: Sequence[str] | None,
-    run_id: str | None,
-    resolved: Mapping[str, Sequence[str]] | None = None,
-) -> Plan:
-    if isinstance(chain_or_plan, Plan):
-        return chain_or_plan
-    if job is None:
-        raise TypeError("run(chain, job): the job name is required with a chain")
-    return make_plan(
-        chain_or_plan,
-        job,
-        targets=list(targets) if targets is not None else None,
-        run_id=run_id or new_run_id(),
-        resolved=resolved,
-    )
-
-
-class _Prepared:
-    """Steps 2-3 of a run, shared by :class:`Run` and :class:`SessionFactory`."""
-
-    def __init__(
-        self,
-        plan: Plan,
-        chain: Chain | None,
-        *,
-        targets: Sequence[str] | None,
-        credentials: Credentials | None,
-        assumer: Assumer | None,
-        clock: Clock,
-        token_provider: TokenProvider | None,
-        concurrency: int,
-        aws_sessions: AwsSessions | None,
-        check_identity: bool,
-        sleep: Any = None,
-    ) -> None:
-        settings = plan.settings_dict
-        self.policy = RetryPolicy.from_settings(settings)
-        self.stats = CallStats()
-        self.sessions = aws_sessions or AwsSessions(concurrency=concurrency)
-        self.root = credentials or principal_credentials(
-            plan.principal_source, plan.principal_profile
-        )
-        rate = float(settings.get("assume_rate") or 10.0)
-        if assumer is None:
-            assumer = StsAssumer(
-                self.sessions,
-                policy=self.policy,
-                limiter=RateLimiter(rate),
-                stats=self.stats,
-                default_region=plan.region,
-                clock=clock,
-                sleep=sleep,
-            )
-        else:
-            self.stats = getattr(assumer, "stats", None) or self.stats
-        self.assumer = assumer
-        self.identity: CallerIdentity | None = None
-        if check_identity:
-            self.identity = caller_identity(
-                self.sessions, self.root, region=plan.region, policy=self.policy, stats=self.stats
-            )
-            plan = check_principal(plan, self.identity, chain=chain, targets=targets)
-        self.tree = HopTree(plan, self.root, assumer, clock=clock, token_provider=token_provider)
-        if plan.discoveries:
-            plan = self._discover(plan, chain, targets)
-        self.plan = plan
-
-    def _discover(self, plan: Plan, chain: Chain | None, targets: Sequence[str] | None) -> Plan:
-        if chain is None:
-            raise PlanError(
-                plan.job,
-                [
-                    Violation(
-                        rule="discovery-needs-chain",
-                        message="this plan has Organizations role sets; resolving them needs "
-                        "the chain, not just the plan",
-                        fix="pass the loaded chain to run()/sessions()",
-                    )
-                ],
-            )
-        resolved: dict[str, list[str]] = {}
-        for discovery in plan.discoveries:
-            creds: Credentials = (
-                self.root if discovery.via_hop is None else self.tree.credentials(discovery.via_hop)
-            )
-            orgs = Organizations(
-                self.sessions,
-                creds,
-                region=discovery.region,
-                policy=self.policy,
-                stats=self.stats,
-                hop=plan.hop(discovery.via_hop).label if discovery.via_hop else plan.principal,
-            )
-            resolved[discovery.role_set] = discover(discovery, orgs)
-        new_plan = _plan(chain, plan.job, targets, plan.run_id, resolved)
-        if self.identity is not None:
-            new_plan = check_principal(
-                new_plan, self.identity, chain=chain, targets=targets, resolved=resolved
-            )
-        tree = HopTree(
-            new_plan,
-            self.root,
-            self.assumer,
-            clock=self.tree.clock,
-            token_provider=self.tree.token_provider,
-        )
-        tree.adopt(self.tree)
-        self.tree = tree
-        return new_plan
-
-
 class Run:
     """An iterable of records (streamed as units finish) with a :attr:`summary`.
 
     Iterate it once. The plan is made when the Run is made (so a bad chain file raises
     there, before any AWS call); AWS is first called when iteration starts.
+
+    :meth:`cancel` stops the run from any thread (or a signal handler): no new unit
+    starts, in-flight units get the grace period, then the rest is marked ``Interrupted``
+    and the iteration ends; every record made is yielded and stored. The run also ends at
+    its :attr:`deadline`. :attr:`status` (``summary.status``) says how it ended. The
+    library never installs signal handlers; the CLI does, and calls :meth:`cancel`.
     """
 
     def __init__(
         self,
-        plan: Plan,
-        chain: Chain | None,
+        context: RunContext,
         *,
-        targets: Sequence[str] | None = None,
-        regions: Sequence[str] | None = None,
-        concurrency: int | None = None,
         store: RecordSink | None = None,
-        credentials: Credentials | None = None,
-        assumer: Assumer | None = None,
-        clock: Clock = utc_now,
-        token_provider: TokenProvider | None = None,
         progress: ProgressCallback | None = None,
-        aws_sessions: AwsSessions | None = None,
-        check_identity: bool = True,
-        sleep: Any = None,
+        on_plan: Callable[[Plan], None] | None = None,
     ) -> None:
-        self.plan = plan
-        self.chain = chain
-        self.concurrency = concurrency or plan.concurrency or 16
+        self.context = context
+        plan = context.plan
         self.summary = Summary(job=plan.job, run_id=plan.run_id, targets=len(plan.targets))
         self.summary.planned_assume_calls = plan.assume_calls
-        self._targets = targets
-        self._regions = tuple(regions) if regions else None
-        self._store = store
-        self._options: dict[str, Any] = dict(
-            targets=targets,
-            credentials=credentials,
-            assumer=assumer,
-            clock=clock,
-            token_provider=token_provider,
-            concurrency=self.concurrency,
-            aws_sessions=aws_sessions,
-            check_identity=check_identity,
-            sleep=sleep,
+        self._stop = StopSignal()
+        self._runner = Runner(
+            context,
+            progress=progress,
+            summary=self.summary,
+            sink=store,
+            stop=self._stop,
+            on_plan=on_plan,
         )
-        self._progress = progress
         self._started = False
-        self.stats: CallStats | None = None
-        self.tree: HopTree | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def plan(self) -> Plan:
+        """The plan: the offline one until the run starts, then the checked, resolved one."""
+        return self.context.plan
+
+    @property
+    def chain(self) -> Chain | None:
+        return self.context.chain
+
+    @property
+    def concurrency(self) -> int:
+        return self.context.concurrency
+
+    @property
+    def deadline(self) -> float | None:
+        """Seconds the run may take from its start (None: no deadline)."""
+        return self.context.deadline
+
+    @property
+    def grace(self) -> float:
+        """Seconds in-flight units get to finish after :meth:`cancel`."""
+        return self.context.grace
+
+    @property
+    def status(self) -> RunStatus:
+        """``running``, then ``ok``, ``failed``, ``interrupted`` or ``deadline-exceeded``."""
+        return self.summary.status
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether :meth:`cancel` was called."""
+        return self._stop.requested
+
+    @property
+    def tree(self) -> HopTree | None:
+        return self.context.tree if self.context.prepared else None
+
+    @property
+    def stats(self) -> CallStats:
+        return self.context.stats
+
+    def cancel(self, reason: str = "cancelled", *, grace: float | None = None) -> None:
+        """Stop the run: start no new unit, give in-flight ones ``grace`` seconds (default
+        :attr:`grace`), then mark the rest ``Interrupted``.
+
+        Safe from any thread and from a signal handler; calling it again with a shorter
+        ``grace`` (``0``: now) shortens the wait. ``reason`` ends up in
+        ``summary.stop_reason``. A no-op once the run has ended.
+        """
+        self._stop.cancel(reason, grace=grace)
 
     def __iter__(self) -> Iterator[Record]:
-        if self._started:
-            raise RuntimeError("a Run can be iterated only once")
-        self._started = True
-        return self._records()
-
-    def _records(self) -> Iterator[Record]:
-        started = datetime.now(UTC)
-        self.summary.started_at = started.isoformat()
-        prepared = _Prepared(self.plan, self.chain, **self._options)
-        self.plan, self.tree, self.stats = prepared.plan, prepared.tree, prepared.stats
-        runner = Runner(
-            prepared.plan,
-            prepared.tree,
-            prepared.sessions,
-            concurrency=self.concurrency,
-            policy=prepared.policy,
-            stats=prepared.stats,
-            regions=self._regions,
-            progress=self._progress,
-            summary=self.summary,
-        )
-        if self._store is not None:
-            self._store.start(prepared.plan)
-        try:
-            for record in runner:
-                if self._store is not None:
-                    self._store.add(record)
-                yield record
-        finally:
-            if self._store is not None:
-                self._store.finish(self.summary)
+        with self._lock:
+            if self._started:
+                raise RuntimeError("a Run can be iterated only once")
+            self._started = True
+        return self._runner.records()
 
 
 def run(
@@ -274,6 +159,8 @@ def run(
     targets: Sequence[str] | None = None,
     regions: Sequence[str] | None = None,
     concurrency: int | None = None,
+    deadline: float | None = None,
+    grace: float | None = None,
     run_id: str | None = None,
     store: RecordSink | None = None,
     credentials: Credentials | None = None,
@@ -281,36 +168,44 @@ def run(
     clock: Clock = utc_now,
     token_provider: TokenProvider | None = None,
     progress: ProgressCallback | None = None,
+    on_plan: Callable[[Plan], None] | None = None,
     aws_sessions: AwsSessions | None = None,
     check_identity: bool = True,
 ) -> Run:
     """Plan ``job`` of a chain (or take a ready plan) and return the :class:`Run`.
 
     ``targets`` narrows the job's targets (names or globs); ``regions`` overrides the job's
-    regions; ``credentials`` replaces the principal's (botocore Credentials); ``assumer``
-    replaces STS (a cache or a fake); ``clock`` returns an aware datetime (tests compress
-    time); ``token_provider(hop) -> str`` supplies MFA codes; ``progress(target, ok, done,
-    total)`` is called as each target finishes; ``store`` receives every record.
-    Raises :class:`~rolechain.errors.ChainFileError` / :class:`~rolechain.errors.PlanError`
-    at once for an invalid chain or plan.
+    regions; ``deadline`` bounds the whole run in seconds (default: the job's ``runtime``;
+    ``math.inf``: none); ``grace`` is how long in-flight units may finish after
+    :meth:`Run.cancel` (default 10 s); ``credentials`` replaces the principal's (botocore
+    Credentials); ``assumer`` replaces STS (a cache or a fake); ``clock`` returns an aware
+    datetime (tests compress time); ``token_provider(hop) -> str`` supplies MFA codes;
+    ``progress(target, ok, done, total)`` is called as each target finishes; ``on_plan(plan)``
+    is called once with the checked, resolved plan before the first unit starts (its notes
+    say what the identity check re-planned); ``store`` receives every record. Raises
+    :class:`~rolechain.errors.ChainFileError` / :class:`~rolechain.errors.PlanError` at
+    once for an invalid chain or plan.
     """
-    plan = _plan(chain_or_plan, job, targets, run_id)
-    chain = chain_or_plan if isinstance(chain_or_plan, Chain) else None
-    return Run(
-        plan,
-        chain,
-        targets=targets,
-        regions=regions,
+    options = RunOptions(
+        targets=tuple(targets) if targets is not None else None,
+        regions=tuple(regions) if regions else None,
         concurrency=concurrency,
-        store=store,
+        deadline=deadline,
+        check_identity=check_identity,
+        run_id=run_id,
+        **({"grace": grace} if grace is not None else {}),
+    )
+    context = RunContext.for_job(
+        chain_or_plan,
+        job,
+        options,
         credentials=credentials,
         assumer=assumer,
         clock=clock,
         token_provider=token_provider,
-        progress=progress,
         aws_sessions=aws_sessions,
-        check_identity=check_identity,
     )
+    return Run(context, store=store, progress=progress, on_plan=on_plan)
 
 
 class SessionFactory:
@@ -320,18 +215,21 @@ class SessionFactory:
     assumed once and shared, and every session refreshes through the hop tree.
     """
 
-    def __init__(self, plan: Plan, chain: Chain | None, **options: Any) -> None:
-        self._plan = plan
-        self._chain = chain
-        self._options = options
-        self._prepared: _Prepared | None = None
+    def __init__(self, context: RunContext) -> None:
+        self.context = context
         self._lock = threading.Lock()
+        self._ready_done = False
 
-    def _ready(self) -> _Prepared:
-        with self._lock:
-            if self._prepared is None:
-                self._prepared = _Prepared(self._plan, self._chain, **self._options)
-            return self._prepared
+    def _ready(self) -> RunContext:
+        if not self._ready_done:
+            with self._lock:
+                if not self._ready_done:
+                    context = self.context.prepare()
+                    # Parse the models this job's tasks use once, before user threads ask
+                    # for clients (botocore's loader does not lock).
+                    context.sessions.warm(context.services(), context.plan.region)
+                    self._ready_done = True
+        return self.context
 
     @property
     def plan(self) -> Plan:
@@ -343,28 +241,20 @@ class SessionFactory:
 
     def credentials(self, target: str) -> HopCredentials:
         """The target's refreshable botocore credentials."""
-        prepared = self._ready()
-        try:
-            found = prepared.plan.target(target)
-        except KeyError:
-            raise RolechainError(
-                f"{target!r} is not a target of job {prepared.plan.job!r}",
-                hint="targets: " + ", ".join(t.name for t in prepared.plan.targets[:20]),
-            ) from None
-        return prepared.tree.for_target(found)
+        return self._ready().credentials_for(target)
 
     def session(self, target: str, region: str | None = None) -> boto3.Session:
         """A boto3 Session for ``target`` (default region: the plan's)."""
-        prepared = self._ready()
-        return prepared.sessions.boto3_session(
-            self.credentials(target), region or prepared.plan.region
+        context = self._ready()
+        return context.sessions.boto3_session(
+            self.credentials(target), region or context.plan.region
         )
 
     def client(self, service: str, target: str, region: str | None = None) -> Any:
         """A botocore client for ``target`` built from the shared session (cheap)."""
-        prepared = self._ready()
-        return prepared.sessions.client(
-            service, region or prepared.plan.region, self.credentials(target)
+        context = self._ready()
+        return context.sessions.client(
+            service, region or context.plan.region, self.credentials(target)
         )
 
     @property
@@ -385,17 +275,18 @@ def sessions(
     check_identity: bool = True,
 ) -> SessionFactory:
     """A :class:`SessionFactory` for ``job``: the chain's paths, your own code."""
-    plan = _plan(chain_or_plan, job, targets, None)
-    chain = chain_or_plan if isinstance(chain_or_plan, Chain) else None
-    return SessionFactory(
-        plan,
-        chain,
-        targets=targets,
+    options = RunOptions(
+        targets=tuple(targets) if targets is not None else None,
+        concurrency=concurrency,
+        check_identity=check_identity,
+    )
+    context = RunContext.for_job(
+        chain_or_plan,
+        job,
+        options,
         credentials=credentials,
         assumer=assumer,
         clock=clock,
         token_provider=token_provider,
-        concurrency=concurrency,
-        aws_sessions=None,
-        check_identity=check_identity,
     )
+    return SessionFactory(context)

@@ -48,15 +48,38 @@ class Record:
         return cls(**{**data, "error": RecordError(**error) if error else None})
 
 
+RunStatus = Literal["running", "ok", "failed", "interrupted", "deadline-exceeded"]
+StopKind = Literal["interrupted", "deadline-exceeded"]
+
+# Error codes of records the runner makes itself (not from a task or AWS).
+TASK_TIMEOUT = "TaskTimeout"  # the task ran past its timeout, or was running at the deadline
+DEADLINE_EXCEEDED = "DeadlineExceeded"  # the run's deadline came before the unit started
+INTERRUPTED = "Interrupted"  # the run was cancelled before the unit finished
+STOP_CODES = frozenset({DEADLINE_EXCEEDED, INTERRUPTED})
+
+
 @dataclass
 class Summary:
-    """Totals of a run, complete once its records have all been consumed."""
+    """Totals of a run, complete once its records have all been consumed.
+
+    Every planned target ends up in exactly one of ``targets_ok`` (all its records ok),
+    ``targets_failed`` (some record is an error) and ``targets_unfinished`` (the run
+    stopped before the target was done: it has an ``Interrupted`` or ``DeadlineExceeded``
+    record). ``stop`` says why a run stopped early, ``stop_reason`` in words (``SIGINT``,
+    ``deadline of 30s``, or what the embedder passed to ``Run.cancel``).
+
+    Tasks that run past their timeout, or are still running when the run stops, are given
+    up: ``abandoned`` counts them; those that finished before the run ended had their
+    result dropped (``late_results``); ``still_running`` were still running at the end
+    (their threads never block the process from exiting).
+    """
 
     job: str
     run_id: str
     targets: int = 0
     targets_ok: int = 0
     targets_failed: int = 0
+    targets_unfinished: int = 0
     records: int = 0
     records_failed: int = 0
     assume_calls: int = 0
@@ -65,12 +88,30 @@ class Summary:
     elapsed_seconds: float = 0.0
     started_at: str = ""
     finished_at: str | None = None
-    interrupted: bool = False
+    stop: StopKind | None = None
+    stop_reason: str | None = None
+    abandoned: int = 0
+    late_results: int = 0
+    still_running: int = 0
     failed_targets: list[str] = field(default_factory=list)
 
     @property
+    def status(self) -> RunStatus:
+        """``running`` until the run ends; then ``ok``, ``failed``, ``interrupted`` or
+        ``deadline-exceeded``."""
+        if self.stop is not None:
+            return self.stop
+        if self.finished_at is None:
+            return "running"
+        return "failed" if self.targets_failed or self.targets_unfinished else "ok"
+
+    @property
     def ok(self) -> bool:
-        return self.targets_failed == 0 and not self.interrupted
+        return self.status == "ok"
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stop == "interrupted"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "status": self.status}

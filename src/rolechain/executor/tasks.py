@@ -4,15 +4,22 @@ Every task is ``func(unit, env) -> data``: ``unit`` is the plain work unit, ``en
 target's credentials and the run's shared sessions. ``data`` is JSON-safe. A task raises a
 :class:`~rolechain.errors.RolechainError` to fail (AWS errors arrive already translated by
 :mod:`rolechain.aws.errors`).
+
+A task the runner gives up on (its timeout, the run's deadline, an interrupt) keeps running
+on its thread, which cannot be stopped from outside. A task that holds something that can
+be stopped registers it with ``env.on_abandon``: the ``exec`` task's command (and every
+process it started) is killed.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import decimal
 import importlib
 import os
+import signal
 import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +29,7 @@ import jmespath
 from botocore import xform_name
 
 from rolechain.aws.credentials import HopCredentials
+from rolechain.aws.environment import CONFLICTING_VARIABLES
 from rolechain.aws.errors import aws_call
 from rolechain.aws.pacing import ThrottleBudget, call_paced
 from rolechain.aws.retry import CallStats, RetryPolicy
@@ -51,6 +59,7 @@ class TaskEnv:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     stats: CallStats | None = None
     timeout: float | None = None
+    on_abandon: Callable[[Callable[[], None]], None] | None = None
     budget: ThrottleBudget = field(default_factory=ThrottleBudget)
 
     def client(self, service: str, region: str) -> Any:
@@ -218,23 +227,10 @@ def python(unit: WorkUnit, env: TaskEnv) -> Any:
     return json_safe(result)
 
 
-_DROPPED_ENV = (
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_SECURITY_TOKEN",
-    "AWS_CREDENTIAL_EXPIRATION",
-    "AWS_SHARED_CREDENTIALS_FILE",
-    "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-)
-
-
 def exec_environment(unit: WorkUnit, env: TaskEnv, extra: Mapping[str, str]) -> dict[str, str]:
     """The command's environment: ours, less other credential sources, plus the target's."""
     frozen = env.credentials.get_frozen_credentials()
-    out = {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
+    out = {k: v for k, v in os.environ.items() if k not in CONFLICTING_VARIABLES}
     out.update(
         AWS_ACCESS_KEY_ID=frozen.access_key or "",
         AWS_SECRET_ACCESS_KEY=frozen.secret_key or "",
@@ -266,35 +262,73 @@ def exec_(unit: WorkUnit, env: TaskEnv) -> Any:
         env.credentials.force_refresh(env.credentials.get_frozen_credentials().access_key)
     argv = params.argv if params.argv is not None else ["/bin/sh", "-c", params.shell or ""]
     try:
-        done = subprocess.run(
+        # A session of its own: on a timeout or when the run gives up on the task, the
+        # command and everything it started are killed together (a grandchild holding the
+        # output pipes open would otherwise keep this thread waiting), and a Ctrl-C at the
+        # terminal reaches rolechain, which decides (grace, then kill), not the command.
+        process = subprocess.Popen(
             argv,
             env=exec_environment(unit, env, params.env),
             cwd=params.cwd,
-            capture_output=params.capture,
-            timeout=env.timeout,
-            check=False,
+            stdout=subprocess.PIPE if params.capture else None,
+            stderr=subprocess.PIPE if params.capture else None,
             stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
-    except subprocess.TimeoutExpired as exc:
-        raise TaskFailed(
-            f"command timed out after {env.timeout:g}s",
-            code="TaskTimeout",
-            data={"exit_code": None, "stdout": _text(exc.stdout), "stderr": _text(exc.stderr)},
-        ) from None
     except OSError as exc:
         raise TaskError(
             f"cannot run {argv[0]!r}: {exc.strerror or exc}", code="ExecError"
         ) from None
-    data = {
-        "exit_code": done.returncode,
-        "stdout": _text(done.stdout),
-        "stderr": _text(done.stderr),
-    }
-    if done.returncode != 0:
+    if env.on_abandon is not None:
+        env.on_abandon(lambda: _kill_group(process))
+    stdout: bytes | None
+    stderr: bytes | None
+    try:
+        stdout, stderr = process.communicate(timeout=env.timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(process)
+        stdout, stderr = _collect(process)
         raise TaskFailed(
-            f"command exited with status {done.returncode}", code="NonZeroExit", data=data
+            f"command timed out after {env.timeout:g}s",
+            code="TaskTimeout",
+            data={"exit_code": None, "stdout": _text(stdout), "stderr": _text(stderr)},
+        ) from None
+    finally:
+        if process.poll() is None:  # interrupted while waiting (a BaseException)
+            _kill_group(process)
+    data = {
+        "exit_code": process.returncode,
+        "stdout": _text(stdout),
+        "stderr": _text(stderr),
+    }
+    if process.returncode != 0:
+        raise TaskFailed(
+            f"command exited with status {process.returncode}", code="NonZeroExit", data=data
         )
     return data
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """Kill the command and every process in its session (it leads its process group)."""
+    killpg = getattr(os, "killpg", None)  # POSIX; elsewhere only the command is killed
+    if killpg is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        process.kill()
+
+
+def _collect(process: subprocess.Popen[bytes]) -> tuple[bytes | None, bytes | None]:
+    """What a killed command wrote; never waits long (a stray process may hold the pipes)."""
+    try:
+        return process.communicate(timeout=5)
+    except subprocess.TimeoutExpired:
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        process.wait()
+        return None, None
 
 
 TASK_FUNCTIONS: dict[str, Callable[[WorkUnit, TaskEnv], Any]] = {

@@ -21,7 +21,8 @@ A ``trusts`` entry is a principal or role name, a role-set name (every member is
 a member name, the ARN of a declared node, or an account root ARN
 ``arn:<partition>:iam::<account>:root`` (every declared identity of that account, as IAM
 reads a root principal in a trust policy). Entries that name nothing declared (an
-identity outside the chain file) add no edge; they are listed in
+identity outside the chain file, or the root of an account with nothing declared in it) add
+no edge; they are listed in
 ``graph.graph["external_trusts"]`` as ``(role node, entry)`` pairs. Trust cycles and
 self-trust are legal in IAM and kept as edges; path finding never needs them.
 """
@@ -162,7 +163,7 @@ def trust_graph(chain: Chain, resolved: Mapping[str, Sequence[str]] | None = Non
     def add_trusts(targets: Sequence[str], settings: HopSettings) -> None:
         for entry in settings.trusts:
             callers = trusted(entry)
-            if callers is None:
+            if not callers:  # nothing declared: an outside identity, or a foreign root
                 external.extend((node, entry) for node in targets)
                 continue
             for caller in callers:

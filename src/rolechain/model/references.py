@@ -10,6 +10,7 @@ about the others:
 * a job's ``from`` is a principal; its ``to`` selectors each match at least one target;
   its ``via`` entries are roles, role sets or members;
 * an organization query's ``via`` is a principal or a role;
+* a ``verify.reader`` is a role or a role set;
 * a job's regions (and its tasks') belong to the partition of its targets, once each.
 
 Rules that need a path of hops (durations, chaining, session names...) are the planner's.
@@ -18,36 +19,54 @@ An unknown name is reported with the valid choices and the closest match.
 
 from __future__ import annotations
 
+import heapq
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
-from rolechain.errors import Location, Problem
-from rolechain.model.schema import PARTITIONS, ROLE_ARN_PATTERN, ChainFile, Job, closest
+from rolechain.errors import Location, Problem, escape_controls
+from rolechain.model.schema import (
+    MAX_ROLE_PATH,
+    PARTITIONS,
+    PRINCIPAL_ARN_PATTERN,
+    ROLE_ARN_PATTERN,
+    ChainFile,
+    Job,
+    closest,
+)
 from rolechain.model.targets import DISCOVERED, expand_targets, split_member
 from rolechain.model.yamlsource import PathKey, SourceMap, dotted
 
 MAX_LISTED = 20
+MAX_EXPLAINED = 100
+MAX_QUOTED = 80
 
-PRINCIPAL_ARN = re.compile(
-    r"^arn:(aws|aws-cn|aws-us-gov):(?:iam::(\d{12}):(?:root|user/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}"
-    r"|role/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64})"
-    r"|sts::(\d{12}):assumed-role/[\w+=,.@-]{1,64}/[\w+=,.@-]{2,64})$"
-)
+PRINCIPAL_ARN = re.compile(PRINCIPAL_ARN_PATTERN)
+
+
+def quote(word: str) -> str:
+    """``repr(word)``, cut short when the word is long (a hostile file's 1 MB name)."""
+    if len(word) <= MAX_QUOTED:
+        return repr(word)
+    return repr(word[:MAX_QUOTED]) + f"... ({len(word):,} characters)"
 
 
 def choices_text(choices: Iterable[str]) -> str:
     """Sorted choices, shortened to the first few when there are many."""
-    ordered = sorted(choices)
+    listed = list(choices)
+    ordered = [
+        escape_controls(c, newlines=True) if len(c) <= MAX_QUOTED else quote(c)
+        for c in heapq.nsmallest(MAX_LISTED + 1, listed)
+    ]
     if not ordered:
         return "(none defined)"
-    if len(ordered) > MAX_LISTED:
-        return ", ".join(ordered[:MAX_LISTED]) + f", ... ({len(ordered)} in all)"
+    if len(listed) > MAX_LISTED:
+        return ", ".join(ordered[:MAX_LISTED]) + f", ... ({len(listed)} in all)"
     return ", ".join(ordered)
 
 
 def unknown(kind: str, word: str, choices: Collection[str]) -> str:
     """``unknown principal 'cj'; valid: ci, dev; did you mean 'ci'?``"""
-    text = f"unknown {kind} {word!r}; valid: {choices_text(choices)}"
+    text = f"unknown {kind} {quote(word)}; valid: {choices_text(choices)}"
     guess = closest(word, list(choices))
     if guess:
         text += f"; did you mean {guess!r}?"
@@ -81,14 +100,16 @@ def diagnose_arn(value: str, kind: str = "role") -> str | None:
         return f"the service is {service!r}; IAM ARNs have 'iam'"
     if region:
         return f"IAM ARNs have no region (found {region!r} between 'iam:' and the account)"
-    if not re.fullmatch(r"\d{12}", account):
-        return f"the account {account!r} is not 12 digits"
+    if not re.fullmatch(r"[0-9]{12}", account):
+        return f"the account {account!r} is not 12 digits (0-9)"
     if kind == "role":
         if not resource.startswith("role/"):
             return f"the resource {resource!r} is not 'role/<name>'"
-        name = resource.rsplit("/", 1)[-1]
+        path, _, name = resource.removeprefix("role/").rpartition("/")
         if not 1 <= len(name) <= 64:
             return f"the role name is {len(name)} characters; IAM allows 1 to 64"
+        if len(path) + 2 > MAX_ROLE_PATH:
+            return f"the role's path is {len(path) + 2:,} characters; IAM allows {MAX_ROLE_PATH}"
         return "the role name or path has characters IAM does not allow ([A-Za-z0-9_+=,.@-])"
     if not PRINCIPAL_ARN.match(value):
         return (
@@ -117,6 +138,16 @@ class _Checker:
         self.sources = sources
         self.ignore = set(ignore)
         self.problems: list[Problem] = []
+        self.explained = 0  # unknown names given their valid choices so far
+
+    def unknown(self, kind: str, word: str, choices: Callable[[], Collection[str]]) -> str:
+        """:func:`unknown`, for the first :data:`MAX_EXPLAINED` unknown names of a chain;
+        after that just the name (listing and guessing among thousands of names for
+        thousands of bad references would take minutes)."""
+        self.explained += 1
+        if self.explained > MAX_EXPLAINED:
+            return f"unknown {kind} {quote(word)}"
+        return unknown(kind, word, choices())
 
     def where(self, path: PathKey) -> Location | None:
         if isinstance(self.sources, SourceMap):
@@ -175,9 +206,9 @@ class _Checker:
         if spec is None:
             return False
         if spec.organization is not None:
-            if account == DISCOVERED or re.fullmatch(r"\d{12}", account):
+            if account == DISCOVERED or re.fullmatch(r"[0-9]{12}", account):
                 return True
-            return f"{account!r} is not a 12-digit account id"
+            return f"{quote(account)} is not a 12-digit account id"
         if account in spec.members:
             return True
         if account in spec.exclude:
@@ -202,7 +233,7 @@ class _Checker:
         if entry.startswith("arn:"):
             problem = diagnose_arn(entry, "principal")
             if problem:
-                self.add(path, f"{entry!r} is not an IAM principal ARN: {problem}")
+                self.add(path, f"{quote(entry)} is not an IAM principal ARN: {problem}")
             return
         if entry in self.ignore or entry in self.model.principals:
             return
@@ -212,13 +243,13 @@ class _Checker:
         if member is True:
             return
         if isinstance(member, str):
-            self.add(path, f"{entry!r}: {member}")
+            self.add(path, f"{quote(entry)}: {member}")
             return
         if self.ignored_selector(entry):
             return
         self.add(
             path,
-            unknown("principal, role or role set", entry, self.node_names()),
+            self.unknown("principal, role or role set", entry, self.node_names),
             hint="trust a name defined in this chain, or an IAM ARN",
         )
 
@@ -247,7 +278,10 @@ class _Checker:
                 "to pass through it",
             )
             return
-        self.add(path, unknown("principal", name, [*self.model.principals, *self.ignore]))
+        self.add(
+            path,
+            self.unknown("principal", name, lambda: [*self.model.principals, *self.ignore]),
+        )
 
     def job_to(self, base: PathKey, to: str | list[str], selectors: Sequence[str]) -> None:
         if not selectors:
@@ -266,17 +300,18 @@ class _Checker:
 
     def unmatched_message(self, selector: str) -> str:
         if any(ch in selector for ch in "*?["):
-            return f"glob {selector!r} matches no role or role-set member"
+            return f"glob {quote(selector)} matches no role or role-set member"
         if selector in self.model.principals:
-            return f"{selector!r} is a principal; 'to' names roles, role sets or members"
+            return f"{quote(selector)} is a principal; 'to' names roles, role sets or members"
         member = self.member_ok(selector)
         if isinstance(member, str):
-            return f"{selector!r}: {member}"
+            return f"{quote(selector)}: {member}"
         owner = split_member(selector)
         if owner:
-            return unknown("role set", owner[0], [*self.model.role_sets, *self.ignore])
-        names = [*self.model.roles, *self.model.role_sets, *self.ignore]
-        return unknown("target", selector, names)
+            return self.unknown("role set", owner[0], lambda: [*self.model.role_sets, *self.ignore])
+        return self.unknown(
+            "target", selector, lambda: [*self.model.roles, *self.model.role_sets, *self.ignore]
+        )
 
     def via_entry(self, path: PathKey, entry: str) -> None:
         if entry in self.ignore or entry in self.model.roles or entry in self.model.role_sets:
@@ -285,15 +320,20 @@ class _Checker:
         if member is True or self.ignored_selector(entry):
             return
         if isinstance(member, str):
-            self.add(path, f"{entry!r}: {member}")
+            self.add(path, f"{quote(entry)}: {member}")
         elif entry in self.model.principals:
             self.add(
                 path,
-                f"{entry!r} is a principal; 'via' lists the roles between 'from' and the target",
+                f"{quote(entry)} is a principal; 'via' lists the roles between 'from' and the "
+                "target",
             )
         else:
-            names = [*self.model.roles, *self.model.role_sets, *self.ignore]
-            self.add(path, unknown("role", entry, names))
+            self.add(
+                path,
+                self.unknown(
+                    "role", entry, lambda: [*self.model.roles, *self.model.role_sets, *self.ignore]
+                ),
+            )
 
     def regions(self, base: PathKey, job: Job) -> None:
         targets, _ = expand_targets(
@@ -326,6 +366,27 @@ class _Checker:
                         f"are in {target_partition}",
                     )
 
+    # -- verify readers -------------------------------------------------------------
+
+    def readers(self) -> None:
+        entries: list[tuple[PathKey, str | None]] = [
+            (("settings", "verify", "reader"), self.model.settings.verify.reader)
+        ]
+        for section, items in (("roles", self.model.roles), ("role_sets", self.model.role_sets)):
+            for name, spec in items.items():
+                reader = spec.verify.reader if spec.verify else None
+                entries.append(((section, name, "verify", "reader"), reader))
+        for path, reader in entries:
+            if reader is None or reader in self.ignore:
+                continue
+            if reader in self.model.roles or reader in self.model.role_sets:
+                continue
+            self.add(
+                path,
+                unknown("role or role set", reader, [*self.model.roles, *self.model.role_sets]),
+                hint="name a role, or a role set with a member in every account it reads",
+            )
+
     # -- organizations --------------------------------------------------------------
 
     def organizations(self) -> None:
@@ -338,10 +399,10 @@ class _Checker:
             path: PathKey = ("role_sets", name, "organization", "via")
             self.add(
                 path,
-                unknown(
+                self.unknown(
                     "principal or role",
                     via,
-                    [*self.model.principals, *self.model.roles, *self.ignore],
+                    lambda: [*self.model.principals, *self.model.roles, *self.ignore],
                 ),
                 hint="name the principal or role that can call Organizations: the management "
                 "account or a delegated administrator",
@@ -362,5 +423,6 @@ def check(
     checker.unique_names()
     checker.trusts()
     checker.organizations()
+    checker.readers()
     checker.jobs()
     return checker.problems

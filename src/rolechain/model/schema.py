@@ -14,6 +14,7 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -29,21 +30,39 @@ from rolechain.tasks.registry import TASKS, task_names, validate_task_params
 
 PARTITIONS = ("aws", "aws-cn", "aws-us-gov")
 
+# Digits are ASCII ([0-9]) everywhere AWS wants digits: pydantic's regex engine, like
+# Python's, reads \d and \w as Unicode (Arabic-Indic and full-width digits match \d).
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-ACCOUNT_PATTERN = r"^\d{12}$"
+ACCOUNT_PATTERN = r"^[0-9]{12}$"
+_IAM_CHARS = r"[A-Za-z0-9_+=,.@-]"
 ROLE_ARN_PATTERN = (
-    r"^arn:(aws|aws-cn|aws-us-gov):iam::(\d{12}):role/((?:[A-Za-z0-9_+=,.@-]+/)*)"
-    r"([A-Za-z0-9_+=,.@-]{1,64})$"
+    rf"^arn:(aws|aws-cn|aws-us-gov):iam::([0-9]{{12}}):role/((?:{_IAM_CHARS}+/)*)"
+    rf"({_IAM_CHARS}{{1,64}})$"
 )
-ROLE_NAME_PATTERN = r"^(?:[A-Za-z0-9_+=,.@-]+/)*[A-Za-z0-9_+=,.@-]{1,64}$"
-MFA_SERIAL_PATTERN = r"^(arn:(aws|aws-cn|aws-us-gov):iam::\d{12}:mfa/[\w+=,.@/-]+|[A-Z0-9]{9,32})$"
-POLICY_ARN_PATTERN = r"^arn:(aws|aws-cn|aws-us-gov):iam::(\d{12}|aws):policy/[\w+=,.@/-]+$"
+ROLE_NAME_PATTERN = rf"^(?:{_IAM_CHARS}+/)*{_IAM_CHARS}{{1,64}}$"
+PRINCIPAL_ARN_PATTERN = (
+    rf"^arn:(aws|aws-cn|aws-us-gov):(?:iam::([0-9]{{12}}):(?:root|user/(?:{_IAM_CHARS}+/)*"
+    rf"{_IAM_CHARS}{{1,64}}|role/(?:{_IAM_CHARS}+/)*{_IAM_CHARS}{{1,64}})"
+    rf"|sts::([0-9]{{12}}):assumed-role/{_IAM_CHARS}{{1,64}}/{_IAM_CHARS}{{2,64}})$"
+)
+MFA_SERIAL_PATTERN = (
+    r"^(arn:(aws|aws-cn|aws-us-gov):iam::[0-9]{12}:mfa/[A-Za-z0-9_+=,.@/-]+|[A-Z0-9]{9,32})$"
+)
+POLICY_ARN_PATTERN = (
+    r"^arn:(aws|aws-cn|aws-us-gov):iam::([0-9]{12}|aws):policy/[A-Za-z0-9_+=,.@/-]+$"
+)
 EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9_+=,.@:/-]+$"
 SOURCE_IDENTITY_PATTERN = r"^[A-Za-z0-9_+=,.@-]+$"
-TAG_KEY_PATTERN = r"^[\w\s.:/=+@-]+$"
-TAG_VALUE_PATTERN = r"^[\w\s.:/=+@-]*$"
-REGION_PATTERN = r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$"
+# AWS allows letters, numbers and separators of any script in tags ([\p{L}\p{Z}\p{N}...]),
+# but no control characters: a space, not \s (which takes newlines and tabs).
+TAG_KEY_PATTERN = r"^[\w .:/=+@-]+$"
+TAG_VALUE_PATTERN = r"^[\w .:/=+@-]*$"
+REGION_PATTERN = r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]$"
 OU_PATTERN = r"^(ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}|r-[0-9a-z]{4,32})$"
+MAX_ROLE_PATH = 512  # IAM: a path is at most 512 characters, a name at most 64
+MAX_RUNTIME = 366 * 86400
+MAX_TIMEOUT = 7 * 86400
+MAX_JSON_DEPTH = 32
 
 SESSION_NAME_VARIABLES = (
     "job", "run_id", "principal", "role", "target", "account", "partition", "depth",
@@ -60,8 +79,38 @@ def _account(value: object) -> object:
     # An int is taken as written: zero-padding it would turn a mistyped 11-digit id (or a
     # YAML 1.1 octal) into some other account. The loader reads 12 digits as a string.
     if isinstance(value, int) and not isinstance(value, bool):
+        spelling = getattr(value, "spelling", None)
+        if spelling is not None:
+            raise ValueError(
+                f"{spelling!r} is not a 12-digit account id: write the id's twelve digits, "
+                "quoted, with no sign, '0x' or '0o'"
+            )
         return str(value)
     return value
+
+
+def _role_path(value: str) -> str:
+    """IAM limits a role's path (the part between ``role/`` and the name) to 512 chars."""
+    tail = value.split(":role/", 1)[-1] if value.startswith("arn:") else value
+    path = tail.rpartition("/")[0]
+    if len(path) + 2 > MAX_ROLE_PATH:  # IAM counts the path with its leading and final '/'
+        raise ValueError(
+            f"the role's path is {len(path) + 2:,} characters; IAM allows at most {MAX_ROLE_PATH}"
+        )
+    return value
+
+
+def json_depth(value: object) -> int:
+    """How deeply ``value`` (JSON-like data) nests, counted without recursion."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth + 1)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 AccountId = Annotated[
@@ -89,9 +138,17 @@ Region = Annotated[str, StringConstraints(pattern=REGION_PATTERN)]
 
 
 def closest(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
-    """The choice most like ``word``, for 'did you mean' hints."""
+    """The choice most like ``word``, for 'did you mean' hints.
+
+    No guess for a word longer than any name (difflib's cost grows with its square) or
+    among more than :data:`MAX_GUESS_CHOICES` choices."""
+    if len(word) > 128 or len(choices) > MAX_GUESS_CHOICES:
+        return None
     found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return found[0] if found else None
+
+
+MAX_GUESS_CHOICES = 5000
 
 
 def unknown_choice(kind: str, word: str, choices: list[str] | tuple[str, ...]) -> str:
@@ -105,7 +162,9 @@ def unknown_choice(kind: str, word: str, choices: list[str] | tuple[str, ...]) -
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
 
 
 class Principal(_Model):
@@ -123,9 +182,10 @@ class Principal(_Model):
         "session, SSO, instance/task role or MFA session (first hop is chained). Defaults to "
         "session, the safe assumption AWS also makes for anything with a session token.",
     )
-    arn: str | None = Field(
+    arn: Annotated[str, StringConstraints(pattern=PRINCIPAL_ARN_PATTERN)] | None = Field(
         default=None,
-        description="the identity these credentials are expected to have; checked at run time",
+        description="the identity these credentials are expected to have (an IAM user, role, "
+        "account root or assumed-role ARN); checked at run time",
     )
     account: AccountId | None = Field(default=None, description="the account of the principal")
     region: Region | None = Field(default=None, description="region for STS calls")
@@ -145,13 +205,13 @@ class Principal(_Model):
             return self.account
         if self.arn:
             parts = self.arn.split(":")
-            if len(parts) > 4 and parts[4].isdigit():
+            if len(parts) > 4 and re.fullmatch(r"[0-9]{12}", parts[4]):
                 return parts[4]
         return None
 
     @property
     def is_root(self) -> bool:
-        return bool(self.arn and re.fullmatch(r"arn:[\w-]+:iam::\d{12}:root", self.arn))
+        return bool(self.arn and re.fullmatch(r"arn:[a-z-]+:iam::[0-9]{12}:root", self.arn))
 
 
 class SessionPolicy(_Model):
@@ -172,8 +232,16 @@ class SessionPolicy(_Model):
                 parsed = json.loads(value)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"inline policy is not valid JSON: {exc}") from None
+            except RecursionError:
+                raise ValueError(
+                    f"inline policy nests more than {MAX_JSON_DEPTH} levels deep"
+                ) from None
             if not isinstance(parsed, dict):
                 raise ValueError("inline policy must be a JSON object")
+        else:
+            parsed = value
+        if json_depth(parsed) > MAX_JSON_DEPTH:
+            raise ValueError(f"inline policy nests more than {MAX_JSON_DEPTH} levels deep")
         return value
 
     @property
@@ -183,6 +251,17 @@ class SessionPolicy(_Model):
             return None
         doc = json.loads(self.inline) if isinstance(self.inline, str) else self.inline
         return json.dumps(doc, separators=(",", ":"), sort_keys=False)
+
+
+class VerifySettings(_Model):
+    """How ``rolechain verify`` reads a role from IAM."""
+
+    reader: Name | None = Field(
+        default=None,
+        description="a role or role set whose credentials read roles with iam:GetRole when "
+        "a role cannot read itself: a role set's member in the role's account, or a role in "
+        "that account",
+    )
 
 
 class HopSettings(_Model):
@@ -227,6 +306,9 @@ class HopSettings(_Model):
         | None
     ) = Field(default=None, description="SourceIdentity; once set it persists down the chain")
     region: Region | None = Field(default=None, description="STS region for this hop")
+    verify: VerifySettings | None = Field(
+        default=None, description="how 'rolechain verify' reads this role (default: settings)"
+    )
     description: str | None = None
 
     @field_validator("source_identity")
@@ -260,8 +342,8 @@ class HopSettings(_Model):
 class Role(HopSettings):
     """One IAM role."""
 
-    arn: Annotated[str, StringConstraints(pattern=ROLE_ARN_PATTERN)] = Field(
-        description="arn:<partition>:iam::<account>:role/<path/>name"
+    arn: Annotated[str, StringConstraints(pattern=ROLE_ARN_PATTERN), AfterValidator(_role_path)] = (
+        Field(description="arn:<partition>:iam::<account>:role/<path/>name")
     )
 
     @property
@@ -294,9 +376,9 @@ class OrganizationQuery(_Model):
 class RoleSet(HopSettings):
     """One role name in many accounts. Members are addressed as ``name@account``."""
 
-    role_name: Annotated[str, StringConstraints(pattern=ROLE_NAME_PATTERN)] = Field(
-        description="the role's name, with its path if any (e.g. 'audit' or 'ops/audit')"
-    )
+    role_name: Annotated[
+        str, StringConstraints(pattern=ROLE_NAME_PATTERN), AfterValidator(_role_path)
+    ] = Field(description="the role's name, with its path if any (e.g. 'audit' or 'ops/audit')")
     partition: Literal["aws", "aws-cn", "aws-us-gov"] = "aws"
     accounts: list[AccountId] | None = Field(default=None, description="explicit account ids")
     organization: OrganizationQuery | None = Field(
@@ -351,7 +433,9 @@ class TaskSpec(_Model):
     regions: list[Region] | Literal["all"] | None = Field(
         default=None, description="regions for this task; default: the job's"
     )
-    timeout: Duration | None = Field(default=None, ge=1, description="per target and region")
+    timeout: Duration | None = Field(
+        default=None, ge=1, le=MAX_TIMEOUT, description="per target and region (up to 7d)"
+    )
 
     @field_validator("task")
     @classmethod
@@ -422,7 +506,9 @@ class Job(_Model):
     runtime: Duration | None = Field(
         default=None,
         ge=1,
-        description="how long the job may run; the plan checks every hop can refresh for it",
+        le=MAX_RUNTIME,
+        description="how long the job may run (up to 366d); the plan checks every hop can "
+        "refresh for it",
     )
     retry: RetrySettings | None = None
     description: str | None = None
@@ -439,6 +525,7 @@ class Job(_Model):
                 f"{value!r} is not a cron expression: five fields, minute hour day month "
                 "weekday, e.g. '0 3 * * *'"
             )
+        _cron_steps_in_range(value)
         return value
 
     @field_validator("session_name")
@@ -467,6 +554,20 @@ class Job(_Model):
         return [self.to] if isinstance(self.to, str) else list(self.to)
 
 
+_CRON_FIELDS = (("minute", 60), ("hour", 24), ("day", 31), ("month", 12), ("weekday", 7))
+
+
+def _cron_steps_in_range(value: str) -> None:
+    """croniter takes any step (``*/99999999``); a step longer than its field is a typo."""
+    for (field_name, size), text in zip(_CRON_FIELDS, value.split(), strict=True):
+        for step in re.findall(r"/([^,]*)", text):
+            if not re.fullmatch(r"[0-9]{1,2}", step) or not 1 <= int(step) <= size:
+                raise ValueError(
+                    f"{value!r}: the step '/{step[:20]}' of the {field_name} field must be "
+                    f"1..{size}"
+                )
+
+
 class Settings(_Model):
     """Defaults for every job in the chain file."""
 
@@ -479,6 +580,10 @@ class Settings(_Model):
     region: Region = Field(default="us-east-1", description="default region for STS and tasks")
     session_name: str = Field(
         default="rolechain-{job}-{run_id}", description="default RoleSessionName template"
+    )
+    verify: VerifySettings = Field(
+        default_factory=VerifySettings,
+        description="how 'rolechain verify' reads roles; a role or role set may override it",
     )
 
 

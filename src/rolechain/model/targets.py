@@ -8,6 +8,7 @@ placeholder member ``set@*`` until its accounts are resolved.
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Mapping, Sequence
 
 from rolechain.model.schema import ChainFile
@@ -53,7 +54,7 @@ def is_discoverable_member(model: ChainFile, name: str) -> bool:
         return False
     account = member[1]
     excluded = set(spec.exclude) | set(spec.organization.exclude)
-    return len(account) == 12 and account.isdigit() and account not in excluded
+    return re.fullmatch(r"[0-9]{12}", account) is not None and account not in excluded
 
 
 def target_names(

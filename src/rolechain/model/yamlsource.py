@@ -18,28 +18,43 @@ Differences from ``yaml.safe_load``, all deliberate:
   (``${env:NAME:-default}`` when it may be unset); ``$${`` is a literal ``${``. Values that
   came from the environment are never echoed in messages (they may be secrets such as
   external ids): messages say "the value from ${env:NAME}" instead.
-* Anchors, aliases and merge keys (``<<: *defaults``) work; a recursive alias, or aliases
-  that expand into more than a million nodes, is a problem rather than a hang.
+  With ``unset_env="placeholder"`` (``validate``, ``plan`` and ``graph``: a chain file is
+  checkable in CI without its secrets) an unset variable becomes a placeholder and a
+  warning instead of a problem; see :func:`placeholder_for`.
+* Anchors, aliases and merge keys (``<<: *defaults``) work. What aliases may cost is
+  capped, not what the file holds: every value an alias re-reads counts against
+  :data:`MAX_EXPANSIONS`, so a billion-laughs file stops early while an honest file of
+  any size (it has no aliases) is read in time proportional to its length. A recursive
+  alias is a problem rather than a hang.
+* Only YAML's core types are read: strings, integers, floats, ``true``/``false``, null,
+  lists and mappings. Other tags (``!!binary``, ``!!timestamp``, ``!!set``, custom
+  ``!Ref``) are problems. Integers have at most :data:`MAX_INT_DIGITS` digits; one written
+  with a sign, in hex or in octal remembers its spelling (:class:`SpelledInt`), so that an
+  account id cannot be written as ``0x1CBE991A14``.
+* Values nest at most :data:`MAX_DEPTH` levels.
 
 Every problem is collected; reading a file never stops at the first one (except at a YAML
-syntax error, after which the parser cannot go on).
+syntax error, after which the parser cannot go on). Problems that only differ by the path
+an alias was read through are reported once.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from rolechain.errors import Location, Problem
+from rolechain.errors import Location, Problem, escape_controls, remember_env_value
 
 PathKey = tuple[str | int, ...]
 
-MAX_NODES = 1_000_000
+MAX_EXPANSIONS = 50_000
+MAX_DEPTH = 64
+MAX_INT_DIGITS = 20
 
 _STR = "tag:yaml.org,2002:str"
 _INT = "tag:yaml.org,2002:int"
@@ -52,14 +67,20 @@ _SEQ = "tag:yaml.org,2002:seq"
 
 
 def dotted(path: PathKey) -> str:
-    """``roles.hub.tags`` for ``("roles", "hub", "tags")``; list items as ``tasks[0]``."""
+    """``roles.hub.tags`` for ``("roles", "hub", "tags")``; list items as ``tasks[0]``.
+
+    Control characters in keys are shown escaped (a key may hold a newline or ESC)."""
     out = ""
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            text = escape_controls(part, newlines=True) if _CONTROL.search(part) else part
+            out += f".{text}" if out else text
     return out or "the top level"
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 class SourceMap(Mapping[PathKey, Location]):
@@ -69,38 +90,52 @@ class SourceMap(Mapping[PathKey, Location]):
     of the *key* ``duration``; a list item's path (``(..., "trusts", 0)``) maps to the item.
     :meth:`value` gives the location of the value instead (``duration: 1h`` -> the ``1h``).
     :attr:`from_env` names the environment variables each interpolated value came from.
+
+    Each entry is kept as one small tuple (file, key line and column, value line and
+    column); :class:`Location` objects are made when asked for, which keeps a file of
+    hundreds of thousands of roles affordable.
     """
 
-    __slots__ = ("_keys", "_values", "from_env", "unresolved")
+    __slots__ = ("_marks", "from_env", "placeholders", "unresolved")
 
     def __init__(self) -> None:
-        self._keys: dict[PathKey, Location] = {}
-        self._values: dict[PathKey, Location] = {}
+        self._marks: dict[PathKey, tuple[str, int, int, int, int]] = {}
         self.from_env: dict[PathKey, tuple[str, tuple[str, ...]]] = {}
+        # paths whose value holds a placeholder for an unset variable -> the variables
+        self.placeholders: dict[PathKey, tuple[str, ...]] = {}
         self.unresolved: set[PathKey] = set()
 
     def __getitem__(self, path: PathKey) -> Location:
-        return self._keys[path]
+        file, line, column, _, _ = self._marks[path]
+        return Location(file, line, column)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._marks
 
     def __iter__(self) -> Iterator[PathKey]:
-        return iter(self._keys)
+        return iter(self._marks)
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._marks)
 
     def add(self, path: PathKey, key: Location, value: Location) -> None:
-        self._keys[path] = key
-        self._values[path] = value
+        self._marks[path] = (key.file, key.line, key.column, value.line, value.column)
+
+    def mark(self, path: PathKey, file: str, key: Node, value: Node) -> None:
+        """Record ``path`` from the nodes of its key and value (0-based marks)."""
+        k, v = key.start_mark, value.start_mark
+        self._marks[path] = (file, k.line + 1, k.column + 1, v.line + 1, v.column + 1)
 
     def value(self, path: PathKey) -> Location | None:
         """The location of the value at ``path`` (or of its key, if only that is known)."""
-        return self._values.get(path) or self._keys.get(path)
+        found = self._marks.get(path)
+        return Location(found[0], found[3], found[4]) if found is not None else None
 
     def locate(self, path: PathKey, *, value: bool = False) -> Location | None:
         """The location of ``path``, or of its nearest enclosing key that has one."""
         key = tuple(path)
         while key:
-            found = self.value(key) if value else self._keys.get(key)
+            found = self.value(key) if value else self.get(key)
             if found is not None:
                 return found
             key = key[:-1]
@@ -112,15 +147,16 @@ class SourceMap(Mapping[PathKey, Location]):
 
         Top-level keys (``("roles",)``) are copied when this map has none yet.
         """
-        for key, loc in other._keys.items():
-            if (key[:2] in accepted or key[:1] in accepted) or (
-                len(key) == 1 and key not in self._keys
-            ):
-                self._keys[key] = loc
-                self._values[key] = other._values.get(key, loc)
+        mine = self._marks
+        for key, marks in other._marks.items():
+            if (key[:2] in accepted or key[:1] in accepted) or (len(key) == 1 and key not in mine):
+                mine[key] = marks
         for key, env in other.from_env.items():
             if key[:2] in accepted or key[:1] in accepted:
                 self.from_env[key] = env
+        for key, names in other.placeholders.items():
+            if key[:2] in accepted or key[:1] in accepted:
+                self.placeholders[key] = names
         self.unresolved.update(
             key for key in other.unresolved if key[:2] in accepted or key[:1] in accepted
         )
@@ -156,10 +192,32 @@ def _implicit_resolvers() -> dict[str | None, list[tuple[str, re.Pattern[str]]]]
     return table
 
 
+_RESOLVERS = _implicit_resolvers()
+_BY_FIRST: dict[str, tuple[tuple[str, re.Pattern[str]], ...]] = {
+    ch: tuple(found + _RESOLVERS.get(None, [])) for ch, found in _RESOLVERS.items() if ch
+}
+_WILDCARD = tuple(_RESOLVERS.get(None, []))
+
+
+def _resolve(kind: type[Node], value: str, implicit: tuple[bool, bool]) -> str:
+    """PyYAML's Resolver.resolve for our table, without its per-call overhead (libyaml
+    calls it for every scalar: on a large file it was a quarter of the reading time)."""
+    if kind is ScalarNode:
+        if implicit[0]:
+            for tag, pattern in _BY_FIRST.get(value[:1], _WILDCARD):
+                if pattern.match(value):
+                    return tag
+        return _STR
+    return _SEQ if kind is SequenceNode else _MAP
+
+
 class SourceLoader(yaml.SafeLoader):
     """A safe loader that resolves scalars as described in the module docstring."""
 
-    yaml_implicit_resolvers = _implicit_resolvers()
+    yaml_implicit_resolvers = _RESOLVERS
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        return _resolve(kind, value, implicit)
 
 
 _CLoader: Any = None
@@ -170,7 +228,10 @@ if _CParser is not None:  # pragma: no branch
     class _CSourceLoader(_CParser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):  # type: ignore[misc]
         """libyaml's parser (about 3x faster) with the same resolution rules."""
 
-        yaml_implicit_resolvers = _implicit_resolvers()
+        yaml_implicit_resolvers = _RESOLVERS
+
+        def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+            return _resolve(kind, value, implicit)
 
         def __init__(self, stream: str) -> None:
             _CParser.__init__(self, stream)
@@ -184,18 +245,58 @@ if _CParser is not None:  # pragma: no branch
 
 _REF = re.compile(r"\$\$\{|\$\{([^{}]*)\}|\$\{")
 _ENV_REF = re.compile(r"^env:([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?$", re.DOTALL)
+_ARN_ACCOUNT_FIELD = re.compile(r"arn:[^:]*:[^:]*:[^:]*:$")
+_ACCOUNT_KEYS = frozenset({"account", "accounts", "exclude"})
+_REGION_KEYS = frozenset({"region", "regions"})
+
+Placeholder = Callable[[str, str], str]
 
 
-def interpolate(text: str, env: Mapping[str, str]) -> tuple[str, tuple[str, ...], list[str]]:
+def placeholder_for(path: PathKey) -> Placeholder:
+    """What stands in for an unset ``${env:NAME}`` at ``path`` when placeholders are on.
+
+    The placeholder is chosen to pass the checks of where it stands, so that the rest of
+    the file is still checked: twelve zeros for an account id (also in an ARN's account
+    field), ``us-east-1`` for a region, ``env-NAME`` elsewhere (a valid external id, source
+    identity, tag or session name).
+    """
+    key = next((p for p in reversed(path) if isinstance(p, str)), "")
+
+    def choose(name: str, before: str) -> str:
+        if key in _ACCOUNT_KEYS or _ARN_ACCOUNT_FIELD.search(before):
+            return "000000000000"
+        if key in _REGION_KEYS:
+            return "us-east-1"
+        return f"env-{name}"
+
+    return choose
+
+
+@dataclass
+class Interpolated:
+    """The result of :func:`interpolate`."""
+
+    text: str
+    used: tuple[str, ...] = ()
+    errors: list[str] = field(default_factory=list)
+    unset: tuple[tuple[str, str], ...] = ()  # (variable, placeholder) for unset variables
+
+
+def interpolate(
+    text: str, env: Mapping[str, str], placeholder: Placeholder | None = None
+) -> Interpolated:
     """``text`` with ``${env:NAME}`` references replaced.
 
-    Returns the new text, the variables used, and error messages (unset variables,
-    malformed references). ``$${`` stands for a literal ``${``.
+    Returns the new text, the variables used, error messages (unset variables, malformed
+    references) and, when ``placeholder`` is given, the unset variables it stood in for.
+    ``$${`` stands for a literal ``${``. Every value taken from ``env`` is recorded with
+    :func:`rolechain.errors.remember_env_value`, so no message ever shows it.
     """
     if "$" not in text:
-        return text, (), []
+        return Interpolated(text)
     used: list[str] = []
     errors: list[str] = []
+    unset: list[tuple[str, str]] = []
 
     def replace(match: re.Match[str]) -> str:
         whole = match.group(0)
@@ -218,113 +319,256 @@ def interpolate(text: str, env: Mapping[str, str]) -> tuple[str, tuple[str, ...]
         if value is None:
             if default is not None:
                 return default
+            if placeholder is not None:
+                stand_in = placeholder(name, text[: match.start()])
+                unset.append((name, stand_in))
+                return stand_in
             errors.append(
                 f"environment variable {name} is not set: export {name}=... before running "
                 f"rolechain, or give a default with ${{env:{name}:-value}}"
             )
             return whole
+        remember_env_value(name, value)
         return value
 
-    return _REF.sub(replace, text), tuple(used), errors
+    return Interpolated(_REF.sub(replace, text), tuple(used), errors, tuple(unset))
 
 
 # -- building plain Python from nodes ---------------------------------------------------
 
 
+class SpelledInt(int):
+    """An integer written other than in plain decimal (``+5``, ``0x1F``, ``0o17``).
+
+    It is an ``int`` everywhere; :attr:`spelling` keeps how it was written, so that a value
+    AWS wants as decimal digits (an account id) can refuse it.
+    """
+
+    spelling: str
+
+    def __new__(cls, value: int, spelling: str) -> SpelledInt:
+        made = super().__new__(cls, value)
+        made.spelling = spelling
+        return made
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (SpelledInt, (int(self), self.spelling))
+
+
+_DECIMAL = re.compile(r"[-+]?[0-9]+")
+_HEX_OR_OCTAL = re.compile(r"0x[0-9a-fA-F]+|0o[0-7]+")
+_CORE_SCALARS = frozenset({_STR, _INT, _FLOAT, _BOOL, _NULL})
+_COLLECTIONS: dict[type[Node], str] = {MappingNode: _MAP, SequenceNode: _SEQ}
+
+
+def _short_tag(tag: str) -> str:
+    return "!!" + tag.removeprefix("tag:yaml.org,2002:") if tag.startswith("tag:yaml") else tag
+
+
 @dataclass
 class Document:
-    """One chain file read into plain Python, with its source map and problems."""
+    """One chain file read into plain Python, with its source map and problems.
+
+    ``warnings`` are what does not stop the file from loading (unset variables read as
+    placeholders).
+    """
 
     file: str
     data: Any
     sources: SourceMap
     problems: list[Problem] = field(default_factory=list)
     root: Location | None = None
+    warnings: list[Problem] = field(default_factory=list)
+
+
+class _TooManyExpansions(Exception):
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
 
 
 class _Builder:
-    def __init__(self, file: str, loader: Any, env: Mapping[str, str], sources: SourceMap) -> None:
+    def __init__(
+        self,
+        file: str,
+        loader: Any,
+        env: Mapping[str, str],
+        sources: SourceMap,
+        placeholders: bool = False,
+    ) -> None:
         self.file = file
         self.loader = loader
         self.env = env
         self.sources = sources
+        self.placeholders = placeholders
         self.problems: list[Problem] = []
-        self.count = 0
+        self.warnings: list[Problem] = []
+        self._said: set[tuple[Location, str]] = set()
         self.active: set[int] = set()
-        self.too_big = False
+        self.expanding = 0  # > 0 while re-reading a node through an alias
+        self.expanded = 0  # values produced through aliases
+        self.too_deep = False
 
     def loc(self, node: Node) -> Location:
         mark = node.start_mark
         return Location(self.file, mark.line + 1, mark.column + 1)
 
-    def problem(self, node: Node, message: str, path: PathKey, hint: str | None = None) -> None:
-        self.problems.append(Problem(message, self.loc(node), key=dotted(path), hint=hint))
+    def problem(
+        self,
+        node: Node,
+        message: str,
+        path: PathKey,
+        hint: str | None = None,
+        *,
+        warning: bool = False,
+    ) -> None:
+        where = self.loc(node)
+        # The same problem read again through an alias is said once (at the node itself).
+        prefix = dotted(path) + ": "
+        said = (where, message.removeprefix(prefix))
+        if said in self._said:
+            return
+        self._said.add(said)
+        made = Problem(message, where, key=dotted(path), hint=hint)
+        (self.warnings if warning else self.problems).append(made)
 
     def build(self, node: Node, path: PathKey) -> Any:
-        self.count += 1
-        if self.count > MAX_NODES:
-            if not self.too_big:
-                self.too_big = True
-                self.problem(
-                    node,
-                    f"aliases expand to more than {MAX_NODES:,} values; is an alias "
-                    "repeated by mistake?",
-                    path,
-                )
-            return None
-        if isinstance(node, ScalarNode):
-            return self.scalar(node, path)
-        if id(node) in self.active:
-            self.problem(node, f"{dotted(path)}: an alias refers to itself (recursive)", path)
-            self.sources.unresolved.add(path)
-            return None
-        self.active.add(id(node))
+        alias = getattr(node, "_rolechain_built", False)
+        if alias:
+            self.expanding += 1
+        else:
+            node._rolechain_built = True  # type: ignore[attr-defined]
         try:
-            if isinstance(node, MappingNode):
-                return self.mapping(node, path)
-            if isinstance(node, SequenceNode):
-                return self.sequence(node, path)
+            if self.expanding:
+                self.expanded += 1
+                if self.expanded > MAX_EXPANSIONS:
+                    # Stop reading: what else the file says is noise next to this.
+                    raise _TooManyExpansions(
+                        Problem(
+                            f"{dotted(path)}: aliases expand to more than {MAX_EXPANSIONS:,} "
+                            "values; is an alias repeated by mistake? (the rest of the file "
+                            "was not read)",
+                            self.loc(node),
+                            key=dotted(path),
+                        )
+                    )
+            if len(path) > MAX_DEPTH:
+                if not self.too_deep:
+                    self.too_deep = True
+                    self.problem(
+                        node,
+                        f"{dotted(path[:3])}: values nest more than {MAX_DEPTH} levels deep",
+                        path,
+                    )
+                self.sources.unresolved.add(path)
+                return None
+            if isinstance(node, ScalarNode):
+                return self.scalar(node, path)
+            expected = _COLLECTIONS.get(type(node))
+            if expected is not None and node.tag != expected:
+                return self.unsupported(node, path)
+            if id(node) in self.active:
+                self.problem(node, f"{dotted(path)}: an alias refers to itself (recursive)", path)
+                self.sources.unresolved.add(path)
+                return None
+            self.active.add(id(node))
+            try:
+                if isinstance(node, MappingNode):
+                    return self.mapping(node, path)
+                if isinstance(node, SequenceNode):
+                    return self.sequence(node, path)
+            finally:
+                self.active.discard(id(node))
+            return None  # pragma: no cover - PyYAML has no other node kinds
         finally:
-            self.active.discard(id(node))
-        return None  # pragma: no cover - PyYAML has no other node kinds
+            if alias:
+                self.expanding -= 1
+
+    def unsupported(self, node: Node, path: PathKey) -> None:
+        self.problem(
+            node,
+            f"{dotted(path)}: the tag {_short_tag(str(node.tag))} is not supported; a chain file "
+            "holds strings, numbers, true/false, null, lists and mappings",
+            path,
+        )
+        self.sources.unresolved.add(path)
+        return None
 
     def scalar(self, node: ScalarNode, path: PathKey) -> Any:
         tag = node.tag
-        value: Any
-        if tag == _STR:
-            value = node.value
-        elif tag == _NULL:
+        if tag not in _CORE_SCALARS:
+            return self.unsupported(node, path)
+        if tag == _NULL:
             return None
-        elif tag == _BOOL:
-            return node.value.lower() == "true"
-        elif tag == _INT:
-            try:
-                return int(node.value.replace("_", ""), 0)
-            except ValueError:
-                return self.construct(node, path)
-        elif tag == _FLOAT:
-            return self.construct(node, path)
-        else:
-            value = self.construct(node, path)
-        if isinstance(value, str) and "$" in value:
-            text, names, errors = interpolate(value, self.env)
-            for message in errors:
+        if tag == _BOOL:
+            word = node.value.lower()
+            if word in ("true", "false"):
+                return word == "true"
+            self.bad(node, path, f"{node.value!r} is not true or false")
+            return None
+        if tag == _INT:
+            return self.integer(node, path)
+        if tag == _FLOAT:
+            return self.floating(node, path)
+        value: str = node.value
+        if "$" in value:
+            found = interpolate(
+                value, self.env, placeholder_for(path) if self.placeholders else None
+            )
+            for message in found.errors:
                 self.problem(node, f"{dotted(path)}: {message}", path)
-            if errors:
+            if found.errors:
                 self.sources.unresolved.add(path)
-            if names:
-                self.sources.from_env[path] = (text, names)
-            return text
+            if found.used:
+                self.sources.from_env[path] = (found.text, found.used)
+            if found.unset:
+                self.sources.placeholders[path] = tuple(name for name, _ in found.unset)
+                for name, stand_in in found.unset:
+                    self.problem(
+                        node,
+                        f"{dotted(path)}: environment variable {name} is not set; checked "
+                        f"with the placeholder {stand_in!r} (set it, or pass --strict-env to "
+                        "make this an error)",
+                        path,
+                        warning=True,
+                    )
+            return found.text
         return value
 
-    def construct(self, node: Node, path: PathKey) -> Any:
-        try:
-            return self.loader.construct_object(node, deep=True)
-        except yaml.YAMLError as exc:
-            problem = getattr(exc, "problem", None) or str(exc)
-            self.problem(node, f"{dotted(path)}: {problem}", path)
-            self.sources.unresolved.add(path)
+    def bad(self, node: Node, path: PathKey, message: str) -> None:
+        """Report ``message`` for the value at ``path`` (whose value is then None)."""
+        self.problem(node, f"{dotted(path)}: {message}", path)
+        self.sources.unresolved.add(path)
+
+    def integer(self, node: ScalarNode, path: PathKey) -> int | None:
+        text = str(node.value).strip()
+        digits = sum(ch.isdigit() for ch in text)
+        if digits > MAX_INT_DIGITS:
+            self.bad(
+                node,
+                path,
+                f"a number of {digits:,} digits is too large (at most {MAX_INT_DIGITS}); "
+                "quote it if it is text",
+            )
             return None
+        if _DECIMAL.fullmatch(text):
+            value = int(text)
+            canonical = text.lstrip("-").lstrip("0") or "0"
+            plain = not text.startswith("+") and (canonical == text.lstrip("-"))
+            return value if plain else SpelledInt(value, text)
+        if _HEX_OR_OCTAL.fullmatch(text):
+            return SpelledInt(int(text, 0), text)
+        self.bad(node, path, f"{text!r} is not an integer")
+        return None
+
+    def floating(self, node: ScalarNode, path: PathKey) -> float | None:
+        try:
+            value = self.loader.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, TypeError) as exc:
+            problem = getattr(exc, "problem", None) or f"{node.value!r} is not a number"
+            self.bad(node, path, str(problem))
+            return None
+        return float(value)
 
     def key_of(self, node: Node, path: PathKey) -> str | None:
         if isinstance(node, ScalarNode):
@@ -370,7 +614,7 @@ class _Builder:
                 continue
             seen[key] = key_node
             sub = (*path, key)
-            self.sources.add(sub, self.loc(key_node), self.loc(value_node))
+            self.sources.mark(sub, self.file, key_node, value_node)
             out[key] = self.build(value_node, sub)
         return out
 
@@ -378,13 +622,35 @@ class _Builder:
         out: list[Any] = []
         for index, item in enumerate(node.value):
             sub = (*path, index)
-            where = self.loc(item)
-            self.sources.add(sub, where, where)
+            self.sources.mark(sub, self.file, item, item)
             out.append(self.build(item, sub))
         return out
 
 
-def _syntax_problem(file: str, exc: yaml.YAMLError, text: str) -> Problem:
+def _position(text: str, index: int) -> tuple[int, int]:
+    """1-based line and column of character ``index`` of ``text``."""
+    line = text.count("\n", 0, index) + 1
+    column = index - (text.rfind("\n", 0, index) + 1) + 1
+    return line, column
+
+
+def _syntax_problem(
+    file: str, exc: yaml.YAMLError, text: str, *, byte_offsets: bool = False
+) -> Problem:
+    if isinstance(exc, yaml.reader.ReaderError):
+        # A character YAML does not allow (NUL, other control characters): the reader
+        # knows only its offset (libyaml counts UTF-8 bytes, PyYAML characters).
+        index = int(exc.position)
+        if byte_offsets:
+            index = len(text.encode("utf-8")[:index].decode("utf-8", "ignore"))
+        index = max(0, min(index, len(text)))
+        line, column = _position(text, index)
+        character = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        return Problem(
+            f"YAML syntax error: the control character U+{character:04X} is not allowed "
+            "in a chain file; write it as an escape in a double-quoted string if you mean it",
+            Location(file, line, column),
+        )
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or str(exc)
     context = getattr(exc, "context", None)
@@ -410,25 +676,46 @@ def _syntax_problem(file: str, exc: yaml.YAMLError, text: str) -> Problem:
 
 
 def read_document(
-    file: str, text: str, env: Mapping[str, str], *, use_libyaml: bool = True
+    file: str,
+    text: str,
+    env: Mapping[str, str],
+    *,
+    use_libyaml: bool = True,
+    placeholders: bool = False,
 ) -> Document:
     """Read chain-file ``text`` (named ``file`` in locations) into plain Python.
 
     Never raises for a bad document: problems are returned in :attr:`Document.problems`.
     ``use_libyaml=False`` forces PyYAML's pure-Python parser (the same results, slower).
+    ``placeholders``: an unset ``${env:NAME}`` becomes a placeholder and a warning.
     """
     sources = SourceMap()
     loader_class = _CLoader if (use_libyaml and _CLoader is not None) else SourceLoader
-    loader = loader_class(text)
+    byte_offsets = loader_class is not SourceLoader
+    try:
+        loader = loader_class(text)
+    except yaml.YAMLError as exc:  # PyYAML's reader checks every character first
+        return Document(file, None, sources, [_syntax_problem(file, exc, text)])
     try:
         try:
             node = loader.get_single_node()
         except yaml.YAMLError as exc:
-            return Document(file, None, sources, [_syntax_problem(file, exc, text)])
+            problem = _syntax_problem(file, exc, text, byte_offsets=byte_offsets)
+            return Document(file, None, sources, [problem])
+        except RecursionError:
+            # PyYAML's pure-Python composer recurses once per level (libyaml stops at
+            # 1000 levels with a YAMLError of its own).
+            mark = loader.get_mark() if hasattr(loader, "get_mark") else None
+            where = Location(file, mark.line + 1, mark.column + 1) if mark else None
+            problem = Problem(f"values nest too deeply (more than {MAX_DEPTH} levels)", where)
+            return Document(file, None, sources, [problem])
         if node is None:
             return Document(file, None, sources)
-        builder = _Builder(file, loader, env, sources)
-        data = builder.build(node, ())
-        return Document(file, data, sources, builder.problems, builder.loc(node))
+        builder = _Builder(file, loader, env, sources, placeholders)
+        try:
+            data = builder.build(node, ())
+        except _TooManyExpansions as stop:
+            return Document(file, None, SourceMap(), [stop.problem])
+        return Document(file, data, sources, builder.problems, builder.loc(node), builder.warnings)
     finally:
         loader.dispose()

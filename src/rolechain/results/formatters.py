@@ -12,8 +12,9 @@ import csv
 import json
 from typing import IO, Any, Protocol
 
+from rolechain.errors import printable
 from rolechain.executor.records import Record, Summary
-from rolechain.results.records import COLUMNS, data_json, to_row
+from rolechain.results.records import COLUMNS, data_json, shown, to_row
 
 FORMATS = ("table", "json", "jsonl", "csv")
 
@@ -33,7 +34,7 @@ class JsonlWriter:
         self.stream = stream
 
     def write(self, record: Record) -> None:
-        self.stream.write(_dumps(record.to_dict()) + "\n")
+        self.stream.write(_dumps(shown(record)) + "\n")
         self.stream.flush()
 
     def close(self, summary: Summary | None = None) -> None:
@@ -48,7 +49,7 @@ class JsonWriter:
         self._count = 0
 
     def write(self, record: Record) -> None:
-        self.stream.write(("[\n  " if self._count == 0 else ",\n  ") + _dumps(record.to_dict()))
+        self.stream.write(("[\n  " if self._count == 0 else ",\n  ") + _dumps(shown(record)))
         self._count += 1
 
     def close(self, summary: Summary | None = None) -> None:
@@ -139,7 +140,8 @@ class TableWriter:
         for row in sorted(self._rows, key=lambda r: (r[0], r[2], r[3])):
             style = "red" if row[4] == "error" else None
             cells = [row[i] for i in keep] + [row[6]]
-            table.add_row(*(Text(cell) for cell in cells), style=style)  # never markup
+            # never markup; no ${env:} value or terminal escape either
+            table.add_row(*(Text(printable(cell)) for cell in cells), style=style)
         console.print(table)
         self.stream.flush()
 
@@ -159,15 +161,22 @@ def writer_for(fmt: str, stream: IO[str], *, color: bool | None = None) -> Write
 
 def summary_lines(summary: Summary) -> list[str]:
     """The run's summary as short lines for stderr."""
-    status = "interrupted" if summary.interrupted else ("ok" if summary.ok else "failed")
+    status = summary.status + (f" ({summary.stop_reason})" if summary.stop_reason else "")
+    unfinished = f", {summary.targets_unfinished} unfinished" if summary.targets_unfinished else ""
     lines = [
         f"run {summary.run_id} ({summary.job}): {status}",
-        f"  targets: {summary.targets_ok} ok, {summary.targets_failed} failed of {summary.targets}",
+        f"  targets: {summary.targets_ok} ok, {summary.targets_failed} failed{unfinished}"
+        f" of {summary.targets}",
         f"  records: {summary.records} ({summary.records_failed} errors)",
         f"  AssumeRole calls: {summary.assume_calls} (planned {summary.planned_assume_calls}),"
         f" retries: {summary.retries}",
         f"  elapsed: {summary.elapsed_seconds:.2f}s",
     ]
+    if summary.abandoned:
+        lines.append(
+            f"  tasks given up: {summary.abandoned} ({summary.late_results} finished later, "
+            f"result dropped; {summary.still_running} still running at the end)"
+        )
     if summary.failed_targets:
         shown = summary.failed_targets[:10]
         more = len(summary.failed_targets) - len(shown)

@@ -9,9 +9,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from rolechain.errors import redact
 from rolechain.executor.records import Record, RecordError, Summary
 
-__all__ = ["COLUMNS", "Record", "RecordError", "Summary", "data_json", "from_row", "to_row"]
+__all__ = [
+    "COLUMNS",
+    "Record",
+    "RecordError",
+    "Summary",
+    "data_json",
+    "from_row",
+    "shown",
+    "to_row",
+]
 
 COLUMNS = (
     "job",
@@ -51,12 +61,21 @@ def to_row(record: Record) -> dict[str, Any]:
         "task": record.task,
         "status": record.status,
         "error_code": error.code if error else None,
-        "error_message": error.message if error else None,
+        "error_message": redact(error.message) if error else None,
         "error_hop": error.hop if error else None,
         "started_at": record.started_at,
         "duration_ms": record.duration_ms,
         "data": data_json(record.data),
     }
+
+
+def shown(record: Record) -> dict[str, Any]:
+    """``record.to_dict()`` as written out: an error message (which may quote a parameter
+    AWS refused) never shows a value read from ``${env:...}``. Task data is left as it is."""
+    out = record.to_dict()
+    if out.get("error"):
+        out["error"]["message"] = redact(out["error"]["message"])
+    return out
 
 
 def from_row(row: dict[str, Any]) -> Record:

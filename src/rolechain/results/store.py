@@ -15,6 +15,11 @@ run of each account::
     FROM records r, json_each(r.data, '$.buckets') b
     WHERE r.task = 's3.list_buckets' AND r.run_id = (SELECT max(run_id) FROM runs);
 
+``runs.status`` is ``running`` while a run goes on, then ``ok``, ``failed``,
+``interrupted`` or ``deadline-exceeded``. A run that stopped early still has a record for
+every unit: those that finished, and ``Interrupted`` or ``DeadlineExceeded`` records (with
+``TaskTimeout`` for tasks cut off by the deadline) for the rest.
+
 The database uses WAL, so readers are not blocked while a run writes. One process writes
 at a time (SQLite's lock; the run's consuming thread is the only writer). Records are
 committed in batches, and every finished record is committed when the run ends or is
@@ -29,6 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from rolechain.errors import redact_data
 from rolechain.executor.records import Record, Summary
 from rolechain.planner.plan import Plan
 from rolechain.results.records import COLUMNS, from_row, to_row
@@ -113,7 +119,8 @@ class Store:
                     plan.principal,
                     len(plan.targets),
                     plan.assume_calls,
-                    json.dumps(plan.to_dict(), default=str),
+                    # no ${env:} value (an external id) is stored
+                    json.dumps(redact_data(plan.to_dict()), default=str),
                 ),
             )
 
@@ -125,7 +132,7 @@ class Store:
             self._pending = 0
 
     def finish(self, summary: Summary) -> None:
-        status = "interrupted" if summary.interrupted else ("ok" if summary.ok else "failed")
+        status = summary.status
         with self._db:
             self._db.execute(
                 "UPDATE runs SET status=?, started_at=?, finished_at=?, targets=?, "

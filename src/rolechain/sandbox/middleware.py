@@ -6,6 +6,16 @@ in that service's error format). STS ``AssumeRole`` and ``GetCallerIdentity`` ar
 here (trust policies, ExternalId, chaining cap, MaxSessionDuration, parameter patterns,
 limits, time scale); everything else is forwarded to moto, routed to the caller's account.
 Requests carrying the sandbox's admin token (provisioning) go straight to moto.
+
+The role an AssumeRole names is looked up in moto's IAM when it is served (``role_lookup``):
+its trust policy and MaxSessionDuration as they are now, whoever changed them (provisioning,
+or a caller through the IAM API), and roles moto made itself (OrganizationAccountAccessRole).
+
+A web page in the user's browser must not read or change the sandbox (its state holds the
+chain's external ids): responses carry no CORS headers (moto's server would echo any
+``Origin``), ``OPTIONS`` preflights are refused, moto's admin API (``/moto-api/``: state
+dumps, reset) needs the admin token, and a request whose ``Host`` is not a loopback name is
+refused (DNS rebinding).
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ from rolechain.sandbox.responses import (
 from rolechain.sandbox.rules import AssumeRoleRequest, Granted, decide_assume_role
 from rolechain.sandbox.state import (
     Identity,
+    RoleRecord,
     SandboxState,
     digest,
     new_access_key,
@@ -53,6 +64,7 @@ _CREDENTIAL_RE = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/]+)/([^/]+)/aws4
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 UserLookup = Callable[[str], Identity | None]
+RoleLookup = Callable[[str], RoleRecord | None]
 
 
 def _credential(environ: Mapping[str, Any]) -> tuple[str, str, str] | None:
@@ -105,6 +117,38 @@ def unique_id(prefix: str, arn: str) -> str:
     return prefix + "".join(alphabet[int(c, 16) % 32] for c in hashed[:17])
 
 
+ADMIN_PATH = "/moto-api"
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
+
+
+def _loopback_host(host: object) -> bool:
+    """Whether a request's Host header names this machine (or is missing)."""
+    if not host:
+        return True
+    name = str(host).lower()
+    name = name[: name.find("]") + 1] if name.startswith("[") else name.rsplit(":", 1)[0]
+    return name in _LOOPBACK or name.endswith(".localhost")
+
+
+def _without_cors(start_response: StartResponse) -> StartResponse:
+    """``start_response`` that drops every ``Access-Control-*`` header moto adds."""
+
+    def start(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
+        kept = [(k, v) for k, v in headers if not k.lower().startswith("access-control-")]
+        return start_response(status, kept, *exc_info)
+
+    return start
+
+
+def _forbidden(start_response: StartResponse, why: str) -> list[bytes]:
+    body = f"Forbidden: {why}\n".encode()
+    start_response(
+        "403 Forbidden",
+        [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
+    )
+    return [body]
+
+
 class Enforcer:
     """The middleware. ``app`` is moto's WSGI application."""
 
@@ -116,12 +160,14 @@ class Enforcer:
         faults: Faults | None = None,
         admin_token: str,
         user_lookup: UserLookup | None = None,
+        role_lookup: RoleLookup | None = None,
     ) -> None:
         self.app = app
         self.state = state
         self.set_faults(faults or Faults())
         self.admin_token = admin_token
         self.user_lookup = user_lookup
+        self.role_lookup = role_lookup
 
     def set_faults(self, faults: Faults) -> None:
         """Inject ``faults`` from now on (a fresh STS quota, fresh random draws)."""
@@ -132,9 +178,16 @@ class Enforcer:
     # -- WSGI -------------------------------------------------------------------------------
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        start_response = _without_cors(start_response)
         offered = environ.pop(ADMIN_ENVIRON, None)
+        if not _loopback_host(environ.get("HTTP_HOST")):
+            return _forbidden(start_response, "the sandbox answers loopback host names only")
         if offered is not None and secrets.compare_digest(str(offered), self.admin_token):
             return self.app(environ, start_response)
+        if environ.get("REQUEST_METHOD") == "OPTIONS":
+            return _forbidden(start_response, "cross-origin requests are not allowed")
+        if str(environ.get("PATH_INFO", "")).startswith(ADMIN_PATH):
+            return _forbidden(start_response, f"{ADMIN_PATH} needs the {ADMIN_HEADER} header")
         environ.pop("HTTP_X_MOTO_ACCOUNT_ID", None)  # callers may not pick their account
         if self.faults.latency:
             time.sleep(self.faults.latency)
@@ -228,8 +281,17 @@ class Enforcer:
         start_response: StartResponse,
     ) -> list[bytes]:
         req = AssumeRoleRequest.from_params(params)
-        role = self.state.role(req.role_arn) if req.role_arn else None
-        decision = decide_assume_role(caller, req, role, denied_accounts=self.faults.deny_accounts)
+        role: RoleRecord | None = None
+        if req.role_arn:
+            lookup = self.role_lookup or self.state.role
+            role = lookup(req.role_arn)
+        decision = decide_assume_role(
+            caller,
+            req,
+            role,
+            denied_accounts=self.faults.deny_accounts,
+            org_id=self.state.organization_of(caller.account),
+        )
         if isinstance(decision, AwsFault):
             return self._fail(decision, "query", "AssumeRole", start_response)
         self.state.count("AssumeRole")

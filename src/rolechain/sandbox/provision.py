@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from rolechain.model.chain import Chain
 from rolechain.model.schema import ChainFile, Principal
@@ -30,7 +31,8 @@ from rolechain.sandbox.state import (
 )
 
 DEFAULT_ACCOUNT = "123456789012"  # moto's default account
-ORG_ACCOUNTS = 3  # accounts created for each role set with an organization query
+ORG_ACCOUNTS = 3  # default: accounts created for each role set with an organization query
+DEFAULT_DESCRIPTION = "provisioned by the rolechain sandbox"
 BUCKET_PURPOSES = ("logs", "backups")  # sample buckets in every account with a role
 _ROLE_ARN = re.compile(r"arn:([\w-]+):iam::(\d{12}):role/((?:[\w+=,.@-]+/)*)([\w+=,.@-]{1,64})")
 _ASSUMED = re.compile(r"arn:([\w-]+):sts::(\d{12}):assumed-role/([\w+=,.@-]+)/([\w+=,.@-]+)")
@@ -155,14 +157,24 @@ def _uses(model: ChainFile) -> tuple[bool, bool]:
 class Provisioner:
     """Provisions one sandbox through moto's HTTP API."""
 
-    def __init__(self, endpoint: str, admin_token: str, state: SandboxState, region: str) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        admin_token: str,
+        state: SandboxState,
+        region: str,
+        *,
+        organization_accounts: int = ORG_ACCOUNTS,
+    ) -> None:
         self.endpoint = endpoint
         self.region = region
         self.state = state
+        self.organization_accounts = organization_accounts
         self._session = _admin_session()
         self._token = admin_token
         self._clients: dict[tuple[str, str], Any] = {}
-        self._role_names: dict[str, set[str]] = {}
+        self._role_names: dict[str, dict[str, str]] = {}  # account -> role name -> path
+        self._principals: dict[str, Principal] = {}
 
     def client(self, service: str, account: str) -> Any:
         key = (service, account)
@@ -214,7 +226,7 @@ class Provisioner:
             for k, v in query.tags.items()
         ]
         accounts: list[str] = []
-        for index in range(1, ORG_ACCOUNTS + 1):
+        for index in range(1, self.organization_accounts + 1):
             account_name = f"{name}-{index}"
             if account_name not in existing:
                 kwargs: dict[str, Any] = {
@@ -229,6 +241,8 @@ class Provisioner:
         ous = [ou for ou in query.ous if ou.startswith("ou-")]
         if ous:
             self._place_in_ou(orgs, management, ous[0], accounts)
+        org_id = orgs.describe_organization()["Organization"]["Id"]
+        self.state.join_organization(org_id, [management, *existing.values()])
         return accounts
 
     def _place_in_ou(self, orgs: Any, management: str, ou_id: str, accounts: list[str]) -> None:
@@ -261,26 +275,36 @@ class Provisioner:
         path, name = "/" + match.group(3), match.group(4)
         iam = self.client("iam", record.account)
         document = json.dumps(record.trust_policy)
-        names = self._role_names.get(record.account)
-        if names is None:
-            names = {
-                r["RoleName"]
+        paths = self._role_names.get(record.account)
+        if paths is None:
+            paths = {
+                r["RoleName"]: r.get("Path") or "/"
                 for page in iam.get_paginator("list_roles").paginate()
                 for r in page["Roles"]
             }
-            self._role_names[record.account] = names
-        if name in names:
+            self._role_names[record.account] = paths
+        description = record.description or DEFAULT_DESCRIPTION
+        if paths.get(name, path) != path:
+            # A role's name is unique in its account whatever its path, and a path cannot
+            # change: a role of the same name elsewhere is replaced (as a redeploy would).
+            iam.delete_role(RoleName=name)
+            del paths[name]
+        if name in paths:
             iam.update_assume_role_policy(RoleName=name, PolicyDocument=document)
-            iam.update_role(RoleName=name, MaxSessionDuration=record.max_session_duration)
+            iam.update_role(
+                RoleName=name,
+                MaxSessionDuration=record.max_session_duration,
+                Description=description,
+            )
         else:
             iam.create_role(
                 RoleName=name,
                 Path=path,
                 AssumeRolePolicyDocument=document,
                 MaxSessionDuration=record.max_session_duration,
-                Description="provisioned by the rolechain sandbox",
+                Description=description,
             )
-            names.add(name)
+            paths[name] = path
         self.state.put_role(record)
 
     def _principal(self, name: str, spec: Principal) -> PrincipalCredentials:
@@ -333,28 +357,90 @@ class Provisioner:
 
     # -- all of it ---------------------------------------------------------------------------
 
-    def provision(self, run: Chain, spec: Chain | None = None) -> Provisioned:
-        """Roles, trusts and organizations from ``spec`` (default: ``run``); principals and
-        their credentials from ``run``, the chain whose jobs will be run."""
+    def provision(
+        self,
+        run: Chain,
+        spec: Chain | None = None,
+        *,
+        roles: Iterable[Mapping[str, Any]] = (),
+    ) -> Provisioned:
+        """Roles, trusts and organizations from ``spec`` (default: ``run``) and ``roles``;
+        principals and their credentials from ``run``, the chain whose jobs will be run."""
         declared = (spec or run).model
-        principals = {**declared.principals, **run.model.principals}
+        self._principals = {**declared.principals, **run.model.principals}
         out = Provisioned()
+        self._roles_into(out, declared, roles)
+        for name, principal in run.model.principals.items():
+            out.principals[name] = self._principal(name, principal)
+        self._buckets_into(out)
+        return out
+
+    def provision_more(
+        self, spec: Chain | None, *, roles: Iterable[Mapping[str, Any]] = ()
+    ) -> Provisioned:
+        """Add (or change) the roles, trusts and organizations of ``spec`` and ``roles`` in
+        a sandbox already provisioned; principals and their credentials stay as they are."""
+        declared = spec.model if spec is not None else ChainFile()
+        saved = self._principals
+        self._principals = {**declared.principals, **saved}
+        try:
+            out = Provisioned()
+            self._roles_into(out, declared, roles)
+            self._buckets_into(out)
+        finally:
+            self._principals = saved
+        return out
+
+    def _roles_into(
+        self, out: Provisioned, declared: ChainFile, roles: Iterable[Mapping[str, Any]]
+    ) -> None:
+        principals = self._principals
         for name, role_set in declared.role_sets.items():
             if role_set.organization is not None:
                 out.organization_accounts[name] = self._organization_accounts(
                     name, declared, principals
                 )
         source_identity, tag_session = _uses(declared)
-        for record in _role_records(
+        records = _role_records(
             declared, principals, out.organization_accounts, source_identity, tag_session
-        ):
+        )
+        for record in [*records, *iam_role_records(roles)]:
             self._put_role(record)
             out.roles[record.arn] = record
-        for name, principal in run.model.principals.items():
-            out.principals[name] = self._principal(name, principal)
+
+    def _buckets_into(self, out: Provisioned) -> None:
         for account in sorted({r.account for r in out.roles.values()}):
             out.buckets[account] = self._buckets(account)
-        return out
+
+
+def iam_role_records(roles: Iterable[Mapping[str, Any]]) -> list[RoleRecord]:
+    """Role records from IAM's own shape of a role (``GetRole``'s ``Role``, an item of
+    ``ListRoles``): ``Arn``, ``AssumeRolePolicyDocument`` (an object, JSON text or IAM's
+    URL-encoded JSON), and optionally ``MaxSessionDuration`` and ``Description``. This is how
+    to provision trust policies a chain file cannot express (``"*"``, service principals,
+    conditions), for instance from ``aws iam list-roles`` output."""
+    records: list[RoleRecord] = []
+    for index, item in enumerate(roles):
+        arn = item.get("Arn")
+        if not isinstance(arn, str) or not _ROLE_ARN.fullmatch(arn):
+            raise ValueError(f"roles[{index}]: 'Arn' {arn!r} is not an IAM role ARN")
+        document = item.get("AssumeRolePolicyDocument")
+        if isinstance(document, str):
+            try:
+                document = json.loads(document)
+            except ValueError:
+                document = json.loads(unquote(document))
+        if not isinstance(document, Mapping):
+            raise ValueError(f"roles[{index}] ({arn}): AssumeRolePolicyDocument is not a policy")
+        records.append(
+            RoleRecord(
+                arn,
+                dict(document),
+                int(item.get("MaxSessionDuration") or 3600),
+                description=item.get("Description"),
+            )
+        )
+    return records
 
 
 def _role_records(
@@ -391,13 +477,18 @@ _SESSION_LOCK = threading.Lock()
 
 def _admin_session() -> Any:
     """One boto3 session for all provisioning in this process: clients made from a warm
-    session cost milliseconds, a fresh session's first client about 100 ms."""
+    session cost milliseconds, a fresh session's first client about 100 ms.
+
+    It reads no profile: the clients carry explicit sandbox keys, and an ``AWS_PROFILE``
+    naming a profile that does not exist must not stop the sandbox."""
     global _SESSION
     with _SESSION_LOCK:
         if _SESSION is None:
             import boto3
+            import botocore.session
 
-            _SESSION = boto3.session.Session()
+            core = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
+            _SESSION = boto3.session.Session(botocore_session=core)
         return _SESSION
 
 

@@ -6,12 +6,13 @@ AWS's wording is known (see docs/sandbox.md for which are reconstructions).
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rolechain.policy import Caller, ContextValue, assume_role_context, evaluate
+from rolechain.policy.trust import RequestContext
 from rolechain.sandbox.responses import (
     CHAINING_CAP,
     MAX_SESSION,
@@ -26,7 +27,9 @@ EXTERNAL_ID_RE = r"[\w+=,.@:/-]*"
 SOURCE_IDENTITY_RE = r"[\w+=,.@-]*"
 TAG_KEY_RE = r"[\p{L}\p{Z}\p{N}_.:/=+\-@]+"
 TAG_VALUE_RE = r"[\p{L}\p{Z}\p{N}_.:/=+\-@]*"
-ROLE_ARN_RE = re.compile(r"arn:([\w-]+):iam::(\d{12}):role/(?:[\w+=,.@-]+/)*([\w+=,.@-]{1,64})")
+ROLE_ARN_RE = re.compile(
+    r"arn:([\w-]+):iam::(\d{12}):role/(?:[\w+=,.@-]+/)*([\w+=,.@-]{1,64})", re.ASCII
+)
 
 MIN_DURATION = 900
 MAX_DURATION = 43200
@@ -92,14 +95,21 @@ class AssumeRoleRequest:
         )
 
 
+def _separator(ch: str) -> bool:
+    """\\p{Z}: spaces and other separators, not newlines or tabs (those are controls)."""
+    import unicodedata
+
+    return unicodedata.category(ch).startswith("Z")
+
+
 def _pattern_ok(value: str, pattern: str) -> bool:
     if "\\p{" in pattern:
         # Python's re has no \p classes: letters, spaces and digits by category.
         allowed = set("_.:/=+-@")
-        return all(ch.isalnum() or ch.isspace() or ch in allowed for ch in value) and (
+        return all(ch.isalnum() or _separator(ch) or ch in allowed for ch in value) and (
             pattern.endswith("*") or bool(value)
         )
-    return re.fullmatch(pattern, value) is not None
+    return re.fullmatch(pattern, value, re.ASCII) is not None
 
 
 def _constraint(errors: list[str], value: str, field: str, constraint: str) -> None:
@@ -188,93 +198,52 @@ def validation_fault(errors: Sequence[str]) -> AwsFault:
 
 
 # --- trust policies ---------------------------------------------------------------------------
+# Evaluated by rolechain.policy, the evaluator `rolechain verify` uses too.
 
 
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, list | tuple) else [value]
+def as_caller(identity: Identity) -> Caller:
+    """The trust-policy caller a sandbox identity is."""
+    if identity.kind == "root":
+        return Caller("root", identity.account, identity.partition)
+    if identity.kind == "session" and identity.role_arn:
+        role = Caller.parse(identity.role_arn)
+        session = identity.arn.rsplit("/", 1)[-1] if ":assumed-role/" in identity.arn else None
+        if role is not None:
+            return Caller("role", role.account, role.partition, role.name, role.path, session)
+    parsed = Caller.parse(identity.arn)
+    if parsed is not None and parsed.kind == "user":
+        return parsed
+    return Caller("account", identity.account, identity.partition)
 
 
-def principal_names(caller: Identity) -> set[str]:
-    """The ARNs a trust policy may name to mean ``caller``."""
-    names = {caller.arn}
-    if caller.role_arn:
-        names.add(caller.role_arn)
-    return names
-
-
-def _principal_matches(principal: Any, caller: Identity) -> bool:
-    if principal == "*":
-        return True
-    if not isinstance(principal, Mapping):
-        return False
-    names = principal_names(caller)
-    for entry in _as_list(principal.get("AWS")):
-        if not isinstance(entry, str):
-            continue
-        if entry == "*" or entry in names:
-            return True
-        if entry == caller.account or entry == f"arn:{caller.partition}:iam::{caller.account}:root":
-            return True
-    return False
-
-
-def _action_matches(actions: Any, action: str) -> bool:
-    return any(
-        isinstance(a, str) and fnmatch.fnmatchcase(action.lower(), a.lower())
-        for a in _as_list(actions)
+def request_context(
+    caller: Identity, req: AssumeRoleRequest, *, org_id: str | None = None
+) -> RequestContext:
+    """The condition keys AWS would put in ``req``'s request context."""
+    return assume_role_context(
+        as_caller(caller),
+        external_id=req.external_id,
+        session_name=req.session_name,
+        source_identity=req.source_identity,
+        inherited_source_identity=caller.source_identity,
+        tags=req.tags,
+        transitive_tag_keys=req.transitive_tag_keys,
+        org_id=org_id,
     )
 
 
-def _condition_matches(condition: Any, context: Mapping[str, str | None]) -> bool:
-    """StringEquals / StringLike (and their IfExists forms) over the keys we know."""
-    if not condition:
-        return True
-    if not isinstance(condition, Mapping):
-        return False
-    for operator, block in condition.items():
-        if not isinstance(block, Mapping):
-            return False
-        base = operator.removesuffix("IfExists")
-        if base not in ("StringEquals", "StringLike"):
-            return False  # an operator the sandbox cannot evaluate: the statement does not apply
-        for key, wanted in block.items():
-            lowered = key.lower()
-            if lowered not in context:
-                return False
-            actual = context[lowered]
-            if actual is None:
-                if operator.endswith("IfExists"):
-                    continue
-                return False
-            patterns = [str(w) for w in _as_list(wanted)]
-            if base == "StringEquals" and actual not in patterns:
-                return False
-            if base == "StringLike" and not any(fnmatch.fnmatchcase(actual, p) for p in patterns):
-                return False
-    return True
-
-
 def trust_allows(
-    policy: Mapping[str, Any], caller: Identity, action: str, context: Mapping[str, str | None]
+    policy: Mapping[str, Any],
+    caller: Identity,
+    action: str,
+    context: Mapping[str, ContextValue] | RequestContext,
 ) -> bool:
-    """Whether the trust policy allows ``caller`` to perform ``action`` (Deny wins)."""
-    allowed = False
-    for statement in _as_list(policy.get("Statement")):
-        if not isinstance(statement, Mapping):
-            continue
-        if not _action_matches(statement.get("Action"), action):
-            continue
-        if not _principal_matches(statement.get("Principal"), caller):
-            continue
-        if not _condition_matches(statement.get("Condition"), context):
-            continue
-        if statement.get("Effect") == "Deny":
-            return False
-        if statement.get("Effect") == "Allow":
-            allowed = True
-    return allowed
+    """Whether the trust policy allows ``caller`` to perform ``action`` (Deny wins).
+
+    A statement that depends on a condition the sandbox cannot evaluate makes the answer
+    unknown, and the sandbox refuses: it can deny access, never grant it.
+    """
+    return evaluate(policy, as_caller(caller), action, context).allowed
 
 
 def trust_policy(
@@ -321,8 +290,12 @@ def decide_assume_role(
     role: RoleRecord | None,
     *,
     denied_accounts: frozenset[str] = frozenset(),
+    org_id: str | None = None,
 ) -> AwsFault | Granted:
-    """What AWS answers ``caller`` calling AssumeRole with ``req`` on ``role``."""
+    """What AWS answers ``caller`` calling AssumeRole with ``req`` on ``role``.
+
+    ``org_id`` is the organization of the caller's account (``aws:PrincipalOrgID``).
+    """
     errors = validation_errors(req)
     if errors:
         return validation_fault(errors)
@@ -337,14 +310,7 @@ def decide_assume_role(
     if match.group(2) in denied_accounts:
         return denied
     source_identity = caller.source_identity or req.source_identity
-    context: dict[str, str | None] = {
-        "sts:externalid": req.external_id,
-        "sts:sourceidentity": source_identity,
-        "aws:sourceidentity": source_identity,
-        "sts:rolesessionname": req.session_name,
-        "aws:principalaccount": caller.account,
-        "aws:principalarn": caller.role_arn or caller.arn,
-    }
+    context = request_context(caller, req, org_id=org_id)
     if not trust_allows(role.trust_policy, caller, "sts:AssumeRole", context):
         return denied
     if (

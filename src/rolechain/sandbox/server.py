@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from rolechain.errors import RolechainError
 from rolechain.model.chain import Chain
 from rolechain.sandbox.faults import Faults
-from rolechain.sandbox.provision import PrincipalCredentials, Provisioned, Provisioner
-from rolechain.sandbox.state import Identity, SandboxState
+from rolechain.sandbox.provision import (
+    ORG_ACCOUNTS,
+    PrincipalCredentials,
+    Provisioned,
+    Provisioner,
+)
+from rolechain.sandbox.state import Identity, RoleRecord, SandboxState
 
 INSTALL_HINT = "pip install 'rolechain[sandbox]'"
 
@@ -33,8 +40,9 @@ class SandboxInfo:
     ``endpoint``: the URL every AWS client must use; ``env``: the environment a boto3 client
     needs to reach the sandbox as the chain's (first) principal; ``principals``: the same for
     every declared principal; ``state``: the sandbox's registry and call counters (for
-    tests and rehearsals); ``provisioned``: what was created. :meth:`set_faults` changes
-    the faults while it runs.
+    tests and rehearsals); ``provisioned``: what was created; ``admin_token``: the value of
+    the ``X-Rolechain-Sandbox-Admin`` header that moto's admin API (``/moto-api/``) needs.
+    :meth:`set_faults` changes the faults while it runs.
     """
 
     endpoint: str
@@ -43,6 +51,8 @@ class SandboxInfo:
     principals: dict[str, dict[str, str]] = field(default_factory=dict)
     state: SandboxState = field(default_factory=SandboxState)
     provisioned: Provisioned = field(default_factory=Provisioned)
+    provisioner: Provisioner | None = field(default=None, repr=False, compare=False)
+    admin_token: str = field(default="", repr=False)
     _set_faults: Callable[[Faults], None] | None = field(default=None, repr=False, compare=False)
 
     def set_faults(self, faults: Faults) -> None:
@@ -54,6 +64,24 @@ class SandboxInfo:
     @property
     def organization_accounts(self) -> dict[str, list[str]]:
         return self.provisioned.organization_accounts
+
+    def provision(
+        self, chain: Chain | None = None, *, roles: Iterable[Mapping[str, Any]] = ()
+    ) -> Provisioned:
+        """Add or change roles, trusts and organizations in this running sandbox, from
+        ``chain`` and from ``roles`` (IAM's shape of a role, see
+        :func:`~rolechain.sandbox.provision.iam_role_records`). Principals and their
+        credentials stay as they are; the new trust policies are enforced at once.
+
+        Use it to build an environment in steps (accounts from an organization first, then
+        roles in them), or to change IAM while a job runs.
+        """
+        if self.provisioner is None:
+            raise SandboxError("this sandbox cannot be provisioned further")
+        try:
+            return self.provisioner.provision_more(chain, roles=roles)
+        except ValueError as exc:
+            raise SandboxError(str(exc)) from None
 
 
 def _require_moto() -> Any:
@@ -86,6 +114,32 @@ def _moto_user_lookup(access_key: str) -> Identity | None:
         user = backend.users.get(user_name)
         arn = getattr(user, "arn", f"arn:aws:iam::{account}:user/{user_name}")
         return Identity("user", account, arn, getattr(user, "id", account))
+    return None
+
+
+def _moto_role_lookup(arn: str) -> RoleRecord | None:
+    """The role ``arn`` as moto's IAM has it now (None: no such role)."""
+    from moto.iam.models import iam_backends
+
+    parts = arn.split(":")
+    if len(parts) < 6 or not parts[4].isdigit():
+        return None
+    name = arn.rsplit("/", 1)[-1]
+    backend = iam_backends[parts[4]][parts[1]]
+    for role in list(backend.roles.values()):
+        if role.name == name and role.arn == arn:
+            document = role.assume_role_policy_document
+            if isinstance(document, str):
+                try:
+                    document = json.loads(document)
+                except ValueError:
+                    document = json.loads(unquote(document))
+            return RoleRecord(
+                role.arn,
+                document if isinstance(document, dict) else {},
+                int(role.max_session_duration or 3600),
+                description=role.description,
+            )
     return None
 
 
@@ -178,6 +232,8 @@ def sandbox(
     time_scale: float = 1.0,
     faults: Faults | None = None,
     port: int = 0,
+    roles: Iterable[Mapping[str, Any]] = (),
+    organization_accounts: int = ORG_ACCOUNTS,
 ) -> Iterator[SandboxInfo]:
     """Serve a local AWS that enforces the role rules, provisioned from ``chain``.
 
@@ -186,8 +242,14 @@ def sandbox(
     come from ``chain``. ``time_scale``: sandbox time runs this many times faster, so a
     session of DurationSeconds D expires after D / time_scale real seconds (the returned
     Expiration says so). ``faults``: throttling, latency, denied accounts, dropped
-    connections. ``port``: 0 picks a free port.
+    connections. ``port``: 0 picks a free port. ``roles``: more roles in IAM's own shape
+    (``Arn``, ``AssumeRolePolicyDocument``, ``MaxSessionDuration``, ``Description``), for
+    trust policies a chain file cannot express; they replace roles of the same ARN.
+    ``organization_accounts``: member accounts created for each role set with an
+    organization query.
     """
+    if organization_accounts < 0:
+        raise SandboxError(f"organization_accounts must be >= 0, not {organization_accounts}")
     if time_scale <= 0:
         raise SandboxError(f"time_scale must be > 0, not {time_scale}")
     moto_app = _require_moto()
@@ -195,13 +257,26 @@ def sandbox(
 
     state = SandboxState(time_scale=time_scale)
     token = secrets.token_urlsafe(24)
-    app = Enforcer(moto_app, state, faults=faults, admin_token=token, user_lookup=_moto_user_lookup)
+    app = Enforcer(
+        moto_app,
+        state,
+        faults=faults,
+        admin_token=token,
+        user_lookup=_moto_user_lookup,
+        role_lookup=_moto_role_lookup,
+    )
     server = _Server(app, port, state, connect_latency=lambda: app.faults.connect_latency)
     endpoint = f"http://127.0.0.1:{server.port}"
     region = chain.model.settings.region
     server.start()
     try:
-        provisioned = Provisioner(endpoint, token, state, region).provision(chain, provision)
+        provisioner = Provisioner(
+            endpoint, token, state, region, organization_accounts=organization_accounts
+        )
+        try:
+            provisioned = provisioner.provision(chain, provision, roles=roles)
+        except ValueError as exc:
+            raise SandboxError(str(exc)) from None
         creds: dict[str, PrincipalCredentials] = provisioned.principals
         principals = {name: c.env(endpoint, region) for name, c in creds.items()}
         first = next(iter(principals.values()), {"AWS_ENDPOINT_URL": endpoint})
@@ -212,6 +287,8 @@ def sandbox(
             principals=principals,
             state=state,
             provisioned=provisioned,
+            provisioner=provisioner,
+            admin_token=token,
             _set_faults=app.set_faults,
         )
     finally:

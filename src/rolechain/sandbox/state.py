@@ -7,7 +7,7 @@ import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -59,6 +59,7 @@ class RoleRecord:
     arn: str
     trust_policy: Mapping[str, Any]
     max_session_duration: int = 3600
+    description: str | None = None
 
     @property
     def account(self) -> str:
@@ -93,6 +94,7 @@ class SandboxState:
     time_scale: float = 1.0
     identities: dict[str, Identity] = field(default_factory=dict)
     roles: dict[str, RoleRecord] = field(default_factory=dict)
+    organizations: dict[str, str] = field(default_factory=dict)  # account -> organization id
     calls: Counter[str] = field(default_factory=Counter)
     denied: Counter[str] = field(default_factory=Counter)
     connections: int = 0  # TCP connections that carried a request
@@ -126,6 +128,17 @@ class SandboxState:
     def count_connection(self) -> None:
         with self._lock:
             self.connections += 1
+
+    def join_organization(self, org_id: str, accounts: Iterable[str]) -> None:
+        """Record that ``accounts`` belong to organization ``org_id``."""
+        with self._lock:
+            for account in accounts:
+                self.organizations[account] = org_id
+
+    def organization_of(self, account: str) -> str | None:
+        """The organization of ``account`` (``aws:PrincipalOrgID``), or None."""
+        with self._lock:
+            return self.organizations.get(account)
 
     def count(self, operation: str, *, denied_code: str | None = None) -> None:
         with self._lock:

@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+MAX_QUERY_CHARS = 4096
+
 
 class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -45,10 +47,21 @@ class CallParams(_Params):
         if value is not None:
             import jmespath  # pure, no AWS
 
+            if len(value) > MAX_QUERY_CHARS:
+                raise ValueError(
+                    f"the JMESPath query is {len(value):,} characters; at most "
+                    f"{MAX_QUERY_CHARS:,} are allowed"
+                )
             try:
                 jmespath.compile(value)
             except jmespath.exceptions.JMESPathError as exc:
-                raise ValueError(f"invalid JMESPath query {value!r}: {exc}") from None
+                # jmespath's message draws a caret under the query on lines of its own
+                reason = str(exc).splitlines()[0]
+                where = getattr(exc, "lex_position", None)
+                at = f" at character {where}" if isinstance(where, int) else ""
+                raise ValueError(f"invalid JMESPath query {value!r}: {reason}{at}") from None
+            except RecursionError:
+                raise ValueError("the JMESPath query nests too deeply") from None
         return value
 
 

@@ -1,0 +1,356 @@
+"""The run context: everything a run needs, built in one place.
+
+Every entry point that calls AWS for a job (``rolechain.run``, ``rolechain.sessions``, the
+``credentials``/``exec``/``env`` commands, and schedulers or engines built on them) builds
+one :class:`RunContext` from a plan, the chain it came from and a frozen
+:class:`RunOptions`, plus what a caller may inject (starting credentials, an assumer or an
+assumer wrapper such as the credential cache, a limiter, a clock, an MFA token provider,
+the AWS sessions, a sleep function). The context owns, and is the only place that builds:
+
+* the retry policy and the call counters (:mod:`rolechain.aws.retry`);
+* the AWS sessions (one shared botocore session, cached clients);
+* the AssumeRole limiter (:func:`default_limiter`; replace it with ``limiter=``);
+* the assumer (STS with that limiter and policy, or the injected one, wrapped once per
+  plan by ``wrap_assumer``);
+* the identity check (GetCallerIdentity, re-planning when user keys are a session);
+* Organizations discovery (re-planning with the discovered accounts);
+* the hop tree.
+
+Building a context is cheap and makes no call; :meth:`RunContext.prepare` loads the
+starting credentials, checks the identity, resolves discovery and builds the hop tree,
+once, and is safe to call from many threads.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.credentials import Credentials
+
+from rolechain.aws.assumer import Assumer, Clock, StsAssumer, utc_now
+from rolechain.aws.credentials import HopCredentials, HopTree, TokenProvider
+from rolechain.aws.identity import CallerIdentity, caller_identity, check_principal
+from rolechain.aws.organizations import Organizations, discover
+from rolechain.aws.ratelimit import AssumeLimiter, RateLimiter
+from rolechain.aws.retry import CallStats, RetryPolicy
+from rolechain.aws.session import AwsSessions, principal_credentials
+from rolechain.errors import PlanError, RolechainError, Violation
+from rolechain.model.chain import Chain
+from rolechain.planner import new_run_id
+from rolechain.planner import plan as make_plan
+from rolechain.planner.plan import Plan, Target
+
+DEFAULT_CONCURRENCY = 16
+DEFAULT_GRACE = 10.0
+DEFAULT_ASSUME_RATE = 10.0
+
+AssumerWrapper = Callable[[Assumer, Plan], Assumer]
+"""``wrap(inner, plan) -> assumer``: called each time the context builds a hop tree for a
+plan (after the identity check or discovery re-plans), e.g. to put the credential cache,
+keyed by that plan's hops, around STS."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a job: plain, frozen data (a scheduler can store it, an engine ship it).
+
+    ``targets``: narrow the job to these targets (names or globs). ``regions``: run tasks
+    in these regions instead of the job's. ``concurrency``: units worked at once (default:
+    the job's, else the settings', else 16). ``deadline``: seconds the whole run may take,
+    from when it starts; ``None`` takes the job's ``runtime`` (no deadline if it has none),
+    ``math.inf`` means no deadline whatever the job says. ``grace``: seconds in-flight units
+    get to finish after a cancel (SIGINT/SIGTERM in the CLI). ``check_identity``: call
+    GetCallerIdentity first (refuse the root user and a wrong principal; re-plan user keys
+    that are a session). ``run_id``: the run's id (default: a new one when planning).
+    """
+
+    targets: tuple[str, ...] | None = None
+    regions: tuple[str, ...] | None = None
+    concurrency: int | None = None
+    deadline: float | None = None
+    grace: float = DEFAULT_GRACE
+    check_identity: bool = True
+    run_id: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("targets", "regions"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, tuple):
+                if isinstance(value, str):
+                    value = (value,)
+                object.__setattr__(self, name, tuple(value) or None)
+        if self.concurrency is not None and self.concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, not {self.concurrency}")
+        if self.deadline is not None and not self.deadline > 0:
+            raise ValueError(f"deadline must be a positive number of seconds, not {self.deadline}")
+        if not self.grace >= 0:
+            raise ValueError(f"grace must be zero or more seconds, not {self.grace}")
+
+
+def plan_job(
+    chain_or_plan: Chain | Plan,
+    job: str | None,
+    options: RunOptions,
+    resolved: Mapping[str, Sequence[str]] | None = None,
+) -> Plan:
+    """The plan of ``job`` (or the plan given), narrowed as ``options`` say."""
+    if isinstance(chain_or_plan, Plan):
+        return chain_or_plan
+    if job is None:
+        raise TypeError("run(chain, job): the job name is required with a chain")
+    return make_plan(
+        chain_or_plan,
+        job,
+        targets=list(options.targets) if options.targets is not None else None,
+        run_id=options.run_id or new_run_id(),
+        resolved=resolved,
+    )
+
+
+def default_limiter(settings: Mapping[str, Any]) -> AssumeLimiter:
+    """The run's AssumeRole pacing: ``assume_rate`` calls a second (default 10)."""
+    return RateLimiter(float(settings.get("assume_rate") or DEFAULT_ASSUME_RATE))
+
+
+def services_of(plan: Plan, regions_override: tuple[str, ...] | None = None) -> list[str]:
+    """The AWS services a run of ``plan`` will use, as far as the plan says."""
+    services = ["sts"]
+    regions = [*plan.regions, *(regions_override or ())]
+    for task in plan.tasks:
+        if task.task == "call":
+            services.append(str(task.params_dict.get("service", "")))
+        elif task.task in ("s3.list_buckets", "sts.get_caller_identity"):
+            services.append(task.task.split(".")[0])
+        regions.extend(task.regions or ())
+    if "all" in regions:
+        services.append("ec2")  # DescribeRegions lists the enabled regions
+    return services
+
+
+class RunContext:
+    """Everything one run of a job uses (see the module docstring).
+
+    ``credentials`` replaces the principal's starting credentials; ``assumer`` replaces
+    STS (a fake in tests); ``wrap_assumer(inner, plan)`` wraps whichever assumer is used
+    (the credential cache); ``limiter`` replaces :func:`default_limiter`; ``clock`` returns
+    an aware datetime (tests compress time); ``token_provider(hop)`` gives MFA codes;
+    ``aws_sessions`` replaces the run's :class:`~rolechain.aws.session.AwsSessions`;
+    ``sleep`` replaces ``time.sleep`` between retries.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        chain: Chain | None = None,
+        options: RunOptions | None = None,
+        *,
+        credentials: Credentials | None = None,
+        assumer: Assumer | None = None,
+        wrap_assumer: AssumerWrapper | None = None,
+        limiter: AssumeLimiter | None = None,
+        clock: Clock = utc_now,
+        token_provider: TokenProvider | None = None,
+        aws_sessions: AwsSessions | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.options = options or RunOptions()
+        self.chain = chain
+        self._plan = plan
+        self.clock = clock
+        self.token_provider = token_provider
+        settings = plan.settings_dict
+        self.policy = RetryPolicy.from_settings(settings)
+        self.stats = CallStats()
+        self.concurrency = max(
+            1, self.options.concurrency or plan.concurrency or DEFAULT_CONCURRENCY
+        )
+        self.sessions = aws_sessions or AwsSessions(concurrency=self.concurrency)
+        self.limiter = limiter if limiter is not None else default_limiter(settings)
+        if assumer is None:
+            assumer = StsAssumer(
+                self.sessions,
+                policy=self.policy,
+                limiter=self.limiter,
+                stats=self.stats,
+                default_region=plan.region,
+                clock=clock,
+                sleep=sleep,
+            )
+        else:
+            # A fake or a custom assumer counts its own calls when it can.
+            found = getattr(assumer, "stats", None)
+            if isinstance(found, CallStats):
+                self.stats = found
+        self.base_assumer: Assumer = assumer
+        self.assumer: Assumer = assumer
+        self._wrap = wrap_assumer
+        self._credentials = credentials
+        self.root: Credentials | None = None
+        self.identity: CallerIdentity | None = None
+        self._tree: HopTree | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_job(
+        cls,
+        chain_or_plan: Chain | Plan,
+        job: str | None = None,
+        options: RunOptions | None = None,
+        **injected: Any,
+    ) -> RunContext:
+        """Plan ``job`` of a chain (or take a ready plan) and build its context.
+
+        Raises :class:`~rolechain.errors.ChainFileError` / :class:`~rolechain.errors.
+        PlanError` at once for an invalid chain or plan; no AWS call is made.
+        """
+        options = options or RunOptions()
+        plan = plan_job(chain_or_plan, job, options)
+        chain = chain_or_plan if isinstance(chain_or_plan, Chain) else None
+        return cls(plan, chain, options, **injected)
+
+    # -- what the run is -----------------------------------------------------------------
+
+    @property
+    def plan(self) -> Plan:
+        """The plan: the offline one until :meth:`prepare`, then the checked, resolved one."""
+        return self._plan
+
+    @property
+    def deadline(self) -> float | None:
+        """Seconds the run may take (``options.deadline``, else the job's runtime)."""
+        chosen = self.options.deadline
+        if chosen is None:
+            chosen = self._plan.runtime_seconds
+        if chosen is None or math.isinf(chosen):
+            return None
+        return float(chosen)
+
+    @property
+    def grace(self) -> float:
+        return self.options.grace
+
+    @property
+    def regions(self) -> tuple[str, ...] | None:
+        return self.options.regions
+
+    @property
+    def prepared(self) -> bool:
+        return self._tree is not None
+
+    @property
+    def tree(self) -> HopTree:
+        """The hop tree (after :meth:`prepare`)."""
+        if self._tree is None:
+            raise RuntimeError("the run context is not prepared: call prepare() first")
+        return self._tree
+
+    def services(self) -> list[str]:
+        return services_of(self._plan, self.options.regions)
+
+    # -- getting ready -------------------------------------------------------------------
+
+    def prepare(self) -> RunContext:
+        """Load the starting credentials, check the identity, resolve Organizations role
+        sets and build the hop tree (once; later calls return at once)."""
+        with self._lock:
+            if self._tree is not None:
+                return self
+            plan = self._plan
+            root = self._credentials or principal_credentials(
+                plan.principal_source, plan.principal_profile
+            )
+            self.root = root
+            if self.options.check_identity:
+                self.identity = caller_identity(
+                    self.sessions, root, region=plan.region, policy=self.policy, stats=self.stats
+                )
+                plan = check_principal(
+                    plan, self.identity, chain=self.chain, targets=self.options.targets
+                )
+            tree = self._new_tree(plan, root)
+            if plan.discoveries:
+                plan, tree = self._discover(plan, tree, root)
+            self._plan = plan
+            self._tree = tree
+            return self
+
+    def _new_tree(self, plan: Plan, root: Credentials) -> HopTree:
+        self.assumer = self._wrap(self.base_assumer, plan) if self._wrap else self.base_assumer
+        return HopTree(
+            plan, root, self.assumer, clock=self.clock, token_provider=self.token_provider
+        )
+
+    def _discover(self, plan: Plan, tree: HopTree, root: Credentials) -> tuple[Plan, HopTree]:
+        if self.chain is None:
+            raise PlanError(
+                plan.job,
+                [
+                    Violation(
+                        rule="discovery-needs-chain",
+                        message="this plan has Organizations role sets; resolving them needs "
+                        "the chain, not just the plan",
+                        fix="pass the loaded chain to run()/sessions()",
+                    )
+                ],
+            )
+        resolved: dict[str, list[str]] = {}
+        for discovery in plan.discoveries:
+            creds: Credentials = (
+                root if discovery.via_hop is None else tree.credentials(discovery.via_hop)
+            )
+            orgs = Organizations(
+                self.sessions,
+                creds,
+                region=discovery.region,
+                policy=self.policy,
+                stats=self.stats,
+                hop=plan.hop(discovery.via_hop).label if discovery.via_hop else plan.principal,
+            )
+            resolved[discovery.role_set] = discover(discovery, orgs)
+        options = RunOptions(targets=self.options.targets, run_id=plan.run_id)
+        new_plan = plan_job(self.chain, plan.job, options, resolved)
+        if self.identity is not None:
+            new_plan = check_principal(
+                new_plan,
+                self.identity,
+                chain=self.chain,
+                targets=self.options.targets,
+                resolved=resolved,
+            )
+        new_tree = self._new_tree(new_plan, root)
+        new_tree.adopt(tree)
+        return new_plan, new_tree
+
+    # -- using it ------------------------------------------------------------------------
+
+    def target(self, name: str) -> Target:
+        """The planned target ``name`` (after :meth:`prepare`, the resolved plan's)."""
+        try:
+            return self._plan.target(name)
+        except KeyError:
+            raise RolechainError(
+                f"{name!r} is not a target of job {self._plan.job!r}",
+                hint="targets: " + ", ".join(t.name for t in self._plan.targets[:20]),
+            ) from None
+
+    def credentials_for(self, target: Target | str) -> HopCredentials:
+        """The target's refreshable credentials (prepares the context if needed)."""
+        self.prepare()
+        found = self.target(target) if isinstance(target, str) else target
+        return self.tree.for_target(found)
+
+
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_GRACE",
+    "AssumerWrapper",
+    "RunContext",
+    "RunOptions",
+    "default_limiter",
+    "plan_job",
+    "services_of",
+]

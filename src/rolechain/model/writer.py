@@ -1,0 +1,92 @@
+"""Writing chain files.
+
+Chain files written by rolechain (``import-aws-config``, ``discover``) are YAML that
+:func:`rolechain.model.loader.load` reads back exactly:
+
+* :func:`scalar` quotes a string unless it is a plain name that YAML cannot read as
+  anything else, and escapes ``${`` as ``$${`` so that text taken from AWS (a description,
+  a role name) is never read as an ``${env:...}`` reference; :class:`Placeholder` marks the
+  ``${env:NAME}`` references rolechain writes on purpose;
+* :func:`comment` makes a one-line YAML comment of any text (control characters become
+  spaces, so nothing can end the comment early).
+
+Text from outside that is printed rather than written goes through
+:func:`rolechain.errors.printable`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from rolechain.errors import unsafe_character
+from rolechain.model.schema import NAME_PATTERN
+
+_NAME = re.compile(NAME_PATTERN)
+_YAML_WORDS = re.compile(r"(?i)(true|false|yes|no|on|off|null|~|y|n|[-+]?[\d._]+([eE][-+]?\d+)?)")
+LINE_WIDTH = 100
+
+
+class Placeholder(str):
+    """An ``${env:NAME}`` reference rolechain writes on purpose (not escaped)."""
+
+    __slots__ = ()
+
+    @classmethod
+    def env(cls, name: str) -> Placeholder:
+        return cls(f"${{env:{name}}}")
+
+
+def scalar(value: Any) -> str:
+    """``value`` as a YAML scalar that loads back to the same value."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        text = str(value) if isinstance(value, Placeholder) else value.replace("${", "$${")
+        if _NAME.match(text) and not _YAML_WORDS.fullmatch(text):
+            return text
+        # A JSON string is a valid YAML double-quoted scalar.
+        return json.dumps(text, ensure_ascii=False)
+    if value is None:
+        return "null"
+    dumped: str = json.dumps(value, ensure_ascii=False)
+    return dumped
+
+
+def comment(text: str) -> str:
+    """A one-line YAML comment: control and format characters become spaces."""
+    if not text.isprintable():
+        text = "".join(" " if unsafe_character(ch) or ch in "\n\t" else ch for ch in text)
+    return "# " + text
+
+
+def emit(value: Any, indent: int, out: list[str]) -> None:
+    """Append the mapping ``value`` as block YAML at ``indent`` (two spaces each) to
+    ``out``. Lists of scalars are written inline, lists of mappings as JSON flow items."""
+    pad = "  " * indent
+    if isinstance(value, dict):
+        for key, item in value.items():
+            k = scalar(str(key))
+            if isinstance(item, dict) and item:
+                out.append(f"{pad}{k}:")
+                emit(item, indent + 1, out)
+            elif isinstance(item, list) and item and any(isinstance(i, dict) for i in item):
+                out.append(f"{pad}{k}:")
+                for entry in item:
+                    out.append(f"{pad}  - {json.dumps(entry, ensure_ascii=False)}")
+            elif isinstance(item, list):
+                inline = f"{pad}{k}: [" + ", ".join(scalar(i) for i in item) + "]"
+                if len(inline) <= LINE_WIDTH or not item:
+                    out.append(inline)
+                else:  # one item a line: long account lists stay readable and diffable
+                    out.append(f"{pad}{k}:")
+                    out.extend(f"{pad}  - {scalar(i)}" for i in item)
+            elif isinstance(item, dict):
+                out.append(f"{pad}{k}: {{}}")
+            else:
+                out.append(f"{pad}{k}: {scalar(item)}")
+    else:  # pragma: no cover - callers pass mappings
+        out.append(pad + scalar(value))
