@@ -10,7 +10,9 @@ answers one JSON command per line on stdin with one JSON line on stdout:
 * ``{"cmd": "counters"}``: the calls it answered, the errors it gave, the connections
   that carried a request;
 * ``{"cmd": "faults", ...}``: inject these faults from now on (``Faults`` keyword
-  arguments: ``latency``, ``connect_latency``, ``sts_rate``, ``sts_burst``, ...).
+  arguments: ``latency``, ``connect_latency``, ``sts_rate``, ``sts_burst``, ...);
+* ``{"cmd": "sts_log", "since": N}``: the STS calls answered from the N-th on, as
+  ``[seconds, action, calling account, error code or null]`` (its ``SandboxState.sts_log``).
 
 It runs in its own process so that the server is out of the measured processes' way (and
 GIL), as AWS is.
@@ -110,6 +112,9 @@ def serve(n: int, latency: float) -> None:
             elif name == "faults":
                 info.set_faults(Faults(**command))
                 answer = {"ok": True}
+            elif name == "sts_log":
+                log = list(info.state.sts_log)[int(command.get("since", 0)) :]
+                answer = {"calls": [[c.at, c.action, c.account, c.code] for c in log]}
             else:
                 answer = {"error": f"unknown command {name!r}"}
             print(json.dumps(answer), flush=True)
@@ -173,6 +178,12 @@ class Sandbox:
 
     def set_faults(self, **faults: Any) -> None:
         self._ask(cmd="faults", **faults)
+
+    def sts_log(self, since: int = 0) -> list[tuple[float, str, str, str | None]]:
+        """The STS calls it answered (from the ``since``-th): (monotonic seconds, action,
+        calling account, error code or None)."""
+        calls = self._ask(cmd="sts_log", since=since)["calls"]
+        return [(float(at), action, account, code) for at, action, account, code in calls]
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -46,7 +46,7 @@ from botocore.credentials import Credentials, RefreshableCredentials
 
 from rolechain.aws.assumer import Assumer, Clock, IssuedCredentials, mask, utc_now
 from rolechain.aws.botocore_adapter import RefreshHooks, force_refresh
-from rolechain.aws.retry import attempts_at_most
+from rolechain.aws.retry import CallStats, attempts_at_most
 from rolechain.errors import AwsError, CredentialsError, ExpiredTokenError, RolechainError
 from rolechain.planner.plan import Hop, Plan, Target
 
@@ -191,7 +191,8 @@ class HopTree:
 
     ``clock`` returns an aware datetime (tests compress time with it); ``token_provider``
     returns an MFA code for a hop with an ``mfa_serial`` (the CLI prompts; unattended runs
-    have none and such hops fail with a clear error).
+    have none and such hops fail with a clear error); ``stats`` counts ExpiredToken answers
+    recovered from (``expired_token_refreshes``).
     """
 
     def __init__(
@@ -203,6 +204,7 @@ class HopTree:
         clock: Clock = utc_now,
         token_provider: TokenProvider | None = None,
         expired_token_retries: int = 2,
+        stats: CallStats | None = None,
     ) -> None:
         self.plan = plan
         self.root = root
@@ -210,6 +212,7 @@ class HopTree:
         self.clock = clock
         self.token_provider = token_provider
         self.expired_token_retries = expired_token_retries
+        self.stats = stats
         self._entries = {hop.id: _Entry() for hop in plan.hops}
         self._lock = threading.Lock()
         self.assumed = 0  # first assumptions
@@ -300,6 +303,8 @@ class HopTree:
                     raise
                 tries -= 1
                 self._refresh_caller(hop, caller, used)
+                if self.stats is not None:
+                    self.stats.add_expired_token_refresh()
 
     def _refresh_caller(self, hop: Hop, caller: Credentials, used: str | None) -> None:
         if isinstance(caller, RefreshableCredentials):

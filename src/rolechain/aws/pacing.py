@@ -53,6 +53,15 @@ outcome, and retries throttles within a :class:`ThrottleBudget` (time, not attem
 ``per_call`` seconds, and never past the run's deadline), separately from the generic
 attempt count of :class:`~rolechain.aws.retry.RetryPolicy` that other transient errors use.
 
+What :func:`call_paced` needs of a pacer is the :class:`Pacing` protocol (``acquire(key, *,
+deadline) -> ticket`` and ``record(ticket, *, throttled)``), so a pacer shared by several
+processes (a distributed engine's) can stand in for :class:`Pacer`; a plain
+:class:`~rolechain.aws.ratelimit.AssumeLimiter` (``acquire()``) still works through
+:func:`as_pacing`, pacing without learning.
+
+Inside :func:`~rolechain.aws.retry.attempts_at_most` (an advisory credential refresh), a
+paced call makes at most that many attempts and has no throttle budget: a throttle ends it.
+
 Clock and sleep are injectable (tests run whole convergences on a fake clock).
 """
 
@@ -65,14 +74,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
 from rolechain.aws.errors import is_throttle
-from rolechain.aws.retry import CallStats, RetryPolicy
+from rolechain.aws.ratelimit import AssumeLimiter
+from rolechain.aws.retry import CallStats, RetryPolicy, attempt_cap
 from rolechain.errors import RolechainError, TransientAwsError
 
 T = TypeVar("T")
@@ -87,6 +97,10 @@ VERIFY_CALLS = 24  # calls sent after a cut that must return before it is judged
 VERIFY_SECONDS = 0.1  # ... over at least this long
 VERIFY_MAX_SECONDS = 2.0  # ... and at most this long (the rate does not grow meanwhile)
 MIN_EVIDENCE = 12  # successful calls on each side of a cut before it may be undone
+MOSTLY_THROTTLED = 0.5  # a share of an epoch's calls throttled that says "far above the limit"
+MOSTLY_THROTTLED_CALLS = 8  # ... once the epoch has this many calls
+HOPELESS = 0.65  # a share throttled after a cut that ends its trial at once
+HOPELESS_CALLS = 16  # ... over this many calls (30% random throttling: 1 chance in 200)
 
 
 _JITTER = random.Random()  # noqa: S311 - jitter, not crypto; seeding one per call costs 0.1 ms
@@ -94,6 +108,45 @@ _JITTER = random.Random()  # noqa: S311 - jitter, not crypto; seeding one per ca
 
 class PacingTimeout(RolechainError):
     """A paced call could not get a slot before its deadline."""
+
+
+@runtime_checkable
+class Pacing(Protocol):
+    r"""What :func:`call_paced` needs of a pacer (:class:`Pacer` is the one rolechain builds).
+
+    :meth:`acquire` waits for ``key``'s next slot (``key``: the calling account) and returns
+    a ticket, or raises :class:`PacingTimeout`, without waiting, as soon as the slot is known
+    to be later than ``deadline`` (seconds on ``time.monotonic``'s clock, or on the pacer's
+    ``clock`` attribute when it has one). :meth:`record` is then called once per ticket with
+    how the call went: throttled, or anything else. A pacer may also have ``report()``,
+    returning :class:`LaneReport`\ s for the run's summary.
+    """
+
+    def acquire(self, key: Hashable, *, deadline: float | None = None) -> Any: ...
+
+    def record(self, ticket: Any, *, throttled: bool) -> None: ...
+
+
+class LimiterPacing:
+    """:class:`Pacing` over a plain :class:`~rolechain.aws.ratelimit.AssumeLimiter`: every
+    key shares the limiter's pace and nothing is learned from outcomes."""
+
+    def __init__(self, limiter: AssumeLimiter) -> None:
+        self.limiter = limiter
+
+    def acquire(self, key: Hashable, *, deadline: float | None = None) -> None:
+        self.limiter.acquire()
+
+    def record(self, ticket: Any, *, throttled: bool) -> None:
+        return None
+
+
+def as_pacing(pacer: Pacing | AssumeLimiter) -> Pacing:
+    """``pacer`` as :class:`Pacing`: itself, or a plain limiter wrapped in
+    :class:`LimiterPacing`."""
+    if isinstance(pacer, Pacing):
+        return pacer
+    return LimiterPacing(pacer)
 
 
 def pacing_setting(value: Any) -> float | None:
@@ -452,7 +505,7 @@ class Pacer:
         measured = self._send_rate(lane, now)
         base = measured if lane.rate is None else min(measured, lane.rate)
         epoch = lane.current
-        if epoch.calls >= 8 and epoch.share >= 0.5:
+        if epoch.calls >= MOSTLY_THROTTLED_CALLS and epoch.share >= MOSTLY_THROTTLED:
             # Most calls throttled: the limit is far below. The successful rate is the
             # best estimate of it (TCP Westwood's idea); 0.7 per cut would take many cuts.
             base = min(base, epoch.goodput)
@@ -490,12 +543,16 @@ class Pacer:
         """Whether enough calls sent after a cut have returned to judge it.
 
         Enough successes to compare rates, or so many calls that few succeeding says it
-        all (far above a quota: the cut stands), or long enough.
+        all (far above a quota: the cut stands), or most calls since the cut throttled
+        (still far above: the cut stands and the next throttle cuts again, to the rate
+        that succeeded), or long enough.
         """
         if elapsed < self.verify_seconds:
             return False
         if elapsed >= VERIFY_MAX_SECONDS:
             return True  # slow calls, or a rate near the floor: judge with what there is
+        if after.calls >= HOPELESS_CALLS and after.share >= HOPELESS:
+            return True
         return after.calls >= 4 * self.verify_calls or (
             after.calls >= self.verify_calls and after.ok >= MIN_EVIDENCE
         )
@@ -638,7 +695,7 @@ class wait_for_budget(wait_base):
 def call_paced(
     func: Callable[[], T],
     *,
-    pacer: Pacer | None,
+    pacer: Pacing | None,
     key: Hashable,
     policy: RetryPolicy,
     budget: ThrottleBudget | None = None,
@@ -655,10 +712,20 @@ def call_paced(
     ``deadline`` is the run's, in the pacer's clock (``time.monotonic`` by default).
     ``stats`` counts throttled attempts (``throttled``) apart from other retries
     (``retries``); with ``assume`` also the AssumeRole-specific counters. Without a pacer
-    the throttle budget still applies (the key is just not slowed down).
+    the throttle budget still applies (the key is just not slowed down). Inside
+    :func:`~rolechain.aws.retry.attempts_at_most` the cap bounds every attempt, throttled
+    or not, and there is no throttle budget.
     """
     budget = budget or ThrottleBudget()
-    now = clock or (pacer.clock if pacer is not None else time.monotonic)
+    cap = attempt_cap()
+    if cap is not None:
+        policy = RetryPolicy(
+            attempts=max(1, min(policy.attempts, cap)),
+            max_wait=policy.max_wait,
+            initial_wait=policy.initial_wait,
+        )
+        budget = ThrottleBudget(per_call=0.0, initial_wait=budget.initial_wait, max_wait=0.0)
+    now = clock or getattr(pacer, "clock", None) or time.monotonic
     ledger = _Ledger(budget=budget, policy=policy, deadline=deadline, clock=now)
 
     def attempt() -> T:

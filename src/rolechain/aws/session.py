@@ -17,6 +17,19 @@ that one session for a run and hands out:
   endpoint, tens of milliseconds on a real network, per target). The first client of an
   endpoint lends its pool to the later ones (through :mod:`rolechain.aws.botocore_adapter`:
   botocore has no public hook for it).
+* :meth:`AwsSessions.borrow` / :meth:`AwsSessions.give_back`: a client lent to one task at
+  a time. Creating a botocore client costs 2-5 ms of CPU (its class, its endpoint rules,
+  its event handlers): for a fan-out whose tasks make one or two calls per account, more
+  than the calls themselves. So task clients are not made per target: a client of
+  (service, region) is lent to a task, signs with that task's credentials
+  (:func:`~rolechain.aws.botocore_adapter.sign_with`), and when the task is done it is
+  given back, made to refuse to sign at all, and lent to the next task. A client is never
+  lent to two tasks at once, and one a task never gives back (a task the run gave up on) is
+  never lent again, so no request is ever signed with another target's credentials. Only
+  clients with no credential-specific state are lent: services with endpoint discovery
+  (whose discovered endpoints are per account) get a client per target as before, and lent
+  S3 clients sign S3 Express requests with SigV4 instead of caching CreateSession
+  credentials per bucket.
 * :meth:`AwsSessions.boto3_session`: a ready ``boto3.Session`` for the ``python`` task and
   the :func:`rolechain.sessions` factory. It wraps a new, light botocore session that shares
   the shared session's data loader (parsed models), endpoint resolver and exception
@@ -35,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 import botocore.session
 from botocore.config import Config
-from botocore.credentials import Credentials, EnvProvider
+from botocore.credentials import Credentials, EnvProvider, ReadOnlyCredentials
 
 from rolechain.aws.botocore_adapter import (
     boto3_session,
@@ -53,6 +66,23 @@ if TYPE_CHECKING:  # boto3 (and s3transfer under it) is imported only for a pyth
 
 DEFAULT_CONNECT_TIMEOUT = 10
 DEFAULT_READ_TIMEOUT = 60
+
+
+class _NotLent(Credentials):
+    """What an idle lent client signs with: nothing. Using it raises."""
+
+    def __init__(self) -> None:
+        super().__init__("rolechain-not-lent", "rolechain-not-lent")
+
+    def get_frozen_credentials(self) -> Any:
+        raise CredentialsError(
+            "a client was used after its task gave it back",
+            hint="keep clients from TaskEnv.client() inside the task that got them",
+        )
+
+
+NOT_LENT: Credentials = _NotLent()
+_PLACEHOLDER = ReadOnlyCredentials("rolechain-not-lent", "rolechain-not-lent", None)
 
 _SHARED_LOCK = threading.Lock()
 _PROCESS_SESSION: botocore.session.Session | None = None
@@ -98,7 +128,16 @@ class AwsSessions:
         self._pools: dict[str, Any] = {}  # endpoint URL -> the http session its clients share
         self._warm_lock = threading.Lock()
         self._warmed: set[str] = set()
+        self._free: dict[tuple[str, str], list[Any]] = {}  # (service, region) -> idle clients
+        self._lent: dict[int, tuple[str, str]] = {}  # id(client) -> (service, region)
+        self._lendable: dict[str, bool] = {}
+        self._max_free = max(16, concurrency)
         self.clients_created = 0
+        self.clients_lent = 0
+        # Lent S3 clients sign S3 Express requests with SigV4: a client's cache of
+        # CreateSession credentials per bucket would outlive the task it was made for.
+        s3: Any = {"disable_s3_express_session_auth": True}  # (the stubs predate the option)
+        self._lent_config = self.config.merge(Config(s3=s3))
 
     def client(self, service: str, region: str, credentials: Credentials) -> Any:
         """A botocore client for ``service`` in ``region`` signing with ``credentials``."""
@@ -123,6 +162,55 @@ class AwsSessions:
                 evicted.append(old)
         del evicted
         return client
+
+    def borrow(self, service: str, region: str, credentials: Credentials) -> Any:
+        """A client of ``service`` in ``region`` that signs with ``credentials`` until it is
+        given back (:meth:`give_back`); it must not be used by anyone else meanwhile.
+
+        A lendable service's idle client is reused; otherwise this is :meth:`client`.
+        """
+        if not self._can_lend(service):
+            return self.client(service, region, credentials)
+        key = (service, region)
+        with self._lock:
+            free = self._free.get(key)
+            client = free.pop() if free else None
+            self.clients_lent += 1
+        if client is None:
+            client = self._create(service, region, NOT_LENT, config=self._lent_config)
+            with self._lock:
+                self._lent[id(client)] = key
+                self.clients_created += 1
+        sign_with(client, credentials)
+        return client
+
+    def give_back(self, client: Any) -> None:
+        """``client`` (from :meth:`borrow`) is done: it refuses to sign from now on, until it
+        is lent again. A client that was not lent is left alone."""
+        with self._lock:
+            key = self._lent.get(id(client))
+        if key is None:
+            return
+        sign_with(client, NOT_LENT)
+        with self._lock:
+            free = self._free.setdefault(key, [])
+            if len(free) < self._max_free:
+                free.append(client)
+            else:
+                del self._lent[id(client)]
+
+    def _can_lend(self, service: str) -> bool:
+        """Whether ``service``'s clients hold no per-account state (endpoint discovery)."""
+        found = self._lendable.get(service)
+        if found is None:
+            try:
+                model = self.session.get_service_model(service)
+            except Exception:  # an unknown service: the client path reports it
+                found = False
+            else:
+                found = model.endpoint_discovery_operation is None
+            self._lendable[service] = found
+        return found
 
     def _forget(self, key: tuple[str, str, int]) -> None:
         keys = self._keys.get(key[2])
@@ -165,14 +253,16 @@ class AwsSessions:
                     raise
             self._warmed.add(service)
 
-    def _create(self, service: str, region: str, credentials: Credentials) -> Any:
+    def _create(
+        self, service: str, region: str, credentials: Credentials, config: Config | None = None
+    ) -> Any:
         self.warm_service(service, region)
-        frozen = credentials.get_frozen_credentials()
+        frozen = _PLACEHOLDER if credentials is NOT_LENT else credentials.get_frozen_credentials()
         with aws_call(AwsContext(operation=f"create {service} client", region=region)):
             client = self.session.create_client(
                 service,
                 region_name=region,
-                config=self.config,
+                config=config or self.config,
                 aws_access_key_id=frozen.access_key,
                 aws_secret_access_key=frozen.secret_key,
                 aws_session_token=frozen.token,

@@ -91,6 +91,26 @@ class RateType(click.ParamType):  # type: ignore[type-arg]
             self.fail(str(exc), param, ctx)
 
 
+class AssumeRateType(click.ParamType):  # type: ignore[type-arg]
+    """``auto`` or a positive number of AssumeRole calls per second (a ceiling)."""
+
+    name = "auto|N"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, float) or value == "auto":
+            return value
+        text = str(value).strip().lower()
+        if text == "auto":
+            return "auto"
+        try:
+            rate = float(text)
+        except ValueError:
+            rate = math.nan
+        if not 0 < rate < math.inf:
+            self.fail(f"{value!r} is neither 'auto' nor a positive number", param, ctx)
+        return rate
+
+
 def quota_options(func: Callable[P, R]) -> Callable[P, R]:
     """``--sts-rate`` and ``--connect-latency``: the sandbox's STS quota and connection cost,
     shared by ``rolechain sandbox`` and ``rolechain run --sandbox``."""

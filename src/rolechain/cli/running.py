@@ -514,7 +514,8 @@ def history(store: Path, job: str | None, limit: int, fmt: str) -> None:
     from rich.text import Text
 
     table = Table(header_style="bold")
-    for name in ("run", "job", "status", "started", "targets ok/failed", "AssumeRole", "s"):
+    columns = ("run", "job", "status", "started", "targets ok/failed", "AssumeRole", "throttled")
+    for name in (*columns, "s"):
         table.add_column(name)
     for r in runs:
         cells = (
@@ -524,6 +525,7 @@ def history(store: Path, job: str | None, limit: int, fmt: str) -> None:
             r["started_at"] or "",
             f"{r['targets_ok'] or 0}/{r['targets_failed'] or 0} of {r['targets'] or 0}",
             str(r["assume_calls"] if r["assume_calls"] is not None else ""),
+            str(r["throttled"] if r["throttled"] is not None else ""),
             f"{r['elapsed_seconds']:.1f}" if r["elapsed_seconds"] is not None else "",
         )
         table.add_row(*(Text(printable(str(c))) for c in cells))

@@ -72,6 +72,19 @@ class Summary:
     up: ``abandoned`` counts them; those that finished before the run ended had their
     result dropped (``late_results``); ``still_running`` were still running at the end
     (their threads never block the process from exiting).
+
+    ``assume_calls`` counts AssumeRole attempts (``planned_assume_calls`` plus retries,
+    throttled attempts and refreshes). ``retries`` counts retries after transient errors
+    other than throttling; ``throttled`` the attempts (AssumeRole and other calls) that AWS
+    answered with a throttling error; ``assume_retries`` and ``assume_throttled`` the
+    AssumeRole part of each;
+    ``expired_token_refreshes`` the ``ExpiredToken`` answers recovered from by refreshing
+    the caller and trying again. ``pacing`` has one entry per calling account AssumeRole
+    was paced for: ``key`` (the account), ``calls`` (attempts), ``throttled``, ``rate``
+    (calls/s it was paced at when the run ended; None: never throttled, never slowed),
+    ``lowest_rate``, ``cuts`` (multiplicative decreases that stood), ``undone`` (cuts
+    undone because the throttling did not follow the rate), ``background`` (share of calls
+    throttled whatever the rate) and ``waited`` (seconds callers waited for slots).
     """
 
     job: str
@@ -85,6 +98,11 @@ class Summary:
     assume_calls: int = 0
     planned_assume_calls: int = 0
     retries: int = 0
+    throttled: int = 0
+    assume_throttled: int = 0
+    assume_retries: int = 0
+    expired_token_refreshes: int = 0
+    pacing: list[dict[str, Any]] = field(default_factory=list)
     elapsed_seconds: float = 0.0
     started_at: str = ""
     finished_at: str | None = None

@@ -419,6 +419,7 @@ class _Planner:
                 ("retry_attempts", retry.attempts),
                 ("retry_initial_wait", retry.initial_wait),
                 ("retry_max_wait", retry.max_wait),
+                ("throttle_budget", settings.throttle_budget),
             ),
             principal_source=principal.source,
             principal_profile=principal.profile,

@@ -3,8 +3,9 @@
 Two tables::
 
     runs(run_id PRIMARY KEY, job, principal, status, started_at, finished_at, targets,
-         targets_ok, targets_failed, records, records_failed, assume_calls, retries,
-         elapsed_seconds, chain_files)
+         targets_ok, targets_failed, records, records_failed, assume_calls,
+         planned_assume_calls, retries, throttled, expired_token_refreshes, pacing,
+         elapsed_seconds, plan)
     records(id, run_id -> runs, job, target, account_id, role_arn, region, task, status,
             error_code, error_message, error_hop, started_at, duration_ms, data)
 
@@ -14,6 +15,9 @@ run of each account::
     SELECT r.account_id, json_extract(b.value, '$.name')
     FROM records r, json_each(r.data, '$.buckets') b
     WHERE r.task = 's3.list_buckets' AND r.run_id = (SELECT max(run_id) FROM runs);
+
+``runs.pacing`` is JSON text: the summary's pacing per calling account (attempts,
+throttles, final and lowest rate, cuts).
 
 ``runs.status`` is ``running`` while a run goes on, then ``ok``, ``failed``,
 ``interrupted`` or ``deadline-exceeded``. A run that stopped early still has a record for
@@ -39,7 +43,7 @@ from rolechain.executor.records import Record, Summary
 from rolechain.planner.plan import Plan
 from rolechain.results.records import COLUMNS, from_row, to_row
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -57,6 +61,9 @@ CREATE TABLE IF NOT EXISTS runs (
     assume_calls INTEGER,
     planned_assume_calls INTEGER,
     retries INTEGER,
+    throttled INTEGER,
+    expired_token_refreshes INTEGER,
+    pacing TEXT,
     elapsed_seconds REAL,
     plan TEXT
 );
@@ -81,6 +88,13 @@ CREATE INDEX IF NOT EXISTS records_run ON records(run_id);
 CREATE INDEX IF NOT EXISTS records_account ON records(account_id, task);
 """
 
+# Columns added to ``runs`` since version 1: added to older databases when opened.
+_ADDED_RUN_COLUMNS = (
+    ("throttled", "INTEGER"),
+    ("expired_token_refreshes", "INTEGER"),
+    ("pacing", "TEXT"),
+)
+
 # Column names are constants of this module; values are always bound parameters.
 _COLUMN_LIST = ", ".join(COLUMNS)
 _PLACEHOLDERS = ", ".join(":" + c for c in COLUMNS)
@@ -100,10 +114,19 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        self._upgrade()
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self._batch = batch
         self._pending = 0
         self._run_id: str | None = None
+
+    def _upgrade(self) -> None:
+        """Add the ``runs`` columns a store made by an older rolechain lacks."""
+        have = {row["name"] for row in self._db.execute("PRAGMA table_info(runs)")}
+        with self._db:
+            for name, kind in _ADDED_RUN_COLUMNS:
+                if name not in have:  # names and types are constants of this module
+                    self._db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
 
     # -- RecordSink ----------------------------------------------------------------------
 
@@ -137,7 +160,8 @@ class Store:
             self._db.execute(
                 "UPDATE runs SET status=?, started_at=?, finished_at=?, targets=?, "
                 "targets_ok=?, targets_failed=?, records=?, records_failed=?, "
-                "assume_calls=?, retries=?, elapsed_seconds=? WHERE run_id=?",
+                "assume_calls=?, retries=?, throttled=?, expired_token_refreshes=?, pacing=?, "
+                "elapsed_seconds=? WHERE run_id=?",
                 (
                     status,
                     summary.started_at,
@@ -149,6 +173,9 @@ class Store:
                     summary.records_failed,
                     summary.assume_calls,
                     summary.retries,
+                    summary.throttled,
+                    summary.expired_token_refreshes,
+                    json.dumps(summary.pacing),
                     summary.elapsed_seconds,
                     summary.run_id,
                 ),
@@ -162,7 +189,7 @@ class Store:
         sql = (
             "SELECT run_id, job, principal, status, started_at, finished_at, targets, "
             "targets_ok, targets_failed, records, records_failed, assume_calls, retries, "
-            "elapsed_seconds FROM runs"
+            "throttled, expired_token_refreshes, pacing, elapsed_seconds FROM runs"
         )
         args: list[Any] = []
         if job:
@@ -172,7 +199,10 @@ class Store:
         if limit:
             sql += " LIMIT ?"
             args.append(limit)
-        return [dict(row) for row in self._db.execute(sql, args)]
+        runs = [dict(row) for row in self._db.execute(sql, args)]
+        for found in runs:
+            found["pacing"] = json.loads(found["pacing"]) if found["pacing"] else []
+        return runs
 
     def records(self, run_id: str) -> Iterator[Record]:
         cursor = self._db.execute(_SELECT, (run_id,))

@@ -219,11 +219,11 @@ class Enforcer:
         if service == "sts":
             if self.dice.throttle_sts() or self.quota.exceeded(identity.account):
                 fault = AwsFault("Throttling", RATE_EXCEEDED, 400)
-                return self._fail(fault, protocol, action, start_response)
+                return self._fail(fault, protocol, action, start_response, identity.account)
             if action == "AssumeRole":
                 return self._assume_role(identity, params, environ, start_response)
             if action == "GetCallerIdentity":
-                self.state.count(action)
+                self.state.count(action, sts_caller=identity.account)
                 return self._send(self._caller_identity(identity), start_response)
         self.state.count(action or service)
         environ["HTTP_X_MOTO_ACCOUNT_ID"] = identity.account
@@ -252,9 +252,14 @@ class Enforcer:
         return [rendered.body]
 
     def _fail(
-        self, fault: AwsFault, protocol: Protocol, operation: str, start_response: StartResponse
+        self,
+        fault: AwsFault,
+        protocol: Protocol,
+        operation: str,
+        start_response: StartResponse,
+        sts_caller: str | None = None,
     ) -> list[bytes]:
-        self.state.count(operation, denied_code=fault.code)
+        self.state.count(operation, denied_code=fault.code, sts_caller=sts_caller)
         return self._send(render(fault, protocol), start_response)
 
     @staticmethod
@@ -293,8 +298,8 @@ class Enforcer:
             org_id=self.state.organization_of(caller.account),
         )
         if isinstance(decision, AwsFault):
-            return self._fail(decision, "query", "AssumeRole", start_response)
-        self.state.count("AssumeRole")
+            return self._fail(decision, "query", "AssumeRole", start_response, caller.account)
+        self.state.count("AssumeRole", sts_caller=caller.account)
         return self._send(self._issue(caller, req, decision), start_response)
 
     def _issue(
