@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from rolechain.aws.credentials import HopCredentials, HopTree, refresh_windows
-from rolechain.aws.retry import RetryPolicy, call_with_retries
+from rolechain.aws.retry import CallStats, RetryPolicy, call_with_retries
 from rolechain.aws.session import static_credentials
 from rolechain.errors import AccessDeniedError, AwsError, CredentialsError, TransientAwsError
 
@@ -142,7 +142,8 @@ def test_expired_token_refreshes_the_parent_then_retries() -> None:
         ),
     )
     assumer = fake_for(plan, clock, max_session={plan.hops[0].role_arn: 7200})
-    tree = tree_for(plan, assumer, clock)
+    stats = CallStats()
+    tree = tree_for(plan, assumer, clock, stats=stats)
     leaf = tree.for_target(plan.targets[0])
     hub = tree.credentials("ci>hub")
     # STS says the hub's session is gone (revoked, or the local clock is behind).
@@ -154,6 +155,7 @@ def test_expired_token_refreshes_the_parent_then_retries() -> None:
     assert assumer.expired_callers == 1
     assert assumer.calls == {"ci>hub": 2, "ci>hub>audit@" + acct(1): 3}
     assert hub.refreshes == 1
+    assert stats.expired_token_refreshes == 1  # the run's summary says so
 
 
 def test_expired_principal_is_a_clear_error() -> None:

@@ -147,3 +147,26 @@ def test_session_factory_warms_the_models_before_user_threads_ask(aws) -> None: 
     assert not warmed
     assert factory.targets  # first use: identity, hop tree, and the warm-up
     assert {"sts", "s3"} <= warmed
+
+
+def test_first_hops_are_paced_for_the_declared_principal_without_an_identity_check() -> None:
+    import dataclasses
+
+    from aws.fakes import HUB_ACCOUNT
+
+    plan = hub_plan([acct(1)])
+    options = RunOptions(check_identity=False)
+    unknown = RunContext(dataclasses.replace(plan, principal_arn=None), None, options)
+    assert unknown.calling_account(plan.hops[0]) == "principal"  # one lane for them all
+    declared = "arn:aws:iam::444455556666:user/ci"
+    context = RunContext(dataclasses.replace(plan, principal_arn=declared), None, options)
+    assert context.calling_account(plan.hops[0]) == "444455556666"
+    assert context.calling_account(plan.hops[1]) == HUB_ACCOUNT
+    # A pacer given to the run (shared between runs, or a cluster's) is used as it is; a
+    # plain limiter paces without learning.
+    shared = Pacer()
+    assert RunContext(plan, None, options, limiter=shared).pacer is shared
+    plain = RunContext(plan, None, options, limiter=CountingLimiter()).pacer
+    plain.acquire("111111111111")
+    plain.record(None, throttled=True)
+    assert plain.limiter.acquired == 1  # type: ignore[attr-defined]

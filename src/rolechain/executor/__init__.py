@@ -26,6 +26,8 @@ from botocore.credentials import Credentials
 
 from rolechain.aws.assumer import Assumer, Clock, utc_now
 from rolechain.aws.credentials import HopCredentials, HopTree, TokenProvider
+from rolechain.aws.pacing import Pacing
+from rolechain.aws.ratelimit import AssumeLimiter
 from rolechain.aws.retry import CallStats
 from rolechain.aws.session import AwsSessions
 from rolechain.executor.context import RunContext, RunOptions
@@ -171,6 +173,7 @@ def run(
     on_plan: Callable[[Plan], None] | None = None,
     aws_sessions: AwsSessions | None = None,
     check_identity: bool = True,
+    limiter: Pacing | AssumeLimiter | None = None,
 ) -> Run:
     """Plan ``job`` of a chain (or take a ready plan) and return the :class:`Run`.
 
@@ -182,7 +185,9 @@ def run(
     datetime (tests compress time); ``token_provider(hop) -> str`` supplies MFA codes;
     ``progress(target, ok, done, total)`` is called as each target finishes; ``on_plan(plan)``
     is called once with the checked, resolved plan before the first unit starts (its notes
-    say what the identity check re-planned); ``store`` receives every record. Raises
+    say what the identity check re-planned); ``store`` receives every record; ``limiter``
+    paces AssumeRole instead of a new adaptive :class:`~rolechain.aws.pacing.Pacer` (share
+    one between runs that call from the same accounts at once). Raises
     :class:`~rolechain.errors.ChainFileError` / :class:`~rolechain.errors.PlanError` at
     once for an invalid chain or plan.
     """
@@ -204,6 +209,7 @@ def run(
         clock=clock,
         token_provider=token_provider,
         aws_sessions=aws_sessions,
+        limiter=limiter,
     )
     return Run(context, store=store, progress=progress, on_plan=on_plan)
 
