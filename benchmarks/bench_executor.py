@@ -51,7 +51,6 @@ from _sandbox import (
 from hand_loop import loop as hand_loop
 
 SCRIPT = str(Path(__file__).resolve())  # re-invoked as the memory child
-FAST = 100000.0  # assume_rate: the old fixed limiter out of the way
 
 
 # -- workloads -----------------------------------------------------------------------------
@@ -79,7 +78,7 @@ def with_rolechain(ids: list[str]) -> tuple[float, int, int, int, int]:
     from rolechain.model.loader import loads
 
     start = time.perf_counter()
-    chain = loads(chain_text(ids, assume_rate=FAST), file="bench.yaml")
+    chain = loads(chain_text(ids), file="bench.yaml")
     session = botocore.session.Session()
     wire = {"AssumeRole": 0}
     lock = threading.Lock()
@@ -129,7 +128,7 @@ def memory_child(n: int) -> None:
     from rolechain.model.loader import loads
     from rolechain.results.formatters import writer_for
 
-    chain = loads(chain_text(accounts(n), assume_rate=FAST), file="bench.yaml")
+    chain = loads(chain_text(accounts(n)), file="bench.yaml")
     before = _vm_hwm_kib() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
     result = run(chain, "inventory")
