@@ -234,7 +234,10 @@ def random_throttling(
             throttled += after["denied"].get("Throttling", 0) - before["denied"].get(
                 "Throttling", 0
             )
-            attempts += sum(after["calls"].values()) - sum(before["calls"].values())
+            attempts += sum(
+                after["calls"].get(op, 0) - before["calls"].get(op, 0)
+                for op in ("AssumeRole", "GetCallerIdentity")
+            )
             if good != n:
                 print(f"  run {number + 1}: {n - good} targets not ok", flush=True)
     finally:
@@ -243,7 +246,7 @@ def random_throttling(
         f"{share:.0%} of STS calls throttled at random: {runs} whole rolechain run processes "
         f"(default settings) of {n} targets: {all_ok} of {runs} runs had every target ok "
         f"(goal {runs} of {runs}: {verdict(all_ok == runs)}); {throttled} of {attempts} "
-        f"calls throttled; median {statistics.median(walls):.1f}s a run; {load()}"
+        f"STS calls throttled; median {statistics.median(walls):.1f}s a run; {load()}"
     )
 
 
