@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -129,7 +130,9 @@ class AwsSessions:
         self._warm_lock = threading.Lock()
         self._warmed: set[str] = set()
         self._free: dict[tuple[str, str], list[Any]] = {}  # (service, region) -> idle clients
-        self._lent: dict[int, tuple[str, str]] = {}  # id(client) -> (service, region)
+        # client -> (service, region), for the clients made to be lent (weakly: a client
+        # a task never gave back is not kept alive, nor its id mistaken for another's)
+        self._lent: weakref.WeakKeyDictionary[Any, tuple[str, str]] = weakref.WeakKeyDictionary()
         self._lendable: dict[str, bool] = {}
         self._max_free = max(16, concurrency)
         self.clients_created = 0
@@ -169,6 +172,7 @@ class AwsSessions:
 
         A lendable service's idle client is reused; otherwise this is :meth:`client`.
         """
+        self.warm_service(service, region)  # its model parsed once, under the lock
         if not self._can_lend(service):
             return self.client(service, region, credentials)
         key = (service, region)
@@ -179,7 +183,7 @@ class AwsSessions:
         if client is None:
             client = self._create(service, region, NOT_LENT, config=self._lent_config)
             with self._lock:
-                self._lent[id(client)] = key
+                self._lent[client] = key
                 self.clients_created += 1
         sign_with(client, credentials)
         return client
@@ -188,7 +192,7 @@ class AwsSessions:
         """``client`` (from :meth:`borrow`) is done: it refuses to sign from now on, until it
         is lent again. A client that was not lent is left alone."""
         with self._lock:
-            key = self._lent.get(id(client))
+            key = self._lent.get(client)
         if key is None:
             return
         sign_with(client, NOT_LENT)
@@ -197,7 +201,7 @@ class AwsSessions:
             if len(free) < self._max_free:
                 free.append(client)
             else:
-                del self._lent[id(client)]
+                del self._lent[client]
 
     def _can_lend(self, service: str) -> bool:
         """Whether ``service``'s clients hold no per-account state (endpoint discovery)."""
@@ -314,6 +318,8 @@ class AwsSessions:
         with self._lock:
             self._clients.clear()
             self._keys.clear()
+            self._free.clear()  # lent clients still out are simply never lent again
+            self._lent.clear()
 
 
 class ServiceCalls:
