@@ -20,6 +20,7 @@ BENCHES = [
     "bench_stopping",
     "bench_discover",
     "bench_loading",
+    "bench_scheduler",
 ]
 
 

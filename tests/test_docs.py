@@ -327,7 +327,8 @@ def check_output(argv: list[str], out: Outcome, where: Path) -> None:
     name = argv[0] if argv[0] != "cache" else f"cache {argv[1]}"
     fmt = option(argv, "--format", "-f")
     output = option(argv, "--output", "-o")
-    text = (where / output).read_text(encoding="utf-8") if output else out.stdout
+    written = where / output if output else None
+    text = written.read_text(encoding="utf-8") if written and written.is_file() else out.stdout
     if name == "validate":
         if fmt == "json":
             json.loads(text)
@@ -372,6 +373,8 @@ def check_output(argv: list[str], out: Outcome, where: Path) -> None:
             assert count > 0
     elif name == "history":
         assert text.strip()
+    elif name == "schedule":
+        check_schedule(argv, out, where)
     elif name == "credentials":
         document = json.loads(text)
         assert document["Version"] == 1
@@ -416,6 +419,33 @@ def check_output(argv: list[str], out: Outcome, where: Path) -> None:
     secret_free = out.stderr
     for word in ("SecretAccessKey", "AWS_SECRET_ACCESS_KEY", "SessionToken"):
         assert word not in secret_free, f"stderr of {name} mentions {word}"
+
+
+def check_schedule(argv: list[str], out: Outcome, where: Path) -> None:
+    if argv[1] == "export":
+        output = option(argv, "--output", "-o")
+        if output:
+            written = list((where / output).iterdir())
+            assert written
+            texts = [p.read_text(encoding="utf-8") for p in written]
+        else:
+            texts = [out.stdout]
+        assert any("rolechain run " in t or "- run" in t for t in texts), texts
+        assert all(t.strip() for t in texts)
+        return
+    if "--list" in argv:
+        assert re.search(r"^  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d .*\(\S+Z\)$", out.stdout, re.M)
+        return
+    if "--dry-run" in argv:
+        assert " would_fire job=" in out.stderr, out.stderr
+        return
+    store = option(argv, "--store")
+    assert store, "a documented 'rolechain schedule' line runs with --store"
+    with contextlib.closing(sqlite3.connect(where / store)) as db:
+        query = "SELECT status FROM runs WHERE trigger != 'manual' AND status != 'skipped'"
+        statuses = [r[0] for r in db.execute(query)]
+    assert statuses
+    assert set(statuses) == {"ok"}, statuses
 
 
 # ---------------------------------------------------------------------------------------
@@ -520,7 +550,15 @@ def test_every_command_has_a_heading_in_cli_md() -> None:
     headings = re.findall(r"^### `rolechain ([^`]*)`", text, flags=re.MULTILINE)
     for name in COMMANDS:
         group = cli.get_command(click.Context(cli), name)
-        if isinstance(group, click.Group):
+        default = getattr(group, "default_command", None)
+        if isinstance(group, click.Group) and default is not None:
+            # `schedule PATH` runs the default subcommand; the others have their own heading
+            for sub in group.commands:
+                prefix = f"{name} PATH" if sub == default else f"{name} {sub} "
+                assert any(h.startswith(prefix) for h in headings), (
+                    f"no '### `rolechain {prefix}...`' heading in cli.md"
+                )
+        elif isinstance(group, click.Group):
             documented = f"{name} {'|'.join(sorted(group.commands, reverse=True))}"
             assert documented in headings, f"no '### `rolechain {documented}`' in cli.md"
         else:
@@ -563,6 +601,10 @@ def test_every_chain_file_key_is_in_chain_files_md() -> None:
         schema.TaskSpec,
         schema.RetrySettings,
         schema.SessionPolicy,
+        schema.ScheduleSettings,
+        schema.Alert,
+        schema.RetryFailed,
+        schema.Keep,
     ]
     missing: list[str] = []
     for model in models:

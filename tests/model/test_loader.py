@@ -474,7 +474,9 @@ def test_messages(extra: str, expected: str) -> None:
             "jobs:\n  inv: {from: ci, to: hub, schedule: '${env:CRON}'}\n",
             {"CRON": "61 * * * *"},
             "c.yaml:12:38: jobs.inv.schedule: the value from ${env:CRON} is not a cron "
-            "expression: five fields, minute hour day month weekday, e.g. '0 3 * * *'",
+            "expression: bad minute; five fields, minute hour day month weekday, e.g. "
+            "'0 3 * * *', or a macro: @yearly, @annually, @monthly, @weekly, @daily, "
+            "@midnight, @hourly",
         ),
         (
             "    source_identity: ${env:SI}\n",

@@ -40,14 +40,20 @@ def test_serves_prints_exports_and_exits_zero_on_ctrl_c(extra_env: dict[str, str
     try:
         assert proc.stdout is not None
         env: dict[str, str] = {}
+        unset: set[str] = set()
         header = proc.stdout.readline()
         assert header.startswith("# sandbox credentials of principal 'inventory-bot'")
         while "AWS_REGION" not in env:
             line = proc.stdout.readline()
+            if line.startswith("unset "):  # what would make a pasted shell use other keys
+                unset.add(line.split()[1])
+                continue
             assert line.startswith("export "), line
             key, _, value = line[len("export ") :].strip().partition("=")
             env[key] = shlex.split(value)[0]
         assert env["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+        assert {"AWS_PROFILE", "AWS_SECURITY_TOKEN", "AWS_ROLE_ARN"} <= unset
+        assert not unset & env.keys()
         sts = Clients(env["AWS_ENDPOINT_URL"]).client("sts", env)
         assert sts.get_caller_identity()["Arn"] == "arn:aws:iam::111111111111:user/inventory-bot"
         proc.send_signal(signal.SIGINT)

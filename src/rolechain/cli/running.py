@@ -514,13 +514,19 @@ def history(store: Path, job: str | None, limit: int, fmt: str) -> None:
     from rich.text import Text
 
     table = Table(header_style="bold")
-    columns = ("run", "job", "status", "started", "targets ok/failed", "AssumeRole", "throttled")
-    for name in (*columns, "s"):
+    for name in ("run", "job", "trigger", "status", "started", "targets ok/failed",
+                 "AssumeRole", "throttled", "s"):  # fmt: skip
         table.add_column(name)
     for r in runs:
+        trigger = r.get("trigger") or "manual"
+        if r.get("scheduled_for"):
+            trigger += f" {r['scheduled_for']}"
+        if r.get("attempt"):
+            trigger += f" (retry {r['attempt']})"
         cells = (
             r["run_id"],
             r["job"],
+            trigger,
             r["status"],
             r["started_at"] or "",
             f"{r['targets_ok'] or 0}/{r['targets_failed'] or 0} of {r['targets'] or 0}",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 import threading
 from pathlib import Path
 
@@ -74,6 +73,7 @@ def sandbox(
     """
     import re
 
+    from rolechain.credentials.shells import Exports, render
     from rolechain.errors import RolechainError
     from rolechain.model.loader import load
     from rolechain.sandbox import Faults
@@ -117,8 +117,9 @@ def sandbox(
         if name:
             arn = made.principals[name].arn
             echo(f"# sandbox credentials of principal {name!r} ({arn})")
-        for key, value in env.items():
-            echo_secret(f"export {key}={shlex.quote(value)}")
+        # The same lines `rolechain env` prints: the conflicting variables are unset first,
+        # so a pasted shell cannot keep using another profile or token.
+        echo_secret(render("sh", Exports(set=tuple(env.items()))), nl=False)
         echo(
             "  moto's admin API (/moto-api/) needs the header "
             f"{ADMIN_HEADER}: {info.admin_token}; the sandbox sends no CORS headers",

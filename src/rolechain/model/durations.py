@@ -29,6 +29,12 @@ def parse_duration(value: object) -> int:
     if isinstance(value, bool):
         raise ValueError("a duration is a number of seconds or a string like '45m' or '1h'")
     if isinstance(value, int):
+        spelling = getattr(value, "spelling", None)  # YAML's 0x.., 0o.., +..: see SpelledInt
+        if spelling is not None:
+            raise ValueError(
+                f"{_shown(spelling)} is not a duration: write the seconds in decimal "
+                f"({int(value)}) or use units d, h, m, s"
+            )
         if value < 0:
             raise ValueError("a duration cannot be negative")
         if value >= 10**MAX_DIGITS:

@@ -531,7 +531,10 @@ _EXPECTED: dict[str, str] = {
 
 _BRANCH = {"str": "a string", "list": "a list", "dict": "a mapping", "literal": "one of"}
 
-_DURATION_FIELDS = frozenset({"duration", "max_session_duration", "max_wait", "timeout", "runtime"})
+_DURATION_FIELDS = frozenset(
+    {"duration", "max_session_duration", "max_wait", "timeout", "runtime", "starting_deadline",
+     "jitter", "after"}
+)  # fmt: skip
 
 _FIELD_WORD = re.compile(r"[A-Za-z_]+")
 _QUOTED = re.compile(r"'([^']*)'")

@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from rolechain.cron import CronError, expand, zone
 from rolechain.model.durations import DURATION_PATTERN, parse_duration
 from rolechain.tasks.registry import TASKS, task_names, validate_task_params
 
@@ -498,6 +499,93 @@ class TaskSpec(_Model):
 
 TASK_NAMES = tuple(task_names())
 
+WEBHOOK_PATTERN = r"^https?://[^\s]+$"
+
+
+class Alert(_Model):
+    """Where to say that a scheduled run failed, succeeded or recovered."""
+
+    command: list[Annotated[str, StringConstraints(min_length=1)]] | None = Field(
+        default=None,
+        min_length=1,
+        description="a program and its arguments (no shell); the run's summary JSON on stdin",
+    )
+    shell: str | None = Field(
+        default=None, description="a command line run by /bin/sh -c; summary JSON on stdin"
+    )
+    webhook: Annotated[str, StringConstraints(pattern=WEBHOOK_PATTERN)] | None = Field(
+        default=None, description="a URL that receives the summary JSON as an HTTP POST"
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="HTTP headers for the webhook (e.g. Authorization)"
+    )
+    timeout: Duration = Field(
+        default=10, ge=1, le=3600, description="longest wait for the command or one POST"
+    )
+    retries: int = Field(
+        default=2, ge=0, le=10, description="further POSTs after a failed one (back-off)"
+    )
+
+    @model_validator(mode="after")
+    def _has_a_destination(self) -> Alert:
+        if self.command is None and self.shell is None and self.webhook is None:
+            raise ValueError("an alert needs 'command', 'shell' or 'webhook'")
+        if self.command is not None and self.shell is not None:
+            raise ValueError("give 'command' (no shell) or 'shell', not both")
+        return self
+
+
+class RetryFailed(_Model):
+    """Re-run only the failed targets of a failed scheduled run."""
+
+    after: Duration = Field(default=600, ge=0, description="wait after the failed run ends")
+    times: int = Field(default=1, ge=0, le=20, description="retries per scheduled run")
+
+
+class Keep(_Model):
+    """How much scheduled-run history the store keeps per job."""
+
+    runs: int = Field(default=100, ge=1, description="newest runs kept per job")
+    days: int = Field(default=30, ge=1, description="runs older than this are deleted")
+
+
+Overlap = Literal["skip", "queue", "replace"]
+CatchUp = Literal["none", "latest", "all"]
+
+
+def _check_zone(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            zone(value)
+        except CronError as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
+class ScheduleSettings(_Model):
+    """Defaults for every scheduled job (``settings.schedule``)."""
+
+    timezone: str = Field(default="UTC", description="IANA time zone of the cron fields")
+    overlap: Overlap = Field(
+        default="skip", description="when the previous run still goes: skip, queue, replace"
+    )
+    catch_up: CatchUp = Field(
+        default="latest", description="fires missed while down: none, latest, all"
+    )
+    starting_deadline: Duration = Field(
+        default=3600, ge=1, description="a fire not started within this is missed"
+    )
+    jitter: Duration = Field(
+        default=300, ge=0, description="deterministic per-job delay, up to this long"
+    )
+    retry_failed: RetryFailed = Field(default_factory=RetryFailed)
+    keep: Keep = Field(default_factory=Keep)
+    on_failure: Alert | None = None
+    on_success: Alert | None = None
+    on_recovery: Alert | None = None
+
+    _zone = field_validator("timezone")(_check_zone)
+
 
 def _task_entry(value: object) -> object:
     if isinstance(value, str):
@@ -533,7 +621,19 @@ class Job(_Model):
         description="RoleSessionName template; variables: "
         + ", ".join("{" + v + "}" for v in SESSION_NAME_VARIABLES),
     )
-    schedule: str | None = Field(default=None, description="cron expression (5 fields, UTC)")
+    schedule: str | None = Field(
+        default=None, description="cron expression (5 fields or a macro such as @daily)"
+    )
+    timezone: str | None = Field(default=None, description="IANA zone; default UTC")
+    overlap: Overlap | None = Field(default=None, description="skip (default), queue, replace")
+    catch_up: CatchUp | None = Field(default=None, description="none, latest (default), all")
+    starting_deadline: Duration | None = Field(default=None, ge=1, description="default 1h")
+    jitter: Duration | None = Field(default=None, ge=0, description="default 5m")
+    retry_failed: RetryFailed | None = None
+    keep: Keep | None = None
+    on_failure: Alert | None = None
+    on_success: Alert | None = None
+    on_recovery: Alert | None = None
     runtime: Duration | None = Field(
         default=None,
         ge=1,
@@ -549,15 +649,24 @@ class Job(_Model):
     def _valid_cron(cls, value: str | None) -> str | None:
         if value is None:
             return value
-        from croniter import croniter
-
-        if len(value.split()) != 5 or not croniter.is_valid(value):
-            raise ValueError(
-                f"{value!r} is not a cron expression: five fields, minute hour day month "
-                "weekday, e.g. '0 3 * * *'"
-            )
-        _cron_steps_in_range(value)
+        try:
+            expand(value)
+        except CronError as exc:
+            raise ValueError(f"{value!r} is not a cron expression: {exc}") from None
         return value
+
+    _zone = field_validator("timezone")(_check_zone)
+
+    @model_validator(mode="after")
+    def _schedule_keys_need_a_schedule(self) -> Job:
+        if self.schedule is None:
+            given = [key for key in SCHEDULE_KEYS if getattr(self, key) is not None]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to a "
+                    "job with a 'schedule'"
+                )
+        return self
 
     @field_validator("session_name")
     @classmethod
@@ -585,18 +694,7 @@ class Job(_Model):
         return [self.to] if isinstance(self.to, str) else list(self.to)
 
 
-_CRON_FIELDS = (("minute", 60), ("hour", 24), ("day", 31), ("month", 12), ("weekday", 7))
-
-
-def _cron_steps_in_range(value: str) -> None:
-    """croniter takes any step (``*/99999999``); a step longer than its field is a typo."""
-    for (field_name, size), text in zip(_CRON_FIELDS, value.split(), strict=True):
-        for step in re.findall(r"/([^,]*)", text):
-            if not re.fullmatch(r"[0-9]{1,2}", step) or not 1 <= int(step) <= size:
-                raise ValueError(
-                    f"{value!r}: the step '/{step[:20]}' of the {field_name} field must be "
-                    f"1..{size}"
-                )
+SCHEDULE_KEYS = tuple(ScheduleSettings.model_fields)
 
 
 class Settings(_Model):
@@ -620,6 +718,9 @@ class Settings(_Model):
     region: Region = Field(default="us-east-1", description="default region for STS and tasks")
     session_name: str = Field(
         default="rolechain-{job}-{run_id}", description="default RoleSessionName template"
+    )
+    schedule: ScheduleSettings = Field(
+        default_factory=ScheduleSettings, description="defaults for scheduled jobs"
     )
     verify: VerifySettings = Field(
         default_factory=VerifySettings,

@@ -1,0 +1,488 @@
+"""``rolechain schedule``: run scheduled jobs; ``rolechain schedule export``: write them
+for cron, systemd, Kubernetes or GitHub Actions."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rolechain.cli._common import EXIT_INTERRUPTED, EXIT_OK, handle_errors
+from rolechain.cli.running import DEFAULT_STORE_ENV, _environment
+
+DURATION = click.STRING
+
+
+def _seconds(value: str | None, option: str) -> float | None:
+    if value is None:
+        return None
+    from rolechain.model.durations import parse_duration
+
+    try:
+        return float(parse_duration(value))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
+
+
+class ScheduleGroup(click.Group):
+    """``schedule PATH ...`` runs the scheduler; ``schedule export ...`` exports. A first
+    argument that is not a subcommand's name goes to ``run``."""
+
+    default_command = "run"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and args[0] not in self.commands:
+            return self.default_command, self.commands[self.default_command], args
+        return super().resolve_command(ctx, args)
+
+
+@click.group(cls=ScheduleGroup)
+def schedule() -> None:
+    """Run the jobs of a chain file that have a 'schedule', or export them to other
+    schedulers.
+
+    \b
+    Example:
+      rolechain schedule chains/demo.yaml --store runs.db
+      rolechain schedule chains/demo.yaml --list
+      rolechain schedule export chains/demo.yaml --to systemd --output deploy/
+    """
+
+
+@schedule.command("run")
+@click.argument("path", type=click.Path(exists=True, dir_okay=True, path_type=Path), metavar="PATH")
+@click.option(
+    "--job",
+    "-j",
+    "jobs",
+    multiple=True,
+    metavar="JOB",
+    help="Only these jobs (repeatable) [default: every job with a schedule].",
+)
+@click.option(
+    "--store",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar=DEFAULT_STORE_ENV,
+    default=None,
+    help=f"SQLite database of runs and history (or ${DEFAULT_STORE_ENV}). "
+    "Required, except with --list and --dry-run. One scheduler per store.",
+)
+@click.option(
+    "--list",
+    "list_",
+    is_flag=True,
+    help="Print each job's next 5 fire times (its zone and UTC) and last run; exit.",
+)
+@click.option("--dry-run", is_flag=True, help="Run nothing: log what would fire, when it would.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="One line per event on stderr.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    metavar="N",
+    help="Serve Prometheus metrics (/metrics) and /healthz on this port.",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address for --metrics-port (0.0.0.0 in a container).",
+)
+@click.option(
+    "--grace",
+    default="30s",
+    show_default=True,
+    metavar="DURATION",
+    help="On SIGTERM/SIGINT, how long running jobs may go on before they are stopped "
+    "(tasks still running or not started are recorded Interrupted); also how long tasks in "
+    "flight of a run stopped by 'overlap: replace' may finish.",
+)
+@click.option(
+    "--for",
+    "for_",
+    default=None,
+    metavar="DURATION",
+    help="Stop after this much schedule time (rehearsals, tests).",
+)
+@click.option("--no-watch", is_flag=True, help="Reload on SIGHUP only, not when PATH changes.")
+@click.option(
+    "--sandbox",
+    "use_sandbox",
+    is_flag=True,
+    help="Run every job against a local sandbox provisioned from PATH.",
+)
+@click.option(
+    "--provision",
+    type=click.Path(exists=True, dir_okay=True, path_type=Path),
+    default=None,
+    metavar="OTHER",
+    help="With --sandbox: provision from this chain.",
+)
+@click.option("--time-scale", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True, metavar="N",
+              help="With --sandbox or --dry-run: the schedule's clock (and the sandbox's) runs "
+              "N times faster, so a day passes in 86400/N seconds.")  # fmt: skip
+@handle_errors
+def run(
+    path: Path,
+    jobs: tuple[str, ...],
+    store: Path | None,
+    list_: bool,
+    dry_run: bool,
+    log_format: str,
+    metrics_port: int | None,
+    metrics_host: str,
+    grace: str,
+    for_: str | None,
+    no_watch: bool,
+    use_sandbox: bool,
+    provision: Path | None,
+    time_scale: float,
+) -> None:
+    """Run every job of PATH that has a 'schedule' (or the --job ones) until stopped.
+
+    Each fire runs the job through the same code as 'rolechain run', recording it in
+    --store with its trigger time. The job's keys (timezone, overlap, catch_up,
+    starting_deadline, jitter, runtime, retry_failed, on_failure/on_success/on_recovery,
+    keep) say how; see docs/scheduling.md. SIGHUP, or a change to PATH, reloads it (an
+    invalid file keeps the running schedule); SIGTERM or Ctrl-C stops scheduling and gives
+    running jobs --grace to finish; a second signal stops at once.
+
+    Exit status: 0 stopped; 2 invalid chain file, plan, arguments, or another scheduler
+    holds the store; 130 stopped by a second signal.
+
+    \b
+    Example:
+      rolechain schedule chains/demo.yaml --store runs.db
+      rolechain schedule chains/demo.yaml --list
+      rolechain schedule chains/demo.yaml --sandbox --time-scale 600 --for 10m --store runs.db
+    """
+    from rolechain.scheduler.service import ScheduleLoader
+
+    if (provision is not None) and not use_sandbox:
+        raise click.UsageError("--provision needs --sandbox")
+    if time_scale != 1.0 and not (use_sandbox or dry_run):
+        raise click.UsageError("--time-scale needs --sandbox or --dry-run")
+    if store is None and not (list_ or dry_run):
+        raise click.UsageError(f"--store FILE (or ${DEFAULT_STORE_ENV}) is required")
+    grace_s = _seconds(grace, "--grace") or 0.0
+    for_s = _seconds(for_, "--for")
+    loader = ScheduleLoader(path, jobs, check_credentials=not use_sandbox)
+    chain, specs = loader()
+    if list_:
+        _list(chain, specs, store)
+        return
+    from rolechain.scheduler.clock import RealClock
+    from rolechain.scheduler.logs import EventLog
+
+    clock = RealClock(time_scale)
+    log = EventLog(sys.stderr, log_format, clock.now)
+    for warning in loader.warnings:
+        log.warning("credentials", problem=str(warning))
+    with contextlib.ExitStack() as stack:
+        credentials_for = None
+        if use_sandbox:
+            credentials_for = _sandbox(stack, chain, provision, time_scale, log)
+        _schedule(
+            stack, loader, chain, specs, log=log, store=store, dry_run=dry_run,
+            metrics_port=metrics_port, metrics_host=metrics_host, grace=grace_s,
+            for_s=for_s, watch=not no_watch, clock=clock, credentials_for=credentials_for,
+        )  # fmt: skip
+    sys.exit(EXIT_OK)
+
+
+def _sandbox(
+    stack: contextlib.ExitStack[Any], chain: Any, provision: Path | None, scale: float, log: Any
+) -> Any:
+    from rolechain.aws.session import static_credentials
+    from rolechain.model.loader import load
+    from rolechain.sandbox import sandbox
+
+    other = load(provision) if provision is not None else None
+    info = stack.enter_context(sandbox(chain, provision=other, time_scale=scale))
+    endpoint = {k: v for k, v in info.env.items() if not k.startswith("AWS_") or
+                k in ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION")}  # fmt: skip
+    stack.enter_context(_environment(endpoint))
+    log.emit("sandbox", endpoint=info.endpoint, time_scale=scale)
+    principals = info.principals
+
+    def credentials_for(chain: Any, job: str) -> Any:
+        env = principals.get(chain.model.jobs[job].from_, info.env)
+        if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+            return static_credentials(env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"],
+                                      env.get("AWS_SESSION_TOKEN"))  # fmt: skip
+        return None
+
+    return credentials_for
+
+
+def _schedule(
+    stack: contextlib.ExitStack[Any],
+    loader: Any,
+    chain: Any,
+    specs: Any,
+    *,
+    log: Any,
+    store: Path | None,
+    dry_run: bool,
+    metrics_port: int | None,
+    metrics_host: str,
+    grace: float,
+    for_s: float | None,
+    watch: bool,
+    clock: Any,
+    credentials_for: Any,
+) -> None:
+    from rolechain.scheduler.alerts import AlertSender
+    from rolechain.scheduler.engine import MemoryHistory, Scheduler
+    from rolechain.scheduler.launcher import ExecutorLauncher
+    from rolechain.scheduler.lock import StoreLock
+
+    history: Any
+    if store is not None:
+        from rolechain.results.store import Store
+
+        if not dry_run:
+            stack.enter_context(StoreLock(store))
+        history = stack.enter_context(Store(store))
+    else:
+        history = MemoryHistory()
+    metrics: Any = None
+    if metrics_port is not None:
+        from rolechain.scheduler.metrics import PrometheusMetrics, serve
+
+        metrics = PrometheusMetrics()
+        try:
+            stop_serving = serve(metrics, metrics_port, metrics_host)
+        except OSError as exc:
+            raise click.UsageError(
+                f"--metrics-port {metrics_port}: {exc.strerror or exc}"
+            ) from None
+        stack.callback(stop_serving)
+        log.emit("metrics", url=f"http://{metrics_host}:{metrics_port}/metrics")
+    launcher = ExecutorLauncher(
+        store or Path(os.devnull), credentials_for=credentials_for, time_scale=clock.scale,
+        grace=grace, now=lambda: datetime.now(UTC), log=log,
+    )  # fmt: skip
+    scheduler = Scheduler(
+        chain, specs, launcher=launcher, history=history, clock=clock, log=log,
+        alerts=AlertSender(log), metrics=metrics, reloader=_reloader(loader, log),
+        dry_run=dry_run, store_name=str(store) if store else None,
+    )  # fmt: skip
+    if watch:
+        from rolechain.scheduler.service import Watcher
+
+        watcher = Watcher(loader, scheduler.request_reload)
+        watcher.start()
+        stack.callback(watcher.stop)
+    until = clock.now() + timedelta(seconds=for_s) if for_s is not None else None
+    with _signals(scheduler, log):
+        scheduler.run(until=until, grace=grace)
+
+
+def _reloader(loader: Any, log: Any) -> Any:
+    def reload() -> Any:
+        chain, specs = loader()
+        for warning in loader.warnings:
+            log.warning("credentials", problem=str(warning))
+        return chain, specs
+
+    return reload
+
+
+class _Forced(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _signals(scheduler: Any, log: Any) -> Iterator[None]:
+    """SIGTERM/SIGINT: stop gracefully; a second one: stop now (exit 130). SIGHUP: reload."""
+    count = 0
+
+    # Handlers only set flags (or raise): logging here could deadlock on the log's lock.
+    def stop(signum: int, frame: object) -> None:
+        nonlocal count
+        count += 1
+        if count == 1:
+            scheduler.request_stop(signal.Signals(signum).name)
+            return
+        raise _Forced(signal.Signals(signum).name)
+
+    def reload(signum: int, frame: object) -> None:
+        scheduler.request_reload("SIGHUP")
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload)
+    try:
+        yield
+    except _Forced as forced:
+        log.warning("stop_requested", by=str(forced), action="stop now; running jobs are "
+                    "recorded as interrupted")  # fmt: skip
+        running = scheduler.running
+        why = "the scheduler was stopped at once"
+        for handle in running:  # all of them first: each stops without waiting for tasks
+            handle.cancel(why, grace=0)
+        for handle in running:  # then each writes its records, or is given up on
+            abandon = getattr(handle, "abandon", None)
+            if abandon is not None:
+                abandon(why)
+        log.emit("stopped", forced=True)
+        sys.exit(EXIT_INTERRUPTED)
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def _list(chain: Any, specs: Any, store: Path | None) -> None:
+    from rolechain.model.durations import format_duration
+
+    now = datetime.now(UTC)
+    database = None
+    if store is not None and store.exists():
+        from rolechain.results.store import Store
+
+        database = Store(store)
+    try:
+        for name, spec in specs.items():
+            tz = spec.cron.tz
+            jitter = (
+                f", jitter {format_duration(spec.jitter)} (this job +{spec.offset}s)"
+                if spec.jitter
+                else ""
+            )
+            click.echo(f"{name}: {spec.cron.expression} in {spec.cron.timezone} "
+                       f"({spec.cron.describe()}){jitter}")  # fmt: skip
+            click.echo(
+                f"  overlap {spec.overlap}, catch_up {spec.catch_up} within "
+                f"{format_duration(spec.starting_deadline)}"
+                + (f", runtime {format_duration(spec.runtime)}" if spec.runtime else "")
+                + (
+                    f", retry_failed {spec.retry_times}x after {format_duration(spec.retry_after)}"
+                    if spec.retry_times
+                    else ""
+                )
+            )
+            for fire in spec.next_fires(now, 5):
+                local = fire.due.astimezone(tz)
+                click.echo(f"  {local:%Y-%m-%d %H:%M:%S %Z}  ({fire.due:%Y-%m-%dT%H:%M:%SZ})")
+            click.echo("  last run: " + _last_run(database, name, store))
+    finally:
+        if database is not None:
+            database.close()
+
+
+def _last_run(database: Any, job: str, store: Path | None) -> str:
+    if store is None:
+        return "(no --store given)"
+    if database is None:
+        return f"none ({store} does not exist yet)"
+    runs = [r for r in database.runs(job=job, limit=50) if r["status"] != "skipped"]
+    if not runs:
+        return "none recorded"
+    r = runs[0]
+    when = r["started_at"] or r["scheduled_for"] or ""
+    counts = f", {r['targets_ok'] or 0}/{r['targets'] or 0} targets ok" if r["targets"] else ""
+    return f"{r['run_id']} {r['status']} at {when} ({r['trigger']}){counts}"
+
+
+@schedule.command("export")
+@click.argument("path", type=click.Path(exists=True, dir_okay=True, path_type=Path), metavar="PATH")
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    type=click.Choice(["cron", "systemd", "kubernetes", "github-actions"]),
+    help="The scheduler to write definitions for.",
+)
+@click.option(
+    "--job",
+    "-j",
+    "jobs",
+    multiple=True,
+    metavar="JOB",
+    help="Only these jobs (repeatable) [default: every job with a schedule].",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    metavar="DIR",
+    help="Write one file per definition into DIR [default: stdout].",
+)
+@click.option(
+    "--store",
+    "store",
+    default="/var/lib/rolechain/runs.db",
+    show_default=True,
+    help="The --store the generated commands write to.",
+)
+@click.option(
+    "--image",
+    default="rolechain:latest",
+    show_default=True,
+    help="kubernetes: the container image (rolechain as its entrypoint).",
+)
+@handle_errors
+def export(
+    path: Path, target: str, jobs: tuple[str, ...], output: Path | None, store: str, image: str
+) -> None:
+    """Write each scheduled job of PATH as a cron line, a systemd .service and .timer, a
+    Kubernetes CronJob or a GitHub Actions workflow, running 'rolechain run PATH --job J
+    --store STORE' with the same cron, zone, overlap policy and deadline where the target
+    supports them. What a target cannot express is written as a comment and printed as a
+    warning on stderr (see docs/scheduling.md for the table).
+
+    \b
+    Example:
+      rolechain schedule export chains/demo.yaml --to cron
+      rolechain schedule export chains/demo.yaml --to systemd --output deploy/systemd
+      rolechain schedule export chains/demo.yaml --to kubernetes --job nightly
+    """
+    from rolechain.model.loader import load
+    from rolechain.scheduler.export import ExportOptions
+    from rolechain.scheduler.export import export as make
+    from rolechain.scheduler.policy import schedule_specs
+
+    chain = load(path)
+    specs = schedule_specs(chain, jobs)
+    if not specs:
+        from rolechain.errors import UsageError
+
+        raise UsageError(f"no job in {path} has a 'schedule'")
+    shown = path.as_posix() if target == "github-actions" else str(path.resolve())
+    exported = make(chain, specs, target, ExportOptions(shown, store=store, image=image))
+    for warning in exported.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if output is None:
+        for name, text in exported.files.items():
+            if len(exported.files) > 1:
+                click.echo(f"# ---- {name}")
+            click.echo(text.rstrip("\n"))
+        return
+    output.mkdir(parents=True, exist_ok=True)
+    for name, text in exported.files.items():
+        (output / name).write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+        click.echo(f"wrote {output / name}", err=True)

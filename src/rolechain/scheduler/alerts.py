@@ -1,0 +1,150 @@
+"""Alerts: a command (the run's summary JSON on stdin) and/or a webhook (HTTP POST JSON).
+
+A command is a list of arguments run without a shell, unless the alert says ``shell:``.
+It also gets ``ROLECHAIN_ALERT`` (failure, success, recovery), ``ROLECHAIN_JOB``,
+``ROLECHAIN_RUN_ID`` and ``ROLECHAIN_STATUS`` in its environment. A webhook is POSTed
+the same JSON with ``Content-Type: application/json``; a connection error, a timeout, 408,
+429 or a 5xx answer is retried ``retries`` times with back-off, any other 4xx is not.
+Alerts are sent on their own threads so a slow receiver never delays a fire. Header values
+(they may hold tokens) are never logged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from rolechain.model.schema import Alert
+from rolechain.scheduler.logs import EventLog
+
+USER_AGENT = "rolechain-scheduler"
+_TAIL = 300
+
+
+def _tail(data: bytes | str | None) -> str:
+    if not data:
+        return ""
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    text = text.strip()
+    return text[-_TAIL:]
+
+
+class AlertSender:
+    """Delivers alerts; ``synchronous`` delivers on the caller's thread (tests)."""
+
+    def __init__(
+        self,
+        log: EventLog,
+        *,
+        synchronous: bool = False,
+        sleep: Callable[[float], None] = time.sleep,
+        backoff: float = 1.0,
+    ) -> None:
+        self.log = log
+        self.synchronous = synchronous
+        self.sleep = sleep
+        self.backoff = backoff
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def send(self, event: str, alert: Alert, payload: Mapping[str, Any]) -> None:
+        body = (json.dumps({"event": event, **payload}, default=str) + "\n").encode("utf-8")
+        if self.synchronous:
+            self._deliver(event, alert, payload, body)
+            return
+        thread = threading.Thread(
+            target=self._deliver,
+            args=(event, alert, payload, body),
+            name=f"rolechain-alert-{event}",
+            daemon=True,
+        )
+        with self._lock:
+            self._threads = [t for t in self._threads if t.is_alive()]
+            self._threads.append(thread)
+        thread.start()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Wait (up to ``timeout`` seconds in all) for alerts still being delivered."""
+        end = time.monotonic() + timeout
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(max(0.0, end - time.monotonic()))
+
+    def _deliver(self, event: str, alert: Alert, payload: Mapping[str, Any], body: bytes) -> None:
+        fields = {"alert": event, "job": payload.get("job"), "run_id": payload.get("run_id")}
+        if alert.command is not None or alert.shell is not None:
+            self._command(alert, payload, body, fields)
+        if alert.webhook is not None:
+            self._webhook(alert, body, fields)
+
+    def _command(
+        self, alert: Alert, payload: Mapping[str, Any], body: bytes, fields: dict[str, Any]
+    ) -> None:
+        argv = list(alert.command) if alert.command else ["/bin/sh", "-c", alert.shell or ""]
+        env = dict(os.environ)
+        env.update(
+            ROLECHAIN_ALERT=str(fields["alert"]),
+            ROLECHAIN_JOB=str(payload.get("job", "")),
+            ROLECHAIN_RUN_ID=str(payload.get("run_id", "")),
+            ROLECHAIN_STATUS=str(payload.get("status", "")),
+        )
+        try:
+            done = subprocess.run(
+                argv,
+                input=body,
+                capture_output=True,
+                timeout=alert.timeout,
+                env=env,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            self.log.error("alert_failed", **fields, via="command",
+                           reason=f"did not finish within {alert.timeout}s")  # fmt: skip
+            return
+        except OSError as exc:
+            self.log.error("alert_failed", **fields, via="command", reason=str(exc))
+            return
+        if done.returncode != 0:
+            self.log.error("alert_failed", **fields, via="command",
+                           reason=f"exit {done.returncode}", stderr=_tail(done.stderr))  # fmt: skip
+            return
+        self.log.emit("alert_sent", **fields, via="command")
+
+    def _webhook(self, alert: Alert, body: bytes, fields: dict[str, Any]) -> None:
+        assert alert.webhook is not None
+        headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+        headers.update(alert.headers)
+        reason = ""
+        for attempt in range(alert.retries + 1):
+            if attempt:
+                self.sleep(min(self.backoff * 2 ** (attempt - 1), 30.0))
+            request = urllib.request.Request(  # noqa: S310 - the URL pattern is http(s) only
+                alert.webhook, data=body, headers=headers, method="POST"
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=alert.timeout) as answer:  # noqa: S310
+                    status = int(answer.status)
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+                if status not in (408, 429) and status < 500:
+                    self.log.error("alert_failed", **fields, via="webhook", status=status,
+                                   attempts=attempt + 1, reason="refused")  # fmt: skip
+                    return
+                reason = f"HTTP {status}"
+                continue
+            except (urllib.error.URLError, TimeoutError, OSError) as exc:
+                reason = str(getattr(exc, "reason", exc))
+                continue
+            self.log.emit("alert_sent", **fields, via="webhook", status=status,
+                          attempts=attempt + 1)  # fmt: skip
+            return
+        self.log.error("alert_failed", **fields, via="webhook", attempts=alert.retries + 1,
+                       reason=reason)  # fmt: skip

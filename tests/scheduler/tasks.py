@@ -1,0 +1,18 @@
+"""``python`` tasks for the scheduler's tests (importable as ``scheduler.tasks``)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+
+def nap(session: Any, context: Any) -> dict[str, Any]:
+    """Sleep ``args.seconds`` (real time), then answer. Accounts listed in ``args.quick``
+    answer at once; accounts listed in ``args.hang`` never return."""
+    account = context.account_id
+    if account in context.args.get("hang", ()):
+        threading.Event().wait()
+    seconds = 0.0 if account in context.args.get("quick", ()) else float(context.args["seconds"])
+    time.sleep(seconds)
+    return {"slept": seconds}
