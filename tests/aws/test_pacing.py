@@ -340,3 +340,22 @@ def test_without_a_pacer_the_budget_still_applies() -> None:
     func = Flaky(t, [throttling() for _ in range(8)])
     assert paced(t, func, pacer=None, clock=t.clock) == "ok"
     assert func.calls == 9
+
+
+def test_an_advisory_refresh_takes_one_slot_and_has_no_throttle_budget() -> None:
+    # Issue 8's advisory refresh (attempts_at_most(1)) goes through the pacer like any
+    # AssumeRole, and a throttle ends it: the hop keeps its keys and cools down.
+    from rolechain.aws.retry import attempts_at_most
+
+    t = FakeTime()
+    pacer = Pacer(clock=t.clock, sleep=t.sleep)
+    stats = CallStats()
+    func = Flaky(t, [throttling() for _ in range(5)])
+    with attempts_at_most(1), pytest.raises(TransientAwsError, match="Rate exceeded"):
+        paced(t, func, pacer=pacer, stats=stats, assume=True)
+    assert func.calls == 1
+    (report,) = pacer.report()
+    assert (report.calls, report.throttled) == (1, 1)
+    assert stats.assume_throttled == 1
+    assert paced(t, func, pacer=pacer) == "ok"  # outside it: the full throttle budget
+    assert func.calls == 6
