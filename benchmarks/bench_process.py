@@ -39,7 +39,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,28 +61,43 @@ class Figures:
         return float(statistics.median(getattr(self, name)))
 
 
+# Runs one command and reports its own wall time, CPU and peak RSS. It is a fresh, small
+# process: Linux carries the high-water RSS of a parent across fork and exec, so a child
+# forked straight from this (possibly big: make bench runs benchmarks in one process)
+# process would report this process's RSS as its own.
+MEASURE = """
+import json, os, subprocess, sys, time
+argv = json.loads(sys.argv[1])
+start = time.perf_counter()
+proc = subprocess.Popen(argv)
+_, status, usage = os.wait4(proc.pid, 0)
+wall = time.perf_counter() - start
+sys.stderr.write("\\n@@measured " + json.dumps({
+    "wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss": usage.ru_maxrss / 1024,
+    "code": os.waitstatus_to_exitcode(status)}) + "\\n")
+"""
+
+
 def run_process(
     argv: list[str], env: dict[str, str], *, check: bool = True
 ) -> tuple[float, float, float, str, int]:
     """(wall s, cpu s, peak RSS MiB, stdout, exit status) of one fresh process."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=HERE.parent
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURE, json.dumps(argv)],
+        env=env,
+        capture_output=True,
+        cwd=HERE.parent,
+        check=False,
     )
-    assert proc.stdout is not None
-    assert proc.stderr is not None
-    err_chunks: list[bytes] = []
-    reader = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()))  # type: ignore[union-attr]
-    reader.start()
-    out = proc.stdout.read()
-    reader.join()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    code = proc.returncode
+    err = done.stderr.decode("utf-8", "replace")
+    head, _, measured = err.rpartition("@@measured ")
+    if not measured:
+        raise RuntimeError(f"{argv[:3]}: no measurement:\n{err[-3000:]}")
+    figures = json.loads(measured)
+    code = int(figures["code"])
     if check and code != 0:
-        raise RuntimeError(f"{argv[:3]} exited {code}:\n{b''.join(err_chunks).decode()[-3000:]}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, out.decode(), code
+        raise RuntimeError(f"{argv[:3]} exited {code}:\n{head[-3000:]}")
+    return figures["wall"], figures["cpu"], figures["rss"], done.stdout.decode(), code
 
 
 def load() -> str:
