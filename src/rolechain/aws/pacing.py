@@ -599,6 +599,11 @@ class Pacer:
 # -- the throttle budget ---------------------------------------------------------------------
 
 
+OPTIONAL_CALL_WAIT = 0.05
+"""Seconds a capped call (an advisory refresh) may wait for a pacer slot: a slot that is
+free now, not a place in the queue."""
+
+
 @dataclass(frozen=True)
 class ThrottleBudget:
     """How long one call may go on being throttled, apart from the generic attempt count.
@@ -714,7 +719,8 @@ def call_paced(
     (``retries``); with ``assume`` also the AssumeRole-specific counters. Without a pacer
     the throttle budget still applies (the key is just not slowed down). Inside
     :func:`~rolechain.aws.retry.attempts_at_most` the cap bounds every attempt, throttled
-    or not, and there is no throttle budget.
+    or not, there is no throttle budget, and the call does not wait for a pacer slot: it
+    raises :class:`PacingTimeout` when the key's next slot is not free now.
     """
     budget = budget or ThrottleBudget()
     cap = attempt_cap()
@@ -726,6 +732,11 @@ def call_paced(
         )
         budget = ThrottleBudget(per_call=0.0, initial_wait=budget.initial_wait, max_wait=0.0)
     now = clock or getattr(pacer, "clock", None) or time.monotonic
+    if cap is not None:
+        # A capped call (an advisory refresh) is optional work: it takes a slot only if one
+        # is free now, and never queues behind the calls the run needs.
+        free_now = now() + OPTIONAL_CALL_WAIT
+        deadline = free_now if deadline is None else min(deadline, free_now)
     ledger = _Ledger(budget=budget, policy=policy, deadline=deadline, clock=now)
 
     def attempt() -> T:
