@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
         rolechain = [
             sys.executable, "-m", "rolechain", "discover", "--from", "env", "--organization",
             "--via", "OrgAdmin", "--reader", "ro/Reader", "--concurrency", str(CONCURRENCY),
-            "--assume-rate", "1000", "--output", str(discovered),
+            "--output", str(discovered),  # default --assume-rate: auto
         ]  # fmt: skip
         hand = [
             sys.executable, str(work / "hand.py"),
@@ -211,10 +211,6 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"ratio rolechain / hand-written: {ratio:.2f}x (median; rolechain also checks "
             "the principal, plans, evaluates every trust policy and writes the chain file)"
-        )
-        print(
-            f"at the default --assume-rate 10/s the {len(accounts) + 2} AssumeRole calls alone "
-            f"take {(len(accounts) + 2) / 10:.0f}s: STS quotas are per account, raise it with care"
         )
 
 

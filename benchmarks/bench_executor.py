@@ -8,8 +8,7 @@ enforces trust policies, the chaining cap, session-name patterns and expiry, pro
 from a chain (an IAM user ``ci``, a ``hub`` role trusting it, an ``audit`` role in every
 account trusting the hub, two buckets per account) and answering every request
 ``--latency-ms`` later, like a round trip to AWS (provisioning is exempt). It runs in its
-own process (this script re-invoked with ``--serve``), out of the measuring process's GIL,
-and prints one JSON line: the principal's environment and what provisioning took.
+own process (``_sandbox.py``), out of the measuring process's GIL.
 
 What it measures (figures are printed, nothing is asserted about time):
 
@@ -33,201 +32,41 @@ import argparse
 import json
 import os
 import resource
-import selectors
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-HUB = "111111111111"
-PRINCIPAL_ACCOUNT = "123456789012"
-CONCURRENCY = 16
-PROVISION_TIMEOUT = 900.0  # seconds to wait for the sandbox's first line
-SCRIPT = str(Path(__file__).resolve())  # re-invoked as the server and the memory child
+from _sandbox import (
+    CONCURRENCY,
+    Sandbox,
+    accounts,
+    chain_text,
+    environment,
+    expected_buckets,
+)
+from hand_loop import loop as hand_loop
 
-
-def accounts(n: int) -> list[str]:
-    return [f"{300000000000 + i:012d}" for i in range(n)]
-
-
-def expected_buckets(account: str) -> set[str]:
-    """The sample buckets the sandbox provisions in every account with a role."""
-    return {f"rolechain-logs-{account}", f"rolechain-backups-{account}"}
-
-
-def chain_text(ids: list[str]) -> str:
-    return f"""
-settings:
-  concurrency: {CONCURRENCY}
-  assume_rate: 100000
-principals:
-  ci: {{source: env, kind: user, account: "{PRINCIPAL_ACCOUNT}"}}
-roles:
-  hub:
-    arn: arn:aws:iam::{HUB}:role/hub
-    trusts: [ci]
-role_sets:
-  audit:
-    role_name: audit
-    accounts: {json.dumps(ids)}
-    trusts: [hub]
-jobs:
-  inventory:
-    from: ci
-    to: audit
-    tasks: [s3.list_buckets]
-"""
-
-
-# -- the server (child process) ------------------------------------------------------------
-
-
-def serve(n: int, latency: float, port: int) -> None:
-    """Provision a sandbox for ``n`` accounts, print one JSON line, serve until SIGTERM.
-
-    After that line, each SIGUSR1 prints the sandbox's call counters as one JSON line.
-    """
-    from rolechain.model.loader import loads
-    from rolechain.sandbox import Faults, sandbox
-
-    chain = loads(chain_text(accounts(n)), file="bench.yaml")
-    start = time.perf_counter()
-    with sandbox(chain, faults=Faults(latency=latency), port=port) as info:
-        made = info.provisioned
-        report = {
-            "env": info.principals["ci"],
-            "provision_seconds": round(time.perf_counter() - start, 2),
-            "accounts": len(made.accounts),
-            "roles": len(made.roles),
-            "buckets": sum(len(b) for b in made.buckets.values()),
-        }
-        print(json.dumps(report), flush=True)
-
-        def counters(*_: Any) -> None:
-            print(json.dumps(dict(info.state.calls)), flush=True)
-
-        def stop(*_: Any) -> None:
-            raise SystemExit(0)
-
-        signal.signal(signal.SIGUSR1, counters)
-        signal.signal(signal.SIGTERM, stop)
-        while True:
-            time.sleep(3600)
-
-
-class Sandbox:
-    """The sandbox child process, seen from the parent."""
-
-    def __init__(self, n: int, latency: float) -> None:
-        self.errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, SCRIPT, "--serve", str(n), "--latency-ms", str(latency * 1000)],
-            stdout=subprocess.PIPE,
-            stderr=self.errors,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        self.stdout: IO[str] = self.proc.stdout
-        try:
-            self.info: dict[str, Any] = json.loads(self._line(PROVISION_TIMEOUT))
-        except BaseException:
-            self.stop()
-            raise
-
-    def _line(self, timeout: float) -> str:
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.stdout, selectors.EVENT_READ)
-            if not selector.select(timeout):
-                self.stop()
-                raise RuntimeError(f"the sandbox said nothing in {timeout:g}s")
-        line = self.stdout.readline()
-        if not line:
-            code = self.proc.wait(timeout=10)
-            self.errors.seek(0)
-            tail = self.errors.read().decode("utf-8", "replace")[-3000:]
-            self.stop()
-            raise RuntimeError(f"the sandbox exited ({code}):\n{tail}")
-        return line
-
-    def calls(self) -> dict[str, int]:
-        """The sandbox's own counters of the calls it answered."""
-        self.proc.send_signal(signal.SIGUSR1)
-        counted: dict[str, int] = json.loads(self._line(30))
-        return counted
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.stdout.close()
-        self.errors.close()
-
-
-def environment(env: dict[str, str]) -> None:
-    """This process (and its children) talk to the sandbox as its principal, nothing else."""
-    for key in list(os.environ):
-        if key.startswith("AWS_"):
-            del os.environ[key]
-    os.environ.update(env)
-    os.environ.update(AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
+SCRIPT = str(Path(__file__).resolve())  # re-invoked as the memory child
 
 
 # -- workloads -----------------------------------------------------------------------------
 
 
 def hand_written(ids: list[str]) -> tuple[float, int]:
-    """The minimal loop an expert writes: one session, hub once, a pool of the same size.
+    """The minimal loop an expert writes (``hand_loop.py``), in this process, timed.
 
     Same principal (the environment's keys), same roles, valid session names: the sandbox
     checks its calls exactly as it checks rolechain's.
     """
-    import botocore.session
-    from botocore.config import Config
-
     start = time.perf_counter()
-    session = botocore.session.Session()
-    config = Config(max_pool_connections=CONCURRENCY, retries={"total_max_attempts": 1})
-    sts: Any = session.create_client("sts", config=config)
-    hub = sts.assume_role(RoleArn=f"arn:aws:iam::{HUB}:role/hub", RoleSessionName="bench-hub")[
-        "Credentials"
-    ]
-    hub_sts: Any = session.create_client(
-        "sts",
-        config=config,
-        aws_access_key_id=hub["AccessKeyId"],
-        aws_secret_access_key=hub["SecretAccessKey"],
-        aws_session_token=hub["SessionToken"],
-    )
-
-    def one(account: str) -> int:
-        c = hub_sts.assume_role(
-            RoleArn=f"arn:aws:iam::{account}:role/audit", RoleSessionName="bench-inventory"
-        )["Credentials"]
-        s3: Any = session.create_client(
-            "s3",
-            config=config,
-            aws_access_key_id=c["AccessKeyId"],
-            aws_secret_access_key=c["SecretAccessKey"],
-            aws_session_token=c["SessionToken"],
-        )
-        names = {b["Name"] for b in s3.list_buckets()["Buckets"]}
-        if names != expected_buckets(account):
-            raise RuntimeError(f"hand loop: {account} has buckets {sorted(names)}")
-        return len(names)
-
-    with ThreadPoolExecutor(CONCURRENCY) as pool:
-        found = sum(pool.map(one, ids))
-    return time.perf_counter() - start, found
+    found = hand_loop(ids, CONCURRENCY)
+    if any(f < 0 for f in found):
+        raise RuntimeError("hand loop: some account did not show its two buckets")
+    return time.perf_counter() - start, sum(found)
 
 
 def with_rolechain(ids: list[str]) -> tuple[float, int, int, int, int]:
@@ -324,15 +163,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory-targets", type=int, default=1000)
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--port", type=int, default=0, help="sandbox port (0: any free port)")
-    parser.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     # Called as main() (by benchmarks/run.py): defaults, not run.py's own arguments.
     args = parser.parse_args(argv if argv is not None else [])
 
-    if args.serve is not None:
-        serve(args.serve, args.latency_ms / 1000, args.port)
-        return
     if args.memory_child is not None:
         memory_child(args.memory_child)
         return
@@ -351,7 +185,8 @@ def main(argv: list[str] | None = None) -> None:
             f"latency {args.latency_ms:g} ms/request; {CONCURRENCY} threads",
             flush=True,
         )
-        environment(info["env"])
+        os.environ.clear()
+        os.environ.update(environment(server.env))
         # The memory run happens in a child process started while this process is still
         # small: Linux carries ru_maxrss across fork+exec, so a child forked from a big
         # parent would report the parent's high-water mark.

@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 BENCHES = [
     "bench_planner",
     "bench_executor",
+    "bench_process",
     "bench_stopping",
     "bench_discover",
     "bench_loading",

@@ -80,8 +80,8 @@ def test_throttling_burst_is_retried_and_counted(aws) -> None:  # type: ignore[n
     assert issued.access_key
     assert faults.seen["AssumeRole"] == 4
     assert assumer.stats.assume_calls == 4
-    assert assumer.stats.retries == 3
-    assert assumer.stats.assume_retries == 3
+    assert assumer.stats.retries == assumer.stats.assume_retries == 0  # throttles: apart
+    assert assumer.stats.throttled == assumer.stats.assume_throttled == 3
 
 
 def test_retries_stop_after_the_configured_attempts(aws) -> None:  # type: ignore[no-untyped-def]
@@ -117,7 +117,7 @@ def test_rate_limiter_paces_every_attempt(aws) -> None:  # type: ignore[no-untyp
         now[0] += seconds
 
     limiter = RateLimiter(2, burst=1, clock=lambda: now[0], sleep=sleep)
-    assumer = StsAssumer(private_sessions(), policy=POLICY, limiter=limiter)
+    assumer = StsAssumer(private_sessions(), policy=POLICY, pacer=limiter)
     caller = static_credentials(FAKE_KEY, FAKE_SECRET)
     for _ in range(3):
         assumer.assume(hop(), caller)

@@ -2,8 +2,9 @@
 
 Every name :mod:`rolechain.aws.botocore_adapter` reaches must exist, and must still do what
 the adapter assumes: botocore refreshes through ``_protected_refresh(is_mandatory=...)``
-with the lock held, clients sign with ``_request_signer._credentials``, and a light session
-shares the loader and uses the credentials it was given.
+with the lock held, clients sign with ``_request_signer._credentials`` and send through
+``_endpoint.http_session``, and a light session shares the loader and uses the credentials
+it was given.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from typing import Any
 
 import botocore
 import botocore.session
+import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.credentials import RefreshableCredentials
+from botocore.httpsession import URLLib3Session
 
 from rolechain.aws import botocore_adapter as adapter
 from rolechain.aws.session import AwsSessions, static_credentials
@@ -137,3 +140,37 @@ def test_a_light_session_shares_models_and_uses_its_credentials() -> None:
     assert "s3" not in sessions._warmed
     sessions.boto3_session(creds, "eu-west-1").client("s3")
     assert "s3" in sessions._warmed
+
+
+def _sts_client() -> Any:
+    return botocore.session.get_session().create_client(
+        "sts",
+        region_name="us-east-1",
+        aws_access_key_id="AKIAEXAMPLE",
+        aws_secret_access_key="example",
+    )
+
+
+def test_a_client_has_its_http_session_at_endpoint_http_session() -> None:
+    http = adapter.http_session_of(_sts_client())
+    assert isinstance(http, URLLib3Session), type(http)
+    assert callable(http.send), "URLLib3Session.send(request) is gone"
+
+
+def test_a_client_sends_through_the_http_session_it_is_given() -> None:
+    # botocore's Endpoint._send is what uses endpoint.http_session: a client given another
+    # client's session sends on it (a recording session stands in for the network), and
+    # still signs with its own keys.
+    sent: list[Any] = []
+
+    class Recording(URLLib3Session):
+        def send(self, request: Any) -> Any:
+            sent.append(request)
+            raise RuntimeError("recorded")
+
+    client = _sts_client()
+    adapter.use_http_session(client, Recording())
+    with pytest.raises(RuntimeError, match="recorded"):
+        client.get_caller_identity()
+    assert len(sent) == 1, "Endpoint no longer sends through endpoint.http_session"
+    assert sent[0].headers["Authorization"].startswith(b"AWS4-HMAC-SHA256 Credential=AKIAEXAMPLE")

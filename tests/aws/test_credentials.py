@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from rolechain.aws.credentials import HopCredentials, HopTree, refresh_windows
-from rolechain.aws.retry import RetryPolicy, call_with_retries
+from rolechain.aws.retry import CallStats, RetryPolicy, call_with_retries
 from rolechain.aws.session import static_credentials
 from rolechain.errors import AccessDeniedError, AwsError, CredentialsError, TransientAwsError
 
@@ -142,7 +142,8 @@ def test_expired_token_refreshes_the_parent_then_retries() -> None:
         ),
     )
     assumer = fake_for(plan, clock, max_session={plan.hops[0].role_arn: 7200})
-    tree = tree_for(plan, assumer, clock)
+    stats = CallStats()
+    tree = tree_for(plan, assumer, clock, stats=stats)
     leaf = tree.for_target(plan.targets[0])
     hub = tree.credentials("ci>hub")
     # STS says the hub's session is gone (revoked, or the local clock is behind).
@@ -154,6 +155,7 @@ def test_expired_token_refreshes_the_parent_then_retries() -> None:
     assert assumer.expired_callers == 1
     assert assumer.calls == {"ci>hub": 2, "ci>hub>audit@" + acct(1): 3}
     assert hub.refreshes == 1
+    assert stats.expired_token_refreshes == 1  # the run's summary says so
 
 
 def test_expired_principal_is_a_clear_error() -> None:
@@ -240,14 +242,23 @@ def throttled(n: int) -> list[AwsError]:
     return [TransientAwsError("Rate exceeded", code="Throttling") for _ in range(n)]
 
 
-def test_advisory_refresh_makes_one_attempt_keeps_the_keys_and_cools_down() -> None:
+def unavailable(n: int) -> list[AwsError]:
+    return [TransientAwsError("Service unavailable", code="ServiceUnavailable") for _ in range(n)]
+
+
+def one_hour_hop_that_retries() -> tuple[FakeClock, FakeAssumer, HopCredentials, str]:
+    """A one-hour hop assumed by a fake through retries, as StsAssumer would: (clock, the
+    fake, the hop's credentials, its id)."""
     clock = FakeClock()
     plan = chain_plan(1, duration=3600)
     fake = fake_for(plan, clock)
     tree = tree_for(plan, Retrying(fake), clock)
-    creds = tree.for_target(plan.targets[0])
+    return clock, fake, tree.for_target(plan.targets[0]), plan.hops[0].id
+
+
+def test_advisory_refresh_makes_one_attempt_keeps_the_keys_and_cools_down() -> None:
+    clock, fake, creds, hop = one_hour_hop_that_retries()
     first = creds.get_frozen_credentials().access_key
-    hop = plan.hops[0].id
     fake.faults[hop] = throttled(20)
     clock.advance(3600 - 800)  # advisory window (900 s), not mandatory (600 s)
     for _ in range(50):  # every signed request asks for a refresh in this window
@@ -261,7 +272,9 @@ def test_advisory_refresh_makes_one_attempt_keeps_the_keys_and_cools_down() -> N
     clock.advance(1)
     assert creds.get_frozen_credentials().access_key == first
     assert fake.calls[hop] == 3  # one more attempt after the cool-down
-    # In the mandatory window the full policy runs (5 attempts), and a failure is raised.
+    # In the mandatory window the full policy runs (5 attempts for errors other than
+    # throttling, which have a time budget of their own), and a failure is raised.
+    fake.faults[hop] = unavailable(20)
     clock.advance(250)  # 520 s left
     with pytest.raises(TransientAwsError):
         creds.get_frozen_credentials()
@@ -270,11 +283,26 @@ def test_advisory_refresh_makes_one_attempt_keeps_the_keys_and_cools_down() -> N
     with pytest.raises(TransientAwsError) as again:
         creds.get_frozen_credentials()
     assert fake.calls[hop] == 8
-    assert again.value.code == "Throttling"
+    assert again.value.code == "ServiceUnavailable"
     fake.faults[hop] = []
     clock.advance(30)
     assert creds.get_frozen_credentials().access_key != first
     assert fake.calls[hop] == 9
+    assert creds.refreshes == 1
+
+
+def test_a_mandatory_refresh_rides_out_more_throttles_than_attempts() -> None:
+    # Throttles do not use up the 5 attempts: the refresh that must happen keeps trying
+    # within the throttle budget, while an advisory one gives up at the first throttle.
+    clock, fake, creds, hop = one_hour_hop_that_retries()
+    first = creds.get_frozen_credentials().access_key
+    fake.faults[hop] = throttled(12)
+    clock.advance(3600 - 800)
+    assert creds.get_frozen_credentials().access_key == first
+    assert fake.calls[hop] == 2  # advisory: one attempt, throttled, keys kept
+    clock.advance(300)  # 500 s left: mandatory
+    assert creds.get_frozen_credentials().access_key != first
+    assert fake.calls[hop] == 2 + 11 + 1  # the other 11 throttles, then success
     assert creds.refreshes == 1
 
 

@@ -4,19 +4,7 @@ import threading
 
 from rolechain.aws.ratelimit import RateLimiter
 
-
-class Time:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.lock = threading.Lock()
-
-    def clock(self) -> float:
-        with self.lock:
-            return self.now
-
-    def sleep(self, seconds: float) -> None:
-        with self.lock:
-            self.now += seconds
+from .pacing_sim import FakeTime as Time
 
 
 def test_burst_then_paced_at_rate() -> None:

@@ -105,3 +105,44 @@ def test_warm_loads_each_service_once_and_skips_unknown_ones() -> None:
     assert loaded("s3")
     assert loaded("sts")
     assert sessions.clients_created == 0  # warm-up clients are thrown away, never cached
+
+
+def test_a_lent_client_signs_with_each_borrowers_credentials_in_turn(aws) -> None:  # type: ignore[no-untyped-def]
+    from executor.moto_helpers import assume
+
+    sessions = AwsSessions()
+    first, second = (assume(sessions, acct(i)) for i in (1, 2))
+    client = sessions.borrow("sts", "us-east-1", first)
+    assert client.get_caller_identity()["Account"] == acct(1)
+    sessions.give_back(client)
+    # An idle lent client signs with nothing at all: a stray use raises, never signs.
+    with pytest.raises(CredentialsError, match="after its task gave it back"):
+        client.get_caller_identity()
+    again = sessions.borrow("sts", "us-east-1", second)
+    assert again is client  # the same client, lent to the next task ...
+    assert again.get_caller_identity()["Account"] == acct(2)  # ... signing with its keys
+    other = sessions.borrow("sts", "us-east-1", first)
+    assert other is not client  # never lent to two tasks at once
+    assert sessions.clients_lent == 3
+    assert [key[0] for key in sessions._clients] == ["sts"]  # only assume()'s, cached
+    assert sessions.clients_created == 1 + 2
+
+
+def test_only_clients_without_per_account_state_are_lent(aws) -> None:  # type: ignore[no-untyped-def]
+    sessions = AwsSessions()
+    creds = static_credentials(FAKE_KEY, FAKE_SECRET)
+    # Endpoint discovery (Timestream, DynamoDB) finds endpoints per account: such clients
+    # are made per credentials, as before, and giving them back does nothing.
+    timestream = sessions.borrow("timestream-query", "us-east-1", creds)
+    assert sessions.client("timestream-query", "us-east-1", creds) is timestream
+    sessions.give_back(timestream)
+    assert timestream._request_signer._credentials is creds
+    # A lent S3 client signs S3 Express requests with SigV4, not with CreateSession
+    # credentials that it would cache per bucket across borrowers.
+    s3 = sessions.borrow("s3", "us-east-1", creds)
+    assert s3.meta.config.s3["disable_s3_express_session_auth"] is True
+    # An unknown service is left to the client path, which names it.
+    from rolechain.errors import PermanentAwsError
+
+    with pytest.raises(PermanentAwsError, match="no-such-service"):
+        sessions.borrow("no-such-service", "us-east-1", creds)

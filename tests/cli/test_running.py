@@ -191,9 +191,20 @@ def test_help_has_an_example() -> None:
     assert "--time-scale" in result.output
 
 
-def test_sandbox_options_need_sandbox(chain_file: Path) -> None:
-    result = CliRunner().invoke(cli, ["run", str(chain_file), "-j", "whoami", "--time-scale", "60"])
+@pytest.mark.parametrize(
+    "option", [["--time-scale", "60"], ["--sts-rate", "50"], ["--connect-latency", "50"]]
+)
+def test_sandbox_options_need_sandbox(chain_file: Path, option: list[str]) -> None:
+    result = CliRunner().invoke(cli, ["run", str(chain_file), "-j", "whoami", *option])
     assert result.exit_code == 2
+    assert "need --sandbox" in result.output
+
+
+def test_bad_sts_rate_is_a_usage_error(chain_file: Path) -> None:
+    args = ["run", str(chain_file), "-j", "whoami", "--sandbox", "--sts-rate", "50:0"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert "burst" in result.output
 
 
 def test_run_in_the_sandbox(monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -201,9 +212,33 @@ def test_run_in_the_sandbox(monkeypatch) -> None:  # type: ignore[no-untyped-def
     for key in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(key, raising=False)
     demo = Path(__file__).resolve().parents[2] / "chains" / "demo.yaml"
-    result = invoke("run", str(demo), "--job", "inventory", "--sandbox", "--format", "jsonl")
+    args = ["--sts-rate", "1000:50", "--connect-latency", "5"]  # a quota it stays under
+    result = invoke("run", str(demo), "--job", "inventory", "--sandbox", "--format", "jsonl", *args)
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert records
     assert all(r["status"] == "ok" for r in records)
     assert all(r["data"]["count"] >= 1 for r in records)
+
+
+def test_a_run_process_imports_only_what_it_needs(aws: Any, chain_file: Path) -> None:
+    # A whole `rolechain run` process (no python task, not in the sandbox): networkx is for
+    # drawing graphs, boto3 (and s3transfer) for python tasks, moto for the sandbox.
+    probe = (
+        "import atexit, runpy, sys\n"
+        "def report():\n"
+        "    unneeded = ('networkx', 'boto3', 's3transfer', 'moto', 'rich')\n"
+        "    print('LOADED', sorted(m for m in unneeded if m in sys.modules), file=sys.stderr)\n"
+        "atexit.register(report)\n"
+        f"sys.argv = ['rolechain', 'run', {str(chain_file)!r}, '-j', 'whoami', '-q']\n"
+        "runpy.run_module('rolechain', run_name='__main__')\n"
+    )
+    import os
+    import subprocess
+
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=dict(os.environ)
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == len(ACCOUNTS)  # it ran: one record per account
+    assert "LOADED []" in proc.stderr

@@ -69,8 +69,11 @@ def test_200_targets_give_the_thread_engines_records(
     # AssumeRole <= N + W x inner hops: 200 audit hops, the hub once per worker.
     assert 1 <= summary.workers <= 2
     assert summary.assume_bound == 200 + summary.workers
-    assert 201 <= summary.assume_calls <= summary.assume_bound
-    assert made == summary.assume_calls  # counted on the workers = answered by the sandbox
+    # The bound is on hops assumed (first attempts); a retry of a transient error (a
+    # keep-alive connection reset on a loaded machine) is counted apart, on top of it.
+    first_attempts = summary.assume_calls - summary.assume_retries
+    assert 201 <= first_attempts <= summary.assume_bound, summary
+    assert first_attempts <= made <= summary.assume_calls  # as the sandbox answered them
 
 
 def test_a_worker_killed_mid_run_has_its_batch_run_again_and_every_record_once(
@@ -200,7 +203,14 @@ def test_each_worker_takes_its_share_of_the_assume_rate(world: World) -> None:
     run = rolechain.run(job, "inventory", engine=dask(world, batch_size=5))
     assert all(r.ok for r in run)
     # Two workers, four batches: each paces AssumeRole at half the rate the file sets.
-    assert run.summary.pacing == "10/s (share 0.5)"
+    assert run.summary.worker_pacing == "10/s (share 0.5)"
+    # One lane per calling account, added up over the workers: the principal's account
+    # assumed the hub (once per worker), the hub's account assumed the 20 audit roles.
+    lanes = {lane["key"]: lane for lane in run.summary.pacing or []}
+    assert set(lanes) == {"123456789012", "111111111111"}
+    assert lanes["123456789012"]["calls"] == run.summary.workers
+    assert lanes["111111111111"]["calls"] == 20
+    assert run.summary.assume_calls == 20 + run.summary.workers
 
 
 def test_a_target_that_kills_its_workers_fails_alone(world: World, tmp_path: Path) -> None:

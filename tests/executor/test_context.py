@@ -10,7 +10,7 @@ import pytest
 import rolechain.executor.context as context_module
 from aws.fakes import FakeClock, acct, fake_for, hub_plan
 from rolechain.aws.assumer import Assumer
-from rolechain.aws.ratelimit import RateLimiter
+from rolechain.aws.pacing import Pacer
 from rolechain.credentials.cache import CredentialCache
 from rolechain.credentials.process import target_credentials
 from rolechain.executor import RunContext, RunOptions, run, sessions
@@ -64,12 +64,12 @@ def test_building_a_context_calls_nothing() -> None:
 def test_the_limiter_is_built_in_one_place_and_can_be_replaced(aws, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     built: list[CountingLimiter] = []
 
-    def counting(settings: Any) -> CountingLimiter:
+    def counting(settings: Any, *, share: float = 1.0) -> CountingLimiter:
         limiter = CountingLimiter()
         built.append(limiter)
         return limiter
 
-    monkeypatch.setattr(context_module, "default_limiter", counting)
+    monkeypatch.setattr(context_module, "default_pacer", counting)
     chain = loads(CHAIN, file="chain.yaml")
     target = f"audit@{ACCOUNTS[0]}"
     assert len(list(run(chain, "whoami", targets=[target]))) == 2
@@ -82,11 +82,34 @@ def test_the_limiter_is_built_in_one_place_and_can_be_replaced(aws, monkeypatch)
     assert own.acquired == 2
 
 
-def test_the_default_limiter_paces_at_the_chains_assume_rate() -> None:
-    limiter = context_module.default_limiter({"assume_rate": 25})
-    assert isinstance(limiter, RateLimiter)
-    assert limiter.rate == 25
-    assert context_module.default_limiter({}).rate == 10  # type: ignore[attr-defined]
+def test_the_default_pacer_adapts_under_the_chains_assume_rate() -> None:
+    pacer = context_module.default_pacer({"assume_rate": 25})
+    assert isinstance(pacer, Pacer)
+    assert pacer.ceiling == 25
+    assert pacer.rate("111111111111") == 25  # a ceiling: paced at it from the start
+    assert context_module.default_pacer({"assume_rate": "auto"}).ceiling is None
+    auto = context_module.default_pacer({})
+    assert auto.ceiling is None
+    assert auto.rate("111111111111") is None  # auto: not paced until STS throttles
+    assert context_module.default_pacer({"assume_rate": 25}, share=0.5).ceiling == 12.5
+    with pytest.raises(ValueError, match="share"):
+        context_module.default_pacer({}, share=0)
+
+
+def test_assume_role_is_paced_per_calling_account(aws) -> None:  # type: ignore[no-untyped-def]
+    # The hub is assumed with the principal's keys (charged to the principal's account),
+    # every target with the hub's (charged to the hub's account).
+    chain = loads(CHAIN, file="chain.yaml")
+    context = RunContext.for_job(chain, "whoami", RunOptions(targets=(f"audit@{ACCOUNTS[0]}",)))
+    assert isinstance(context.pacer, Pacer)
+    context.credentials_for(f"audit@{ACCOUNTS[0]}")
+    assert context.identity is not None
+    plan = context.plan
+    hub, leaf = plan.hops[0], plan.hops[1]
+    assert context.calling_account(hub) == context.identity.account
+    assert context.calling_account(leaf) == hub.account_id
+    calls = {lane["key"]: lane["calls"] for lane in context.pacing_report()}
+    assert calls == {context.identity.account: 1, hub.account_id: 1}
 
 
 def test_an_assumer_wrapper_sees_the_plan_the_context_settled_on(aws, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -124,3 +147,26 @@ def test_session_factory_warms_the_models_before_user_threads_ask(aws) -> None: 
     assert not warmed
     assert factory.targets  # first use: identity, hop tree, and the warm-up
     assert {"sts", "s3"} <= warmed
+
+
+def test_first_hops_are_paced_for_the_declared_principal_without_an_identity_check() -> None:
+    import dataclasses
+
+    from aws.fakes import HUB_ACCOUNT
+
+    plan = hub_plan([acct(1)])
+    options = RunOptions(check_identity=False)
+    unknown = RunContext(dataclasses.replace(plan, principal_arn=None), None, options)
+    assert unknown.calling_account(plan.hops[0]) == "principal"  # one lane for them all
+    declared = "arn:aws:iam::444455556666:user/ci"
+    context = RunContext(dataclasses.replace(plan, principal_arn=declared), None, options)
+    assert context.calling_account(plan.hops[0]) == "444455556666"
+    assert context.calling_account(plan.hops[1]) == HUB_ACCOUNT
+    # A pacer given to the run (shared between runs, or a cluster's) is used as it is; a
+    # plain limiter paces without learning.
+    shared = Pacer()
+    assert RunContext(plan, None, options, limiter=shared).pacer is shared
+    plain = RunContext(plan, None, options, limiter=CountingLimiter()).pacer
+    plain.acquire("111111111111")
+    plain.record(None, throttled=True)
+    assert plain.limiter.acquired == 1  # type: ignore[attr-defined]

@@ -14,7 +14,6 @@ from click.testing import CliRunner
 
 import rolechain
 from aws.fakes import FakeClock, acct, fake_for, hub_plan
-from rolechain.aws.ratelimit import RateLimiter
 from rolechain.aws.session import static_credentials
 from rolechain.cli import cli
 from rolechain.errors import (
@@ -26,7 +25,7 @@ from rolechain.errors import (
     Violation,
 )
 from rolechain.executor import EngineOptions, RunContext, RunOptions
-from rolechain.executor.context import default_limiter
+from rolechain.executor.context import default_pacer
 from rolechain.executor.engine import DASK_INSTALL, choose_engine
 from rolechain.executor.partition import (
     assume_bound,
@@ -100,7 +99,7 @@ def test_engine_options_are_checked(options: dict[str, object], message: str) ->
 
 def test_settings_engine_in_a_chain_file() -> None:
     text = DEMO.read_text().replace(
-        "  assume_rate: 20\n", "  assume_rate: 20\n  engine: {kind: dask, workers: 3}\n"
+        "  concurrency: 8\n", "  concurrency: 8\n  engine: {kind: dask, workers: 3}\n"
     )
     chain = loads(text, file="demo.yaml")
     plan = rolechain.plan(chain, "inventory")
@@ -110,7 +109,7 @@ def test_settings_engine_in_a_chain_file() -> None:
     assert "engine" not in rolechain.plan(loads(DEMO.read_text(), file="d"), "whoami").settings_dict
     for bad in ("engine: {kind: threads, workers: 2}", "engine: {cluster: 'ftp://x'}"):
         with pytest.raises(rolechain.errors.ChainFileError):
-            loads(DEMO.read_text().replace("  assume_rate: 20\n", f"  {bad}\n"), file="x")
+            loads(DEMO.read_text().replace("  concurrency: 8\n", f"  {bad}\n"), file="x")
 
 
 # -- a missing extra, refused parts ---------------------------------------------------------
@@ -129,7 +128,7 @@ def test_a_missing_extra_is_a_clear_error_with_the_install_line() -> None:
     assert "distributed" in info.value.message
     assert DASK_INSTALL in str(info.value)
     # The chain file's settings choose it too (the scheduler's path: no engine argument).
-    text = DEMO.read_text().replace("  assume_rate: 20\n", "  assume_rate: 20\n  engine: dask\n")
+    text = DEMO.read_text().replace("  concurrency: 8\n", "  concurrency: 8\n  engine: dask\n")
     with pytest.raises(EngineError, match="rolechain\\[dask\\]"):
         rolechain.run(loads(text, file="demo.yaml"), "inventory")
 
@@ -255,19 +254,22 @@ def test_a_workers_context_grows_batch_by_batch_and_keeps_its_hubs() -> None:
         context.extend(other)
 
 
-def test_each_workers_limiter_is_its_share_of_the_rate() -> None:
-    limiter = default_limiter({"assume_rate": 10}, share=0.25)
-    assert isinstance(limiter, RateLimiter)
-    assert limiter.rate == 2.5
+def test_each_workers_pacer_is_its_share_of_the_rate() -> None:
+    pacer = default_pacer({"assume_rate": 10}, share=0.25)
+    assert pacer.ceiling == 2.5
+    assert default_pacer({"assume_rate": "auto"}, share=0.25).ceiling is None  # it adapts
     with pytest.raises(ValueError, match="share"):
-        default_limiter({}, share=0)
+        default_pacer({}, share=0)
     pytest.importorskip("distributed")
+    from rolechain.aws.pacing import Pacing
     from rolechain.executor.dask_worker import SharedPacing
 
     pacing = SharedPacing({"assume_rate": 10}, 0.5)
+    assert isinstance(pacing, Pacing)
     assert pacing.describe() == "5/s (share 0.5)"
     pacing.use_share(1.0)  # the worker that prepared the run learns its share later
     assert pacing.describe() == "10/s (share 1)"
+    assert SharedPacing({}, 0.5).describe() == "adaptive (share 0.5)"
 
 
 def test_errors_survive_the_trip_between_processes() -> None:

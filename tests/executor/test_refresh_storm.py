@@ -74,9 +74,13 @@ def test_throttled_advisory_refresh_costs_one_attempt_per_hop(aws, monkeypatch) 
     # One attempt per hop in the window (the clock stands still, so a hop whose attempt was
     # throttled stays in its cool-down); 400 signed requests did not each add attempts.
     assert attempts <= plan.assume_calls
-    assert faults.injected["AssumeRole"] >= 50  # STS did throttle
+    assert faults.injected["AssumeRole"] >= 10  # STS did throttle (then the pacer slowed)
     tree = context.tree
     failed = sum(tree.credentials(hop.id).advisory_failures for hop in plan.hops)
     refreshed = sum(tree.credentials(hop.id).refreshes for hop in plan.hops)
-    assert failed + refreshed == attempts
+    deferred = sum(tree.credentials(hop.id).advisory_deferred for hop in plan.hops)
+    assert failed + refreshed == attempts  # a refresh put off for want of a slot made no call
     assert failed == faults.injected["AssumeRole"]
+    # Every hop tried once in its window: refreshed, failed, or put off while the pacer,
+    # slowed by the throttles, had no free slot (an advisory refresh never waits for one).
+    assert refreshed + failed + deferred == plan.assume_calls

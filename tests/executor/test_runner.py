@@ -91,7 +91,11 @@ def test_throttling_burst_is_absorbed(aws) -> None:  # type: ignore[no-untyped-d
     assert all(r.status == "ok" for r in records)
     assert faults.injected["AssumeRole"] == 8
     assert execution.summary.assume_calls == 21 + 8
-    assert execution.summary.retries == 8
+    assert execution.summary.throttled == 8  # counted apart from retries
+    assert execution.summary.retries == 0
+    paced = {lane["key"]: lane for lane in execution.summary.pacing}
+    assert paced["111111111111"]["throttled"] == 5  # the hub's account called for the leaves
+    assert sum(lane["throttled"] for lane in paced.values()) == 8
 
 
 def test_access_denied_in_some_accounts(aws) -> None:  # type: ignore[no-untyped-def]
@@ -373,18 +377,28 @@ def test_progress_callback_per_target(aws) -> None:  # type: ignore[no-untyped-d
     assert all(s[1] and s[3] == 5 for s in seen)
 
 
-def test_clients_of_finished_targets_are_released(aws) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_task_clients_are_lent_one_task_at_a_time(aws, concurrency: int) -> None:  # type: ignore[no-untyped-def]
     sessions = private_sessions()
     plan = hub_plan(
-        ACCOUNTS[:6],
+        ACCOUNTS[:12],
         tasks=(TaskRef("a", "sts.get_caller_identity"), TaskRef("b", "s3.list_buckets")),
+        concurrency=concurrency,
     )
     execution = run(plan, credentials=ROOT, aws_sessions=sessions)
-    assert len(list(execution)) == 12
+    records = list(execution)
+    assert len(records) == 24
+    # Every request was signed with its own target's credentials ...
+    for record in records:
+        assert record.ok, record.error
+        if record.task == "a":
+            assert record.data["account"] == record.account_id
+    # ... by clients lent to one task at a time: no client per target.
     assert execution.tree is not None
     leaves = {id(execution.tree.credentials(t.hop_id)) for t in plan.targets}
-    assert not leaves & {key[2] for key in sessions._clients}  # only hub/root clients remain
-    assert sessions.clients_created == 2 + 2 * 6  # root + hub STS, then sts and s3 per target
+    assert not leaves & {key[2] for key in sessions._clients}  # only hub/root clients cached
+    assert sessions.clients_lent == 24
+    assert sessions.clients_created <= 2 + 2 * concurrency  # root + hub STS, sts and s3 lent
 
 
 def test_services_of_a_plan_are_warmed_before_the_pool_starts() -> None:

@@ -256,3 +256,81 @@ def test_exec_shell_and_timeout(aws) -> None:  # type: ignore[no-untyped-def]
 def test_exec_missing_program(aws) -> None:  # type: ignore[no-untyped-def]
     [record] = one(TaskRef("x", "exec", params(argv=["/nonexistent/program"])))
     assert record.error.code == "ExecError"
+
+
+def test_throttled_task_calls_retry_within_the_budget_not_the_attempts() -> None:
+    from unittest.mock import Mock
+
+    from rolechain.aws.pacing import ThrottleBudget
+    from rolechain.aws.retry import CallStats, RetryPolicy
+    from rolechain.errors import TransientAwsError
+    from rolechain.executor.tasks import TaskEnv
+
+    errors = [TransientAwsError("Please reduce your request rate.", code="SlowDown")] * 6
+    calls = []
+
+    def call() -> str:
+        calls.append(1)
+        if len(calls) <= len(errors):
+            raise errors[len(calls) - 1]
+        return "listed"
+
+    stats = CallStats()
+    env = TaskEnv(
+        credentials=Mock(),
+        sessions=Mock(),
+        policy=RetryPolicy(attempts=2, initial_wait=0.001, max_wait=0.001),
+        stats=stats,
+        budget=ThrottleBudget(per_call=30, initial_wait=0.001, max_wait=0.001),
+    )
+    assert env.retry(call) == "listed"
+    assert len(calls) == 7  # 6 throttles: more than the 2 attempts allow other errors
+    assert stats.throttled == 6
+    assert stats.retries == 0
+
+
+def test_throttled_task_calls_stop_at_the_runs_deadline() -> None:
+    import time
+    from unittest.mock import Mock
+
+    from rolechain.aws.pacing import ThrottleBudget
+    from rolechain.aws.retry import RetryPolicy
+    from rolechain.errors import TransientAwsError
+    from rolechain.executor.tasks import TaskEnv
+
+    calls = []
+
+    def call() -> str:
+        calls.append(1)
+        raise TransientAwsError("Rate exceeded", code="Throttling")
+
+    env = TaskEnv(
+        credentials=Mock(),
+        sessions=Mock(),
+        policy=RetryPolicy(attempts=5, initial_wait=0.001, max_wait=0.001),
+        budget=ThrottleBudget(per_call=3600, initial_wait=0.001, max_wait=0.001),
+        deadline=time.monotonic() - 1,  # the run's deadline has passed
+    )
+    with pytest.raises(TransientAwsError, match="Rate exceeded"):
+        env.retry(call)
+    assert len(calls) == 1  # not an hour of throttles: the run is over
+
+
+def test_the_runner_gives_tasks_the_runs_budget_and_deadline(aws) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from rolechain.executor import RunContext, RunOptions
+    from rolechain.executor.runner import task_env
+
+    settings = (*hub_plan([acct(1)]).settings, ("throttle_budget", 30))
+    plan = hub_plan([acct(1)], settings=settings)
+    context = RunContext(plan, None, RunOptions(deadline=60, check_identity=False))
+    assert context.deadline_at is None  # not begun
+    now = time.monotonic()
+    assert context.begin(now) == now + 60
+    from unittest.mock import Mock
+
+    env = task_env(context, creds=Mock())
+    assert env.deadline == now + 60
+    assert env.budget.per_call == 30
+    assert env.budget is context.budget

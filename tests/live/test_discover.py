@@ -121,7 +121,6 @@ def organization() -> Iterator[SandboxInfo]:
 def request(**options: Any) -> DiscoverRequest:
     options.setdefault("reader", "ro/Reader")
     options.setdefault("source", "env")
-    options.setdefault("assume_rate", 500.0)
     return DiscoverRequest(**options)
 
 
@@ -274,6 +273,10 @@ def test_an_account_without_the_reader_is_reported_and_exits_1(
         (["--reader", "R", "--organization"], "--from"),
         (["--from", "nobody", "--sandbox", "chains/demo.yaml", "--reader", "R", "--organization"],
          "no principal 'nobody'"),
+        (["--from", "env", "--reader", "R", "-a", "111111111111", "--assume-rate", "0"],
+         "neither 'auto' nor a positive number"),
+        (["--from", "env", "--reader", "R", "-a", "111111111111", "--assume-rate", "fast"],
+         "neither 'auto' nor a positive number"),
     ],
 )  # fmt: skip
 def test_bad_arguments_exit_2(

@@ -261,3 +261,30 @@ def test_closest_and_unknown_choice() -> None:
         "unknown task 'cal'; valid: call, exec; did you mean 'call'?"
     )
     assert unknown_choice("task", "x", []) == "unknown task 'x'; valid: (none defined)"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("auto", "auto"), ("AUTO", "auto"), (" Auto ", "auto"), (50, 50.0), (0.5, 0.5), ("12", 12.0)],
+)
+def test_assume_rate_is_auto_or_a_ceiling(value: object, expected: object) -> None:
+    assert Settings.model_validate({"assume_rate": value}).assume_rate == expected
+
+
+@pytest.mark.parametrize("value", [0, -1, "fast", True, None, float("inf"), "nan", [5]])
+def test_assume_rate_refuses_anything_else(value: object) -> None:
+    [(loc, _, message)] = errors(Settings, {"assume_rate": value})
+    assert loc == ("assume_rate",)
+    assert "'auto'" in message
+    assert "positive number" in message
+
+
+def test_pacing_defaults_and_throttle_budget() -> None:
+    settings = Settings()
+    assert settings.assume_rate == "auto"
+    assert settings.throttle_budget == 120
+    assert Settings.model_validate({"throttle_budget": "5m"}).throttle_budget == 300
+    assert errors(Settings, {"throttle_budget": 0})[0][0] == ("throttle_budget",)
+    schema = ChainFile.model_json_schema()["$defs"]["Settings"]["properties"]
+    assert {"const": "auto"} in schema["assume_rate"]["anyOf"]
+    assert "throttle_budget" in schema

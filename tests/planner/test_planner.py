@@ -613,6 +613,7 @@ def test_plan_fields_from_principal_job_and_settings() -> None:
         "retry_attempts": 3,
         "retry_initial_wait": 0.5,
         "retry_max_wait": 20,
+        "throttle_budget": 120,
     }
 
 

@@ -88,9 +88,48 @@ def test_summary_lines() -> None:
     text = "\n".join(summary_lines(summary))
     assert "failed" in text.splitlines()[0]
     assert "2 ok, 1 failed of 3" in text
-    assert "AssumeRole calls: 4 (planned 4), retries: 2" in text
+    assert "AssumeRole calls: 4 (planned 4)\n" in text
+    assert "retries: 2, throttled: 0\n" in text
     assert "audit@333333333333" in text
     assert "given up" not in text
+    assert "pacing" not in text  # nothing was paced or throttled
+    assert "ExpiredToken" not in text
+
+
+def test_summary_lines_say_what_throttling_cost() -> None:
+    summary = Summary(
+        job="inv",
+        run_id="r1",
+        targets=100,
+        targets_ok=100,
+        assume_calls=131,
+        planned_assume_calls=101,
+        throttled=31,
+        assume_throttled=28,
+        assume_retries=2,
+        retries=3,
+        expired_token_refreshes=1,
+        pacing=[
+            {"key": "123456789012", "calls": 1, "throttled": 0, "rate": None, "cuts": 0},
+            {
+                "key": "111111111111",
+                "calls": 130,
+                "throttled": 28,
+                "rate": 48.5,
+                "lowest_rate": 30.1,
+                "cuts": 3,
+            },
+        ],
+        finished_at="2026-01-01T00:00:02Z",
+    )
+    lines = summary_lines(summary)
+    assert "  AssumeRole calls: 131 (planned 101, 28 throttled, 2 retried)" in lines
+    assert "  retries: 3, throttled: 31, ExpiredToken refreshes: 1" in lines
+    pacing = [line for line in lines if "pacing" in line]
+    assert pacing == [
+        "  pacing for account 111111111111: 48.5/s at the end (lowest 30.1/s), "
+        "28 of 130 attempts throttled, 3 cuts"
+    ]
 
 
 def test_summary_lines_of_a_stopped_run() -> None:

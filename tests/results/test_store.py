@@ -5,7 +5,7 @@ import sqlite3
 
 from aws.fakes import hub_plan as _hub_plan
 from rolechain.executor.records import Summary
-from rolechain.results.store import Store
+from rolechain.results.store import SCHEMA_VERSION, Store
 
 from .test_records import BAD, OK
 
@@ -97,3 +97,43 @@ def test_runs_newest_first_and_by_job(tmp_path) -> None:  # type: ignore[no-unty
         assert [r["run_id"] for r in store.runs()] == ["r2", "r1", "r0"]
         assert [r["run_id"] for r in store.runs(job="a")] == ["r2", "r0"]
         assert [r["run_id"] for r in store.runs(limit=1)] == ["r2"]
+
+
+PACING = [{"key": "111111111111", "calls": 40, "throttled": 3, "rate": 48.2, "cuts": 1}]
+
+
+def test_throttles_and_pacing_are_stored(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "runs.db"
+    plan = hub_plan(["222222222222"])
+    with Store(path) as store:
+        store.start(plan)
+        store.finish(summary(throttled=3, expired_token_refreshes=1, pacing=PACING))
+    with Store(path) as store:
+        [run] = store.runs()
+        assert (run["throttled"], run["expired_token_refreshes"]) == (3, 1)
+        assert run["pacing"] == PACING
+        [row] = store.query("SELECT json_extract(pacing, '$[0].rate') AS rate FROM runs")
+        assert row["rate"] == 48.2
+
+
+def test_a_store_from_before_pacing_gains_its_columns(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(str(path))
+    old.executescript(
+        "CREATE TABLE runs (run_id TEXT PRIMARY KEY, job TEXT NOT NULL, principal TEXT, "
+        "status TEXT NOT NULL, started_at TEXT, finished_at TEXT, targets INTEGER, "
+        "targets_ok INTEGER, targets_failed INTEGER, records INTEGER, records_failed INTEGER, "
+        "assume_calls INTEGER, planned_assume_calls INTEGER, retries INTEGER, "
+        "elapsed_seconds REAL, plan TEXT);"
+        "INSERT INTO runs (run_id, job, status) VALUES ('old', 'inv', 'ok');"
+        "PRAGMA user_version=1;"
+    )
+    old.close()
+    with Store(path) as store:
+        by_id = {run["run_id"]: run for run in store.runs()}
+        assert by_id["old"]["throttled"] is None
+        assert by_id["old"]["pacing"] == []
+        store.start(hub_plan(["222222222222"]))
+        store.finish(summary(throttled=2, pacing=PACING))
+        assert {run["run_id"]: run for run in store.runs()}["r1"]["throttled"] == 2
+        assert store.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 3

@@ -74,6 +74,13 @@ def test_bad_deny_account_is_a_usage_error() -> None:
     assert "12-digit" in result.output
 
 
+@pytest.mark.parametrize("rate", ["0", "fast", "50:0.5"])
+def test_bad_sts_rate_is_a_usage_error(rate: str) -> None:
+    result = CliRunner().invoke(cli, ["sandbox", str(DEMO), "--sts-rate", rate])
+    assert result.exit_code == 2
+    assert "--sts-rate" in result.output
+
+
 def test_unknown_principal_is_explained() -> None:
     result = CliRunner().invoke(cli, ["sandbox", str(DEMO), "--principal", "nobody"])
     assert result.exit_code == 1

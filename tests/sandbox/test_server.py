@@ -121,3 +121,90 @@ def test_port_in_use_is_explained() -> None:
             sandbox(chain_from(CHAIN), port=port),
         ):
             pass
+
+
+# -- the STS quota, keep-alive and connection latency -----------------------------------------
+
+
+def test_sts_rate_is_a_quota_per_calling_account() -> None:
+    # One call every 100 s, 3 saved up: the 4th call of an account is throttled, whatever
+    # the machine's speed; another calling account has its own bucket.
+    with sandbox(chain_from(CHAIN), faults=Faults(sts_rate=0.01, sts_burst=3)) as sb:
+        aws = Clients(sb.endpoint)
+        hub = aws.assume(sb.env, HUB)["Credentials"]  # the principal's account: 1 of 3
+        aws.client("sts", sb.env).get_caller_identity()  # 2
+        aws.assume(sb.env, HUB)  # 3
+        assert aws_error(lambda: aws.assume(sb.env, HUB)) == ("Throttling", "Rate exceeded", 400)
+        # The hub's account (222222222222) calls with its own quota.
+        for _ in range(3):
+            assert aws.assume(hub, "arn:aws:iam::333333333333:role/Audit")
+        code, _, _ = aws_error(lambda: aws.assume(hub, "arn:aws:iam::444444444444:role/Audit"))
+        assert code == "Throttling"
+        assert sb.state.denied["Throttling"] == 2
+        # Other services are not STS: not counted against it.
+        aws.client("s3", hub).list_buckets()
+
+
+def test_sts_rate_refills_at_its_rate() -> None:
+    with sandbox(chain_from(CHAIN), faults=Faults(sts_rate=20, sts_burst=1)) as sb:
+        sts = Clients(sb.endpoint).client("sts", sb.env)
+        answered = 0
+        codes = set()
+        start = time.monotonic()
+        while answered < 5:  # 1 saved up, then one every 50 ms
+            try:
+                sts.get_caller_identity()
+                answered += 1
+            except ClientError as exc:
+                codes.add(exc.response["Error"]["Code"])
+        assert codes <= {"Throttling"}
+        assert time.monotonic() - start >= 4 * 0.05 - 0.01  # a floor: never flaky
+
+
+def test_connections_are_kept_alive_and_counted() -> None:
+    with sandbox(chain_from(CHAIN)) as sb:
+        aws = Clients(sb.endpoint)
+        before = sb.state.connections
+        sts = aws.client("sts", sb.env)
+        for _ in range(10):
+            sts.get_caller_identity()
+        assert sb.state.connections - before == 1  # one client, one connection, reused
+        for _ in range(5):
+            aws.client("sts", sb.env).get_caller_identity()
+        assert sb.state.connections - before == 6  # each new client opens its own
+
+
+def test_connect_latency_delays_the_first_request_of_each_connection() -> None:
+    with sandbox(chain_from(CHAIN), faults=Faults(connect_latency=0.3)) as sb:
+        sts = Clients(sb.endpoint).client("sts", sb.env)
+        start = time.monotonic()
+        sts.get_caller_identity()
+        assert time.monotonic() - start >= 0.3  # a new connection pays the handshake
+        before = sb.state.connections
+        for _ in range(3):
+            sts.get_caller_identity()
+        assert sb.state.connections == before  # the same connection: paid once
+
+
+def test_rate_and_latency_arguments_are_checked() -> None:
+    from rolechain.sandbox.faults import parse_rate
+
+    assert parse_rate("50") == (50.0, None)
+    assert parse_rate("50:10") == (50.0, 10.0)
+    for bad in ("0", "-1", "fast", "50:0", "50:x", "inf"):
+        with pytest.raises(ValueError, match=r"rate|burst|RATE"):
+            parse_rate(bad)
+    with pytest.raises(ValueError, match="connect_latency"):
+        Faults(connect_latency=-1)
+    with pytest.raises(ValueError, match="sts_rate"):
+        Faults(sts_rate=0)
+
+
+def test_faults_can_change_while_it_runs() -> None:
+    with sandbox(chain_from(CHAIN)) as sb:
+        sts = Clients(sb.endpoint).client("sts", sb.env)
+        sts.get_caller_identity()
+        sb.set_faults(Faults(throttle=1.0))
+        assert aws_error(sts.get_caller_identity)[0] == "Throttling"
+        sb.set_faults(Faults())
+        assert sts.get_caller_identity()["Account"] == "111111111111"

@@ -5,17 +5,19 @@ An assumer turns (hop, the caller's credentials) into issued credentials. The ho
 That seam lets a fake assumer (tests), the on-disk credential cache (a wrapper around an
 assumer) and :class:`StsAssumer` plug into the same tree.
 
-:class:`StsAssumer` paces calls with the run's :class:`~rolechain.aws.ratelimit.AssumeLimiter`,
-retries transient errors with exponential backoff and full jitter
-(:mod:`rolechain.aws.retry`), counts requests and retries, and converts the returned
-``Expiration`` to the local clock using the response's ``Date`` header, so a skewed local
-clock (or a test's compressed clock) refreshes at the right moment.
+:class:`StsAssumer` paces calls per *calling account* with the run's pacer
+(:mod:`rolechain.aws.pacing`: STS charges a call to the account whose credentials make it),
+retries throttles within the time-bounded throttle budget and other transient errors with
+exponential backoff and full jitter (:mod:`rolechain.aws.retry`), counts requests, retries
+and throttles, and converts the returned ``Expiration`` to the local clock using the
+response's ``Date`` header, so a skewed local clock (or a test's compressed clock)
+refreshes at the right moment.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -24,8 +26,9 @@ from typing import Any, Protocol, runtime_checkable
 from botocore.credentials import Credentials
 
 from rolechain.aws.errors import aws_call
+from rolechain.aws.pacing import Pacing, ThrottleBudget, as_pacing, call_paced
 from rolechain.aws.ratelimit import AssumeLimiter
-from rolechain.aws.retry import CallStats, RetryPolicy, call_with_retries
+from rolechain.aws.retry import CallStats, RetryPolicy
 from rolechain.aws.session import AwsSessions
 from rolechain.errors import AwsContext
 from rolechain.planner.plan import Hop
@@ -86,26 +89,49 @@ class Assumer(Protocol):
     ) -> IssuedCredentials: ...
 
 
+PRINCIPAL_KEY = "principal"  # the pacing key of first hops when nothing better is known
+
+
+def parent_key(hop: Hop) -> Hashable:
+    """A pacing key for ``hop`` when the plan is not at hand: its parent hop (or the
+    principal). :class:`~rolechain.executor.RunContext` keys by the calling *account*."""
+    return hop.parent or PRINCIPAL_KEY
+
+
 class StsAssumer:
-    """The real thing: ``sts:AssumeRole`` with rate limiting, retries and counting."""
+    """The real thing: ``sts:AssumeRole``, paced per calling account, with retries, a
+    throttle budget and counting.
+
+    ``pacer``: a :class:`~rolechain.aws.pacing.Pacing` (or a plain
+    :class:`~rolechain.aws.ratelimit.AssumeLimiter`); None paces nothing.
+    ``calling_account(hop)``: the pacing key of the account whose credentials assume
+    ``hop`` (default: :func:`parent_key`). ``deadline()``: the run's deadline on
+    ``time.monotonic``'s clock, or None; no call waits or retries past it.
+    """
 
     def __init__(
         self,
         sessions: AwsSessions,
         *,
         policy: RetryPolicy | None = None,
-        limiter: AssumeLimiter | None = None,
+        pacer: Pacing | AssumeLimiter | None = None,
+        budget: ThrottleBudget | None = None,
         stats: CallStats | None = None,
         default_region: str = "us-east-1",
         clock: Clock = utc_now,
         sleep: Callable[[float], None] | None = None,
+        calling_account: Callable[[Hop], Hashable] = parent_key,
+        deadline: Callable[[], float | None] | None = None,
     ) -> None:
         self.sessions = sessions
         self.policy = policy or RetryPolicy()
-        self.limiter = limiter
+        self.pacer = as_pacing(pacer) if pacer is not None else None
+        self.budget = budget or ThrottleBudget()
         self.stats = stats or CallStats()
         self.default_region = default_region
         self.clock = clock
+        self.calling_account = calling_account
+        self.deadline = deadline
         self._sleep = sleep
         self._lock = threading.Lock()
 
@@ -119,8 +145,6 @@ class StsAssumer:
         context = AwsContext(hop=hop.label, operation="AssumeRole", region=region)
 
         def attempt() -> IssuedCredentials:
-            if self.limiter is not None:
-                self.limiter.acquire()
             self.stats.add_assume_call()
             sent_at = self.clock()
             with aws_call(context):
@@ -131,7 +155,15 @@ class StsAssumer:
         kwargs: dict[str, Any] = {"stats": self.stats, "assume": True}
         if self._sleep is not None:
             kwargs["sleep"] = self._sleep
-        return call_with_retries(attempt, self.policy, **kwargs)
+        return call_paced(
+            attempt,
+            pacer=self.pacer,
+            key=self.calling_account(hop),
+            policy=self.policy,
+            budget=self.budget,
+            deadline=self.deadline() if self.deadline is not None else None,
+            **kwargs,
+        )
 
 
 def issued_from_response(response: dict[str, Any], sent_at: datetime) -> IssuedCredentials:

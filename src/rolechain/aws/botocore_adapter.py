@@ -1,6 +1,6 @@
 """The one place rolechain touches botocore's private attributes.
 
-rolechain relies on four things botocore does not expose publicly:
+rolechain relies on these things botocore does not expose publicly:
 
 * the refresh machinery of :class:`~botocore.credentials.RefreshableCredentials`: its lock
   (``_refresh_lock``), the method that refreshes with the lock held
@@ -14,6 +14,8 @@ rolechain relies on four things botocore does not expose publicly:
   session refreshable credentials;
 * a session's internal components (``_internal_components``, ``_get_internal_component``),
   to share the parsed models, endpoint data and exception classes between sessions;
+* a client's HTTP session (``client._endpoint.http_session``, a ``URLLib3Session`` that
+  owns the urllib3 connection pools), so clients of one endpoint share connections;
 * and one boto3 hook: ``boto3.Session._setup_loader`` (with ``_session`` and ``_loader``),
   so a boto3 session on a shared loader adds boto3's resource models to it only once.
 
@@ -28,21 +30,25 @@ import os
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
 import botocore
 import botocore.session
 from botocore.credentials import Credentials, ReadOnlyCredentials, RefreshableCredentials
+
+if TYPE_CHECKING:  # boto3 (and s3transfer under it) is imported only for a python task
+    import boto3
 
 __all__ = [
     "RefreshHooks",
     "boto3_session",
     "force_refresh",
+    "http_session_of",
     "light_session",
     "problems",
     "sign_with",
     "signing_credentials",
+    "use_http_session",
 ]
 
 
@@ -136,6 +142,23 @@ def signing_credentials(client: Any) -> Credentials:
     return found
 
 
+def http_session_of(client: Any) -> Any:
+    """The ``botocore.httpsession.URLLib3Session`` a client sends its requests with (its
+    urllib3 connection pools)."""
+    return client._endpoint.http_session
+
+
+def use_http_session(client: Any, http_session: Any) -> None:
+    """Make ``client`` send through ``http_session`` (another client's connection pools).
+
+    Requests are still signed per client (SigV4 signs each request, not the connection).
+    botocore's documented ``before-send`` event cannot do this: every handler of an event is
+    called, so a handler that sends would also send requests that an earlier handler has
+    answered (moto's ``mock_aws``, botocore's ``Stubber``), out to the network.
+    """
+    client._endpoint.http_session = http_session
+
+
 _SHARED_COMPONENTS = ("endpoint_resolver", "exceptions_factory")
 
 
@@ -154,33 +177,50 @@ def light_session(
     return session
 
 
-_BOTO3_DATA = os.path.join(os.path.dirname(boto3.__file__), "data")
 _LOADER_LOCK = threading.Lock()
+_BOTO3_SESSION: Any = None
 
 
-class _SharedLoaderBoto3Session(boto3.Session):
+def _boto3_session_class() -> Any:
     """boto3.Session that adds boto3's resource data path to a shared loader only once,
-    and calls ``before_client(service, region)`` before each client is made."""
+    and calls ``before_client(service, region)`` before each client is made.
 
-    def __init__(
-        self, *, before_client: Callable[[str, str], None] | None = None, **kwargs: Any
-    ) -> None:
-        self._before_client = before_client
-        super().__init__(**kwargs)
+    Made on first use: importing boto3 costs about 0.1 s (s3transfer, concurrent.futures
+    machinery) that a run without ``python`` tasks does not need.
+    """
+    global _BOTO3_SESSION
+    with _LOADER_LOCK:
+        if _BOTO3_SESSION is not None:
+            return _BOTO3_SESSION
+        import boto3
 
-    def _setup_loader(self) -> None:
-        raw = _raw(self)
-        raw._loader = raw._session.get_component("data_loader")
-        with _LOADER_LOCK:
-            if _BOTO3_DATA not in raw._loader.search_paths:
-                raw._loader.search_paths.append(_BOTO3_DATA)
+        data = os.path.join(os.path.dirname(boto3.__file__), "data")
 
-    def client(self, service_name: str, *args: Any, **kwargs: Any) -> Any:
-        if self._before_client is not None:
-            region = kwargs.get("region_name") or (args[0] if args else None)
-            self._before_client(service_name, str(region or self.region_name or "us-east-1"))
-        parent: Any = super()
-        return parent.client(service_name, *args, **kwargs)
+        class SharedLoaderBoto3Session(boto3.Session):
+            def __init__(
+                self, *, before_client: Callable[[str, str], None] | None = None, **kwargs: Any
+            ) -> None:
+                self._before_client = before_client
+                super().__init__(**kwargs)
+
+            def _setup_loader(self) -> None:
+                raw = _raw(self)
+                raw._loader = raw._session.get_component("data_loader")
+                with _LOADER_LOCK:
+                    if data not in raw._loader.search_paths:
+                        raw._loader.search_paths.append(data)
+
+            def client(self, service_name: str, *args: Any, **kwargs: Any) -> Any:
+                if self._before_client is not None:
+                    region = kwargs.get("region_name") or (args[0] if args else None)
+                    self._before_client(
+                        service_name, str(region or self.region_name or "us-east-1")
+                    )
+                parent: Any = super()
+                return parent.client(service_name, *args, **kwargs)
+
+        _BOTO3_SESSION = SharedLoaderBoto3Session
+        return _BOTO3_SESSION
 
 
 def boto3_session(
@@ -192,9 +232,10 @@ def boto3_session(
     """A boto3 Session over ``light`` (see :func:`light_session`) in ``region``; boto3's
     resource models join the shared loader once. ``before_client(service, region)`` runs
     before each client is created (rolechain warms the service's models there)."""
-    return _SharedLoaderBoto3Session(
+    session: boto3.Session = _boto3_session_class()(
         botocore_session=light, region_name=region, before_client=before_client
     )
+    return session
 
 
 # -- the check -----------------------------------------------------------------------------
@@ -239,6 +280,8 @@ def problems() -> list[str]:
     internal = getattr(session, "_internal_components", None)
     if internal is not None and not callable(getattr(internal, "register_component", None)):
         missing("Session._internal_components.register_component()")
+    import boto3
+
     if not callable(getattr(boto3.Session, "_setup_loader", None)):
         missing("boto3.Session._setup_loader()")
     client = session.create_client(
@@ -252,4 +295,9 @@ def problems() -> list[str]:
         missing("BaseClient._request_signer")
     elif not hasattr(signer, "_credentials"):
         missing("RequestSigner._credentials")
+    endpoint = getattr(client, "_endpoint", None)
+    if endpoint is None:
+        missing("BaseClient._endpoint")
+    elif not callable(getattr(getattr(endpoint, "http_session", None), "send", None)):
+        missing("Endpoint.http_session.send()")
     return found

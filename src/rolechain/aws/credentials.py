@@ -20,11 +20,13 @@ mandatory one: a 1-hour session refreshes with 15 minutes left, a 15-minute sess
 Refreshing never storms STS. botocore asks for a refresh on every signed request inside
 the advisory window, but lets only one thread refresh while the others use the current
 keys. An *advisory* refresh makes one AssumeRole attempt (:func:`~rolechain.aws.retry.
-attempts_at_most`); if it fails, the still-valid keys are kept and the hop cools down
-(:func:`cooldown_seconds`: a fifth of the advisory window, at most 30 s) before the next
-attempt. A *mandatory* refresh (the last sixth of the session, or an ``ExpiredToken``) runs
-the full retry policy while every other thread waits for it; if it fails, threads asking
-within the cool-down get the same error instead of starting another round of retries.
+attempts_at_most`), and only if the calling account's pacer has a slot free at once (it
+never queues behind the calls the run needs); if it fails or is put off, the still-valid
+keys are kept and the hop cools down (:func:`cooldown_seconds`: a fifth of the advisory
+window, at most 30 s) before the next attempt. A *mandatory* refresh (the last sixth of
+the session, or an ``ExpiredToken``) runs the full retry policy while every other thread
+waits for it; if it fails, threads asking within the cool-down get the same error instead
+of starting another round of retries.
 
 A hop that fails is failed for the whole run: the error is kept and raised to every target
 below it, without calling AWS again. ``ExpiredToken`` from AssumeRole means the *caller*
@@ -46,7 +48,8 @@ from botocore.credentials import Credentials, RefreshableCredentials
 
 from rolechain.aws.assumer import Assumer, Clock, IssuedCredentials, mask, utc_now
 from rolechain.aws.botocore_adapter import RefreshHooks, force_refresh
-from rolechain.aws.retry import attempts_at_most
+from rolechain.aws.pacing import PacingTimeout
+from rolechain.aws.retry import CallStats, attempts_at_most
 from rolechain.errors import AwsError, CredentialsError, ExpiredTokenError, RolechainError
 from rolechain.planner.plan import Hop, Plan, Target
 
@@ -105,6 +108,7 @@ class HopCredentials(RefreshHooks):
         self.assumed_role_arn = issued.assumed_role_arn
         self.refreshes = 0
         self.advisory_failures = 0  # advisory refreshes that failed (keys kept)
+        self.advisory_deferred = 0  # advisory refreshes put off: the pacer had no free slot
         self.cooldown = cooldown_seconds(advisory)
         self._fetch = fetch
         self._clock = clock
@@ -137,9 +141,12 @@ class HopCredentials(RefreshHooks):
             try:
                 with attempts_at_most(1):
                     issued = self._fetch()
-            except RolechainError:
+            except RolechainError as exc:
                 # Keep the current keys: they are valid beyond the mandatory window.
-                self.advisory_failures += 1
+                if isinstance(exc, PacingTimeout):
+                    self.advisory_deferred += 1  # no free pacer slot: no call was made
+                else:
+                    self.advisory_failures += 1
                 self._advisory_retry_at = self._clock() + timedelta(seconds=self.cooldown)
                 return self._current_metadata()
         self._failure = None
@@ -191,7 +198,8 @@ class HopTree:
 
     ``clock`` returns an aware datetime (tests compress time with it); ``token_provider``
     returns an MFA code for a hop with an ``mfa_serial`` (the CLI prompts; unattended runs
-    have none and such hops fail with a clear error).
+    have none and such hops fail with a clear error); ``stats`` counts ExpiredToken answers
+    recovered from (``expired_token_refreshes``).
     """
 
     def __init__(
@@ -203,6 +211,7 @@ class HopTree:
         clock: Clock = utc_now,
         token_provider: TokenProvider | None = None,
         expired_token_retries: int = 2,
+        stats: CallStats | None = None,
     ) -> None:
         self.plan = plan
         self.root = root
@@ -210,6 +219,7 @@ class HopTree:
         self.clock = clock
         self.token_provider = token_provider
         self.expired_token_retries = expired_token_retries
+        self.stats = stats
         self._entries = {hop.id: _Entry() for hop in plan.hops}
         self._lock = threading.Lock()
         self.assumed = 0  # first assumptions
@@ -300,6 +310,8 @@ class HopTree:
                     raise
                 tries -= 1
                 self._refresh_caller(hop, caller, used)
+                if self.stats is not None:
+                    self.stats.add_expired_token_refresh()
 
     def _refresh_caller(self, hop: Hop, caller: Credentials, used: str | None) -> None:
         if isinstance(caller, RefreshableCredentials):

@@ -246,6 +246,11 @@ def _translate_botocore(exc: bce.BotoCoreError, context: AwsContext) -> AwsError
     return PermanentAwsError(text, code=name, context=context)
 
 
+def is_throttle(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is AWS saying "slow down" (a throttling code), not another failure."""
+    return isinstance(exc, TransientAwsError) and exc.code in THROTTLING_CODES
+
+
 @contextmanager
 def aws_call(context: AwsContext | None = None) -> Iterator[None]:
     """Run AWS calls inside; botocore exceptions leave it as rolechain errors.

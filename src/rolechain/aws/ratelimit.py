@@ -54,6 +54,10 @@ class RateLimiter:
                 return 0.0
             return max((1.0 - self._tokens) / self.rate, 1e-6)
 
+    def try_acquire(self) -> bool:
+        """Take a token if one is free, without waiting (a quota that refuses, not delays)."""
+        return self._take() <= 0.0
+
     def acquire(self) -> None:
         while True:
             wait = self._take()

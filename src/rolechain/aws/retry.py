@@ -1,9 +1,11 @@
-"""Retries of transient AWS errors: tenacity, exponential backoff with full jitter.
+"""Retries of transient AWS errors: how many, how long, and what they cost.
 
 Only :class:`~rolechain.errors.TransientAwsError` is retried (throttling, 5xx, timeouts,
-connection errors); permanent errors fail at once and ExpiredToken is handled by the hop
-tree (refresh the parent, then retry). botocore's own retries are off on rolechain's clients
-(:mod:`rolechain.aws.session`) so the two never stack.
+connection errors), with exponential backoff and full jitter (tenacity, in
+:func:`rolechain.aws.pacing.call_paced`); throttles are retried within a time budget
+instead of :attr:`RetryPolicy.attempts`. Permanent errors fail at once and ExpiredToken is
+handled by the hop tree (refresh the parent, then retry). botocore's own retries are off on
+rolechain's clients (:mod:`rolechain.aws.session`) so the two never stack.
 
 :func:`attempts_at_most` caps the attempts of every retried call made inside it on this
 thread (a context variable): an advisory credential refresh makes one attempt, whatever
@@ -19,16 +21,6 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
-
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
-
-from rolechain.errors import TransientAwsError
 
 T = TypeVar("T")
 
@@ -60,13 +52,22 @@ class RetryPolicy:
 
 
 class CallStats:
-    """Thread-safe counters of AssumeRole calls and retries for a run's summary."""
+    """Thread-safe counters of AssumeRole calls, retries and throttles for a run's summary.
+
+    ``retries`` counts retries after transient errors other than throttling; ``throttled``
+    counts attempts answered with a throttling error (see :mod:`rolechain.aws.pacing`);
+    ``expired_token_refreshes`` counts ``ExpiredToken`` answers recovered from by refreshing
+    the caller's credentials and trying again.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.assume_calls = 0
         self.retries = 0
         self.assume_retries = 0
+        self.throttled = 0
+        self.assume_throttled = 0
+        self.expired_token_refreshes = 0
 
     def add_assume_call(self) -> None:
         with self._lock:
@@ -77,6 +78,16 @@ class CallStats:
             self.retries += 1
             if assume:
                 self.assume_retries += 1
+
+    def add_throttle(self, *, assume: bool = False) -> None:
+        with self._lock:
+            self.throttled += 1
+            if assume:
+                self.assume_throttled += 1
+
+    def add_expired_token_refresh(self) -> None:
+        with self._lock:
+            self.expired_token_refreshes += 1
 
     def counts(self) -> dict[str, int]:
         """Every counter by name (a distributed run adds up its workers')."""
@@ -101,6 +112,11 @@ def attempts_at_most(attempts: int | None) -> Iterator[None]:
         _ATTEMPT_CAP.reset(token)
 
 
+def attempt_cap() -> int | None:
+    """The cap :func:`attempts_at_most` set on this thread (None: the full policy)."""
+    return _ATTEMPT_CAP.get()
+
+
 def call_with_retries(
     func: Callable[[], T],
     policy: RetryPolicy,
@@ -108,23 +124,24 @@ def call_with_retries(
     stats: CallStats | None = None,
     assume: bool = False,
     sleep: Callable[[float], None] = time.sleep,
+    deadline: float | None = None,
 ) -> T:
-    """``func()``, retried on transient errors; the last error is re-raised."""
-    attempts = max(1, policy.attempts)
-    cap = _ATTEMPT_CAP.get()
-    if cap is not None:
-        attempts = max(1, min(attempts, cap))
+    """``func()``, retried on transient errors; the last error is re-raised.
 
-    def count(state: RetryCallState) -> None:
-        if stats is not None:
-            stats.add_retry(assume=assume)
+    Throttles are retried within the default throttle budget (time, not attempts) and
+    other transient errors within ``policy.attempts``: the same loop as
+    :func:`rolechain.aws.pacing.call_paced`, without a pacer. ``deadline``: the run's, on
+    ``time.monotonic``'s clock.
+    """
+    from rolechain.aws.pacing import call_paced  # pacing builds on this module
 
-    retrying = Retrying(  # tenacity's strategies are untyped callables
-        retry=retry_if_exception_type(TransientAwsError),
-        wait=wait_random_exponential(multiplier=policy.initial_wait, max=policy.max_wait),
-        stop=stop_after_attempt(attempts),
-        before_sleep=count,
+    return call_paced(
+        func,
+        pacer=None,
+        key=None,
+        policy=policy,
+        deadline=deadline,
+        stats=stats,
+        assume=assume,
         sleep=sleep,
-        reraise=True,
     )
-    return retrying(func)

@@ -10,6 +10,26 @@ that one session for a run and hands out:
   (``total_max_attempts=1``): rolechain retries itself (tenacity, :mod:`rolechain.aws.retry`)
   and the two must not stack. The client signs with the *refreshable* credentials object it
   was made for, so a cached client keeps working across refreshes.
+* Connections: every client of one :class:`AwsSessions` sends through one urllib3 pool per
+  endpoint, whatever credentials it signs with. SigV4 signs each request, not the
+  connection, so clients of the same service endpoint can share connections; without it
+  each target's new client opens its own connection (a TCP and TLS handshake to the same
+  endpoint, tens of milliseconds on a real network, per target). The first client of an
+  endpoint lends its pool to the later ones (through :mod:`rolechain.aws.botocore_adapter`:
+  botocore has no public hook for it).
+* :meth:`AwsSessions.borrow` / :meth:`AwsSessions.give_back`: a client lent to one task at
+  a time. Creating a botocore client costs 2-5 ms of CPU (its class, its endpoint rules,
+  its event handlers): for a fan-out whose tasks make one or two calls per account, more
+  than the calls themselves. So task clients are not made per target: a client of
+  (service, region) is lent to a task, signs with that task's credentials
+  (:func:`~rolechain.aws.botocore_adapter.sign_with`), and when the task is done it is
+  given back, made to refuse to sign at all, and lent to the next task. A client is never
+  lent to two tasks at once, and one a task never gives back (a task the run gave up on) is
+  never lent again, so no request is ever signed with another target's credentials. Only
+  clients with no credential-specific state are lent: services with endpoint discovery
+  (whose discovered endpoints are per account) get a client per target as before, and lent
+  S3 clients sign S3 Express requests with SigV4 instead of caching CreateSession
+  credentials per bucket.
 * :meth:`AwsSessions.boto3_session`: a ready ``boto3.Session`` for the ``python`` task and
   the :func:`rolechain.sessions` factory. It wraps a new, light botocore session that shares
   the shared session's data loader (parsed models), endpoint resolver and exception
@@ -22,22 +42,48 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
 import botocore.session
 from botocore.config import Config
-from botocore.credentials import Credentials, EnvProvider
+from botocore.credentials import Credentials, EnvProvider, ReadOnlyCredentials
 
-from rolechain.aws.botocore_adapter import boto3_session, light_session, sign_with
+from rolechain.aws.botocore_adapter import (
+    boto3_session,
+    http_session_of,
+    light_session,
+    sign_with,
+    use_http_session,
+)
 from rolechain.aws.errors import aws_call
 from rolechain.aws.retry import CallStats, RetryPolicy
-from rolechain.errors import AwsContext, CredentialsError
+from rolechain.errors import AwsContext, CredentialsError, PermanentAwsError
+
+if TYPE_CHECKING:  # boto3 (and s3transfer under it) is imported only for a python task
+    import boto3
 
 DEFAULT_CONNECT_TIMEOUT = 10
 DEFAULT_READ_TIMEOUT = 60
+
+
+class _NotLent(Credentials):
+    """What an idle lent client signs with: nothing. Using it raises."""
+
+    def __init__(self) -> None:
+        super().__init__("rolechain-not-lent", "rolechain-not-lent")
+
+    def get_frozen_credentials(self) -> Any:
+        raise CredentialsError(
+            "a client was used after its task gave it back",
+            hint="keep clients from TaskEnv.client() inside the task that got them",
+        )
+
+
+NOT_LENT: Credentials = _NotLent()
+_PLACEHOLDER = ReadOnlyCredentials("rolechain-not-lent", "rolechain-not-lent", None)
 
 _SHARED_LOCK = threading.Lock()
 _PROCESS_SESSION: botocore.session.Session | None = None
@@ -79,10 +125,22 @@ class AwsSessions:
         self._max_clients = max_clients or max(64, 4 * concurrency)
         self._clients: OrderedDict[tuple[str, str, int], tuple[Any, Credentials]] = OrderedDict()
         self._lock = threading.Lock()
+        self._keys: dict[int, list[tuple[str, str, int]]] = {}  # id(credentials) -> keys
+        self._pools: dict[str, Any] = {}  # endpoint URL -> the http session its clients share
         self._warm_lock = threading.Lock()
         self._warmed: set[str] = set()
-        self._services: set[str] | None = None
+        self._free: dict[tuple[str, str], list[Any]] = {}  # (service, region) -> idle clients
+        # client -> (service, region), for the clients made to be lent (weakly: a client
+        # a task never gave back is not kept alive, nor its id mistaken for another's)
+        self._lent: weakref.WeakKeyDictionary[Any, tuple[str, str]] = weakref.WeakKeyDictionary()
+        self._lendable: dict[str, bool] = {}
+        self._max_free = max(16, concurrency)
         self.clients_created = 0
+        self.clients_lent = 0
+        # Lent S3 clients sign S3 Express requests with SigV4: a client's cache of
+        # CreateSession credentials per bucket would outlive the task it was made for.
+        s3: Any = {"disable_s3_express_session_auth": True}  # (the stubs predate the option)
+        self._lent_config = self.config.merge(Config(s3=s3))
 
     def client(self, service: str, region: str, credentials: Credentials) -> Any:
         """A botocore client for ``service`` in ``region`` signing with ``credentials``."""
@@ -93,15 +151,77 @@ class AwsSessions:
                 self._clients.move_to_end(key)
                 return found[0]
         client = self._create(service, region, credentials)
+        evicted = []  # freed outside the lock: a client is thousands of objects
         with self._lock:
             found = self._clients.get(key)
             if found is not None and found[1] is credentials:
                 return found[0]
             self._clients[key] = (client, credentials)
+            self._keys.setdefault(key[2], []).append(key)
             self.clients_created += 1
             while len(self._clients) > self._max_clients:
-                self._clients.popitem(last=False)
+                old_key, old = self._clients.popitem(last=False)
+                self._forget(old_key)
+                evicted.append(old)
+        del evicted
         return client
+
+    def borrow(self, service: str, region: str, credentials: Credentials) -> Any:
+        """A client of ``service`` in ``region`` that signs with ``credentials`` until it is
+        given back (:meth:`give_back`); it must not be used by anyone else meanwhile.
+
+        A lendable service's idle client is reused; otherwise this is :meth:`client`.
+        """
+        self.warm_service(service, region)  # its model parsed once, under the lock
+        if not self._can_lend(service):
+            return self.client(service, region, credentials)
+        key = (service, region)
+        with self._lock:
+            free = self._free.get(key)
+            client = free.pop() if free else None
+            self.clients_lent += 1
+        if client is None:
+            client = self._create(service, region, NOT_LENT, config=self._lent_config)
+            with self._lock:
+                self._lent[client] = key
+                self.clients_created += 1
+        sign_with(client, credentials)
+        return client
+
+    def give_back(self, client: Any) -> None:
+        """``client`` (from :meth:`borrow`) is done: it refuses to sign from now on, until it
+        is lent again. A client that was not lent is left alone."""
+        with self._lock:
+            key = self._lent.get(client)
+        if key is None:
+            return
+        sign_with(client, NOT_LENT)
+        with self._lock:
+            free = self._free.setdefault(key, [])
+            if len(free) < self._max_free:
+                free.append(client)
+            else:
+                del self._lent[client]
+
+    def _can_lend(self, service: str) -> bool:
+        """Whether ``service``'s clients hold no per-account state (endpoint discovery)."""
+        found = self._lendable.get(service)
+        if found is None:
+            try:
+                model = self.session.get_service_model(service)
+            except Exception:  # an unknown service: the client path reports it
+                found = False
+            else:
+                found = model.endpoint_discovery_operation is None
+            self._lendable[service] = found
+        return found
+
+    def _forget(self, key: tuple[str, str, int]) -> None:
+        keys = self._keys.get(key[2])
+        if keys is not None:
+            keys.remove(key)
+            if not keys:
+                del self._keys[key[2]]
 
     def warm(self, services: Iterable[str], region: str) -> None:
         """Load each service's model and endpoint data once, before threads need them.
@@ -122,29 +242,31 @@ class AwsSessions:
         with self._warm_lock:
             if service in self._warmed:
                 return
-            if service in self._available():
-                self.session.create_client(
-                    service,
-                    region_name=region,
-                    config=self.config,
-                    aws_access_key_id="warm-up",
-                    aws_secret_access_key="warm-up",  # noqa: S106 - no request is made
-                )
+            # Not get_available_services() first: it lists every model directory (50 ms).
+            try:
+                with aws_call(AwsContext(operation=f"create {service} client", region=region)):
+                    self.session.create_client(
+                        service,
+                        region_name=region,
+                        config=self.config,
+                        aws_access_key_id="warm-up",
+                        aws_secret_access_key="warm-up",  # noqa: S106 - no request is made
+                    )
+            except PermanentAwsError as exc:
+                if exc.code != "UnknownService":
+                    raise
             self._warmed.add(service)
 
-    def _available(self) -> set[str]:
-        if self._services is None:
-            self._services = set(self.session.get_available_services())
-        return self._services
-
-    def _create(self, service: str, region: str, credentials: Credentials) -> Any:
+    def _create(
+        self, service: str, region: str, credentials: Credentials, config: Config | None = None
+    ) -> Any:
         self.warm_service(service, region)
-        frozen = credentials.get_frozen_credentials()
+        frozen = _PLACEHOLDER if credentials is NOT_LENT else credentials.get_frozen_credentials()
         with aws_call(AwsContext(operation=f"create {service} client", region=region)):
             client = self.session.create_client(
                 service,
                 region_name=region,
-                config=self.config,
+                config=config or self.config,
                 aws_access_key_id=frozen.access_key,
                 aws_secret_access_key=frozen.secret_key,
                 aws_session_token=frozen.token,
@@ -152,7 +274,23 @@ class AwsSessions:
         # Sign with the refreshable object itself, not the frozen copy create_client made,
         # so the hop refreshes when its window is reached.
         sign_with(client, credentials)
+        self._share_connections(client)
         return client
+
+    def _share_connections(self, client: Any) -> None:
+        """Send ``client``'s requests through the connections of its endpoint's first client.
+
+        All clients here are made alike (one botocore session, one config), so the lent
+        pool has the same timeouts, proxies and TLS settings the client's own would have.
+        """
+        url = client.meta.endpoint_url
+        shared = self._pools.get(url)
+        if shared is None:
+            with self._lock:
+                shared = self._pools.setdefault(url, http_session_of(client))
+            if shared is http_session_of(client):
+                return  # the first client of its endpoint: it lends its own
+        use_http_session(client, shared)
 
     def boto3_session(self, credentials: Credentials, region: str) -> boto3.Session:
         """A boto3 Session for ``region`` using ``credentials`` (refreshable or not).
@@ -171,14 +309,17 @@ class AwsSessions:
         instead of aging in the cache, which would promote thousands of objects per client
         into the garbage collector's oldest generation and make full collections frequent.
         """
-        ident = id(credentials)
         with self._lock:
-            for key in [k for k in self._clients if k[2] == ident]:
-                del self._clients[key]
+            keys = self._keys.pop(id(credentials), ())
+            dropped = [self._clients.pop(key, None) for key in keys]
+        del dropped  # freed outside the lock
 
     def clear(self) -> None:
         with self._lock:
             self._clients.clear()
+            self._keys.clear()
+            self._free.clear()  # lent clients still out are simply never lent again
+            self._lent.clear()
 
 
 class ServiceCalls:

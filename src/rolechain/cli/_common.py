@@ -75,6 +75,62 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+class RateType(click.ParamType):  # type: ignore[type-arg]
+    """``R`` or ``R:BURST``: calls per second and, optionally, how many may be saved up."""
+
+    name = "R[:BURST]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value is None or isinstance(value, tuple):
+            return value
+        from rolechain.sandbox.faults import parse_rate
+
+        try:
+            return parse_rate(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class AssumeRateType(click.ParamType):  # type: ignore[type-arg]
+    """``auto`` or a positive number of AssumeRole calls per second (a ceiling)."""
+
+    name = "auto|N"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, float) or value == "auto":
+            return value
+        text = str(value).strip().lower()
+        if text == "auto":
+            return "auto"
+        try:
+            rate = float(text)
+        except ValueError:
+            rate = math.nan
+        if not 0 < rate < math.inf:
+            self.fail(f"{value!r} is neither 'auto' nor a positive number", param, ctx)
+        return rate
+
+
+def quota_options(func: Callable[P, R]) -> Callable[P, R]:
+    """``--sts-rate`` and ``--connect-latency``: the sandbox's STS quota and connection cost,
+    shared by ``rolechain sandbox`` and ``rolechain run --sandbox``."""
+    func = click.option(
+        "--connect-latency",
+        type=click.FloatRange(min=0),
+        default=0.0,
+        metavar="MS",
+        help="Milliseconds the first request on each new TCP connection waits (a TLS "
+        "handshake to a real endpoint).",
+    )(func)
+    return click.option(
+        "--sts-rate",
+        type=RateType(),
+        default=None,
+        help="STS calls per second each calling account may make (a token bucket of BURST "
+        "calls, default one second's worth); above it STS answers Throttling 'Rate exceeded'.",
+    )(func)
+
+
 def duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
     """A click callback: '45m', '2h', '90s' or seconds, as seconds."""
     if value is None:

@@ -8,11 +8,11 @@ import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
-from rolechain.cli._common import EXIT_FAILED, EXIT_OK, handle_errors
+from rolechain.cli._common import EXIT_FAILED, EXIT_OK, AssumeRateType, handle_errors
 
 if TYPE_CHECKING:
     from botocore.credentials import Credentials
@@ -226,11 +226,11 @@ def _accounts(values: tuple[str, ...]) -> tuple[str, ...]:
 )
 @click.option(
     "--assume-rate",
-    type=click.FloatRange(min=0, min_open=True),
-    default=10.0,
+    type=AssumeRateType(),
+    default="auto",
     show_default=True,
-    metavar="N",
-    help="AssumeRole calls per second (STS quotas are per account).",
+    help="AssumeRole pacing: 'auto' adapts to the calling account's STS quota (slows down "
+    "when throttled); a number is a ceiling in calls per second.",
 )
 @click.option(
     "--sandbox",
@@ -251,7 +251,7 @@ def discover(
     principal_name: str | None,
     region: str | None,
     concurrency: int,
-    assume_rate: float,
+    assume_rate: float | Literal["auto"],
     sandbox_chain: Path | None,
 ) -> None:
     """Write a chain file from what IAM has.

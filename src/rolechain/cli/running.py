@@ -25,6 +25,7 @@ from rolechain.cli._common import (
     duration_or_none,
     echo,
     handle_errors,
+    quota_options,
 )
 from rolechain.errors import printable
 
@@ -350,6 +351,7 @@ class _StopOnSignals:
     metavar="N",
     help="With --sandbox: sandbox time runs N times faster (sessions expire sooner).",
 )
+@quota_options
 @handle_errors
 def run(
     path: Path,
@@ -372,6 +374,8 @@ def run(
     use_sandbox: bool,
     provision: Path | None,
     time_scale: float,
+    sts_rate: tuple[float, float | None] | None,
+    connect_latency: float,
 ) -> None:
     """Run a job: assume every hop once, run its tasks in every target and region.
 
@@ -402,8 +406,11 @@ def run(
     """
     from rolechain.model.loader import load
 
-    if (provision is not None or time_scale != 1.0) and not use_sandbox:
-        raise click.UsageError("--provision and --time-scale need --sandbox")
+    sandbox_only = (provision is not None, time_scale != 1.0, sts_rate, connect_latency)
+    if any(sandbox_only) and not use_sandbox:
+        raise click.UsageError(
+            "--provision, --time-scale, --sts-rate and --connect-latency need --sandbox"
+        )
     chain = load(path)
     chosen = _engine(chain, engine, cluster, workers, batch_size, ship_credentials)
     if fmt is None:
@@ -412,10 +419,17 @@ def run(
     with contextlib.ExitStack() as stack:
         credentials = None
         if use_sandbox:
-            from rolechain.sandbox import sandbox
+            from rolechain.sandbox import Faults, sandbox
 
             other = load(provision) if provision is not None else None
-            info = stack.enter_context(sandbox(chain, provision=other, time_scale=time_scale))
+            faults = Faults(
+                sts_rate=sts_rate[0] if sts_rate else None,
+                sts_burst=sts_rate[1] if sts_rate else None,
+                connect_latency=connect_latency / 1000.0,
+            )
+            info = stack.enter_context(
+                sandbox(chain, provision=other, time_scale=time_scale, faults=faults)
+            )
             principal = chain.model.jobs[job].from_ if job in chain.model.jobs else None
             env = info.principals.get(principal, info.env) if principal else info.env
             from rolechain.aws.environment import CONFLICTING_VARIABLES
@@ -606,7 +620,7 @@ def history(store: Path, job: str | None, limit: int, fmt: str) -> None:
 
     table = Table(header_style="bold")
     for name in ("run", "job", "trigger", "status", "started", "targets ok/failed",
-                 "AssumeRole", "s"):  # fmt: skip
+                 "AssumeRole", "throttled", "s"):  # fmt: skip
         table.add_column(name)
     for r in runs:
         trigger = r.get("trigger") or "manual"
@@ -622,6 +636,7 @@ def history(store: Path, job: str | None, limit: int, fmt: str) -> None:
             r["started_at"] or "",
             f"{r['targets_ok'] or 0}/{r['targets_failed'] or 0} of {r['targets'] or 0}",
             str(r["assume_calls"] if r["assume_calls"] is not None else ""),
+            str(r["throttled"] if r["throttled"] is not None else ""),
             f"{r['elapsed_seconds']:.1f}" if r["elapsed_seconds"] is not None else "",
         )
         table.add_row(*(Text(printable(str(c))) for c in cells))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from rolechain.cli._common import EXIT_OK, echo, echo_secret, handle_errors
+from rolechain.cli._common import EXIT_OK, echo, echo_secret, handle_errors, quota_options
 
 
 @click.command()
@@ -36,6 +36,7 @@ from rolechain.cli._common import EXIT_OK, echo, echo_secret, handle_errors
               help="Refuse every AssumeRole into this account (repeatable).")  # fmt: skip
 @click.option("--principal", metavar="NAME",
               help="Whose credentials to print (default: the first principal).")  # fmt: skip
+@quota_options
 @handle_errors
 def sandbox(
     path: Path,
@@ -47,6 +48,8 @@ def sandbox(
     drop: float,
     deny: tuple[str, ...],
     principal: str | None,
+    sts_rate: tuple[float, float | None] | None,
+    connect_latency: float,
 ) -> None:
     """Serve a local AWS (moto) on 127.0.0.1 that enforces the role rules, provisioned
     from the chain file PATH, until interrupted.
@@ -63,6 +66,7 @@ def sandbox(
     \b
     Example:
       rolechain sandbox chains/demo.yaml --port 4566 --time-scale 60
+      rolechain sandbox chains/demo.yaml --sts-rate 50 --connect-latency 50
       # in another shell, paste the export lines, then:
       rolechain run chains/demo.yaml --job inventory
       aws sts get-caller-identity
@@ -87,7 +91,13 @@ def sandbox(
         known = ", ".join(sorted(chain.model.principals)) or "(none)"
         raise RolechainError(f"no principal {principal!r} in {path}; declared: {known}")
     faults = Faults(
-        throttle=throttle, latency=latency / 1000.0, deny_accounts=frozenset(deny), drop=drop
+        throttle=throttle,
+        latency=latency / 1000.0,
+        deny_accounts=frozenset(deny),
+        drop=drop,
+        sts_rate=sts_rate[0] if sts_rate else None,
+        sts_burst=sts_rate[1] if sts_rate else None,
+        connect_latency=connect_latency / 1000.0,
     )
     with serve(chain, provision=other, time_scale=time_scale, faults=faults, port=port) as info:
         name = principal or next(iter(info.principals), None)
@@ -130,8 +140,13 @@ def _describe(faults: object) -> str:
     parts = []
     if faults.throttle:
         parts.append(f"throttle {faults.throttle:g}")
+    if faults.sts_rate:
+        burst = f" burst {faults.sts_burst:g}" if faults.sts_burst else ""
+        parts.append(f"STS {faults.sts_rate:g}/s per calling account{burst}")
     if faults.latency:
         parts.append(f"latency {faults.latency * 1000:g} ms")
+    if faults.connect_latency:
+        parts.append(f"connect latency {faults.connect_latency * 1000:g} ms")
     if faults.deny_accounts:
         parts.append("deny " + ",".join(sorted(faults.deny_accounts)))
     if faults.drop:

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
 from botocore.credentials import Credentials
 
 from rolechain.aws.assumer import Assumer, Clock, utc_now
 from rolechain.aws.credentials import HopCredentials, HopTree, TokenProvider
+from rolechain.aws.pacing import Pacing
+from rolechain.aws.ratelimit import AssumeLimiter
 from rolechain.aws.retry import CallStats
 from rolechain.aws.session import AwsSessions
 from rolechain.executor.context import RunContext, RunOptions
@@ -40,6 +41,9 @@ from rolechain.executor.tasks import TaskContext
 from rolechain.executor.units import WorkUnit
 from rolechain.model.chain import Chain
 from rolechain.planner.plan import Plan
+
+if TYPE_CHECKING:
+    import boto3
 
 __all__ = [
     "EngineOptions",
@@ -183,6 +187,7 @@ def run(
     on_plan: Callable[[Plan], None] | None = None,
     aws_sessions: AwsSessions | None = None,
     check_identity: bool = True,
+    limiter: Pacing | AssumeLimiter | None = None,
     engine: EngineOptions | EngineKind | None = None,
 ) -> Run:
     """Plan ``job`` of a chain (or take a ready plan) and return the :class:`Run`.
@@ -195,8 +200,10 @@ def run(
     datetime (tests compress time); ``token_provider(hop) -> str`` supplies MFA codes;
     ``progress(target, ok, done, total)`` is called as each target finishes; ``on_plan(plan)``
     is called once with the checked, resolved plan before the first unit starts (its notes
-    say what the identity check re-planned); ``store`` receives every record; ``engine``
-    runs the units on ``"threads"`` (a pool in this process) or ``"dask"`` (a Dask cluster;
+    say what the identity check re-planned); ``store`` receives every record; ``limiter``
+    paces AssumeRole instead of a new adaptive :class:`~rolechain.aws.pacing.Pacer` (share
+    one between runs that call from the same accounts at once); ``engine`` runs the units
+    on ``"threads"`` (a pool in this process) or ``"dask"`` (a Dask cluster;
     :class:`EngineOptions` for its address, workers, batch size), default: the chain file's
     ``settings.engine``. Raises :class:`~rolechain.errors.ChainFileError` /
     :class:`~rolechain.errors.PlanError` at once for an invalid chain or plan,
@@ -221,6 +228,7 @@ def run(
         clock=clock,
         token_provider=token_provider,
         aws_sessions=aws_sessions,
+        limiter=limiter,
     )
     return Run(context, store=store, progress=progress, on_plan=on_plan)
 

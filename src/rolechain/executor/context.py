@@ -9,10 +9,12 @@ the AWS sessions, a sleep function). The context owns, and is the only place tha
 
 * the retry policy and the call counters (:mod:`rolechain.aws.retry`);
 * the AWS sessions (one shared botocore session, cached clients);
-* the AssumeRole limiter (:func:`default_limiter`; replace it with ``limiter=``; a
-  distributed engine builds each worker's with its ``share`` of the rate);
-* the assumer (STS with that limiter and policy, or the injected one, wrapped once per
-  plan by ``wrap_assumer``);
+* the AssumeRole pacing (:func:`default_pacer`: adaptive, per calling account, under the
+  chain's ``assume_rate`` ceiling if it sets one; replace it with ``limiter=``; a
+  distributed engine gives each worker its ``share`` of a ceiling) and the
+  throttle budget (``throttle_budget``, bounded by the run's deadline);
+* the assumer (STS with that pacing, budget and policy, or the injected one, wrapped once
+  per plan by ``wrap_assumer``);
 * the identity check (GetCallerIdentity, re-planning when user keys are a session);
 * Organizations discovery (re-planning with the discovered accounts);
 * the hop tree.
@@ -26,18 +28,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.credentials import Credentials
 
-from rolechain.aws.assumer import Assumer, Clock, StsAssumer, utc_now
+from rolechain.aws.assumer import PRINCIPAL_KEY, Assumer, Clock, StsAssumer, utc_now
 from rolechain.aws.credentials import HopCredentials, HopTree, TokenProvider
 from rolechain.aws.identity import CallerIdentity, caller_identity, check_principal
 from rolechain.aws.organizations import Organizations, discover
-from rolechain.aws.ratelimit import AssumeLimiter, RateLimiter
+from rolechain.aws.pacing import Pacer, Pacing, ThrottleBudget, as_pacing, pacing_setting
+from rolechain.aws.ratelimit import AssumeLimiter
 from rolechain.aws.retry import CallStats, RetryPolicy
 from rolechain.aws.session import AwsSessions, principal_credentials
 from rolechain.errors import PlanError, RolechainError, Violation
@@ -45,11 +50,11 @@ from rolechain.executor.engine import EngineKind, EngineOptions, choose_engine
 from rolechain.model.chain import Chain
 from rolechain.planner import new_run_id
 from rolechain.planner import plan as make_plan
-from rolechain.planner.plan import Plan, Target
+from rolechain.planner.plan import Hop, Plan, Target
 
 DEFAULT_CONCURRENCY = 16
 DEFAULT_GRACE = 10.0
-DEFAULT_ASSUME_RATE = 10.0
+_ARN_ACCOUNT = re.compile(r"^arn:[\w-]+:[\w-]+::(\d{12}):")
 
 AssumerWrapper = Callable[[Assumer, Plan], Assumer]
 """``wrap(inner, plan) -> assumer``: called each time the context builds a hop tree for a
@@ -117,16 +122,17 @@ def plan_job(
     )
 
 
-def default_limiter(settings: Mapping[str, Any], *, share: float = 1.0) -> AssumeLimiter:
-    """The run's AssumeRole pacing: ``assume_rate`` calls a second (default 10).
+def default_pacer(settings: Mapping[str, Any], *, share: float = 1.0) -> Pacer:
+    """The run's AssumeRole pacing: adaptive per calling account (``assume_rate: auto``,
+    the default), never above ``assume_rate`` calls a second when it is a number.
 
-    ``share`` (0 < share <= 1) is the part of the rate this process may use: a distributed
-    engine gives each of W workers ``1 / W``, so together they never call faster than the
-    one rate the chain file sets for the calling account.
+    ``share`` (0 < share <= 1) is the part of a fixed ceiling this process may use (a
+    distributed engine's workers split it); an ``auto`` pacer learns its share itself.
     """
     if not 0 < share <= 1:
         raise ValueError(f"share must be in (0, 1], not {share}")
-    return RateLimiter(float(settings.get("assume_rate") or DEFAULT_ASSUME_RATE) * share)
+    ceiling = pacing_setting(settings.get("assume_rate"))
+    return Pacer(ceiling=ceiling * share if ceiling is not None else None)
 
 
 def services_of(plan: Plan, regions_override: tuple[str, ...] | None = None) -> list[str]:
@@ -149,10 +155,15 @@ class RunContext:
 
     ``credentials`` replaces the principal's starting credentials; ``assumer`` replaces
     STS (a fake in tests); ``wrap_assumer(inner, plan)`` wraps whichever assumer is used
-    (the credential cache); ``limiter`` replaces :func:`default_limiter`; ``clock`` returns
-    an aware datetime (tests compress time); ``token_provider(hop)`` gives MFA codes;
-    ``aws_sessions`` replaces the run's :class:`~rolechain.aws.session.AwsSessions`;
-    ``sleep`` replaces ``time.sleep`` between retries.
+    (the credential cache); ``limiter`` replaces :func:`default_pacer` (a
+    :class:`~rolechain.aws.pacing.Pacing`, e.g. one shared by a cluster, or a plain
+    :class:`~rolechain.aws.ratelimit.AssumeLimiter`); ``clock`` returns an aware datetime
+    (tests compress time); ``token_provider(hop)`` gives MFA codes; ``aws_sessions``
+    replaces the run's :class:`~rolechain.aws.session.AwsSessions`; ``sleep`` replaces
+    ``time.sleep`` between retries.
+
+    AssumeRole calls are paced per *calling account*: a hop's parent's account, or for a
+    first hop the principal's (from the identity check, else its declared ARN).
     """
 
     def __init__(
@@ -164,7 +175,7 @@ class RunContext:
         credentials: Credentials | None = None,
         assumer: Assumer | None = None,
         wrap_assumer: AssumerWrapper | None = None,
-        limiter: AssumeLimiter | None = None,
+        limiter: Pacing | AssumeLimiter | None = None,
         clock: Clock = utc_now,
         token_provider: TokenProvider | None = None,
         aws_sessions: AwsSessions | None = None,
@@ -196,16 +207,22 @@ class RunContext:
             1, self.options.concurrency or plan.concurrency or DEFAULT_CONCURRENCY
         )
         self.sessions = aws_sessions or AwsSessions(concurrency=self.concurrency)
-        self.limiter = limiter if limiter is not None else default_limiter(settings)
+        self.pacer: Pacing = as_pacing(limiter) if limiter is not None else default_pacer(settings)
+        self.budget = ThrottleBudget.from_settings(settings)
+        self.deadline_at: float | None = None  # time.monotonic() of the deadline, once begun
+        self._accounts: dict[str, str] = {}  # hop id -> its account, of every plan seen
         if assumer is None:
             assumer = StsAssumer(
                 self.sessions,
                 policy=self.policy,
-                limiter=self.limiter,
+                pacer=self.pacer,
+                budget=self.budget,
                 stats=self.stats,
                 default_region=plan.region,
                 clock=clock,
                 sleep=sleep,
+                calling_account=self.calling_account,
+                deadline=lambda: self.deadline_at,
             )
         else:
             # A fake or a custom assumer counts its own calls when it can.
@@ -255,6 +272,35 @@ class RunContext:
         if chosen is None or math.isinf(chosen):
             return None
         return float(chosen)
+
+    def begin(self, now: float | None = None) -> float | None:
+        """The run starts now (``time.monotonic()``): fix :attr:`deadline_at`, the moment
+        every paced call and retry stops waiting. Returns it (None: no deadline)."""
+        deadline = self.deadline
+        start = time.monotonic() if now is None else now
+        self.deadline_at = start + deadline if deadline is not None else None
+        return self.deadline_at
+
+    def calling_account(self, hop: Hop) -> Hashable:
+        """The account whose credentials assume ``hop`` (STS charges the call to it): its
+        parent hop's, or the principal's for a first hop."""
+        if hop.parent is not None:
+            found = self._accounts.get(hop.parent)
+            if found is None:
+                found = self._plan.hop(hop.parent).account_id
+            return found
+        if self.identity is not None:
+            return self.identity.account
+        match = _ARN_ACCOUNT.match(self._plan.principal_arn or "")
+        return match.group(1) if match else PRINCIPAL_KEY
+
+    def pacing_report(self) -> list[dict[str, Any]]:
+        """Per calling account: attempts, throttles, the final and lowest rate, cuts (for
+        the summary). Empty when the pacer reports nothing."""
+        report = getattr(self.pacer, "report", None)
+        if not callable(report):
+            return []
+        return [lane.to_dict() for lane in report()]
 
     @property
     def grace(self) -> float:
@@ -349,8 +395,14 @@ class RunContext:
 
     def _new_tree(self, plan: Plan, root: Credentials) -> HopTree:
         self.assumer = self._wrap(self.base_assumer, plan) if self._wrap else self.base_assumer
+        self._accounts.update({hop.id: hop.account_id for hop in plan.hops})
         return HopTree(
-            plan, root, self.assumer, clock=self.clock, token_provider=self.token_provider
+            plan,
+            root,
+            self.assumer,
+            clock=self.clock,
+            token_provider=self.token_provider,
+            stats=self.stats,
         )
 
     def _discover(self, plan: Plan, tree: HopTree, root: Credentials) -> tuple[Plan, HopTree]:
@@ -419,7 +471,7 @@ __all__ = [
     "AssumerWrapper",
     "RunContext",
     "RunOptions",
-    "default_limiter",
+    "default_pacer",
     "plan_job",
     "services_of",
 ]

@@ -40,7 +40,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -582,8 +582,16 @@ class _Schedule(Iteration):
         for worker in self.workers.values():
             for name, value in worker.counts.items():
                 totals[name] = totals.get(name, 0) + value
-        summary.assume_calls = totals.get("assume_calls", 0)
-        summary.retries = totals.get("retries", 0)
+        for name in (
+            "assume_calls",
+            "retries",
+            "throttled",
+            "assume_retries",
+            "assume_throttled",
+            "expired_token_refreshes",
+        ):
+            setattr(summary, name, totals.get(name, 0))
+        summary.pacing = merged_lanes(w.lanes for w in self.workers.values())
         # Workers that took part: those that ran a batch or assumed a hop (discovery).
         taking_part = [
             w
@@ -591,7 +599,9 @@ class _Schedule(Iteration):
             if w.process in self.batch_workers or w.counts.get("assume_calls", 0)
         ]
         summary.workers = len(taking_part)
-        summary.pacing = "; ".join(sorted({w.pacing for w in taking_part if w.pacing})) or None
+        summary.worker_pacing = (
+            "; ".join(sorted({w.pacing for w in taking_part if w.pacing})) or None
+        )
         if self.set_up:
             summary.assume_bound = assume_bound(self.context.plan, max(1, len(taking_part)))
         stats = self.context.stats
@@ -853,6 +863,28 @@ class _Schedule(Iteration):
         if last:  # a target's records arrive together (its batch)
             self._finish_target(target)
         return self._store(record)
+
+
+def merged_lanes(reports: Iterable[Iterable[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The workers' pacing reports as one per calling account: calls, throttles, cuts and
+    waits added up; the rate is the cluster's (the workers' rates added up; None if any
+    worker never slowed down); the lowest rate and the background the extremes."""
+    merged: dict[str, dict[str, Any]] = {}
+    for report in reports:
+        for lane in report:
+            found = merged.get(lane["key"])
+            if found is None:
+                merged[lane["key"]] = dict(lane)
+                continue
+            for name in ("calls", "throttled", "cuts", "undone"):
+                found[name] += lane[name]
+            found["waited"] = round(found["waited"] + lane["waited"], 3)
+            rates = (found["rate"], lane["rate"])
+            found["rate"] = None if None in rates else round(sum(rates), 2)
+            lows = [r for r in (found["lowest_rate"], lane["lowest_rate"]) if r is not None]
+            found["lowest_rate"] = min(lows) if lows else None
+            found["background"] = max(found["background"], lane["background"])
+    return list(merged.values())
 
 
 def _killed_worker(exc: object) -> bool:

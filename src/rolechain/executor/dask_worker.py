@@ -34,6 +34,7 @@ import signal
 import sys
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -41,10 +42,10 @@ from botocore.credentials import Credentials
 from distributed import WorkerPlugin, get_worker
 
 from rolechain.aws.assumer import mask
-from rolechain.aws.ratelimit import AssumeLimiter
+from rolechain.aws.pacing import LaneReport, Pacer
 from rolechain.aws.session import static_credentials
 from rolechain.errors import RolechainError
-from rolechain.executor.context import RunContext, RunOptions, default_limiter
+from rolechain.executor.context import RunContext, RunOptions, default_pacer
 from rolechain.executor.records import Record, Summary
 from rolechain.executor.runner import Runner, StopSignal, error_of, iso_now, target_record
 from rolechain.model.chain import Chain
@@ -142,7 +143,8 @@ class WorkerInfo:
     address: str
     process: str  # unique per worker process (a restarted worker is a new one)
     counts: dict[str, int]
-    pacing: str  # the worker's AssumeRole pacing, e.g. "5/s (1/2 of 10/s)"
+    pacing: str  # the worker's AssumeRole pacing, e.g. "5/s (share 0.5)"
+    lanes: tuple[dict[str, Any], ...] = ()  # its pacer's report, per calling account
 
 
 @dataclass(frozen=True)
@@ -171,35 +173,53 @@ class BatchResult:
 
 
 class SharedPacing:
-    """The worker's AssumeRole limiter for a run: the run's limiter for the worker's share.
+    """The worker's AssumeRole pacing for a run: the run's pacer
+    (:func:`~rolechain.executor.context.default_pacer`) for the worker's share of a fixed
+    ``assume_rate`` ceiling (an ``auto`` pacer adapts to the account's throttling by itself,
+    as each of W TCP flows sharing a link finds its share of it).
 
     The share is known once the driver has cut the run into batches (W is the smaller of
     the workers and the batches); the worker that prepared the run was given a first guess,
-    so the limiter behind is rebuilt when the share changes (:meth:`use_share`).
+    so the pacer behind is rebuilt when the share of a ceiling changes (:meth:`use_share`).
+    A :class:`~rolechain.aws.pacing.Pacing`: ``RunContext(limiter=)`` takes it as is.
     """
 
     def __init__(self, settings: dict[str, Any], share: float) -> None:
         self._settings = settings
         self._lock = threading.Lock()
         self.share = share
-        self._inner: AssumeLimiter = default_limiter(settings, share=share)
+        self._inner: Pacer = default_pacer(settings, share=share)
 
     def use_share(self, share: float) -> None:
         with self._lock:
-            if share != self.share:
-                self.share = share
-                self._inner = default_limiter(self._settings, share=share)
+            if share != self.share and self._inner.ceiling is not None:
+                self._inner = default_pacer(self._settings, share=share)
+            self.share = share
 
-    def acquire(self) -> None:
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self._inner.clock
+
+    def acquire(self, key: Hashable, *, deadline: float | None = None) -> Any:
         with self._lock:
             inner = self._inner
-        inner.acquire()
+        return inner.acquire(key, deadline=deadline)
+
+    def record(self, ticket: Any, *, throttled: bool) -> None:
+        with self._lock:
+            inner = self._inner
+        inner.record(ticket, throttled=throttled)
+
+    def report(self) -> list[LaneReport]:
+        with self._lock:
+            inner = self._inner
+        return inner.report()
 
     def describe(self) -> str:
-        """``5/s (share 0.5)``: the rate this worker paces at, if the limiter has one."""
+        """``5/s (share 0.5)``, or ``adaptive (share 0.5)`` without a ceiling."""
         with self._lock:
-            rate = getattr(self._inner, "rate", None)
-        shown = f"{rate:g}/s" if isinstance(rate, int | float) else type(self._inner).__name__
+            ceiling = self._inner.ceiling
+        shown = f"{ceiling:g}/s" if ceiling is not None else "adaptive"
         return f"{shown} (share {self.share:.3g})"
 
 
@@ -272,7 +292,8 @@ def _worker(run: _WorkerRun) -> WorkerInfo:
     context = run.context
     counts = context.stats.counts() if context is not None else {}
     pacing = run.pacing.describe() if run.pacing is not None else ""
-    return WorkerInfo(worker.address, f"{worker.address}/{os.getpid()}", counts, pacing)
+    lanes = tuple(context.pacing_report()) if context is not None else ()
+    return WorkerInfo(worker.address, f"{worker.address}/{os.getpid()}", counts, pacing, lanes)
 
 
 # -- tasks ----------------------------------------------------------------------------------

@@ -73,13 +73,27 @@ class Summary:
     result dropped (``late_results``); ``still_running`` were still running at the end
     (their threads never block the process from exiting).
 
+    ``assume_calls`` counts AssumeRole attempts (``planned_assume_calls`` plus retries,
+    throttled attempts and refreshes). ``retries`` counts retries after transient errors
+    other than throttling; ``throttled`` the attempts (AssumeRole and other calls) that AWS
+    answered with a throttling error; ``assume_retries`` and ``assume_throttled`` the
+    AssumeRole part of each;
+    ``expired_token_refreshes`` the ``ExpiredToken`` answers recovered from by refreshing
+    the caller and trying again. ``pacing`` has one entry per calling account AssumeRole
+    was paced for: ``key`` (the account), ``calls`` (attempts), ``throttled``, ``rate``
+    (calls/s it was paced at when the run ended; None: never throttled, never slowed),
+    ``lowest_rate``, ``cuts`` (multiplicative decreases that stood), ``undone`` (cuts
+    undone because the throttling did not follow the rate), ``background`` (share of calls
+    throttled whatever the rate) and ``waited`` (seconds callers waited for slots).
+
     ``engine`` is where the units ran (``threads`` or ``dask``). On Dask, ``workers`` is
     the number of worker processes that took part (W), ``batches`` the Dask tasks (each a
     batch of targets sharing their hubs), ``assume_bound`` the most AssumeRole calls the run
     may make: every hop once, plus each inner (shared) hop once more per extra worker
-    (``planned_assume_calls + (W - 1) x inner hops``); ``duplicates_dropped`` counts records
+    (``planned_assume_calls + (W - 1) x inner hops``; retries of transient errors,
+    ``assume_retries``, come on top); ``duplicates_dropped`` counts records
     of a unit that arrived a second time (a batch re-run after its worker died) and were
-    dropped, so that every unit has exactly one record. ``pacing`` says how each worker
+    dropped, so that every unit has exactly one record. ``worker_pacing`` says how each worker
     paced AssumeRole (its share of the run's rate). ``cpu_seconds`` is the CPU the run
     used: this process's while the run ran (threads), the workers' while they ran batches
     (dask); divided by the requests a job makes, it is the CPU per request of
@@ -97,6 +111,11 @@ class Summary:
     assume_calls: int = 0
     planned_assume_calls: int = 0
     retries: int = 0
+    throttled: int = 0
+    assume_throttled: int = 0
+    assume_retries: int = 0
+    expired_token_refreshes: int = 0
+    pacing: list[dict[str, Any]] = field(default_factory=list)
     elapsed_seconds: float = 0.0
     started_at: str = ""
     finished_at: str | None = None
@@ -111,7 +130,7 @@ class Summary:
     batches: int = 0
     assume_bound: int | None = None
     duplicates_dropped: int = 0
-    pacing: str | None = None
+    worker_pacing: str | None = None
     cpu_seconds: float = 0.0
 
     @property

@@ -200,7 +200,7 @@ def _run_task(
     if func is None:
         raise TaskError(f"unknown task {unit.task.task!r}", code="UnknownTask")
     creds: HopCredentials = context.tree.credentials(unit.hop_id)
-    env = TaskEnv(creds, context.sessions, context.policy, context.stats, timeout, on_abandon)
+    env = task_env(context, creds, timeout, on_abandon)
     used = creds.get_frozen_credentials().access_key
     try:
         return func(unit, env)
@@ -208,7 +208,30 @@ def _run_task(
         # The target's session expired under us (clock skew, a revoked session):
         # re-assume it from its parent and try once more.
         creds.force_refresh(stale_access_key=used)
+        context.stats.add_expired_token_refresh()
         return func(unit, env)
+    finally:
+        env.close()  # its clients go back to be lent to the next task
+
+
+def task_env(
+    context: RunContext,
+    creds: HopCredentials,
+    timeout: float | None = None,
+    on_abandon: Callable[[Callable[[], None]], None] | None = None,
+) -> TaskEnv:
+    """What a task gets from the run: credentials, clients, retries, the throttle budget
+    and the run's deadline."""
+    return TaskEnv(
+        creds,
+        context.sessions,
+        context.policy,
+        context.stats,
+        timeout,
+        on_abandon,
+        budget=context.budget,
+        deadline=context.deadline_at,
+    )
 
 
 def expand_target(
@@ -226,8 +249,11 @@ def expand_target(
         chosen = task_regions(plan, target, task, regions)
         if "all" in chosen:
             if enabled is None:
-                env = TaskEnv(creds, context.sessions, context.policy, context.stats)
-                enabled = enabled_regions(env, plan.region)
+                env = task_env(context, creds)
+                try:
+                    enabled = enabled_regions(env, plan.region)
+                finally:
+                    env.close()
             chosen = enabled
         units.extend(units_for(plan, target, task, chosen))
     return units
@@ -513,10 +539,11 @@ class Iteration:
         self.grace_until: float | None = None
         self.clock0 = time.monotonic()
         self.cpu0 = time.process_time()
-        deadline = context.deadline
-        self.deadline_at = self.clock0 + deadline if deadline is not None else None
+        # The run begins: paced calls and retries stop waiting at its deadline too.
+        self.deadline_at = context.begin(self.clock0)
         if deadline_at is not None:  # the run's, as a wall-clock time (shared by processes)
             self.deadline_at = self.clock0 + (deadline_at - time.time())
+            context.deadline_at = self.deadline_at
 
     # what each engine provides
     def run(self) -> Iterator[Record]:
@@ -799,8 +826,14 @@ class _Schedule(Iteration):
         self._close_summary()
         summary.still_running = sum(1 for f in self.abandoned if not f.returned)
         summary.cpu_seconds = round(time.process_time() - self.cpu0, 3)
-        summary.assume_calls = context.stats.assume_calls
-        summary.retries = context.stats.retries
+        stats = context.stats
+        summary.assume_calls = stats.assume_calls
+        summary.retries = stats.retries
+        summary.throttled = stats.throttled
+        summary.assume_retries = stats.assume_retries
+        summary.assume_throttled = stats.assume_throttled
+        summary.expired_token_refreshes = stats.expired_token_refreshes
+        summary.pacing = context.pacing_report()
         if self.runner.sink is not None and self.sink_started:
             self.runner.sink.finish(summary)
 

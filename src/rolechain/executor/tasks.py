@@ -31,7 +31,8 @@ from botocore import xform_name
 from rolechain.aws.credentials import HopCredentials
 from rolechain.aws.environment import CONFLICTING_VARIABLES
 from rolechain.aws.errors import aws_call
-from rolechain.aws.retry import CallStats, RetryPolicy, call_with_retries
+from rolechain.aws.pacing import ThrottleBudget, call_paced
+from rolechain.aws.retry import CallStats, RetryPolicy
 from rolechain.aws.session import AwsSessions
 from rolechain.errors import AwsContext, TaskError
 from rolechain.executor.units import WorkUnit
@@ -59,12 +60,38 @@ class TaskEnv:
     stats: CallStats | None = None
     timeout: float | None = None
     on_abandon: Callable[[Callable[[], None]], None] | None = None
+    budget: ThrottleBudget = field(default_factory=ThrottleBudget)
+    deadline: float | None = None  # the run's, on time.monotonic()'s clock
+
+    borrowed: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     def client(self, service: str, region: str) -> Any:
-        return self.sessions.client(service, region, self.credentials)
+        """A client signing with the target's credentials, lent to this task until
+        :meth:`close` (see :meth:`~rolechain.aws.session.AwsSessions.borrow`)."""
+        key = (service, region)
+        found = self.borrowed.get(key)
+        if found is None:
+            found = self.borrowed[key] = self.sessions.borrow(service, region, self.credentials)
+        return found
+
+    def close(self) -> None:
+        """The task is done: give its clients back."""
+        borrowed, self.borrowed = self.borrowed, {}
+        for client in borrowed.values():
+            self.sessions.give_back(client)
 
     def retry(self, func: Callable[[], Any]) -> Any:
-        return call_with_retries(func, self.policy, stats=self.stats)
+        """``func()`` with the run's retries; a throttled call (S3 ``SlowDown``, a service's
+        ``Throttling``) is retried within the throttle budget, apart from the attempts."""
+        return call_paced(
+            func,
+            pacer=None,
+            key=None,
+            policy=self.policy,
+            budget=self.budget,
+            deadline=self.deadline,
+            stats=self.stats,
+        )
 
 
 @dataclass(frozen=True)

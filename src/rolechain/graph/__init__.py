@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from rolechain.graph.build import MEMBER, PRINCIPAL, ROLE, build_graph
+from rolechain.graph.build import MEMBER, PRINCIPAL, ROLE, TrustGraph, build_graph, trust_graph
 
-__all__ = ["MEMBER", "PRINCIPAL", "ROLE", "build_graph"]
+__all__ = ["MEMBER", "PRINCIPAL", "ROLE", "TrustGraph", "build_graph", "trust_graph"]

@@ -32,13 +32,15 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
-
-import networkx as nx
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from rolechain.model.chain import Chain
 from rolechain.model.schema import HopSettings
 from rolechain.model.targets import DISCOVERED, set_members, split_member
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 PRINCIPAL = "principal"
 ROLE = "role"
@@ -55,10 +57,40 @@ def _principal_partition(arn: str | None) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class TrustGraph:
+    """The trust graph as plain dicts, shaped like networkx's ``DiGraph`` where the planner
+    reads it (``nodes[n]``, ``succ[n]``, ``pred[n]``, ``n in graph``).
+
+    Planning needs nothing more, and importing networkx costs a ``rolechain run`` 50 to
+    100 ms; :func:`build_graph` gives the networkx graph for drawing and exports.
+    """
+
+    nodes: dict[str, dict[str, Any]]
+    succ: dict[str, dict[str, dict[str, str]]]
+    pred: dict[str, dict[str, dict[str, str]]]
+    external_trusts: list[tuple[str, str]]
+
+    def __contains__(self, node: object) -> bool:
+        return node in self.nodes
+
+
 def build_graph(chain: Chain, resolved: Mapping[str, Sequence[str]] | None = None) -> nx.DiGraph:
-    """The trust graph of ``chain``; ``resolved`` gives organization role sets' accounts."""
-    model = chain.model
+    """The trust graph of ``chain`` as a networkx ``DiGraph``; ``resolved`` gives
+    organization role sets' accounts."""
+    import networkx as nx
+
+    data = trust_graph(chain, resolved)
     graph = nx.DiGraph()
+    graph.add_nodes_from(data.nodes.items())
+    graph.add_edges_from((a, b, attrs) for a, out in data.succ.items() for b, attrs in out.items())
+    graph.graph["external_trusts"] = data.external_trusts
+    return graph
+
+
+def trust_graph(chain: Chain, resolved: Mapping[str, Sequence[str]] | None = None) -> TrustGraph:
+    """The trust graph of ``chain`` as a :class:`TrustGraph` (see :func:`build_graph`)."""
+    model = chain.model
     nodes: dict[str, dict[str, Any]] = {}
     by_arn: dict[str, list[str]] = defaultdict(list)
     # (partition or None, account) -> nodes; a principal without a known partition is
@@ -143,7 +175,10 @@ def build_graph(chain: Chain, resolved: Mapping[str, Sequence[str]] | None = Non
     for set_name, spec in model.role_sets.items():
         add_trusts(set_nodes[set_name], spec)
 
-    graph.add_nodes_from(nodes.items())
-    graph.add_edges_from((a, b, {"trust": entry}) for (a, b), entry in edges.items())
-    graph.graph["external_trusts"] = external
-    return graph
+    succ: dict[str, dict[str, dict[str, str]]] = {node: {} for node in nodes}
+    pred: dict[str, dict[str, dict[str, str]]] = {node: {} for node in nodes}
+    for (a, b), entry in edges.items():
+        attrs = {"trust": entry}
+        succ[a][b] = attrs
+        pred[b][a] = attrs
+    return TrustGraph(nodes, succ, pred, external)

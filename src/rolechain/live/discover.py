@@ -77,7 +77,7 @@ ORG_READERS = "org-readers"
 VIA = "via"
 JOB = "discover"
 MAX_COMMENT = 160
-DEFAULT_ASSUME_RATE = 10.0
+DEFAULT_ASSUME_RATE: float | Literal["auto"] = "auto"
 _NAME = re.compile(NAME_PATTERN)
 Source = Literal["default", "profile", "env"]
 
@@ -100,7 +100,7 @@ class DiscoverRequest:
     via: str | None = None
     region: str = "us-east-1"
     concurrency: int = 16
-    assume_rate: float = DEFAULT_ASSUME_RATE
+    assume_rate: float | Literal["auto"] = DEFAULT_ASSUME_RATE  # a ceiling, or adaptive
     principal: str | None = None  # the principal's name in the file
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -90,6 +91,24 @@ def _account(value: object) -> object:
     return value
 
 
+def _assume_rate(value: object) -> object:
+    """``auto`` (adaptive pacing) or a positive, finite number of calls per second."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    rate: float | None = None
+    if isinstance(value, int | float | str) and not isinstance(value, bool):
+        try:
+            rate = float(value)
+        except ValueError:
+            rate = None
+    if rate is None or not 0 < rate < math.inf:
+        raise ValueError(
+            "must be 'auto' (adapt to the calling account's STS quota, the default) or a "
+            "positive number of AssumeRole calls per second (a ceiling)"
+        )
+    return rate
+
+
 def _role_path(value: str) -> str:
     """IAM limits a role's path (the part between ``role/`` and the name) to 512 chars."""
     tail = value.split(":role/", 1)[-1] if value.startswith("arn:") else value
@@ -136,6 +155,18 @@ Duration = Annotated[
 ]
 
 Region = Annotated[str, StringConstraints(pattern=REGION_PATTERN)]
+
+AssumeRate = Annotated[
+    float | Literal["auto"],
+    BeforeValidator(_assume_rate),
+    WithJsonSchema(
+        {
+            "anyOf": [{"const": "auto"}, {"type": "number", "exclusiveMinimum": 0}],
+            "description": "'auto' (adaptive pacing per calling account) or a ceiling in "
+            "AssumeRole calls per second",
+        }
+    ),
+]
 
 
 def closest(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
@@ -722,8 +753,17 @@ class Settings(_Model):
 
     max_hops: int = Field(default=10, ge=1, le=50, description="longest path allowed")
     concurrency: int = Field(default=16, ge=1, le=1024, description="targets worked at once")
-    assume_rate: float = Field(
-        default=10.0, gt=0, description="AssumeRole calls per second, shared by the whole run"
+    assume_rate: AssumeRate = Field(
+        default="auto",
+        description="AssumeRole pacing per calling account: 'auto' starts unpaced, slows "
+        "down when STS throttles and speeds up again; a number is a ceiling in calls per second",
+    )
+    throttle_budget: Duration = Field(
+        default=120,
+        ge=1,
+        le=86400,
+        description="how long one call may go on being throttled before it fails (never "
+        "past the run's deadline)",
     )
     retry: RetrySettings = Field(default_factory=RetrySettings)
     region: Region = Field(default="us-east-1", description="default region for STS and tasks")

@@ -46,12 +46,10 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
-
-import networkx as nx
+from typing import Any, Literal, Protocol
 
 from rolechain.errors import Location, PlanError, Violation
-from rolechain.graph import build_graph
+from rolechain.graph import trust_graph
 from rolechain.graph.build import MEMBER, PRINCIPAL
 from rolechain.model.chain import Chain
 from rolechain.model.durations import format_duration
@@ -68,6 +66,23 @@ from rolechain.planner.plan import (
     TaskRef,
 )
 from rolechain.planner.session_names import VARIABLES, NameRegistry, Template, invalid_chars
+
+
+class Graph(Protocol):
+    """What the planner reads of a trust graph: a :class:`~rolechain.graph.TrustGraph`, or
+    the networkx ``DiGraph`` of :func:`~rolechain.graph.build_graph`."""
+
+    @property
+    def nodes(self) -> Any: ...
+
+    @property
+    def succ(self) -> Any: ...
+
+    @property
+    def pred(self) -> Any: ...
+
+    def __contains__(self, node: object) -> bool: ...
+
 
 RUN_ID_LENGTH = 21
 _STAND_IN_ACCOUNT = "000000000000"
@@ -94,19 +109,20 @@ def plan(
     targets: Sequence[str] | None = None,
     run_id: str | None = None,
     resolved: Mapping[str, Sequence[str]] | None = None,
-    graph: nx.DiGraph | None = None,
+    graph: Graph | None = None,
 ) -> Plan:
     """Plan ``job``: the hops from its principal to each target, checked against AWS's rules.
 
     ``targets`` narrows the job to some of its targets (names or globs, as in ``to``);
     ``resolved`` maps organization role sets to their account ids; ``graph`` reuses a graph
-    from :func:`rolechain.graph.build_graph` (it must be built with the same ``resolved``).
+    from :func:`rolechain.graph.trust_graph` or :func:`~rolechain.graph.build_graph` (it must
+    be built with the same ``resolved``).
     Raises :class:`~rolechain.errors.PlanError` listing every violation.
     """
     return _Planner(chain, job, targets, run_id, resolved, graph).run()
 
 
-def bfs_tree(graph: nx.DiGraph, source: str) -> dict[str, str | None]:
+def bfs_tree(graph: Graph, source: str) -> dict[str, str | None]:
     """Parent of every node reachable from ``source`` in the documented shortest-path tree.
 
     Levels are visited in sorted order, so the first (smallest) predecessor at distance
@@ -208,7 +224,7 @@ class _Planner:
         targets: Sequence[str] | None,
         run_id: str | None,
         resolved: Mapping[str, Sequence[str]] | None,
-        graph: nx.DiGraph | None,
+        graph: Graph | None,
     ) -> None:
         self.chain = chain
         self.model = chain.model
@@ -315,7 +331,7 @@ class _Planner:
                 "start from an IAM user or role instead of root credentials",
                 location=self.locate("principals", job.from_, "arn"),
             )
-        graph = self._graph if self._graph is not None else build_graph(self.chain, self.resolved)
+        graph = self._graph if self._graph is not None else trust_graph(self.chain, self.resolved)
         self.graph = graph
 
         target_names = self.select_targets()
@@ -403,6 +419,7 @@ class _Planner:
                 ("retry_attempts", retry.attempts),
                 ("retry_initial_wait", retry.initial_wait),
                 ("retry_max_wait", retry.max_wait),
+                ("throttle_budget", settings.throttle_budget),
                 *engine_settings(settings.engine),
             ),
             principal_source=principal.source,
@@ -489,7 +506,7 @@ class _Planner:
             if name in graph and graph.nodes[name].get("kind") != PRINCIPAL:
                 waypoints.append(name)
             else:
-                roles = sorted(n for n, k in graph.nodes(data="kind") if k != PRINCIPAL)
+                roles = sorted(n for n in graph.nodes if graph.nodes[n].get("kind") != PRINCIPAL)
                 self.violate(
                     R.UNKNOWN_VIA,
                     unknown_choice("via role", name, roles),

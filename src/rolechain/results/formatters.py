@@ -159,6 +159,29 @@ def writer_for(fmt: str, stream: IO[str], *, color: bool | None = None) -> Write
     raise ValueError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
 
 
+PACING_LINES = 5
+
+
+def pacing_lines(pacing: list[dict[str, Any]]) -> list[str]:
+    """One line per calling account that was paced or throttled (quiet runs: none)."""
+    shown = [lane for lane in pacing if lane.get("throttled") or lane.get("rate") is not None]
+    lines = []
+    for lane in shown[:PACING_LINES]:
+        rate, lowest = lane.get("rate"), lane.get("lowest_rate")
+        pace = "not slowed" if rate is None else f"{rate:g}/s at the end"
+        if rate is not None and lowest is not None and lowest < rate:
+            pace += f" (lowest {lowest:g}/s)"
+        cuts = lane.get("cuts", 0)
+        lines.append(
+            f"  pacing for account {printable(str(lane.get('key')))}: {pace}, "
+            f"{lane.get('throttled', 0)} of {lane.get('calls', 0)} attempts throttled, "
+            f"{cuts} cut{'s' if cuts != 1 else ''}"
+        )
+    if len(shown) > PACING_LINES:
+        lines.append(f"  pacing for {len(shown) - PACING_LINES} more calling accounts")
+    return lines
+
+
 def summary_lines(summary: Summary) -> list[str]:
     """The run's summary as short lines for stderr."""
     status = summary.status + (f" ({summary.stop_reason})" if summary.stop_reason else "")
@@ -168,8 +191,17 @@ def summary_lines(summary: Summary) -> list[str]:
         f"  targets: {summary.targets_ok} ok, {summary.targets_failed} failed{unfinished}"
         f" of {summary.targets}",
         f"  records: {summary.records} ({summary.records_failed} errors)",
-        f"  AssumeRole calls: {summary.assume_calls} (planned {summary.planned_assume_calls}),"
-        f" retries: {summary.retries}",
+        f"  AssumeRole calls: {summary.assume_calls} (planned {summary.planned_assume_calls}"
+        + (f", {summary.assume_throttled} throttled" if summary.assume_throttled else "")
+        + (f", {summary.assume_retries} retried" if summary.assume_retries else "")
+        + ")",
+        f"  retries: {summary.retries}, throttled: {summary.throttled}"
+        + (
+            f", ExpiredToken refreshes: {summary.expired_token_refreshes}"
+            if summary.expired_token_refreshes
+            else ""
+        ),
+        *pacing_lines(summary.pacing),
         f"  elapsed: {summary.elapsed_seconds:.2f}s, CPU {summary.cpu_seconds:.2f}s"
         + (" on the workers" if summary.engine == "dask" else ""),
     ]
@@ -185,8 +217,8 @@ def summary_lines(summary: Summary) -> list[str]:
             f"{'s' if summary.workers != 1 else ''}, {summary.batches} batch"
             f"{'es' if summary.batches != 1 else ''}{bound}{dropped}"
         )
-        if summary.pacing:
-            lines.append(f"  AssumeRole pacing per worker: {summary.pacing}")
+        if summary.worker_pacing:
+            lines.append(f"  AssumeRole pacing per worker: {summary.worker_pacing}")
     if summary.abandoned:
         lines.append(
             f"  tasks given up: {summary.abandoned} ({summary.late_results} finished later, "

@@ -4,7 +4,8 @@ Two tables::
 
     runs(run_id PRIMARY KEY, job, principal, status, started_at, finished_at, targets,
          targets_ok, targets_failed, records, records_failed, assume_calls, retries,
-         elapsed_seconds, plan, trigger, scheduled_for, attempt, retry_of, reason)
+         elapsed_seconds, plan, trigger, scheduled_for, attempt, retry_of, reason,
+         throttled, expired_token_refreshes, pacing)
     records(id, run_id -> runs, job, target, account_id, role_arn, region, task, status,
             error_code, error_message, error_hop, started_at, duration_ms, data)
 
@@ -14,6 +15,11 @@ run of each account::
     SELECT r.account_id, json_extract(b.value, '$.name')
     FROM records r, json_each(r.data, '$.buckets') b
     WHERE r.task = 's3.list_buckets' AND r.run_id = (SELECT max(run_id) FROM runs);
+
+``runs.throttled`` counts the attempts AWS answered with a throttling error,
+``runs.expired_token_refreshes`` the ExpiredToken answers recovered from, and
+``runs.pacing`` is JSON text: the summary's pacing per calling account (attempts,
+throttles, final and lowest rate, cuts).
 
 ``runs.status`` is ``running`` while a run goes on, then ``ok``, ``failed``,
 ``interrupted`` or ``deadline-exceeded`` (the run's :attr:`Summary.status`). A run that
@@ -51,7 +57,7 @@ from rolechain.executor.records import Record, Summary
 from rolechain.planner.plan import Plan
 from rolechain.results.records import COLUMNS, from_row, to_row
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -94,7 +100,7 @@ CREATE INDEX IF NOT EXISTS records_account ON records(account_id, task);
 """
 
 # Steps from each version to the next: MIGRATIONS[n] takes a version-n file to n + 1.
-# Version 1 (rolechain 0.1): no scheduler columns.
+# Version 1 (rolechain 0.1): no scheduler columns. Version 2: no throttling columns.
 MIGRATIONS: dict[int, str] = {
     1: """
 ALTER TABLE runs ADD COLUMN trigger TEXT NOT NULL DEFAULT 'manual';
@@ -103,6 +109,11 @@ ALTER TABLE runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE runs ADD COLUMN retry_of TEXT;
 ALTER TABLE runs ADD COLUMN reason TEXT;
 CREATE INDEX IF NOT EXISTS runs_schedule ON runs(job, scheduled_for);
+""",
+    2: """
+ALTER TABLE runs ADD COLUMN throttled INTEGER;
+ALTER TABLE runs ADD COLUMN expired_token_refreshes INTEGER;
+ALTER TABLE runs ADD COLUMN pacing TEXT;
 """,
 }
 
@@ -115,7 +126,7 @@ _SCHEDULED_SQL = "('schedule', 'catch-up', 'retry')"
 _RUN_COLUMNS = (
     "run_id, job, principal, status, trigger, scheduled_for, attempt, retry_of, reason, "
     "started_at, finished_at, targets, targets_ok, targets_failed, records, records_failed, "
-    "assume_calls, retries, elapsed_seconds"
+    "assume_calls, retries, throttled, expired_token_refreshes, pacing, elapsed_seconds"
 )
 FLUSH_SECONDS = 1.0
 
@@ -228,7 +239,8 @@ class Store:
             self._db.execute(
                 "UPDATE runs SET status=?, reason=coalesce(?, reason), started_at=?, "
                 "finished_at=?, targets=?, targets_ok=?, targets_failed=?, records=?, "
-                "records_failed=?, assume_calls=?, retries=?, elapsed_seconds=? WHERE run_id=?",
+                "records_failed=?, assume_calls=?, retries=?, throttled=?, "
+                "expired_token_refreshes=?, pacing=?, elapsed_seconds=? WHERE run_id=?",
                 (
                     summary.status,
                     redact(summary.stop_reason) if summary.stop_reason else None,
@@ -241,6 +253,9 @@ class Store:
                     summary.records_failed,
                     summary.assume_calls,
                     summary.retries,
+                    summary.throttled,
+                    summary.expired_token_refreshes,
+                    json.dumps(summary.pacing),
                     summary.elapsed_seconds,
                     summary.run_id,
                 ),
@@ -354,7 +369,10 @@ class Store:
         if limit:
             sql += " LIMIT ?"
             args.append(limit)
-        return [dict(row) for row in self._db.execute(sql, args)]
+        runs = [dict(row) for row in self._db.execute(sql, args)]
+        for found in runs:
+            found["pacing"] = json.loads(found["pacing"]) if found["pacing"] else []
+        return runs
 
     def records(self, run_id: str) -> Iterator[Record]:
         cursor = self._db.execute(_SELECT, (run_id,))

@@ -20,22 +20,21 @@ refused (DNS rebinding).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import math
 import re
 import secrets
-import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
+from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
-from rolechain.sandbox.faults import FaultDice, Faults
+from rolechain.sandbox.faults import FaultDice, Faults, StsQuota
 from rolechain.sandbox.responses import (
     EXPIRED_TOKEN,
     INVALID_TOKEN,
@@ -58,9 +57,8 @@ from rolechain.sandbox.state import (
 )
 
 ADMIN_HEADER = "X-Rolechain-Sandbox-Admin"
-SOCKET_ENVIRON = "rolechain.sandbox.socket"  # set by the server's request handler
-DATE_ENVIRON = "rolechain.sandbox.date"  # epoch seconds the Date header must show
-_ADMIN_ENVIRON = "HTTP_" + ADMIN_HEADER.upper().replace("-", "_")
+DROP_ENVIRON = "rolechain.sandbox.drop"  # set by the server: closes the connection unanswered
+ADMIN_ENVIRON = "HTTP_" + ADMIN_HEADER.upper().replace("-", "_")
 _CREDENTIAL_RE = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request")
 
 StartResponse = Callable[..., Any]
@@ -151,13 +149,6 @@ def _forbidden(start_response: StartResponse, why: str) -> list[bytes]:
     return [body]
 
 
-class _Dropped:
-    """A WSGI body whose iteration fails as a dropped connection does."""
-
-    def __iter__(self) -> Iterator[bytes]:
-        raise ConnectionResetError("sandbox fault: connection dropped")
-
-
 class Enforcer:
     """The middleware. ``app`` is moto's WSGI application."""
 
@@ -173,17 +164,22 @@ class Enforcer:
     ) -> None:
         self.app = app
         self.state = state
-        self.faults = faults or Faults()
-        self.dice = FaultDice(self.faults)
+        self.set_faults(faults or Faults())
         self.admin_token = admin_token
         self.user_lookup = user_lookup
         self.role_lookup = role_lookup
+
+    def set_faults(self, faults: Faults) -> None:
+        """Inject ``faults`` from now on (a fresh STS quota, fresh random draws)."""
+        self.faults = faults
+        self.dice = FaultDice(faults)
+        self.quota = StsQuota(faults.sts_rate, faults.sts_burst)
 
     # -- WSGI -------------------------------------------------------------------------------
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         start_response = _without_cors(start_response)
-        offered = environ.pop(_ADMIN_ENVIRON, None)
+        offered = environ.pop(ADMIN_ENVIRON, None)
         if not _loopback_host(environ.get("HTTP_HOST")):
             return _forbidden(start_response, "the sandbox answers loopback host names only")
         if offered is not None and secrets.compare_digest(str(offered), self.admin_token):
@@ -221,13 +217,13 @@ class Enforcer:
             fault = AwsFault("ExpiredToken", EXPIRED_TOKEN, 400)
             return self._fail(fault, protocol, action or service, start_response)
         if service == "sts":
-            if self.dice.throttle_sts():
+            if self.dice.throttle_sts() or self.quota.exceeded(identity.account):
                 fault = AwsFault("Throttling", RATE_EXCEEDED, 400)
-                return self._fail(fault, protocol, action, start_response)
+                return self._fail(fault, protocol, action, start_response, identity.account)
             if action == "AssumeRole":
                 return self._assume_role(identity, params, environ, start_response)
             if action == "GetCallerIdentity":
-                self.state.count(action)
+                self.state.count(action, sts_caller=identity.account)
                 return self._send(self._caller_identity(identity), start_response)
         self.state.count(action or service)
         environ["HTTP_X_MOTO_ACCOUNT_ID"] = identity.account
@@ -256,20 +252,22 @@ class Enforcer:
         return [rendered.body]
 
     def _fail(
-        self, fault: AwsFault, protocol: Protocol, operation: str, start_response: StartResponse
+        self,
+        fault: AwsFault,
+        protocol: Protocol,
+        operation: str,
+        start_response: StartResponse,
+        sts_caller: str | None = None,
     ) -> list[bytes]:
-        self.state.count(operation, denied_code=fault.code)
+        self.state.count(operation, denied_code=fault.code, sts_caller=sts_caller)
         return self._send(render(fault, protocol), start_response)
 
     @staticmethod
     def _drop(environ: Mapping[str, Any]) -> Iterable[bytes]:
-        connection = environ.get(SOCKET_ENVIRON)
-        if connection is not None:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-        # werkzeug treats a ConnectionError raised by the application as a dropped
-        # connection and sends nothing: the client sees the connection closed.
-        return _Dropped()
+        drop = environ.get(DROP_ENVIRON)
+        if drop is not None:
+            drop()  # the client sees the connection closed without a response
+        return []
 
     def _caller_identity(self, identity: Identity) -> Rendered:
         return xml_response(
@@ -300,16 +298,15 @@ class Enforcer:
             org_id=self.state.organization_of(caller.account),
         )
         if isinstance(decision, AwsFault):
-            return self._fail(decision, "query", "AssumeRole", start_response)
-        self.state.count("AssumeRole")
-        return self._send(self._issue(caller, req, decision, environ), start_response)
+            return self._fail(decision, "query", "AssumeRole", start_response, caller.account)
+        self.state.count("AssumeRole", sts_caller=caller.account)
+        return self._send(self._issue(caller, req, decision), start_response)
 
     def _issue(
         self,
         caller: Identity,
         req: AssumeRoleRequest,
         granted: Granted,
-        environ: dict[str, Any],
     ) -> Rendered:
         role = granted.role
         assert req.session_name is not None
@@ -321,13 +318,14 @@ class Enforcer:
         user_id = f"{role_id}:{req.session_name}"
         now = self.state.now()
         compressed = self.state.time_scale != 1.0
+        date: str | None = None
         if compressed:
             # The session starts at the next whole second, and the response's Date header
             # says so: clients that measure a session as Expiration - Date (to be immune to
             # clock skew) then see its exact length and never think it outlives the server's
             # expiry. This matters when a second is a large part of a session.
             start = float(math.ceil(now))
-            environ[DATE_ENVIRON] = start
+            date = formatdate(start, usegmt=True)
             expires = start + granted.duration / self.state.time_scale
         else:
             # Like AWS: whole seconds, never later than now + DurationSeconds.
@@ -361,7 +359,7 @@ class Enforcer:
             if req.policy or req.tags
             else ""
         )
-        return xml_response(
+        rendered = xml_response(
             f'<AssumeRoleResponse xmlns="{STS_NS}"><AssumeRoleResult>{source}'
             f"<AssumedRoleUser><Arn>{escape(session_arn)}</Arn>"
             f"<AssumedRoleId>{escape(user_id)}</AssumedRoleId></AssumedRoleUser>"
@@ -372,3 +370,6 @@ class Enforcer:
             f"</AssumeRoleResult><ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId>"
             "</ResponseMetadata></AssumeRoleResponse>"
         )
+        if date is not None:
+            rendered.headers.append(("Date", date))
+        return rendered

@@ -154,6 +154,46 @@ def _uses(model: ChainFile) -> tuple[bool, bool]:
     return any(h.source_identity for h in hops), any(h.tags for h in hops)
 
 
+class _InAccount:
+    """An admin client whose calls (and paginators' pages) go to one account."""
+
+    def __init__(self, client: Any, account: str, local: threading.local) -> None:
+        self._client = client
+        self._target = account
+        self._local = local
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._client, name)
+        if not callable(found):
+            return found
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self._local.account = self._target
+            result = found(*args, **kwargs)
+            if name == "get_paginator":
+                return _PagesInAccount(result, self)
+            return result
+
+        return call
+
+
+class _PagesInAccount:
+    """A paginator whose pages are fetched from its client's account."""
+
+    def __init__(self, paginator: Any, owner: _InAccount) -> None:
+        self._paginator = paginator
+        self._owner = owner
+
+    def paginate(self, **kwargs: Any) -> Any:
+        pages = iter(self._paginator.paginate(**kwargs))
+        while True:
+            self._owner._local.account = self._owner._target
+            try:
+                yield next(pages)
+            except StopIteration:
+                return
+
+
 class Provisioner:
     """Provisions one sandbox through moto's HTTP API."""
 
@@ -172,17 +212,24 @@ class Provisioner:
         self.organization_accounts = organization_accounts
         self._session = _admin_session()
         self._token = admin_token
-        self._clients: dict[tuple[str, str], Any] = {}
+        self._clients: dict[str, Any] = {}  # service -> the admin client
+        self._account = threading.local()  # the account this thread's admin calls go to
         self._role_names: dict[str, dict[str, str]] = {}  # account -> role name -> path
         self._principals: dict[str, Principal] = {}
 
     def client(self, service: str, account: str) -> Any:
-        key = (service, account)
-        if key not in self._clients:
+        """An admin client of ``service`` whose requests go to ``account``.
+
+        One client per service serves every account (creating a client per account took
+        most of the time of provisioning thousands of accounts): each call made through
+        the returned object, and the pages of a paginator it hands out, carry its account.
+        """
+        shared = self._clients.get(service)
+        if shared is None:
             from botocore.config import Config
 
             session: Any = self._session
-            client = session.client(
+            shared = session.client(
                 service,
                 region_name=self.region,
                 endpoint_url=self.endpoint,
@@ -190,14 +237,15 @@ class Provisioner:
                 aws_secret_access_key="sandbox-admin",  # noqa: S106 - moto needs any key
                 config=Config(retries={"total_max_attempts": 1}),
             )
+            local = self._account
 
             def headers(request: Any, **_: Any) -> None:
                 request.headers[ADMIN_HEADER] = self._token
-                request.headers["x-moto-account-id"] = account
+                request.headers["x-moto-account-id"] = local.account
 
-            client.meta.events.register("before-sign.*.*", headers)
-            self._clients[key] = client
-        return self._clients[key]
+            shared.meta.events.register("before-sign.*.*", headers)
+            self._clients[service] = shared
+        return _InAccount(shared, account, self._account)
 
     # -- organizations ---------------------------------------------------------------------
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import secrets
+import socket
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +42,7 @@ class SandboxInfo:
     every declared principal; ``state``: the sandbox's registry and call counters (for
     tests and rehearsals); ``provisioned``: what was created; ``admin_token``: the value of
     the ``X-Rolechain-Sandbox-Admin`` header that moto's admin API (``/moto-api/``) needs.
+    :meth:`set_faults` changes the faults while it runs.
     """
 
     endpoint: str
@@ -49,6 +53,13 @@ class SandboxInfo:
     provisioned: Provisioned = field(default_factory=Provisioned)
     provisioner: Provisioner | None = field(default=None, repr=False, compare=False)
     admin_token: str = field(default="", repr=False)
+    _set_faults: Callable[[Faults], None] | None = field(default=None, repr=False, compare=False)
+
+    def set_faults(self, faults: Faults) -> None:
+        """Change the running sandbox's faults (throttling, latency, quota...) from now on."""
+        if self._set_faults is None:
+            raise SandboxError("this sandbox is not running")
+        self._set_faults(faults)
 
     @property
     def organization_accounts(self) -> dict[str, list[str]]:
@@ -75,6 +86,7 @@ class SandboxInfo:
 
 def _require_moto() -> Any:
     try:
+        import cheroot.wsgi  # noqa: F401 - the server
         from moto.moto_server.werkzeug_app import (
             DomainDispatcherApplication,
             create_backend_app,
@@ -132,58 +144,83 @@ def _moto_role_lookup(arn: str) -> RoleRecord | None:
 
 
 class _Server:
-    def __init__(self, app: Any, port: int) -> None:
-        from moto.moto_server.werkzeug_app import MotoRequestHandler
-        from werkzeug.serving import make_server
+    """moto's WSGI app behind the middleware, on cheroot: a threaded HTTP/1.1 server that
+    keeps connections alive, as AWS endpoints do.
 
-        from rolechain.sandbox.middleware import DATE_ENVIRON, SOCKET_ENVIRON
+    moto's own server (werkzeug's development server) closes every connection after one
+    response, so a client's connection reuse could be neither measured nor rewarded.
+    ``connect_latency`` delays the first request of every new connection (a TLS handshake
+    to a real endpoint costs one or two round trips); ``state.connections`` counts them.
+    """
 
-        class Handler(MotoRequestHandler):
-            """Hands the request's socket to the middleware (so faults can drop it), and
-            lets it choose the Date header (so sessions agree with it, see _issue)."""
+    THREADS = 64  # requests served at once; idle keep-alive connections take no thread
+    IDLE_TIMEOUT = 60  # seconds an idle keep-alive connection is kept
 
-            _sandbox_environ: dict[str, Any] | None = None
+    def __init__(
+        self, app: Any, port: int, state: SandboxState, connect_latency: Callable[[], float]
+    ) -> None:
+        from cheroot import wsgi
 
-            def make_environ(self) -> dict[str, Any]:
-                environ: dict[str, Any] = super().make_environ()
-                environ[SOCKET_ENVIRON] = self.connection
-                self._sandbox_environ = environ
+        from rolechain.sandbox.middleware import ADMIN_ENVIRON, DROP_ENVIRON
+
+        class Gateway(wsgi.Gateway_10):
+            """Counts connections, delays their first request, lets the middleware drop
+            the connection (a fault) without cheroot answering for it."""
+
+            def get_environ(self) -> dict[str, Any]:  # type: ignore[override]
+                environ: dict[str, Any] = super().get_environ()  # type: ignore[no-untyped-call]
+                environ[DROP_ENVIRON] = self._drop
                 return environ
 
-            def date_time_string(self, timestamp: float | None = None) -> str:
-                chosen = (self._sandbox_environ or {}).get(DATE_ENVIRON)
-                result: str = super().date_time_string(chosen if chosen else timestamp)
-                return result
+            def respond(self) -> None:
+                conn = self.req.conn
+                served = getattr(conn, "rolechain_requests", 0)
+                conn.rolechain_requests = served + 1
+                if served == 0:
+                    state.count_connection()
+                    delay = connect_latency()
+                    if delay and ADMIN_ENVIRON not in self.env:  # provisioning is exempt
+                        time.sleep(delay)
+                super().respond()
 
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+            def _drop(self) -> None:
+                req = self.req
+                with contextlib.suppress(OSError):
+                    req.conn.socket.shutdown(socket.SHUT_RDWR)
+                req.sent_headers = True  # nothing more is written on this connection
+                req.close_connection = True
+
+        class Server(wsgi.Server):
+            def error_log(self, msg: str = "", level: int = 20, traceback: bool = False) -> None:
+                # Dropped connections (faults) and clients going away are expected here.
+                logging.getLogger("rolechain.sandbox").debug("%s", msg, exc_info=traceback)
+
+        self.server = Server(
+            ("127.0.0.1", port), app, numthreads=self.THREADS, timeout=self.IDLE_TIMEOUT
+        )
+        self.server.gateway = Gateway
+        self.server.expiration_interval = 0.05  # its select() timeout: how fast stop() is
+        self.server.keep_alive_conn_limit = None  # type: ignore[assignment] # keep all idle
         try:
-            self.server = make_server(
-                "127.0.0.1", port, app, threaded=True, request_handler=Handler
-            )
-        except (OSError, SystemExit) as exc:
-            # werkzeug exits (SystemExit) when the port is taken
-            reason = exc.strerror if isinstance(exc, OSError) else "address already in use"
+            self.server.prepare()
+        except OSError as exc:
             raise SandboxError(
-                f"cannot listen on 127.0.0.1:{port}: {reason or exc}",
+                f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}",
                 hint="pick another --port, or 0 for any free port",
             ) from None
         self.thread = threading.Thread(
-            target=self.server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="rolechain-sandbox",
-            daemon=True,
+            target=self.server.serve, name="rolechain-sandbox", daemon=True
         )
 
     @property
     def port(self) -> int:
-        return int(self.server.server_address[1])
+        return int(self.server.bind_addr[1])
 
     def start(self) -> None:
         self.thread.start()
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
         self.thread.join(timeout=10)
 
 
@@ -228,7 +265,7 @@ def sandbox(
         user_lookup=_moto_user_lookup,
         role_lookup=_moto_role_lookup,
     )
-    server = _Server(app, port)
+    server = _Server(app, port, state, connect_latency=lambda: app.faults.connect_latency)
     endpoint = f"http://127.0.0.1:{server.port}"
     region = chain.model.settings.region
     server.start()
@@ -252,6 +289,7 @@ def sandbox(
             provisioned=provisioned,
             provisioner=provisioner,
             admin_token=token,
+            _set_faults=app.set_faults,
         )
     finally:
         server.stop()

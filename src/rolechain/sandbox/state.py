@@ -6,7 +6,7 @@ import hashlib
 import secrets
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -84,11 +84,26 @@ def new_secret() -> str:
     return secrets.token_urlsafe(30)[:40]
 
 
+@dataclass(frozen=True)
+class StsCall:
+    """One STS call the sandbox answered: when (``time.monotonic()``), what, the calling
+    account (whose quota it used) and the error code (None: it succeeded)."""
+
+    at: float
+    action: str
+    account: str
+    code: str | None = None
+
+
+STS_LOG_SIZE = 100_000
+
+
 @dataclass
 class SandboxState:
     """Registry of issued credentials and provisioned roles, plus call counters.
 
-    Thread-safe: the server answers requests in threads.
+    ``sts_log`` keeps the last 100,000 STS calls answered (:class:`StsCall`), to see how a
+    run met the STS quota over time. Thread-safe: the server answers requests in threads.
     """
 
     time_scale: float = 1.0
@@ -97,6 +112,8 @@ class SandboxState:
     organizations: dict[str, str] = field(default_factory=dict)  # account -> organization id
     calls: Counter[str] = field(default_factory=Counter)
     denied: Counter[str] = field(default_factory=Counter)
+    connections: int = 0  # TCP connections that carried a request
+    sts_log: deque[StsCall] = field(default_factory=lambda: deque(maxlen=STS_LOG_SIZE))
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def now(self) -> float:
@@ -124,6 +141,10 @@ class SandboxState:
         with self._lock:
             return self.roles.get(arn)
 
+    def count_connection(self) -> None:
+        with self._lock:
+            self.connections += 1
+
     def join_organization(self, org_id: str, accounts: Iterable[str]) -> None:
         """Record that ``accounts`` belong to organization ``org_id``."""
         with self._lock:
@@ -135,8 +156,15 @@ class SandboxState:
         with self._lock:
             return self.organizations.get(account)
 
-    def count(self, operation: str, *, denied_code: str | None = None) -> None:
+    def count(
+        self, operation: str, *, denied_code: str | None = None, sts_caller: str | None = None
+    ) -> None:
+        """Count a call answered; ``sts_caller``: an STS call of that account (logged)."""
         with self._lock:
             self.calls[operation] += 1
             if denied_code:
                 self.denied[denied_code] += 1
+            if sts_caller is not None:
+                self.sts_log.append(
+                    StsCall(time.monotonic(), operation, sts_caller, denied_code or None)
+                )
