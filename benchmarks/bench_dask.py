@@ -49,7 +49,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench_executor import HUB, PRINCIPAL_ACCOUNT, Sandbox, accounts, environment
+from _sandbox import HUB, PRINCIPAL_ACCOUNT, Sandbox, accounts, environment
 
 BUCKET = "rolechain-bench-pages"
 CONTENDERS = {
@@ -191,8 +191,11 @@ def main(argv: list[str] | None = None) -> None:
     ids = accounts(args.targets)
     cores = os.cpu_count()
     server = Sandbox(args.targets, 0.0)
+    saved = dict(os.environ)
     try:
-        environment(server.info["env"])
+        # This process (the bucket) and the rolechain processes reach the sandbox only.
+        os.environ.clear()
+        os.environ.update(environment(server.env))
         fill_bucket(args.pages)
         folder = Path(tempfile.mkdtemp(prefix="rolechain-bench-dask-"))
         chain = folder / "pages.yaml"
@@ -251,6 +254,8 @@ def main(argv: list[str] | None = None) -> None:
             )
         )
     finally:
+        os.environ.clear()
+        os.environ.update(saved)
         server.stop()
 
 

@@ -18,8 +18,10 @@ from dask_engine.world import ACCOUNTS, HUB, TASKS, World, chain_text, worker_en
 
 @pytest.fixture(scope="package")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    import dask
     from distributed import LocalCluster
 
+    from rolechain.executor.dask_engine import LOCAL_WORKER_CONFIG
     from rolechain.model.loader import loads
     from rolechain.sandbox import sandbox
 
@@ -27,7 +29,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     (folder / "rc_dask_tasks.py").write_text(TASKS)
     sys.path.insert(0, str(folder))
     chain = loads(chain_text("inventory", ["sts.get_caller_identity"]), file="world.yaml")
-    with sandbox(chain) as info:
+    with sandbox(chain) as info, dask.config.set(LOCAL_WORKER_CONFIG):
         env = worker_env(info.principals["ci"], folder)
         cluster = LocalCluster(
             n_workers=2,

@@ -99,3 +99,23 @@ def test_ctrl_c_keeps_finished_records_and_only_the_driver_writes_stdout(tmp_pat
     rows = db.execute("SELECT target, status, error_code FROM records").fetchall()
     assert (run_status, count) == ("interrupted", 8)
     assert {t: code or s for t, s, code in rows} == codes
+
+
+def test_local_workers_run_without_the_statistical_profiler(tmp_path: Path) -> None:
+    """The workers of a local cluster a run starts have Dask's profiler off: on CPython 3.11
+    before 3.11.9 its sys._current_frames() calls can deadlock a worker (gh-106883)."""
+    (tmp_path / "rc_dask_tasks.py").write_text(TASKS)
+    accounts = ACCOUNTS[:2]
+    task = python_task(tmp_path, {a: "config" for a in accounts})
+    chain = tmp_path / "chain.yaml"
+    chain.write_text(chain_text("work", [task], accounts=2))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["PYTHONPATH"] = str(tmp_path)
+    argv = [sys.executable, "-m", "rolechain", "run", str(chain), "--job", "work", "--sandbox"]
+    argv += ["--engine", "dask", "--workers", "1", "--format", "jsonl"]
+    done = subprocess.run(
+        argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=WAIT, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["data"] for r in records] == [{"profile": False}] * 2

@@ -59,6 +59,10 @@ def behave(session, context):
         raise RuntimeError("this task fails")
     if what == "kill":
         os.kill(os.getpid(), signal.SIGKILL)  # takes its worker process with it
+    if what == "config":  # the Dask config of the worker it runs on
+        import dask
+
+        return {"profile": dask.config.get("distributed.worker.profile.enabled")}
     account = session.client("sts").get_caller_identity()["Account"]
     (folder / f"done-{context.account_id}-{os.getpid()}").touch()
     return {"account": account}

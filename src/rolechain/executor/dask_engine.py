@@ -94,6 +94,14 @@ STAYS_ON_DRIVER = frozenset({"token_provider", "aws_sessions"})
 WORKER_LOST = "WorkerLost"
 NO_WORKERS = "NoWorkers"
 NO_RECORD = "NoRecord"
+# Dask config for the workers of a local cluster a run starts. Dask's statistical profiler
+# calls sys._current_frames() every 10 ms on each worker; on CPython 3.11 before 3.11.9
+# that call can deadlock the whole process against the garbage collector when many threads
+# run (CPython gh-106883): seen here on 3.11.7, a worker of `make bench` froze for good,
+# and so did the worker Dask started in its place. A local cluster's dashboard is never
+# looked at, so the profiler is off (it also costs CPU); docs/scaling.md says what to do
+# on a cluster of your own.
+LOCAL_WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
 
 
 def check_engine(context: RunContext, engine: EngineOptions) -> None:
@@ -218,23 +226,27 @@ class _Cluster:
         self.workers = len(client.nthreads())
 
     def _local(self) -> Any:
+        import dask
         from distributed import LocalCluster, Security
 
         engine = self.engine
         tls = engine.ship_credentials  # shipped credentials travel over TLS, even locally
         try:
-            return LocalCluster(
-                n_workers=engine.workers or os.cpu_count() or 1,
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                scheduler_port=0,
-                dashboard_address=":0",
-                silence_logs=logging.ERROR,
-                protocol="tls://" if tls else None,
-                security=Security.temporary() if tls else None,
-                env=self.worker_env or {},
-            )
+            # The nannies hand this config to every worker process they start (restarts
+            # too). LOCAL_WORKER_CONFIG: no statistical profiler (see there).
+            with dask.config.set(LOCAL_WORKER_CONFIG):
+                return LocalCluster(
+                    n_workers=engine.workers or os.cpu_count() or 1,
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    scheduler_port=0,
+                    dashboard_address=":0",
+                    silence_logs=logging.ERROR,
+                    protocol="tls://" if tls else None,
+                    security=Security.temporary() if tls else None,
+                    env=self.worker_env or {},
+                )
         except Exception as exc:
             raise EngineError(
                 f"cannot start a local Dask cluster: {type(exc).__name__}: {exc}",
