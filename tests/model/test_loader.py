@@ -662,3 +662,18 @@ def test_problems_are_capped_and_counted() -> None:
     assert caught.value.omitted == 5
     assert str(caught.value).startswith("1,005 problems in chain file:")
     assert str(caught.value).endswith("... and 5 more (fix these first)")
+
+
+def test_problems_past_those_kept_are_still_counted() -> None:
+    from rolechain.model import yamlsource
+
+    count = yamlsource.KEEP_PROBLEMS + 7
+    text = "version: 1\nprincipals: {ci: {}}\n" + "version: 1\n" * count
+    with pytest.raises(ChainFileError) as caught:
+        loads(text, file="c.yaml", env={})
+    listed = caught.value.problems
+    assert len(listed) + caught.value.omitted == count
+    assert str(caught.value).startswith(f"{count:,} problems in chain file:")
+    # The first ones in the file are listed.
+    assert listed[0].location == Location("c.yaml", 3, 1)
+    assert "duplicate key 'version' at the top level (first at line 1)" in listed[0].message

@@ -258,7 +258,7 @@ def _finish(
             problems.append(_declares_nothing(documents))
     if problems or model is None:
         shown, omitted = _presented(problems, sources)
-        raise ChainFileError(shown, omitted=omitted)
+        raise ChainFileError(shown, omitted=omitted + sum(d.more for d in documents))
     return Chain(model, sources, files, tuple(_presented(warnings, sources)[0]))
 
 

@@ -53,6 +53,10 @@ from rolechain.errors import Location, Problem, escape_controls, remember_env_va
 PathKey = tuple[str | int, ...]
 
 MAX_EXPANSIONS = 50_000
+# Problems of one file kept to be sorted, deduplicated and listed (the loader lists 1,000);
+# past it they are only counted (``Document.more``): a file with 100,000 duplicate keys is
+# answered in a second, not in the time it takes to build and sort 100,000 messages.
+KEEP_PROBLEMS = 10_000
 MAX_DEPTH = 64
 MAX_INT_DIGITS = 20
 
@@ -379,6 +383,7 @@ class Document:
     problems: list[Problem] = field(default_factory=list)
     root: Location | None = None
     warnings: list[Problem] = field(default_factory=list)
+    more: int = 0  # problems past KEEP_PROBLEMS: counted, not kept (nor deduplicated)
 
 
 class _TooManyExpansions(Exception):
@@ -402,6 +407,7 @@ class _Builder:
         self.sources = sources
         self.placeholders = placeholders
         self.problems: list[Problem] = []
+        self.more = 0  # problems past KEEP_PROBLEMS
         self.warnings: list[Problem] = []
         self._said: set[tuple[Location, str]] = set()
         self.active: set[int] = set()
@@ -422,6 +428,9 @@ class _Builder:
         *,
         warning: bool = False,
     ) -> None:
+        if not warning and len(self.problems) >= KEEP_PROBLEMS:
+            self.more += 1
+            return
         where = self.loc(node)
         # The same problem read again through an alias is said once (at the node itself).
         prefix = dotted(path) + ": "
@@ -716,6 +725,14 @@ def read_document(
             data = builder.build(node, ())
         except _TooManyExpansions as stop:
             return Document(file, None, SourceMap(), [stop.problem])
-        return Document(file, data, sources, builder.problems, builder.loc(node), builder.warnings)
+        return Document(
+            file,
+            data,
+            sources,
+            builder.problems,
+            builder.loc(node),
+            builder.warnings,
+            more=builder.more,
+        )
     finally:
         loader.dispose()
