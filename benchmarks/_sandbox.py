@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -46,8 +47,15 @@ def expected_buckets(account: str) -> set[str]:
     return {f"rolechain-logs-{account}", f"rolechain-backups-{account}"}
 
 
-def chain_text(ids: list[str], *, assume_rate: float | None = None) -> str:
-    """The benchmark's chain. ``assume_rate`` None: rolechain's default pacing."""
+def chain_text(
+    ids: list[str],
+    *,
+    assume_rate: float | None = None,
+    job: str = "inventory",
+    tasks: Sequence[Any] = ("s3.list_buckets",),
+) -> str:
+    """The benchmarks' chain: a hub, then ``ids``; ``job`` runs ``tasks`` on each.
+    ``assume_rate`` None: rolechain's default pacing."""
     rate = f"\n  assume_rate: {assume_rate:g}" if assume_rate is not None else ""
     return f"""
 settings:
@@ -64,10 +72,10 @@ role_sets:
     accounts: {json.dumps(ids)}
     trusts: [hub]
 jobs:
-  inventory:
+  {job}:
     from: ci
     to: audit
-    tasks: [s3.list_buckets]
+    tasks: {json.dumps(list(tasks))}
 """
 
 

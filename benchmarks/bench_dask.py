@@ -49,7 +49,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from _sandbox import HUB, PRINCIPAL_ACCOUNT, Sandbox, accounts, environment
+from _sandbox import Sandbox, accounts, chain_text, environment
 
 BUCKET = "rolechain-bench-pages"
 CONTENDERS = {
@@ -57,30 +57,6 @@ CONTENDERS = {
     "dask-1": ["--engine", "dask", "--workers", "1"],
     "dask-2": ["--engine", "dask", "--workers", "2"],
 }
-
-
-def chain_text(ids: list[str], task: dict[str, Any], assume_rate: float) -> str:
-    return f"""
-settings:
-  concurrency: 16
-  assume_rate: {assume_rate}
-principals:
-  ci: {{source: env, kind: user, account: "{PRINCIPAL_ACCOUNT}"}}
-roles:
-  hub:
-    arn: arn:aws:iam::{HUB}:role/hub
-    trusts: [ci]
-role_sets:
-  audit:
-    role_name: audit
-    accounts: {json.dumps(ids)}
-    trusts: [hub]
-jobs:
-  work:
-    from: ci
-    to: audit
-    tasks: [{json.dumps(task)}]
-"""
 
 
 def pages_task(pages: int) -> dict[str, Any]:
@@ -199,7 +175,9 @@ def main(argv: list[str] | None = None) -> None:
         fill_bucket(args.pages)
         folder = Path(tempfile.mkdtemp(prefix="rolechain-bench-dask-"))
         chain = folder / "pages.yaml"
-        chain.write_text(chain_text(ids, pages_task(args.pages), 100_000))
+        chain.write_text(
+            chain_text(ids, assume_rate=100_000, job="work", tasks=[pages_task(args.pages)])
+        )
         print(
             f"job: {args.targets} targets through a hub, a call task listing {args.pages} "
             f"pages each; sandbox without added latency, in its own process; {cores} cores "
@@ -242,7 +220,11 @@ def main(argv: list[str] | None = None) -> None:
 
         # Pacing across workers: the AssumeRole rate holds whatever the workers.
         chain = folder / "pacing.yaml"
-        chain.write_text(chain_text(ids, {"task": "sts.get_caller_identity"}, args.assume_rate))
+        chain.write_text(
+            chain_text(
+                ids, assume_rate=args.assume_rate, job="work", tasks=["sts.get_caller_identity"]
+            )
+        )
         paced = race(chain, server, 1, args.targets, None)
         print(
             f"pacing, assume_rate: {args.assume_rate:g}, {args.targets} targets: targets "
