@@ -594,15 +594,7 @@ class _Schedule(Iteration):
         for worker in self.workers.values():
             for name, value in worker.counts.items():
                 totals[name] = totals.get(name, 0) + value
-        for name in (
-            "assume_calls",
-            "retries",
-            "throttled",
-            "assume_retries",
-            "assume_throttled",
-            "expired_token_refreshes",
-        ):
-            setattr(summary, name, totals.get(name, 0))
+        summary.set_call_counts(totals)
         summary.pacing = merged_lanes(w.lanes for w in self.workers.values())
         # Workers that took part: those that ran a batch or assumed a hop (discovery).
         taking_part = [

@@ -7,6 +7,7 @@ stores them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -56,6 +57,15 @@ TASK_TIMEOUT = "TaskTimeout"  # the task ran past its timeout, or was running at
 DEADLINE_EXCEEDED = "DeadlineExceeded"  # the run's deadline came before the unit started
 INTERRUPTED = "Interrupted"  # the run was cancelled before the unit finished
 STOP_CODES = frozenset({DEADLINE_EXCEEDED, INTERRUPTED})
+# The summary's call counters, as CallStats.counts() names them.
+CALL_COUNTS = (
+    "assume_calls",
+    "retries",
+    "throttled",
+    "assume_retries",
+    "assume_throttled",
+    "expired_token_refreshes",
+)
 
 
 @dataclass
@@ -132,6 +142,11 @@ class Summary:
     duplicates_dropped: int = 0
     worker_pacing: str | None = None
     cpu_seconds: float = 0.0
+
+    def set_call_counts(self, counts: Mapping[str, int]) -> None:
+        """Take the run's call counters (``CallStats.counts()``, or the workers' added up)."""
+        for name in CALL_COUNTS:
+            setattr(self, name, counts.get(name, 0))
 
     @property
     def status(self) -> RunStatus:

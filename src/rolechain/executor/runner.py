@@ -826,13 +826,7 @@ class _Schedule(Iteration):
         self._close_summary()
         summary.still_running = sum(1 for f in self.abandoned if not f.returned)
         summary.cpu_seconds = round(time.process_time() - self.cpu0, 3)
-        stats = context.stats
-        summary.assume_calls = stats.assume_calls
-        summary.retries = stats.retries
-        summary.throttled = stats.throttled
-        summary.assume_retries = stats.assume_retries
-        summary.assume_throttled = stats.assume_throttled
-        summary.expired_token_refreshes = stats.expired_token_refreshes
+        summary.set_call_counts(context.stats.counts())
         summary.pacing = context.pacing_report()
         if self.runner.sink is not None and self.sink_started:
             self.runner.sink.finish(summary)
