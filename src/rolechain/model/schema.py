@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -502,6 +503,23 @@ TASK_NAMES = tuple(task_names())
 WEBHOOK_PATTERN = r"^https?://[^\s]+$"
 
 
+def _private_webhook(url: str) -> bool:
+    """An https:// URL, or http:// to a loopback address (the request never leaves the host)."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme.lower() == "https":
+        return True
+    host = (parts.hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class Alert(_Model):
     """Where to say that a scheduled run failed, succeeded or recovered."""
 
@@ -525,6 +543,17 @@ class Alert(_Model):
     retries: int = Field(
         default=2, ge=0, le=10, description="further POSTs after a failed one (back-off)"
     )
+
+    @field_validator("headers")
+    @classmethod
+    def _headers_need_https(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        webhook = info.data.get("webhook")
+        if value and webhook is not None and not _private_webhook(webhook):
+            raise ValueError(
+                "headers (tokens) are sent only to an https:// webhook (http:// only to a "
+                "loopback address): http:// would send them in clear"
+            )
+        return value
 
     @model_validator(mode="after")
     def _has_a_destination(self) -> Alert:
