@@ -537,6 +537,11 @@ class Alert(_Model):
     headers: dict[str, str] = Field(
         default_factory=dict, description="HTTP headers for the webhook (e.g. Authorization)"
     )
+    env: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = Field(
+        default_factory=dict,
+        description="environment variables for the command (it gets only PATH, HOME, "
+        "LANG, TZ, the ROLECHAIN_* facts and these)",
+    )
     timeout: Duration = Field(
         default=10, ge=1, le=3600, description="longest wait for the command or one POST"
     )

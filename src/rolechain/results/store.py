@@ -55,6 +55,7 @@ from typing import Any
 from rolechain.errors import RolechainError, redact, redact_data
 from rolechain.executor.records import Record, Summary
 from rolechain.planner.plan import Plan
+from rolechain.private import ensure_private
 from rolechain.results.records import COLUMNS, from_row, to_row
 
 SCHEMA_VERSION = 3
@@ -158,8 +159,10 @@ class Store:
 
     def __init__(self, path: str | Path, *, batch: int = 200) -> None:
         self.path = Path(path)
-        if self.path.parent and not self.path.parent.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        if str(path) != ":memory:":
+            # task output lives here: 0600 in a 0700 directory when rolechain creates it
+            # (SQLite gives its -wal and -shm files the database's mode), never a symlink
+            ensure_private(self.path)
         self._db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")

@@ -1,8 +1,10 @@
 """Alerts: a command (the run's summary JSON on stdin) and/or a webhook (HTTP POST JSON).
 
 A command is a list of arguments run without a shell, unless the alert says ``shell:``.
-It also gets ``ROLECHAIN_ALERT`` (failure, success, recovery), ``ROLECHAIN_JOB``,
-``ROLECHAIN_RUN_ID`` and ``ROLECHAIN_STATUS`` in its environment. A webhook is POSTed
+Its environment is minimal: ``PATH``, ``HOME``, ``LANG``, ``TZ``, the variables the alert
+declares (``env:``), and ``ROLECHAIN_ALERT`` (failure, success, recovery),
+``ROLECHAIN_JOB``, ``ROLECHAIN_RUN_ID`` and ``ROLECHAIN_STATUS``; the scheduler's own
+credentials never reach it. A webhook is POSTed
 the same JSON with ``Content-Type: application/json``; a connection error, a timeout, 408,
 429 or a 5xx answer is retried ``retries`` times with back-off, any other 4xx is not.
 Redirects are never followed (they would carry the headers, tokens included, wherever the
@@ -36,6 +38,25 @@ def _tail(data: bytes | str | None) -> str:
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
     text = text.strip()
     return text[-_TAIL:]
+
+
+PASSED_THROUGH = ("PATH", "HOME", "LANG", "TZ")
+
+
+def alert_environment(alert: Alert, event: str, payload: Mapping[str, Any]) -> dict[str, str]:
+    """An alert command's environment: PATH, HOME, LANG and TZ from ours, the ROLECHAIN_*
+    facts of the run, and the variables the alert declares (``env:``). Nothing else of the
+    scheduler's environment (its AWS_* keys above all) reaches the command."""
+    env = {name: os.environ[name] for name in PASSED_THROUGH if name in os.environ}
+    env.setdefault("PATH", os.defpath)
+    env.update(
+        ROLECHAIN_ALERT=event,
+        ROLECHAIN_JOB=str(payload.get("job", "")),
+        ROLECHAIN_RUN_ID=str(payload.get("run_id", "")),
+        ROLECHAIN_STATUS=str(payload.get("status", "")),
+    )
+    env.update(alert.env)
+    return env
 
 
 class AlertSender:
@@ -91,13 +112,7 @@ class AlertSender:
         self, alert: Alert, payload: Mapping[str, Any], body: bytes, fields: dict[str, Any]
     ) -> None:
         argv = list(alert.command) if alert.command else ["/bin/sh", "-c", alert.shell or ""]
-        env = dict(os.environ)
-        env.update(
-            ROLECHAIN_ALERT=str(fields["alert"]),
-            ROLECHAIN_JOB=str(payload.get("job", "")),
-            ROLECHAIN_RUN_ID=str(payload.get("run_id", "")),
-            ROLECHAIN_STATUS=str(payload.get("status", "")),
-        )
+        env = alert_environment(alert, str(fields["alert"]), payload)
         try:
             done = subprocess.run(
                 argv,
