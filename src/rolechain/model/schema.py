@@ -761,6 +761,10 @@ class EngineSettings(_Model):
         description="hand the principal's credentials to the workers instead of each worker "
         "starting from its own environment; refused unless the cluster connection is TLS",
     )
+    dashboard: bool = Field(
+        default=False,
+        description="serve a local cluster's Dask dashboard on 127.0.0.1 (default: none)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -775,8 +779,7 @@ class EngineSettings(_Model):
             )
         dask_only = ("cluster", "workers", "batch_size")
         used = [name for name in dask_only if getattr(self, name) is not None]
-        if self.ship_credentials:
-            used.append("ship_credentials")
+        used += [name for name in ("ship_credentials", "dashboard") if getattr(self, name)]
         if self.kind != "dask" and used:
             raise ValueError(f"{', '.join(used)} only apply to kind: dask")
         return self
