@@ -38,8 +38,19 @@ def test_the_owner_reaches_the_workers(local: Cluster) -> None:
     assert list(local.client.run(_secret).values()) == ["w0rker-key"]
 
 
+def _as_outsider(where: str, security: object) -> object:
+    """Connect without the run's certificate and ask the workers for the secret."""
+    from distributed import Client
+
+    client = Client(where, security=security, timeout=10)
+    try:
+        return client.run(_secret)
+    finally:
+        client.close()
+
+
 def test_an_outsider_is_refused(local: Cluster) -> None:
-    from distributed import Client, Security
+    from distributed import Security
 
     address = local.cluster.scheduler_address
     attempts = {
@@ -49,11 +60,7 @@ def test_an_outsider_is_refused(local: Cluster) -> None:
     }
     for name, (where, security) in attempts.items():
         with pytest.raises(Exception) as refused:  # noqa: PT011 - any refusal will do
-            client = Client(where, security=security, timeout=10)
-            try:  # had it connected, this is what the outsider would have got
-                client.run(_secret)
-            finally:
-                client.close()
+            _as_outsider(where, security)
         assert "w0rker-key" not in str(refused.value), name
 
 
@@ -64,7 +71,7 @@ def test_no_dashboard_and_no_info_pages(local: Cluster) -> None:
         return
     for page in ("status", "info/main/workers.html", "metrics"):
         with pytest.raises(urllib.error.HTTPError) as caught:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/{page}", timeout=10)  # noqa: S310
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/{page}", timeout=10)
         assert caught.value.code == 404
 
 
@@ -75,7 +82,7 @@ def test_a_dashboard_when_asked_for_is_on_loopback() -> None:
         link = cluster.dashboard
         assert link is not None
         assert link.startswith("http://127.0.0.1:")
-        with urllib.request.urlopen(link, timeout=30) as page:  # noqa: S310
+        with urllib.request.urlopen(link, timeout=30) as page:
             assert page.status == 200
     finally:
         cluster.close()
