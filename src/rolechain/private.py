@@ -62,3 +62,12 @@ def ensure_private(path: Path) -> None:
         return
     if stat.S_ISLNK(info.st_mode):
         raise _symlink_error(path)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``: a new file is 0600 (its missing directories 0700), an
+    existing one keeps its mode; a symlink at ``path`` is refused, never followed."""
+    fd = open_private(path, os.O_WRONLY)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.truncate(0)
+        handle.write(text)

@@ -83,3 +83,52 @@ def test_an_alert_command_gets_a_minimal_environment(
     assert env["LANG"] == "C.UTF-8"
     assert env["ROLECHAIN_JOB"] == "j"
     assert "scheduler-secret" not in out.read_text()
+
+
+def test_written_files_are_private_and_never_follow_a_link(tmp_path: Path) -> None:
+    from rolechain.private import write_private
+
+    new = tmp_path / "out" / "deep" / "file.txt"
+    write_private(new, "one\n")
+    assert new.read_text() == "one\n"
+    assert mode(new) == 0o600
+    assert mode(new.parent) == 0o700
+    write_private(new, "two\n")  # shorter or longer: the old text is gone
+    assert new.read_text() == "two\n"
+    new.chmod(0o644)
+    write_private(new, "three\n")
+    assert mode(new) == 0o644  # an existing file keeps its mode
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    for link, points_to in ((tmp_path / "link", victim), (tmp_path / "dangling", tmp_path / "x")):
+        link.symlink_to(points_to)
+        with pytest.raises(RolechainError, match="symbolic link"):
+            write_private(link, "evil\n")
+    assert victim.read_text() == "precious\n"
+    assert not (tmp_path / "x").exists()
+
+
+def test_exports_and_generated_files_are_written_private(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from rolechain.cli import cli
+
+    root = Path(__file__).resolve().parents[2]
+    demo = str(root / "chains" / "demo.yaml")
+    out = tmp_path / "units"
+    result = CliRunner().invoke(
+        cli, ["schedule", "export", demo, "--to", "systemd", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert mode(out) == 0o700
+    files = list(out.iterdir())
+    assert files
+    assert all(mode(f) == 0o600 for f in files)
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    link = tmp_path / "config"
+    link.symlink_to(tmp_path / "not-yet")  # dangling: `exists()` is False
+    result = CliRunner().invoke(cli, ["export-aws-config", demo, "-o", str(link)])
+    assert result.exit_code != 0
+    assert "symbolic link" in result.stderr
+    assert not (tmp_path / "not-yet").exists()
