@@ -17,7 +17,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
 from rolechain.sandbox import SandboxInfo, sandbox
-from rolechain.sandbox.sigv4 import S3_SIGNATURE_MISMATCH, SIGNATURE_MISMATCH
+from rolechain.sandbox.responses import S3_MESSAGES, SIGNATURE_MISMATCH
 
 from .conftest import Clients, aws_error, chain_from
 
@@ -88,9 +88,14 @@ def test_a_wrong_secret_is_refused_in_every_service(
         )
         assert aws_error(lambda c=wrong: aws.client("s3", c).list_buckets()) == (
             "SignatureDoesNotMatch",
-            S3_SIGNATURE_MISMATCH,
+            S3_MESSAGES["SignatureDoesNotMatch"],
             403,
         )
+    assert aws_error(lambda: aws.client("organizations", _wrong(ops)).describe_organization()) == (
+        "InvalidSignatureException",
+        SIGNATURE_MISMATCH,
+        400,
+    )
     code, _, status = aws_error(lambda: aws.assume(_wrong(ops), HUB))
     assert (code, status) == ("SignatureDoesNotMatch", 403)
 

@@ -41,6 +41,7 @@ from rolechain.sandbox.responses import (
     EXPIRED_TOKEN,
     INVALID_TOKEN,
     RATE_EXCEEDED,
+    SIGNATURE_MISMATCH,
     STS_NS,
     AwsFault,
     Protocol,
@@ -51,8 +52,6 @@ from rolechain.sandbox.responses import (
 from rolechain.sandbox.rules import AssumeRoleRequest, Granted, decide_assume_role
 from rolechain.sandbox.sigv4 import (
     REMOVED_HEADERS,
-    S3_SIGNATURE_MISMATCH,
-    SIGNATURE_MISMATCH,
     signature_matches,
     v2_access_key,
 )
@@ -236,8 +235,7 @@ class Enforcer:
             region=region,
             service=service,
         ):
-            message = S3_SIGNATURE_MISMATCH if protocol == "s3" else SIGNATURE_MISMATCH
-            fault = AwsFault("SignatureDoesNotMatch", message, 403)
+            fault = AwsFault("SignatureDoesNotMatch", SIGNATURE_MISMATCH, 403)
             return self._fail(fault, protocol, action or service, start_response)
         if identity.expired(self.state.now()):
             fault = AwsFault("ExpiredToken", EXPIRED_TOKEN, 400)

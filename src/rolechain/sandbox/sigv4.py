@@ -32,16 +32,6 @@ _SIGNATURE_PARAM = "x-amz-signature"
 # (NAME_IN_WSGI_FORM -> value); they were signed as sent
 REMOVED_HEADERS = "rolechain.sandbox.removed_headers"
 
-SIGNATURE_MISMATCH = (
-    "The request signature we calculated does not match the signature you provided. "
-    "Check your AWS Secret Access Key and signing method. Consult the service documentation "
-    "for details."
-)
-S3_SIGNATURE_MISMATCH = (
-    "The request signature we calculated does not match the signature you provided. "
-    "Check your key and signing method."
-)
-
 
 def _query_pairs(query: str) -> list[tuple[str, str]]:
     """The query's (name, value) pairs, percent-decoded ('+' stays '+', as AWS reads it)."""
