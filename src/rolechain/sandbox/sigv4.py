@@ -21,7 +21,7 @@ import io
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote
 
 _AUTH_RE = re.compile(
     r"^AWS4-HMAC-SHA256\s+Credential=(?P<credential>[^,\s]+)\s*,\s*"
@@ -101,9 +101,10 @@ def v2_access_key(environ: Mapping[str, Any]) -> str | None:
 
 
 def _v2_matches(environ: dict[str, Any], secret: str, token: str | None, key: str) -> bool:
-    from botocore.auth import HmacV1Auth, HmacV1QueryAuth
     from botocore.awsrequest import HTTPHeaders
     from botocore.credentials import Credentials
+
+    from rolechain.aws.botocore_adapter import hmac_v1_signature
 
     path, query = _raw_target(environ)
     params = dict(_query_pairs(query))
@@ -115,19 +116,20 @@ def _v2_matches(environ: dict[str, Any], secret: str, token: str | None, key: st
     for name in ("CONTENT_TYPE", "CONTENT_MD5"):
         if environ.get(name) is not None:
             headers[name.replace("_", "-").lower()] = str(environ[name])
-    credentials = Credentials(key, secret, token)
-    stamp = params.get("Expires", "") if found is None else (_header(environ, "Date") or "")
-    given = params.get("Signature", "") if found is None else found.group("signature")
-
-    class _At(HmacV1Auth if found is not None else HmacV1QueryAuth):  # type: ignore[misc]
-        def _get_date(self) -> str:
-            return stamp
-
-    signer = _At(credentials)
-    split = urlsplit(
-        f"http://{_header(environ, 'Host') or ''}{path}" + (f"?{query}" if query else "")
+    presigned = found is None
+    if found is None:
+        stamp, given = params.get("Expires", ""), params.get("Signature", "")
+    else:
+        stamp, given = _header(environ, "Date") or "", found.group("signature")
+    url = f"http://{_header(environ, 'Host') or ''}{path}" + (f"?{query}" if query else "")
+    expected = hmac_v1_signature(
+        Credentials(key, secret, token),
+        str(environ.get("REQUEST_METHOD", "GET")),
+        url,
+        headers,
+        stamp,
+        presigned=presigned,
     )
-    expected = signer.get_signature(str(environ.get("REQUEST_METHOD", "GET")), split, headers)
     return bool(given) and hmac.compare_digest(expected, given)
 
 
