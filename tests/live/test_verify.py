@@ -322,16 +322,23 @@ def _trust(*extra: dict[str, Any]) -> dict[str, Any]:
     return {"Version": "2012-10-17", "Statement": [own, *extra]}
 
 
+def _github(subject: str) -> dict[str, Any]:
+    """GitHub Actions' OIDC provider, its audience named, subjects matching ``subject``."""
+    return {
+        "Effect": "Allow",
+        "Principal": {"Federated": OIDC},
+        "Action": _WEB,
+        "Condition": {
+            "StringEquals": {"token.actions.githubusercontent.com:aud": "sts.amazonaws.com"},
+            "StringLike": {"token.actions.githubusercontent.com:sub": subject},
+        },
+    }
+
+
 FEDERATED_ROLES = [
     {   # any GitHub repository: sub wildcarded (only AssumeRoleWithWebIdentity, no AssumeRole)
         "Arn": f"arn:aws:iam::{F}02:role/Ci",
-        "AssumeRolePolicyDocument": _trust({
-            "Effect": "Allow", "Principal": {"Federated": OIDC}, "Action": _WEB,
-            "Condition": {
-                "StringEquals": {"token.actions.githubusercontent.com:aud": "sts.amazonaws.com"},
-                "StringLike": {"token.actions.githubusercontent.com:sub": "repo:*"},
-            },
-        }),
+        "AssumeRolePolicyDocument": _trust(_github("repo:*")),
     },
     {   # a SAML provider with no SAML:aud condition
         "Arn": f"arn:aws:iam::{F}02:role/Sso",
@@ -342,13 +349,7 @@ FEDERATED_ROLES = [
     },
     {   # GitHub pinned to one organization's repositories: no subject finding
         "Arn": f"arn:aws:iam::{F}02:role/Pinned",
-        "AssumeRolePolicyDocument": _trust({
-            "Effect": "Allow", "Principal": {"Federated": OIDC}, "Action": _WEB,
-            "Condition": {
-                "StringEquals": {"token.actions.githubusercontent.com:aud": "sts.amazonaws.com"},
-                "StringLike": {"token.actions.githubusercontent.com:sub": "repo:octo-org/*"},
-            },
-        }),
+        "AssumeRolePolicyDocument": _trust(_github("repo:octo-org/*")),
     },
     {   # NotPrincipal, and "*" allowed to tag sessions only
         "Arn": f"arn:aws:iam::{F}02:role/Odd",
