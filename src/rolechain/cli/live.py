@@ -28,10 +28,10 @@ def _sandbox(chain: Chain, provision: Path | None) -> Iterator[dict[str, Credent
     it; yields every principal's sandbox credentials by name."""
     from rolechain.aws.session import static_credentials
     from rolechain.cli.running import _environment
-    from rolechain.model.loader import load
     from rolechain.sandbox import sandbox
+    from rolechain.sandbox.sources import provision_source
 
-    other = load(provision) if provision is not None else None
+    other = provision_source(provision) if provision is not None else None
     with sandbox(chain, provision=other) as info, _environment(dict(info.env)):
         click.echo(f"sandbox: {info.endpoint}", err=True)
         yield {

@@ -420,8 +420,9 @@ def run(
         credentials = None
         if use_sandbox:
             from rolechain.sandbox import Faults, sandbox
+            from rolechain.sandbox.sources import provision_source
 
-            other = load(provision) if provision is not None else None
+            other = provision_source(provision) if provision is not None else None
             faults = Faults(
                 sts_rate=sts_rate[0] if sts_rate else None,
                 sts_burst=sts_rate[1] if sts_rate else None,

@@ -215,10 +215,10 @@ def _sandbox(
     stack: contextlib.ExitStack[Any], chain: Any, provision: Path | None, scale: float, log: Any
 ) -> Any:
     from rolechain.aws.session import static_credentials
-    from rolechain.model.loader import load
     from rolechain.sandbox import sandbox
+    from rolechain.sandbox.sources import provision_source
 
-    other = load(provision) if provision is not None else None
+    other = provision_source(provision) if provision is not None else None
     info = stack.enter_context(sandbox(chain, provision=other, time_scale=scale))
     endpoint = {k: v for k, v in info.env.items() if not k.startswith("AWS_") or
                 k in ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION")}  # fmt: skip
