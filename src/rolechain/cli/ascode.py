@@ -149,7 +149,13 @@ def _review(paths: tuple[Path, ...], base: str | None):  # type: ignore[no-untyp
         new_path = paths[0] if paths else Path("chains")
         new = read(new_path, "NEW")
         with at_revision(base, new_path) as old_path:
-            old = read(old_path, f"{new_path} at {base}:")
+            if old_path is None:  # the change adds it: everything it declares is new
+                from rolechain.model.chain import Chain
+                from rolechain.model.schema import ChainFile
+
+                old = Chain(ChainFile())
+            else:
+                old = load(old_path, unset_env="placeholder", allow_empty=True)
         return review_chains(old, new, old_name=f"{base}:{new_path}", new_name=str(new_path))
     if len(paths) != 2:
         raise UsageError("give OLD and NEW chain files, or --git BASE [NEW]")
