@@ -178,7 +178,9 @@ def test_secrets_are_not_needed_and_not_shown(tmp_path: Path) -> None:
     text = BASE.replace("external_id: ext-123456", "external_id: ${env:AUDIT_EXTERNAL_ID}")
     old = write(tmp_path, "old.yaml", text)
     new = write(tmp_path, "new.yaml", CHANGES["role set grows"](text))
-    result = CliRunner().invoke(cli, ["review", str(old), str(new)], env={"AUDIT_EXTERNAL_ID": None})
+    result = CliRunner().invoke(
+        cli, ["review", str(old), str(new)], env={"AUDIT_EXTERNAL_ID": None}
+    )
     assert result.exit_code == 1, result.output
     with_secret = CliRunner().invoke(
         cli, ["review", str(old), str(new), "-f", "json"], env={"AUDIT_EXTERNAL_ID": "s3cr3t-value"}
@@ -269,8 +271,8 @@ def reachable(spec: dict[str, dict[str, object]]) -> set[tuple[str, str]]:
     targets = {**{n: [n] for n in ROLES}, "s": list(members)}
     callers: dict[str, set[str]] = {node: set() for node in arn}  # role -> who it trusts
     starts: dict[tuple[str, bool], set[str]] = {}  # outside identity -> roles trusting it
-    for owner, settings in spec.items():
-        for entry in settings["trusts"]:  # type: ignore[attr-defined]
+    for owner, hop in spec.items():
+        for entry in hop["trusts"]:  # type: ignore[attr-defined]
             if entry in arn:
                 who = {entry}
             elif entry == "s":
@@ -284,7 +286,7 @@ def reachable(spec: dict[str, dict[str, object]]) -> set[tuple[str, str]]:
             for node in targets[owner]:
                 callers[node] |= who
                 if entry in OUTSIDE:
-                    guarded = bool(settings["external_id"]) and entry != "*"
+                    guarded = bool(hop["external_id"]) and entry != "*"
                     starts.setdefault((entry, guarded), set()).add(node)
     children: dict[str, set[str]] = {node: set() for node in arn}
     for node, who in callers.items():

@@ -31,7 +31,6 @@ WILDCARD = "*"
 ASSUME = "sts:AssumeRole"
 TAG_SESSION = "sts:TagSession"
 SET_SOURCE_IDENTITY = "sts:SetSourceIdentity"
-_ENV_EXACT = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}$")
 _SESSION_ARN = re.compile(r"^arn:([\w-]+):sts::(\d{12}):assumed-role/([^/]+)/[^/]+$")
 
 
@@ -224,8 +223,8 @@ class _ExternalIdNames:
 
     def name(self, section: str, entity: str, role_name: str) -> str:
         found = self.from_env.get((section, entity, "external_id"))
-        if found is not None and (exact := _ENV_EXACT.match(found[0])):
-            return exact.group(1)
+        if found is not None and len(found[1]) == 1:  # read from ${env:NAME}: keep the name
+            return found[1][0]
         wanted = env_name(role_name)
         if self.taken.setdefault(wanted, (section, entity)) != (section, entity):
             wanted = env_name(f"{role_name}_{entity}")
