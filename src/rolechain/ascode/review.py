@@ -199,9 +199,7 @@ class _Side:
         outside: dict[str, list[str]] = defaultdict(list)
         for node, entry in self.graph.external_trusts:
             role_set = self.graph.nodes[node].get("role_set")
-            settings: HopSettings = (
-                model.role_sets[role_set] if role_set else model.roles[node]  # type: ignore[assignment]
-            )
+            settings: HopSettings = model.role_sets[role_set] if role_set else model.roles[node]
             guarded = settings.external_id is not None and entry != WILDCARD
             outside[entry + (WITH_EXTERNAL_ID if guarded else "")].append(node)
         for name, starts in outside.items():

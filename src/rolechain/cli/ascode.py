@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from rolechain.cli._common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, echo, handle_errors
+
+if TYPE_CHECKING:
+    from rolechain.ascode.review import Review
+    from rolechain.model.chain import Chain
 
 chain_path = click.Path(exists=True, dir_okay=True, path_type=Path)
 
@@ -131,12 +136,12 @@ def review(paths: tuple[Path, ...], base: str | None, fmt: str, output: Path | N
     sys.exit(EXIT_FAILED if report.widened else EXIT_OK)
 
 
-def _review(paths: tuple[Path, ...], base: str | None):  # type: ignore[no-untyped-def]
+def _review(paths: tuple[Path, ...], base: str | None) -> Review:
     from rolechain.ascode.review import review_chains
     from rolechain.errors import UsageError
     from rolechain.model.loader import load
 
-    def read(path: Path, label: str):  # type: ignore[no-untyped-def]
+    def read(path: Path, label: str) -> Chain:
         if not path.exists():
             raise UsageError(f"{label} {path} does not exist")
         return load(path, unset_env="placeholder")
