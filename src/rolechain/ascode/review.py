@@ -359,9 +359,9 @@ def _trust_review(old: Chain, new: Chain, review: Review) -> None:
 # --- jobs --------------------------------------------------------------------------------
 
 
-def _plan(chain: Chain, job: str) -> tuple[Plan | None, tuple[Violation, ...]]:
+def _plan(side: _Side, job: str) -> tuple[Plan | None, tuple[Violation, ...]]:
     try:
-        return plan(chain, job, run_id="review"), ()
+        return plan(side.chain, job, run_id="review", graph=side.graph), ()
     except PlanError as exc:
         return None, exc.violations
     except RolechainError as exc:
@@ -382,8 +382,8 @@ def _durations(values: set[int]) -> str:
     return "/".join(format_duration(v) for v in sorted(values))
 
 
-def _job_review(old: Chain, new: Chain, review: Review) -> None:
-    old_jobs, new_jobs = old.model.jobs, new.model.jobs
+def _job_review(old: _Side, new: _Side, review: Review) -> None:
+    old_jobs, new_jobs = old.chain.model.jobs, new.chain.model.jobs
     for name in sorted(set(old_jobs) | set(new_jobs)):
         if name not in new_jobs:
             review.jobs.append(JobChange(name, ("job removed",)))
@@ -482,7 +482,7 @@ def review_chains(
                 PathChange(now.principal, now.role, was.hops, now.hops, was.path, now.path)
             )
     _trust_review(old, new, review)
-    _job_review(old, new, review)
+    _job_review(before, after, review)
     return review
 
 
@@ -500,10 +500,10 @@ def _checked(chain: Chain, side: _Side, pairs: Sequence[tuple[str, str]]) -> lis
     ]
     if not from_principals:
         return out
-    from rolechain.graph import build_graph
+    from rolechain.graph.build import as_networkx
     from rolechain.planner.reach import reach
 
-    graph = build_graph(chain)
+    graph = as_networkx(side.graph)
     for index in from_principals:
         access = out[index]
         try:

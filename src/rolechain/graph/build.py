@@ -80,9 +80,13 @@ class TrustGraph:
 def build_graph(chain: Chain, resolved: Mapping[str, Sequence[str]] | None = None) -> nx.DiGraph:
     """The trust graph of ``chain`` as a networkx ``DiGraph``; ``resolved`` gives
     organization role sets' accounts."""
+    return as_networkx(trust_graph(chain, resolved))
+
+
+def as_networkx(data: TrustGraph) -> nx.DiGraph:
+    """A :class:`TrustGraph` as the networkx ``DiGraph`` :func:`build_graph` gives."""
     import networkx as nx
 
-    data = trust_graph(chain, resolved)
     graph = nx.DiGraph()
     graph.add_nodes_from(data.nodes.items())
     graph.add_edges_from((a, b, attrs) for a, out in data.succ.items() for b, attrs in out.items())
