@@ -257,24 +257,36 @@ def reachable_pairs(chain: Chain) -> set[tuple[str, str]]:
 # --- trusts ------------------------------------------------------------------------------
 
 
-def _entities(chain: Chain) -> dict[str, tuple[str, tuple[str, str], HopSettings]]:
-    """Roles (by ARN) and role sets (by partition and role name): key -> (label, (section,
-    name) for locations, settings)."""
+@dataclass(frozen=True)
+class _Trusted:
+    """What one IAM role (a role, or one member of a role set) trusts."""
+
+    label: str  # "role NAME" or "role set NAME"
+    where: tuple[str, str]  # (section, name), for locations
+    entries: frozenset[str]  # trusted ARNs (or "*", or an entry naming nothing declared)
+    guarded: bool  # held to an ExternalId
+    account: str | None
+
+
+def _trusted_roles(chain: Chain) -> dict[str, _Trusted]:
+    """Every IAM role of ``chain`` by ARN (an organization role set by its name), with what
+    it trusts; a role set's trusts are resolved once for all its members."""
     model = chain.model
-    found: dict[str, tuple[str, tuple[str, str], HopSettings]] = {}
+    found: dict[str, _Trusted] = {}
     for name, role in model.roles.items():
-        found[role.arn] = (f"role {name}", ("roles", name), role)
+        found[role.arn] = _Trusted(
+            f"role {name}", ("roles", name), _resolved(chain, role.trusts),
+            role.external_id is not None, role.account_id,
+        )  # fmt: skip
     for name, spec in model.role_sets.items():
-        key = f"set:{spec.partition}:{spec.role_name}"
-        found[key] = (f"role set {name}", ("role_sets", name), spec)
+        entries = _resolved(chain, spec.trusts)
+        guarded = spec.external_id is not None
+        label, where = f"role set {name}", ("role_sets", name)
+        if spec.accounts is None:
+            found[f"role set {name}"] = _Trusted(label, where, entries, guarded, None)
+        for account in spec.members:
+            found[spec.member_arn(account)] = _Trusted(label, where, entries, guarded, account)
     return found
-
-
-def _accounts_of(settings: HopSettings) -> set[str]:
-    arn = getattr(settings, "arn", None)
-    if isinstance(arn, str):
-        return {arn.split(":")[4]}
-    return set(getattr(settings, "members", ()))
 
 
 def _owned_accounts(chain: Chain) -> set[str]:
@@ -286,13 +298,13 @@ def _owned_accounts(chain: Chain) -> set[str]:
     return owned
 
 
-def _resolved(chain: Chain, entries: Iterable[str]) -> set[str]:
+def _resolved(chain: Chain, entries: Iterable[str]) -> frozenset[str]:
     out: set[str] = set()
     for entry in entries:
         problems: list[str] = []
         arns = trusted_arns(chain.model, [entry], problems, "")
         out.update(arns if arns else (entry,))
-    return out
+    return frozenset(out)
 
 
 def _account(arn: str) -> str | None:
@@ -300,60 +312,66 @@ def _account(arn: str) -> str | None:
     return parts[4] if len(parts) > 4 and parts[4].isdigit() else None
 
 
+def _members(count: int, total: int) -> str:
+    return "" if count == total else f" ({count} of {total} members)"
+
+
 def _trust_review(old: Chain, new: Chain, review: Review) -> None:
-    before = _entities(old)
+    """Trust entries added and removed, and over-trust introduced, per role; the members of
+    a role set that change alike are one row."""
+    before, after = _trusted_roles(old), _trusted_roles(new)
     owned = _owned_accounts(new)
-    for key, (label, (section, name), settings) in _entities(new).items():
-        previous = before.get(key)
-        new_set = _resolved(new, settings.trusts)
-        old_set = _resolved(old, previous[2].trusts) if previous else set()
-        added, removed = sorted(new_set - old_set), sorted(old_set - new_set)
+    sizes: dict[str, int] = defaultdict(int)
+    for trusted in after.values():
+        sizes[trusted.label] += 1
+    changes: dict[tuple[str, tuple[str, ...], tuple[str, ...]], int] = defaultdict(int)
+    risks: dict[tuple[str, str, str, str], int] = defaultdict(int)
+    places: dict[str, tuple[str, str]] = {}
+    for arn, now in after.items():
+        was = before.get(arn)
+        previous = was.entries if was else frozenset()
+        added = tuple(sorted(now.entries - previous))
+        removed = tuple(sorted(previous - now.entries))
+        places[now.label] = now.where
         if added or removed:
-            review.trust_changes.append(TrustChange(label, tuple(added), tuple(removed)))
-        where = new.locate(section, name, "trusts")
-        location = str(where) if where else None
-        accounts = _accounts_of(settings)
-        guarded = settings.external_id is not None
+            changes[(now.label, added, removed)] += 1
         for entry in added:
             account = _account(entry)
             if entry == WILDCARD:
-                review.overtrust.append(
-                    OverTrust(label, "wildcard", entry, 'trusts every AWS identity ("*")', location)
+                risks[(now.label, "wildcard", entry, 'trusts every AWS identity ("*")')] += 1
+            elif entry.endswith(":root") and account and account != now.account:
+                message = (
+                    f"trusts another account's root ({account}): every identity of that "
+                    "account its own policies allow"
+                    + ("" if now.guarded else ", without an ExternalId")
                 )
-            elif entry.endswith(":root") and account and account not in accounts:
-                review.overtrust.append(
-                    OverTrust(
-                        label,
-                        "foreign-root",
-                        entry,
-                        f"trusts another account's root ({account}): every identity of that "
-                        "account its own policies allow"
-                        + ("" if guarded else ", without an ExternalId"),
-                        location,
-                    )
+                risks[(now.label, "foreign-root", entry, message)] += 1
+            elif account and account not in owned and not now.guarded:
+                message = (
+                    f"trusts {entry} in account {account}, which the chain files declare "
+                    "nothing in, without an ExternalId"
                 )
-            elif account and account not in owned and not guarded:
-                review.overtrust.append(
-                    OverTrust(
-                        label,
-                        "third-party-without-external-id",
-                        entry,
-                        f"trusts {entry} in account {account}, which the chain files declare "
-                        "nothing in, without an ExternalId",
-                        location,
-                    )
-                )
-        if previous is not None and previous[2].external_id is not None and not guarded:
-            where = new.locate(section, name)
-            review.overtrust.append(
-                OverTrust(
-                    label,
-                    "external-id-dropped",
-                    "sts:ExternalId",
-                    "no longer requires an ExternalId: whoever it trusts gets in without one",
-                    str(where) if where else None,
-                )
+                risks[(now.label, "third-party-without-external-id", entry, message)] += 1
+        if was is not None and was.guarded and not now.guarded:
+            message = "no longer requires an ExternalId: whoever it trusts gets in without one"
+            risks[(now.label, "external-id-dropped", "sts:ExternalId", message)] += 1
+    for (label, added, removed), count in changes.items():
+        review.trust_changes.append(
+            TrustChange(label + _members(count, sizes[label]), added, removed)
+        )
+    for (label, kind, entry, message), count in risks.items():
+        section, name = places[label]
+        keys = (section, name) if kind == "external-id-dropped" else (section, name, "trusts")
+        where = new.locate(*keys)
+        review.overtrust.append(
+            OverTrust(
+                label + _members(count, sizes[label]),
+                kind,  # type: ignore[arg-type]
+                entry,
+                message,
+                str(where) if where else None,
             )
+        )
 
 
 # --- jobs --------------------------------------------------------------------------------
