@@ -26,6 +26,7 @@ from rolechain.graph.build import trust_graph
 from rolechain.model.chain import Chain
 from rolechain.model.schema import ChainFile, HopSettings, unknown_choice
 from rolechain.model.targets import split_member
+from rolechain.model.writer import external_id_variable
 
 WILDCARD = "*"
 ASSUME = "sts:AssumeRole"
@@ -225,17 +226,11 @@ class _ExternalIdNames:
         found = self.from_env.get((section, entity, "external_id"))
         if found is not None and len(found[1]) == 1:  # read from ${env:NAME}: keep the name
             return found[1][0]
-        wanted = env_name(role_name)
+        wanted = external_id_variable(role_name)
         if self.taken.setdefault(wanted, (section, entity)) != (section, entity):
-            wanted = env_name(f"{role_name}_{entity}")
+            wanted = external_id_variable(f"{role_name}_{entity}")
             self.taken[wanted] = (section, entity)
         return wanted
-
-
-def env_name(name: str) -> str:
-    """``InventoryAudit`` -> ``INVENTORY_AUDIT_EXTERNAL_ID``."""
-    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)
-    return re.sub(r"[^A-Z0-9]+", "_", words.upper()).strip("_") + "_EXTERNAL_ID"
 
 
 def _inherited(chain: Chain) -> tuple[set[str], set[str]]:

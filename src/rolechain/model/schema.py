@@ -302,7 +302,8 @@ class HopSettings(_Model):
     trusts: list[str] = Field(
         default_factory=list,
         description="names of principals, roles, role sets or role-set members this role "
-        "trusts, or ARNs (an account root ARN trusts every declared identity in that account)",
+        "trusts, or ARNs (an account root ARN trusts every declared identity in that account), "
+        "or '*' (every AWS identity)",
     )
     max_session_duration: Duration = Field(
         default=3600, ge=3600, le=43200, description="the role's MaxSessionDuration (1h..12h)"
