@@ -50,6 +50,7 @@ def policies(out: Path) -> dict[str, tuple[int, Any]]:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("aws")  # moto's state is per process: start from a clean one
 def test_demo_renders_provisions_verifies_and_discovers_back(tmp_path: Path) -> None:
     iam = rendered(DEMO, tmp_path / "iam")
     verify = invoke(["verify", str(DEMO), "--sandbox", "--provision", str(iam)], DEMO_ENV)
@@ -74,6 +75,7 @@ def test_demo_renders_provisions_verifies_and_discovers_back(tmp_path: Path) -> 
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("aws")
 def test_tags_source_identity_and_external_ids_pass_the_sandbox(tmp_path: Path) -> None:
     """The sandbox enforces sts:TagSession, sts:SetSourceIdentity and ExternalIds: the
     rendered statements are the ones the chain's hops need, and verify finds no drift."""
