@@ -40,7 +40,10 @@ def at_revision(base: str, path: Path) -> Iterator[Path | None]:
     here = path.resolve()
     start = here if here.is_dir() else here.parent
     root = Path(_git("rev-parse", "--show-toplevel", cwd=start).decode().strip())
-    relative = here.relative_to(root).as_posix()
+    try:
+        relative = here.relative_to(root.resolve()).as_posix()
+    except ValueError:
+        raise UsageError(f"{path} is not inside the git repository at {root}") from None
     _git("rev-parse", "--verify", "--quiet", f"{base}^{{commit}}", cwd=root)
     listed = _git("ls-tree", "-r", "--name-only", base, "--", relative, cwd=root)
     with tempfile.TemporaryDirectory(prefix="rolechain-review-") as scratch:

@@ -124,10 +124,14 @@ def review(paths: tuple[Path, ...], base: str | None, fmt: str, output: Path | N
     """
     from rolechain.errors import RolechainError
 
+    # Exit 1 means "access widened" to a CI check: every failure must be 2, never 1.
     try:
         report = _review(paths, base)
     except RolechainError as exc:
         echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_INVALID)
+    except (OSError, UnicodeError, RecursionError, MemoryError) as exc:
+        echo(f"error: {type(exc).__name__}: {exc}", err=True)
         sys.exit(EXIT_INVALID)
     from rolechain.ascode.review import format_review
     from rolechain.cli._common import write_text
