@@ -132,3 +132,17 @@ def test_provision_takes_list_roles_output(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text('{"Roles": 3}')
     with pytest.raises(UsageError, match="expected"):
         provision_source(tmp_path / "bad.json", env={})
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("aws")
+def test_a_declared_wildcard_is_provisioned_and_verify_calls_it_over_trust(tmp_path: Path) -> None:
+    chain = tmp_path / "chain.yaml"
+    chain.write_text(CHAIN.replace("trusts: [ci, runner]", 'trusts: [ci, runner, "*"]'))
+    env: dict[str, str | None] = {
+        "VENDOR_EXTERNAL_ID": "vendor-s3cr3t-9f1c",
+        "INVENTORY_AUDIT_EXTERNAL_ID": "literal-ext-id-0001",
+    }
+    verify = invoke(["verify", str(chain), "--sandbox", "--job", "inventory"], env)
+    assert verify.exit_code == 1, verify.output
+    assert "critical  trust-wildcard" in verify.stdout
