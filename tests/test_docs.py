@@ -292,8 +292,11 @@ class Outcome:
 
 
 def run_rolechain(argv: list[str]) -> Outcome:
-    if argv[0] == "exec":
-        # exec starts a real child that writes to the real stdout: run a real process.
+    # exec starts a real child that writes to the real stdout: run a real process. So does
+    # discover --sandbox: it lists every role of the accounts it reads, and moto's state is
+    # per process (other docs' sandboxes leave roles in the same accounts); a fresh process
+    # sees only its own sandbox, as a user's would.
+    if argv[0] == "exec" or (argv[0] == "discover" and "--sandbox" in argv):
         done = subprocess.run(
             [sys.executable, "-m", "rolechain", *argv],
             capture_output=True,
