@@ -38,26 +38,6 @@ def need(tool: str) -> None:
 # -- cron ---------------------------------------------------------------------------------
 
 
-def cron_unescape(command: str) -> str:
-    """What cron hands to the shell: ``\\%`` becomes ``%`` (an unescaped ``%`` would end the
-    command and start its standard input)."""
-    out: list[str] = []
-    escaped = False
-    for char in command:
-        if escaped:
-            if char != "%":
-                out.append("\\")
-            escaped = False
-        if char == "\\":
-            escaped = True
-            continue
-        assert char != "%", f"an unescaped % in a crontab command: {command!r}"
-        out.append(char)
-    if escaped:
-        out.append("\\")
-    return "".join(out)
-
-
 def crontab(text: str) -> tuple[list[tuple[str, list[str]]], list[str]]:
     """The jobs of a crontab as python-crontab reads them, each (schedule, argv as sh splits
     it), and its variable lines. Every line that is not blank or a comment is one of them."""
@@ -67,7 +47,10 @@ def crontab(text: str) -> tuple[list[tuple[str, list[str]]], list[str]]:
     jobs = []
     for job in tab:
         assert job.is_valid(), job
-        jobs.append((str(job.slices), shlex.split(cron_unescape(job.command))))
+        # python-crontab reads the line as cron does: an unescaped '%' would end the command
+        # and start its standard input; '\%' is a '%'
+        assert job.stdin is None, job.stdin
+        jobs.append((str(job.slices), shlex.split(job.command)))
     variables = [line for line in text.splitlines() if re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", line)]
     content = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     assert len(content) == len(jobs) + len(variables), content
@@ -103,7 +86,8 @@ _C_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", 
 def systemd_words(value: str) -> list[str]:
     """``ExecStart=``'s words as systemd reads them: ``%%`` is a ``%`` (specifiers are
     resolved on the whole line), then words split on spaces, double quotes grouping, C
-    escapes resolved, then ``$$`` is a ``$``."""
+    escapes resolved, then ``$$`` is a ``$`` in the arguments (the executable's path has no
+    variables)."""
     assert re.search(r"%[^%]", value.replace("%%", "")) is None, value
     value = value.replace("%%", "%")
     words: list[str] = []
@@ -132,7 +116,8 @@ def systemd_words(value: str) -> list[str]:
                 word.append(char)
                 i += 1
         assert not quote, value
-        words.append("".join(word).replace("$$", "$"))
+        text = "".join(word)
+        words.append(text.replace("$$", "$") if words else text)  # not in the executable
     return words
 
 
@@ -228,8 +213,22 @@ def workflow(text: str) -> dict[str, Any]:
     assert isinstance(flow, dict)
     if True in flow:
         flow["on"] = flow.pop(True)
-    github_value(text)  # no expression anywhere but ours and the neutralised ones
+    _strings_evaluate(flow)  # no expression in any value but ours and neutralised ones
     return flow
+
+
+def _strings_evaluate(value: object) -> None:
+    """Every string (keys too) of a parsed workflow holds only expected expressions
+    (comments are not evaluated: GitHub reads the YAML's values)."""
+    if isinstance(value, str):
+        github_value(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _strings_evaluate(key)
+            _strings_evaluate(item)
+    elif isinstance(value, list):
+        for item in value:
+            _strings_evaluate(item)
 
 
 def rolechain_executable() -> str:

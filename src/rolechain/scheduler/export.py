@@ -126,11 +126,25 @@ class ExportOptions:
                         f"path: {target} starts the job from a fixed directory and PATH",
                         hint="give the absolute path it has where the file is installed",
                     )
+        if target == "systemd" and not _systemd_executable(self.rolechain):
+            raise UsageError(
+                f"--command {self.rolechain!r}: systemd refuses an executable path with quotes, "
+                "a backslash, or '.', '..' or empty components",
+                hint="install rolechain at a plain path (a venv or pipx) and pass that",
+            )
         if target == "kubernetes" and not self.store.startswith("/"):
             raise UsageError(
                 f"--store {one_line(self.store)!r} is not an absolute path in the container",
                 hint=f"for example --store {DEFAULT_STORE}",
             )
+
+
+def _systemd_executable(path: str) -> bool:
+    """Whether systemd runs ``path`` as ``ExecStart=``'s executable: normalized, and free
+    of the characters its ``string_is_safe`` refuses (quotes, backslash, DEL)."""
+    import posixpath
+
+    return not any(c in "\"'\\\x7f" for c in path) and posixpath.normpath(path) == path
 
 
 _OPTION = {
@@ -254,8 +268,16 @@ def _warnings(target: str, jobs: Iterable[_Job]) -> list[str]:
 
 
 def _cron_command(words: Sequence[str]) -> str:
-    """Words as one crontab command: shell-quoted, and ``%`` (cron's newline) escaped."""
-    return " ".join(shlex.quote(w) for w in words).replace("%", "\\%")
+    """Words as one crontab command: shell-quoted, ``%`` (cron's newline) escaped, and
+    ``#`` outside the quotes as ``\\#``, so no tool that reads crontabs takes a space and
+    a ``#`` for the start of a comment."""
+    return " ".join(_cron_word(w) for w in words).replace("%", "\\%")
+
+
+def _cron_word(word: str) -> str:
+    if "#" not in word:
+        return shlex.quote(word)
+    return "\\#".join(shlex.quote(part) if part else "" for part in word.split("#"))
 
 
 def to_cron(chain: Chain, specs: dict[str, ScheduleSpec], opts: ExportOptions) -> Exported:
@@ -401,7 +423,7 @@ def to_systemd(chain: Chain, specs: dict[str, ScheduleSpec], opts: ExportOptions
                    "[Unit]", f"Description={_systemd_text(f'rolechain job {spec.job}')}",
                    "Wants=network-online.target", "After=network-online.target", "",
                    "[Service]", "Type=oneshot",
-                   "ExecStart=" + " ".join(_systemd_quote(w) for w in _run_argv(opts, spec.job)),
+                   "ExecStart=" + _systemd_command(_run_argv(opts, spec.job)),
                    "KillSignal=SIGTERM", f"TimeoutStopSec={GRACE + STOP_MARGIN}s"]  # fmt: skip
         limit = outer_timeout(spec)
         service.append(f"TimeoutStartSec={limit}s" if limit else "TimeoutStartSec=infinity")
@@ -431,10 +453,16 @@ def _systemd_text(text: str) -> str:
     return one_line(text).replace("%", "%%")
 
 
-def _systemd_quote(word: str) -> str:
+def _systemd_command(argv: Sequence[str]) -> str:
+    """``ExecStart=``'s value: systemd expands ``$VAR`` in the arguments, not in the
+    executable's path."""
+    return " ".join(_systemd_quote(w, variables=i > 0) for i, w in enumerate(argv))
+
+
+def _systemd_quote(word: str, *, variables: bool = True) -> str:
     """One word of ``ExecStart=``, as systemd splits it: in double quotes with C escapes
     (``\\"``, ``\\\\``, ``\\xNN`` for anything not printable), ``%%`` for a specifier's
-    ``%`` and ``$$`` for a variable's ``$``."""
+    ``%`` and, in an argument, ``$$`` for a variable's ``$``."""
     if _SYSTEMD_PLAIN.fullmatch(word):
         return word
     out: list[str] = []
@@ -443,7 +471,7 @@ def _systemd_quote(word: str) -> str:
             out.append("\\" + char)
         elif char == "%":
             out.append("%%")
-        elif char == "$":
+        elif char == "$" and variables:
             out.append("$$")
         elif char == ";" or not char.isprintable():
             out.append(_escape(char))
