@@ -418,3 +418,60 @@ def test_export_command_writes_files_and_warns(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "has no 'schedule'" in result.stderr
+
+
+ON_TIME = """
+version: 1
+principals:
+  ci: {kind: session, arn: "arn:aws:sts::111111111111:assumed-role/github-actions/ci"}
+role_sets:
+  audit: {role_name: Audit, trusts: [ci], accounts: ["333333333333"]}
+jobs:
+  plain: {from: ci, to: audit, tasks: [s3.list_buckets], schedule: "0 3 * * *"}
+  spread: {from: ci, to: audit, tasks: [s3.list_buckets], schedule: "0 3 * * *", jitter: 5m}
+"""
+
+
+def test_jobs_start_on_time_unless_they_ask_for_jitter() -> None:
+    """Like cron, systemd timers, Kubernetes CronJobs and EventBridge: no jitter unless a
+    job (or settings.schedule) asks for it; only then do exports add a delay."""
+    chain = loads(ON_TIME, file="ops.yaml")
+    specs = schedule_specs(chain)
+    assert (specs["plain"].jitter, specs["plain"].offset) == (0, 0)
+    assert specs["spread"].jitter == 300
+    assert 0 < specs["spread"].offset < 300
+    fire = specs["plain"].next_fires(datetime(2026, 6, 1, tzinfo=UTC), 1)[0]
+    assert fire.due == fire.scheduled_for == datetime(2026, 6, 1, 3, tzinfo=UTC)
+    out, _ = make(chain, "cron")
+    jobs, _ = crontab(out.files["rolechain.crontab"])
+    argv = {a[a.index("--job") + 1]: a for _, a in jobs}
+    assert argv["plain"][0] == "flock"
+    assert argv["spread"][:3] == ["sleep", str(specs["spread"].offset), "&&"]
+    out, _ = make(chain, "systemd")
+    assert "RandomizedDelaySec" not in units(out.files["rolechain-plain.timer"])["Timer"]
+    spread = units(out.files["rolechain-spread.timer"])["Timer"]
+    assert spread["RandomizedDelaySec"] == ["300s"]
+    out, _ = make(chain, "kubernetes")
+    assert not any("job plain: cannot express jitter" in w for w in out.warnings)
+    assert any("job spread: cannot express jitter" in w for w in out.warnings)
+    out, _ = make(chain, "github-actions")
+    plain = workflow(out.files["rolechain-plain.yml"])["jobs"]["run"]["steps"]
+    assert not any("sleep" in s.get("run", "") for s in plain)
+
+
+def test_list_shows_the_nominal_time_and_the_jittered_start(tmp_path: Path) -> None:
+    path = tmp_path / "ops.yaml"
+    path.write_text(ON_TIME)
+    result = CliRunner().invoke(cli, ["schedule", str(path), "--list"])
+    assert result.exit_code == 0, result.output
+    plain, spread = result.stdout.split("spread:")
+    nominal = r"^  \d{4}-\d\d-\d\d 03:00:00 UTC  \(\d{4}-\d\d-\d\dT03:00:00Z\)"
+    assert len(re.findall(nominal + "$", plain, re.M)) == 5
+    offset = schedule_specs(loads(ON_TIME, file="ops.yaml"))["spread"].offset
+    start = (
+        rf"  starts \d{{4}}-\d\d-\d\d 03:{offset // 60:02d}:{offset % 60:02d} UTC \(\+{offset}s\)$"
+    )
+    assert len(re.findall(nominal + start, spread, re.M)) == 5, spread
+    listed = CliRunner().invoke(cli, ["schedule", "run", str(path), "--list", "--job", "spread"])
+    assert listed.exit_code == 0, listed.output
+    assert len(re.findall(nominal + start, listed.stdout, re.M)) == 5
