@@ -475,3 +475,26 @@ def test_list_shows_the_nominal_time_and_the_jittered_start(tmp_path: Path) -> N
     listed = CliRunner().invoke(cli, ["schedule", "run", str(path), "--list", "--job", "spread"])
     assert listed.exit_code == 0, listed.output
     assert len(re.findall(nominal + start, listed.stdout, re.M)) == 5
+
+
+def test_kubernetes_names_are_dns_labels_and_distinct() -> None:
+    """Job names may hold '_', '.', capitals and end in '-'; CronJob names may not, and
+    two jobs must not get the same one."""
+    jobs = "".join(
+        f"  {name}: {{from: ci, to: audit, tasks: [s3.list_buckets], schedule: '0 3 * * *'}}\n"
+        for name in ("a_b", "a.b", "A-b", "ends-", "x" * 64)
+    )
+    chain = loads(ON_TIME.split("jobs:")[0] + "jobs:\n" + jobs, file="ops.yaml")
+    out, _ = make(chain, "kubernetes", image="registry.example.com/rolechain:0.1.0")
+    names = [kubernetes_documents(t)[0]["metadata"]["name"] for n, t in out.files.items()
+             if n != "rolechain-common.yaml"]  # fmt: skip
+    assert len(set(names)) == 5
+    for name in names:
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name)
+        assert len(name) <= 52
+    jobs_of = {
+        kubernetes_documents(t)[0]["metadata"]["annotations"]["rolechain.dev/job"]
+        for n, t in out.files.items()
+        if n != "rolechain-common.yaml"
+    }
+    assert jobs_of == {"a_b", "a.b", "A-b", "ends-", "x" * 64}
