@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from rolechain.cli import cli
 from rolechain.errors import UsageError
@@ -31,6 +31,12 @@ from scheduler.validators import (
 )
 
 EXE = "/usr/local/bin/rolechain"
+
+
+def export_cli(*args: str) -> Result:
+    """``rolechain schedule export ARGS``."""
+    return CliRunner().invoke(cli, ["schedule", "export", *args])
+
 
 CHAIN = """
 version: 1
@@ -300,17 +306,8 @@ def test_github_actions_names_the_chain_from_the_repository_root(tmp_path: Path)
     """Exported from anywhere, with an absolute path: the workflow names the chain file
     from the repository's root, never the exporting machine's path."""
     root = Path(__file__).resolve().parents[2]
-    result = CliRunner().invoke(
-        cli,
-        [
-            "schedule",
-            "export",
-            str(root / "chains" / "demo.yaml"),
-            "--to",
-            "github-actions",
-            "--output",
-            str(tmp_path),
-        ],
+    result = export_cli(
+        str(root / "chains" / "demo.yaml"), "--to", "github-actions", "-o", str(tmp_path)
     )
     assert result.exit_code == 0, result.output
     text = (tmp_path / "rolechain-nightly.yml").read_text()
@@ -332,22 +329,11 @@ def test_github_actions_names_the_chain_from_the_repository_root(tmp_path: Path)
     (repo / "wheels").mkdir()
     wheel = repo / "wheels" / "rolechain-0.1.0-py3-none-any.whl"
     wheel.write_bytes(b"")
-    plain = CliRunner().invoke(
-        cli, ["schedule", "export", str(repo / "ops" / "demo.yaml"), "--to", "github-actions"]
-    )
+    plain = export_cli(str(repo / "ops" / "demo.yaml"), "--to", "github-actions")
     assert plain.exit_code == 0, plain.output
     assert "is not rolechain's source" in plain.stderr
-    with_wheel = CliRunner().invoke(
-        cli,
-        [
-            "schedule",
-            "export",
-            str(repo / "ops" / "demo.yaml"),
-            "--to",
-            "github-actions",
-            "--install",
-            str(wheel),
-        ],
+    with_wheel = export_cli(
+        str(repo / "ops" / "demo.yaml"), "--to", "github-actions", "--install", str(wheel)
     )
     assert with_wheel.exit_code == 0, with_wheel.output
     assert "is not rolechain's source" not in with_wheel.stderr
@@ -363,59 +349,32 @@ def test_systemd_exec_start_is_the_running_rolechain(tmp_path: Path) -> None:
     'rolechain'): --command, by default the rolechain running the export."""
     root = Path(__file__).resolve().parents[2]
     demo = str(root / "chains" / "demo.yaml")
-    result = CliRunner().invoke(
-        cli, ["schedule", "export", demo, "--to", "systemd", "--output", str(tmp_path / "a")]
-    )
+    result = export_cli(demo, "--to", "systemd", "--output", str(tmp_path / "a"))
     assert result.exit_code == 0, result.output
     service = units((tmp_path / "a" / "rolechain-nightly.service").read_text())["Service"]
     assert systemd_words(service["ExecStart"][0])[0] == rolechain_executable()
     files = {p.name: p.read_text() for p in (tmp_path / "a").iterdir()}
     systemd_verify(files, tmp_path / "verify")
-    given = CliRunner().invoke(
-        cli,
-        ["schedule", "export", demo, "--to", "cron", "--command", "/opt/rolechain/bin/rolechain"],
-    )
+    given = export_cli(demo, "--to", "cron", "--command", "/opt/rolechain/bin/rolechain")
     assert given.exit_code == 0, given.output
     ((_, argv),), _ = crontab(given.stdout)
     assert "/opt/rolechain/bin/rolechain" in argv
     assert "--command /opt/rolechain/bin/rolechain does not exist on this machine" in given.stderr
-    relative = CliRunner().invoke(
-        cli, ["schedule", "export", demo, "--to", "systemd", "--command", "bin/rolechain"]
-    )
+    relative = export_cli(demo, "--to", "systemd", "--command", "bin/rolechain")
     assert relative.exit_code == 2
     assert "--command 'bin/rolechain' is not an absolute path" in relative.stderr
 
 
 def test_export_command_writes_files_and_warns(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[2]
-    result = CliRunner().invoke(
-        cli,
-        [
-            "schedule",
-            "export",
-            str(root / "chains" / "demo.yaml"),
-            "--to",
-            "kubernetes",
-            "--output",
-            str(tmp_path),
-        ],
+    result = export_cli(
+        str(root / "chains" / "demo.yaml"), "--to", "kubernetes", "-o", str(tmp_path)
     )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "rolechain-nightly.yaml").exists()
     assert (tmp_path / "rolechain-common.yaml").exists()
     assert "warning: kubernetes: job nightly" in result.stderr
-    result = CliRunner().invoke(
-        cli,
-        [
-            "schedule",
-            "export",
-            str(root / "chains" / "demo.yaml"),
-            "--to",
-            "cron",
-            "--job",
-            "inventory",
-        ],
-    )
+    result = export_cli(str(root / "chains" / "demo.yaml"), "--to", "cron", "--job", "inventory")
     assert result.exit_code == 2
     assert "has no 'schedule'" in result.stderr
 

@@ -14,7 +14,8 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from rolechain.scheduler.export import CONFIG_DIR, DEFAULT_IMAGE, DEFAULT_STORE, IMAGE_UID
+from rolechain.scheduler.deploy import default_image
+from rolechain.scheduler.export import CONFIG_DIR, DEFAULT_STORE, IMAGE_UID
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,7 +79,7 @@ def test_make_image_builds_the_tag_the_export_names() -> None:
         timeout=60,
         check=True,
     )
-    assert f"podman build --file Containerfile --tag {DEFAULT_IMAGE} ." in done.stdout
+    assert f"podman build --file Containerfile --tag {default_image()} ." in done.stdout
     done = subprocess.run(
         ["make", "-n", "image", "ENGINE=docker", "IMAGE=registry.example.com/rolechain:1"],
         cwd=ROOT,

@@ -409,7 +409,7 @@ def _export_options(
 ) -> tuple[Any, list[str]]:
     """The paths an export names where it runs, and warnings about them."""
     from rolechain.scheduler import deploy
-    from rolechain.scheduler.export import DEFAULT_IMAGE, ExportOptions
+    from rolechain.scheduler.export import ExportOptions
 
     warnings: list[str] = []
     shown = str(path.resolve())
@@ -431,7 +431,7 @@ def _export_options(
         shown,
         store=store,
         rolechain=executable or "rolechain",
-        image=image or DEFAULT_IMAGE,
+        image=image or deploy.default_image(),
         install=install or ".",
         chain_is_dir=path.is_dir(),
     )

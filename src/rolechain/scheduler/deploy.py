@@ -22,6 +22,13 @@ from pathlib import Path
 from rolechain.errors import UsageError
 
 
+def default_image() -> str:
+    """The tag ``make image`` gives the image: ``rolechain:VERSION``."""
+    from rolechain import __version__
+
+    return f"rolechain:{__version__}"
+
+
 def default_command() -> str:
     """The absolute path of the ``rolechain`` executable running this export: ``argv[0]``
     when it is ``rolechain``, else the one on PATH, else the one beside this Python.

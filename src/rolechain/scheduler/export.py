@@ -24,7 +24,6 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from rolechain import __version__
 from rolechain.cron import expand
 from rolechain.errors import UsageError
 from rolechain.model.chain import Chain
@@ -44,7 +43,6 @@ GITHUB_GRACE = 5  # GitHub sends SIGINT, then SIGTERM 7.5 s later, then kills: f
 STOP_MARGIN = 60  # seconds to start up, write the last records and the summary
 
 DEFAULT_STORE = "/var/lib/rolechain/runs.db"
-DEFAULT_IMAGE = f"rolechain:{__version__}"  # what 'make image' tags
 IMAGE_UID = 10001  # the Containerfile's user; the pod runs as it and owns the store volume
 CONFIG_DIR = "/etc/rolechain"  # where the CronJob mounts the chain file's ConfigMap
 STORE_CLAIM = "rolechain-store"
@@ -97,7 +95,7 @@ class ExportOptions:
     path: str  # the chain file as the generated command names it
     store: str = DEFAULT_STORE
     rolechain: str = "rolechain"  # the executable (cron and systemd: an absolute path)
-    image: str = DEFAULT_IMAGE
+    image: str = "rolechain"  # the CLI's default: deploy.default_image(), as 'make image' tags
     lock_dir: str = "/var/lock"
     install: str = "."  # github-actions: what 'pip install' installs rolechain from
     chain_is_dir: bool = False  # kubernetes: PATH is a directory of chain files
