@@ -231,6 +231,7 @@ def _argv(exe: str, path: str, job: str, store: str, grace: str = "10s") -> list
     install=OPTION,
 )
 def test_any_text_exports_to_exactly_the_intended_structure(
+    actionlint: ActionLint,
     job: str,
     principal: str,
     description: str,
@@ -371,10 +372,11 @@ CHECKS = {
 ACTIONLINT: ActionLint | None = None
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _actionlint() -> Any:
+@pytest.fixture(scope="module")
+def actionlint() -> Any:
+    """One linter process for the property test's examples (the checks run inside them)."""
     global ACTIONLINT
     ACTIONLINT = ActionLint()
-    yield
+    yield ACTIONLINT
     ACTIONLINT.close()
     ACTIONLINT = None
