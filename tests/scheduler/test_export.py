@@ -457,3 +457,38 @@ def test_kubernetes_names_are_dns_labels_and_distinct() -> None:
         if n != "rolechain-common.yaml"
     }
     assert jobs_of == {"a_b", "a.b", "A-b", "ends-", "x" * 64}
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "org-inventory.yaml"])
+def test_every_file_exported_from_the_examples_passes_its_validator(
+    name: str, tmp_path: Path
+) -> None:
+    """The shipped chains with a schedule, exported through the CLI to every target: each
+    file passes systemd-analyze verify, kubernetes-validate, actionlint or a crontab parse."""
+    chain = str(Path(__file__).resolve().parents[2] / "chains" / name)
+    files: dict[str, dict[str, str]] = {}
+    for target in ("cron", "systemd", "kubernetes", "github-actions"):
+        out = tmp_path / target
+        result = export_cli(chain, "--to", target, "-o", str(out))
+        assert result.exit_code == 0, result.output
+        files[target] = {p.name: p.read_text(encoding="utf-8") for p in out.iterdir()}
+    scheduled = [
+        j for j in loads(Path(chain).read_text(), file=name).model.jobs.values() if j.schedule
+    ]
+    (crontab_text,) = files["cron"].values()
+    jobs, _ = crontab(crontab_text)
+    assert len(jobs) == len(scheduled)
+    systemd_verify(files["systemd"], tmp_path / "verify")
+    kinds = [d["kind"] for text in files["kubernetes"].values() for d in kubernetes_documents(text)]
+    assert sorted(kinds) == sorted(
+        ["ServiceAccount", "PersistentVolumeClaim"] + ["CronJob"] * len(scheduled)
+    )
+    linter = ActionLint()
+    try:
+        for file, text in files["github-actions"].items():
+            workflow(text)
+            found = linter.errors(text, f".github/workflows/{file}")
+            # GitHub runs a schedule every 5 minutes at most (the export warns too)
+            assert all("runs too frequently" in e for e in found), found
+    finally:
+        linter.close()
