@@ -28,7 +28,7 @@ from pydantic import (
 
 from rolechain.cron import CronError, expand, zone
 from rolechain.model.durations import DURATION_PATTERN, parse_duration
-from rolechain.tasks.registry import TASKS, task_names, validate_task_params
+from rolechain.tasks.registry import TASKS, check_jmespath, task_names, validate_task_params
 
 PARTITIONS = ("aws", "aws-cn", "aws-us-gov")
 
@@ -468,6 +468,31 @@ class TaskSpec(_Model):
     timeout: Duration | None = Field(
         default=None, ge=1, le=MAX_TIMEOUT, description="per target and region (up to 7d)"
     )
+    rows: str | None = Field(
+        default=None,
+        description="JMESPath over the task's result giving a list of objects: one row each "
+        "(docs/inventory.md); default: the task's own (s3.list_buckets: buckets)",
+    )
+    key: list[Annotated[str, StringConstraints(min_length=1)]] | None = Field(
+        default=None,
+        min_length=1,
+        description="the fields (JMESPath) that identify a row, e.g. [InstanceId]; default: "
+        "the task's own (s3.list_buckets: [name]), else the whole row",
+    )
+
+    @field_validator("rows")
+    @classmethod
+    def _rows_compile(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_jmespath(value, "rows expression")
+        return value
+
+    @field_validator("key")
+    @classmethod
+    def _key_compiles(cls, value: list[str] | None) -> list[str] | None:
+        for field in value or ():
+            check_jmespath(field, "key field")
+        return value
 
     @field_validator("task")
     @classmethod

@@ -48,8 +48,12 @@ def data_json(data: Any) -> str | None:
     return json.dumps(data, separators=(",", ":"), sort_keys=True, default=str)
 
 
-def to_row(record: Record) -> dict[str, Any]:
-    """A flat row: the error split into three columns, data as JSON text."""
+_SAME: Any = object()
+
+
+def to_row(record: Record, *, data: Any = _SAME) -> dict[str, Any]:
+    """A flat row: the error split into three columns, data as JSON text (``data``: this
+    instead of the record's, e.g. what is left of it once its rows are taken out)."""
     error = record.error
     return {
         "job": record.job,
@@ -65,7 +69,7 @@ def to_row(record: Record) -> dict[str, Any]:
         "error_hop": error.hop if error else None,
         "started_at": record.started_at,
         "duration_ms": record.duration_ms,
-        "data": data_json(record.data),
+        "data": data_json(record.data if data is _SAME else data),
     }
 
 

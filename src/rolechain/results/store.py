@@ -44,6 +44,7 @@ user_version`` is the schema version); a file from a newer one is refused.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import time
@@ -56,8 +57,8 @@ from rolechain.errors import RolechainError, redact, redact_data
 from rolechain.executor.records import Record, Summary
 from rolechain.planner.plan import Plan
 from rolechain.results.records import COLUMNS, from_row, to_row
-
-SCHEMA_VERSION = 3
+from rolechain.results.rows import RowSpec, row_json
+from rolechain.results.rows import specs as row_specs
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -99,10 +100,12 @@ CREATE INDEX IF NOT EXISTS records_run ON records(run_id);
 CREATE INDEX IF NOT EXISTS records_account ON records(account_id, task);
 """
 
-# Steps from each version to the next: MIGRATIONS[n] takes a version-n file to n + 1.
-# Version 1 (rolechain 0.1): no scheduler columns. Version 2: no throttling columns.
-MIGRATIONS: dict[int, str] = {
-    1: """
+# The steps from each version to the next, in order: MIGRATIONS[n - 1] takes a version-n
+# file to n + 1 (a fresh file is made at version 1 by SCHEMA, then migrated). Append a
+# step to change the schema; never edit one that has shipped.
+MIGRATIONS: list[str] = [
+    # 1 -> 2: the scheduler's columns
+    """
 ALTER TABLE runs ADD COLUMN trigger TEXT NOT NULL DEFAULT 'manual';
 ALTER TABLE runs ADD COLUMN scheduled_for TEXT;
 ALTER TABLE runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
@@ -110,12 +113,39 @@ ALTER TABLE runs ADD COLUMN retry_of TEXT;
 ALTER TABLE runs ADD COLUMN reason TEXT;
 CREATE INDEX IF NOT EXISTS runs_schedule ON runs(job, scheduled_for);
 """,
-    2: """
+    # 2 -> 3: throttling
+    """
 ALTER TABLE runs ADD COLUMN throttled INTEGER;
 ALTER TABLE runs ADD COLUMN expired_token_refreshes INTEGER;
 ALTER TABLE runs ADD COLUMN pacing TEXT;
 """,
-}
+    # 3 -> 4: rows (issue 21), and the views over them
+    """
+ALTER TABLE records ADD COLUMN rows INTEGER;
+CREATE TABLE IF NOT EXISTS record_rows (
+    record_id INTEGER NOT NULL REFERENCES records(id) ON DELETE CASCADE,
+    ord INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    row TEXT NOT NULL,
+    PRIMARY KEY (record_id, ord)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS records_job_task ON records(job, task);
+CREATE VIEW IF NOT EXISTS rows AS
+    SELECT r.run_id, r.job, r.task, r.target, r.account_id, r.region, k.key, k.row
+    FROM record_rows k JOIN records r ON r.id = k.record_id;
+CREATE VIEW IF NOT EXISTS latest_runs AS
+    SELECT * FROM runs AS o WHERE o.run_id = (
+        SELECT i.run_id FROM runs AS i WHERE i.job = o.job AND i.status IN ('ok', 'failed')
+        ORDER BY coalesce(i.started_at, i.scheduled_for, i.run_id) DESC, i.run_id DESC
+        LIMIT 1);
+CREATE VIEW IF NOT EXISTS latest_rows AS
+    SELECT * FROM rows WHERE run_id IN (SELECT run_id FROM latest_runs);
+""",
+]
+SCHEMA_VERSION = len(MIGRATIONS) + 1
+
+# A run that ran to its end (some targets may have failed): what results and diff read.
+COMPLETE = ("ok", "failed")
 
 # Every runs.status: a run's own (Summary.status), and the scheduler's rows.
 RUN_STATUSES = ("running", "ok", "failed", "interrupted", "deadline-exceeded")
@@ -149,8 +179,11 @@ def _iso(moment: datetime) -> str:
 # Column names are constants of this module; values are always bound parameters.
 _COLUMN_LIST = ", ".join(COLUMNS)
 _PLACEHOLDERS = ", ".join(":" + c for c in COLUMNS)
-_INSERT = f"INSERT INTO records ({_COLUMN_LIST}) VALUES ({_PLACEHOLDERS})"  # noqa: S608
-_SELECT = f"SELECT {_COLUMN_LIST} FROM records WHERE run_id = ? ORDER BY id"  # noqa: S608
+_INSERT = (
+    f"INSERT INTO records (id, rows, {_COLUMN_LIST}) VALUES (:id, :rows, {_PLACEHOLDERS})"  # noqa: S608
+)
+_INSERT_ROWS = "INSERT INTO record_rows (record_id, ord, key, row) VALUES (?, ?, ?, ?)"
+_SELECT = f"SELECT id, rows, {_COLUMN_LIST} FROM records WHERE run_id = ? ORDER BY id"  # noqa: S608
 
 
 class Store:
@@ -169,6 +202,8 @@ class Store:
         self._migrate()
         self._batch = batch
         self._pending: list[dict[str, Any]] = []
+        self._pending_rows: list[tuple[int, list[tuple[str, str]]]] = []
+        self._specs: dict[str, RowSpec] = {}
         self._flushed = time.monotonic()
         self._run_id: str | None = None
 
@@ -185,13 +220,16 @@ class Store:
                     f"this one reads up to {SCHEMA_VERSION})",
                     hint="upgrade rolechain, or use another --store file",
                 )
-            if fresh:
+            if fresh or version < SCHEMA_VERSION:
+                # Version 1's tables (CREATE ... IF NOT EXISTS: a table of an older file
+                # stays as it is), then every step from the file's version on.
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         self._db.execute(statement)
+            if fresh:
                 version = 1
             for step in range(max(version, 1), SCHEMA_VERSION):
-                for statement in MIGRATIONS[step].split(";"):
+                for statement in MIGRATIONS[step - 1].split(";"):
                     if statement.strip():
                         self._db.execute(statement)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -200,6 +238,7 @@ class Store:
 
     def start(self, plan: Plan) -> None:
         self._run_id = plan.run_id
+        self._specs = {task: spec for task, spec in row_specs(plan).items() if spec.any}
         with self._db:
             # An upsert: the scheduler may have written the row (its trigger) already.
             self._db.execute(
@@ -222,15 +261,44 @@ class Store:
     def add(self, record: Record) -> None:
         # Rows wait in memory, not in an open transaction: another run writing to the same
         # file is never locked out while this one waits for its next record.
-        self._pending.append(to_row(record))
+        spec = self._specs.get(record.task) if record.task is not None else None
+        extracted = spec.extract(record.data) if spec is not None and record.ok else None
+        if extracted is None or extracted.rows is None:
+            self._pending.append(to_row(record) | {"id": None, "rows": None})
+        else:
+            assert spec is not None
+            rows = [(spec.key_of(row), row_json(row)) for row in extracted.rows]
+            self._pending_rows.append((len(self._pending), rows))
+            self._pending.append(to_row(record, data=extracted.rest) | {"rows": len(rows)})
         if len(self._pending) >= self._batch or time.monotonic() - self._flushed >= FLUSH_SECONDS:
             self.flush()
 
     def flush(self) -> None:
         if self._pending:
             with self._db:
-                self._db.executemany(_INSERT, self._pending)
+                if self._pending_rows:
+                    # Records get their ids here, under the write lock, so that their rows
+                    # can point at them (another run may be writing to the same file).
+                    self._db.execute("BEGIN IMMEDIATE")
+                    (last,) = self._db.execute(
+                        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence "
+                        "WHERE name = 'records'), 0), coalesce((SELECT max(id) FROM records), 0))"
+                    ).fetchone()
+                    for offset, pending in enumerate(self._pending, start=int(last) + 1):
+                        pending["id"] = offset
+                    self._db.executemany(_INSERT, self._pending)
+                    self._db.executemany(
+                        _INSERT_ROWS,
+                        (
+                            (self._pending[index]["id"], ord_, key, text)
+                            for index, rows in self._pending_rows
+                            for ord_, (key, text) in enumerate(rows)
+                        ),
+                    )
+                else:
+                    self._db.executemany(_INSERT, self._pending)
             self._pending = []
+            self._pending_rows = []
         self._flushed = time.monotonic()
 
     def finish(self, summary: Summary) -> None:
@@ -375,9 +443,35 @@ class Store:
         return runs
 
     def records(self, run_id: str) -> Iterator[Record]:
+        """The run's records, each task's result whole again (its rows put back where the
+        ``rows`` expression took them from, when it can be undone)."""
+        specs = self.row_specs(run_id)
         cursor = self._db.execute(_SELECT, (run_id,))
         for row in cursor:
-            yield from_row(dict(row))
+            found = dict(row)
+            record = from_row(found)
+            if found["rows"] is not None and record.task in specs:
+                rows = [
+                    json.loads(text)
+                    for (text,) in self._db.execute(
+                        "SELECT row FROM record_rows WHERE record_id = ? ORDER BY ord",
+                        (found["id"],),
+                    )
+                ]
+                data = specs[record.task].restore(record.data, rows)
+                record = dataclasses.replace(record, data=data)
+            yield record
+
+    def plan(self, run_id: str) -> Plan | None:
+        """The plan a run was made from, as stored (None: a run that never started)."""
+        row = self._db.execute("SELECT plan FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None or not row[0]:
+            return None
+        return Plan.from_dict(json.loads(row[0]))
+
+    def row_specs(self, run_id: str) -> dict[str, RowSpec]:
+        plan = self.plan(run_id)
+        return row_specs(plan) if plan is not None else {}
 
     def query(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         return [dict(row) for row in self._db.execute(sql, args)]
