@@ -92,7 +92,6 @@ class RowSpec:
             return Extracted(rows=None, rest=data, why=f"rows: {self.rows} gave {_kind(found)}")
         return Extracted(rows=list(found), rest=_without(data, self.rows or ""))
 
-
     def restore(self, rest: Any, rows: list[Any]) -> Any:
         """The task's result again, from what the record kept and its rows (as far as the
         expression can be undone: a field path, ``[@]``, or a list of rows)."""

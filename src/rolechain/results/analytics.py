@@ -1,0 +1,281 @@
+"""SQL over the store with DuckDB, Parquet out with pyarrow (``rolechain[analytics]``).
+
+DuckDB's SQLite scanner is an extension it downloads at run time, which fails offline and
+on air-gapped hosts, so it is not used: the store's tables are read with Python's
+``sqlite3`` in batches into Arrow tables, which DuckDB queries in place (no copy). Only
+the tables a query names are read, and for ``latest_rows`` only the rows of each job's
+latest complete run.
+
+Views: ``runs``, ``latest_runs`` (each job's latest complete run), ``records``, ``rows``
+and ``latest_rows``. JSON columns (``records.data``, ``rows.row``, ``runs.plan``,
+``runs.pacing``) have DuckDB's JSON type, so ``row->>'$.name'`` and ``json_extract`` work.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rolechain.errors import RolechainError
+from rolechain.results.records import COLUMNS
+from rolechain.results.store import Store
+
+INSTALL = "pip install 'rolechain[analytics]'"
+BATCH = 65536
+
+
+class MissingExtra(RolechainError):
+    """DuckDB or pyarrow is not installed."""
+
+
+def require() -> tuple[Any, Any]:
+    """(duckdb, pyarrow), or a MissingExtra that says how to install them."""
+    try:
+        import duckdb
+        import pyarrow
+    except ImportError as exc:
+        raise MissingExtra(
+            f"this command needs DuckDB and pyarrow ({exc.name} is not installed)",
+            hint=f"install them with: {INSTALL}",
+        ) from None
+    return duckdb, pyarrow
+
+
+def require_arrow() -> Any:
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError as exc:
+        raise MissingExtra(
+            f"Parquet needs pyarrow ({exc.name} is not installed)",
+            hint=f"install it with: {INSTALL}",
+        ) from None
+    return pyarrow
+
+
+# (name, arrow type) of each column read from SQLite
+_RUN_COLUMNS = (
+    ("run_id", "string"), ("job", "string"), ("principal", "string"), ("status", "string"),
+    ("trigger", "string"), ("scheduled_for", "string"), ("attempt", "int64"),
+    ("retry_of", "string"), ("reason", "string"), ("started_at", "string"),
+    ("finished_at", "string"), ("targets", "int64"), ("targets_ok", "int64"),
+    ("targets_failed", "int64"), ("records", "int64"), ("records_failed", "int64"),
+    ("assume_calls", "int64"), ("planned_assume_calls", "int64"), ("retries", "int64"),
+    ("throttled", "int64"), ("expired_token_refreshes", "int64"),
+    ("elapsed_seconds", "float64"), ("pacing", "string"), ("plan", "string"),
+)  # fmt: skip
+_RECORD_TYPES = {"duration_ms": "int64"}
+_RECORD_COLUMNS = (
+    ("id", "int64"),
+    *((name, _RECORD_TYPES.get(name, "string")) for name in COLUMNS),
+    ("rows", "int64"),
+)
+_META_COLUMNS = (
+    ("id", "int64"), ("run_id", "string"), ("job", "string"), ("task", "string"),
+    ("target", "string"), ("account_id", "string"), ("region", "string"),
+)  # fmt: skip
+_ROW_COLUMNS = (("record_id", "int64"), ("ord", "int64"), ("key", "string"), ("row", "string"))
+
+_LATEST = "SELECT run_id FROM latest_runs"  # the store's view: each job's latest complete run
+_VIEWS = {
+    "runs": "SELECT * REPLACE (pacing::JSON AS pacing, plan::JSON AS plan) FROM _runs",
+    "latest_runs": "SELECT * FROM runs WHERE run_id IN (SELECT run_id FROM _latest)",
+    "records": "SELECT * REPLACE (data::JSON AS data) FROM _records",
+    "rows": (
+        "SELECT m.run_id, m.job, m.task, m.target, m.account_id, m.region, k.key, "
+        "k.row::JSON AS row FROM _record_rows k JOIN _meta m ON m.id = k.record_id"
+    ),
+    "latest_rows": (
+        "SELECT m.run_id, m.job, m.task, m.target, m.account_id, m.region, k.key, "
+        "k.row::JSON AS row FROM _latest_record_rows k JOIN _meta m ON m.id = k.record_id "
+        "WHERE m.run_id IN (SELECT run_id FROM _latest)"
+    ),
+}
+VIEWS = tuple(_VIEWS)
+
+
+def arrow_table(pa: Any, rows: Iterable[Sequence[Any]], columns: Sequence[tuple[str, str]]) -> Any:
+    """An Arrow table of ``rows`` (tuples), read in batches."""
+    schema = pa.schema([(name, getattr(pa, kind)()) for name, kind in columns])
+    batches = []
+    iterator = iter(rows)
+    while True:
+        chunk = [row for _, row in zip(range(BATCH), iterator, strict=False)]
+        if not chunk:
+            break
+        arrays = [
+            pa.array(list(values), type=field.type)
+            for values, field in zip(zip(*chunk, strict=True), schema, strict=True)
+        ]
+        batches.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
+    return pa.Table.from_batches(batches, schema=schema)
+
+
+def _select(store: Store, columns: Sequence[tuple[str, str]], table: str, where: str = "") -> Any:
+    names = ", ".join(name for name, _ in columns)
+    return store.tuples(f"SELECT {names} FROM {table} {where}")  # noqa: S608 - constants
+
+
+def connect(store: Store, sql: str = "") -> Any:
+    """A DuckDB connection with the store's views; only the tables ``sql`` names (all of
+    them when it is empty) are read."""
+    duckdb, pa = require()
+    words = {w.lower() for w in re.findall(r"[A-Za-z_]+", sql)} if sql else set(VIEWS)
+    con = duckdb.connect()
+    tables: dict[str, Any] = {
+        "_runs": arrow_table(pa, _select(store, _RUN_COLUMNS, "runs"), _RUN_COLUMNS),
+        "_latest": arrow_table(pa, store.tuples(_LATEST), (("run_id", "string"),)),
+    }
+    empty_rows = arrow_table(pa, (), _ROW_COLUMNS)
+    if words & {"rows", "latest_rows"}:
+        tables["_meta"] = arrow_table(pa, _select(store, _META_COLUMNS, "records"), _META_COLUMNS)
+    else:
+        tables["_meta"] = arrow_table(pa, (), _META_COLUMNS)
+    tables["_records"] = (
+        arrow_table(pa, _select(store, _RECORD_COLUMNS, "records"), _RECORD_COLUMNS)
+        if "records" in words
+        else arrow_table(pa, (), _RECORD_COLUMNS)
+    )
+    tables["_record_rows"] = (
+        arrow_table(pa, _select(store, _ROW_COLUMNS, "record_rows"), _ROW_COLUMNS)
+        if "rows" in words
+        else empty_rows
+    )
+    if "latest_rows" in words:
+        tables["_latest_record_rows"] = (
+            tables["_record_rows"]
+            if "rows" in words
+            else arrow_table(
+                pa,
+                _select(
+                    store,
+                    _ROW_COLUMNS,
+                    "record_rows",
+                    "WHERE record_id IN (SELECT id FROM records WHERE run_id IN "  # noqa: S608
+                    f"({_LATEST}))",
+                ),
+                _ROW_COLUMNS,
+            )
+        )
+    else:
+        tables["_latest_record_rows"] = empty_rows
+    for name, table in tables.items():
+        con.register(name, table)
+    for name, body in _VIEWS.items():
+        con.execute(f"CREATE VIEW {name} AS {body}")
+    return con
+
+
+def query(store: Store, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run ``sql`` over the store; (column names, rows)."""
+    con = connect(store, sql)
+    duckdb, _ = require()
+    try:
+        cursor = con.execute(sql)
+    except duckdb.Error as exc:
+        raise RolechainError(
+            f"SQL error: {str(exc).strip()}",
+            hint=f"the views are {', '.join(VIEWS)}; see docs/inventory.md",
+        ) from None
+    names = [d[0] for d in cursor.description or ()]
+    return names, cursor.fetchall()
+
+
+# -- Parquet ---------------------------------------------------------------------------
+
+
+def _column(pa: Any, values: list[Any]) -> Any:
+    """An Arrow array of ``values``; mixed types become JSON text."""
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+        import json
+
+        return pa.array(
+            [
+                None
+                if v is None
+                else v
+                if isinstance(v, str)
+                else json.dumps(v, sort_keys=True, default=str)
+                for v in values
+            ],
+            type=pa.string(),
+        )
+
+
+def table_of(pa: Any, rows: Iterable[Mapping[str, Any]]) -> Any:
+    """An Arrow table of dicts whose keys may differ (a missing field is null)."""
+    found = list(rows)
+    names: dict[str, None] = {}
+    for row in found:
+        for name in row:
+            names.setdefault(name, None)
+    return pa.table({name: _column(pa, [row.get(name) for row in found]) for name in names})
+
+
+def write_parquet(rows: Iterable[Mapping[str, Any]], path: Path) -> int:
+    """Write ``rows`` to one Parquet file; the number written."""
+    pa = require_arrow()
+    import pyarrow.parquet as pq
+
+    table = table_of(pa, rows)
+    pq.write_table(table, str(path))
+    return int(table.num_rows)
+
+
+def export(store: Store, directory: Path, *, job: str | None = None) -> dict[str, int]:
+    """Write ``rows``, ``records`` (partitioned ``job=/task=/run_date=``) and ``runs``
+    (``job=/run_date=``) under ``directory`` as Hive-partitioned Parquet; each run's
+    partitions are replaced when it is exported again. Returns rows written per dataset."""
+    pa = require_arrow()
+    import pyarrow.parquet as pq
+
+    date = "substr(coalesce(u.started_at, u.scheduled_for, ''), 1, 10)"
+    where = "WHERE u.job = ?" if job else ""
+    args: tuple[Any, ...] = (job,) if job else ()
+    # Column names and clauses are constants of this module; the job is a bound parameter.
+    datasets = {
+        "rows": (
+            f"SELECT r.run_id, r.job, r.task, r.target, r.account_id, r.region, k.key, k.row, "  # noqa: S608
+            f"u.started_at AS run_started_at, {date} AS run_date FROM record_rows k "
+            f"JOIN records r ON r.id = k.record_id JOIN runs u ON u.run_id = r.run_id {where}",
+            ["job", "task", "run_date"],
+        ),
+        "records": (
+            f"SELECT {', '.join('r.' + c for c in COLUMNS)}, r.rows, "  # noqa: S608
+            f"u.started_at AS run_started_at, {date} AS run_date FROM records r "
+            f"JOIN runs u ON u.run_id = r.run_id {where}",
+            ["job", "task", "run_date"],
+        ),
+        "runs": (
+            f"SELECT {', '.join('u.' + n for n, _ in _RUN_COLUMNS)}, {date} AS run_date "  # noqa: S608
+            f"FROM runs u {where}",
+            ["job", "run_date"],
+        ),
+    }
+    counts: dict[str, int] = {}
+    for name, (sql, partitions) in datasets.items():
+        cursor = store.tuples(sql, args)
+        columns = [d[0] for d in cursor.description]
+        table = pa.Table.from_pylist([dict(zip(columns, row, strict=True)) for row in cursor])
+        for column in partitions:
+            if column in table.column_names:
+                index = table.column_names.index(column)
+                filled = pa.array(
+                    [v if v not in (None, "") else "none" for v in table[column].to_pylist()],
+                    type=pa.string(),
+                )
+                table = table.set_column(index, column, filled)
+        counts[name] = int(table.num_rows)
+        if table.num_rows:
+            pq.write_to_dataset(
+                table,
+                root_path=str(directory / name),
+                partition_cols=partitions,
+                existing_data_behavior="delete_matching",
+                basename_template="part-{i}.parquet",
+            )
+    return counts
