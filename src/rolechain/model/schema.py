@@ -528,7 +528,7 @@ WEBHOOK_PATTERN = r"^https?://[^\s]+$"
 
 
 class Alert(_Model):
-    """Where to say that a scheduled run failed, succeeded or recovered."""
+    """Where to say that a scheduled run failed, succeeded, recovered or changed."""
 
     command: list[Annotated[str, StringConstraints(min_length=1)]] | None = Field(
         default=None,
@@ -608,6 +608,11 @@ class ScheduleSettings(_Model):
     on_failure: Alert | None = None
     on_success: Alert | None = None
     on_recovery: Alert | None = None
+    on_change: Alert | None = Field(
+        default=None,
+        description="an alert when a run's rows differ from the previous complete run's "
+        "(the diff's summary and first changes; docs/inventory.md)",
+    )
 
     _zone = field_validator("timezone")(_check_zone)
 
@@ -659,6 +664,11 @@ class Job(_Model):
     on_failure: Alert | None = None
     on_success: Alert | None = None
     on_recovery: Alert | None = None
+    on_change: Alert | None = Field(
+        default=None,
+        description="an alert when a run's rows differ from the previous complete run's "
+        "(the diff's summary and first changes; docs/inventory.md)",
+    )
     runtime: Duration | None = Field(
         default=None,
         ge=1,
