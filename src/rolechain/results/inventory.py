@@ -37,6 +37,7 @@ class Snapshot:
     run_id: str
     units: dict[Unit, UnitState] = field(default_factory=dict)
     failed_targets: dict[str, tuple[str, str]] = field(default_factory=dict)  # (account, why)
+    row_tasks: set[str] = field(default_factory=set)  # tasks whose rows: the plan declares
 
     def known(self, unit: Unit) -> bool:
         found = self.units.get(unit)
@@ -149,6 +150,7 @@ class Diff:
 def snapshot(store: Store, run_id: str, *, task: str | None = None) -> Snapshot:
     """What run ``run_id`` knows about each unit (of ``task`` only, if given)."""
     out = Snapshot(run_id)
+    out.row_tasks = {name for name, spec in store.row_specs(run_id).items() if spec.rows}
     sql = (
         "SELECT r.id, r.task, r.target, r.account_id, r.region, r.status, r.error_code, "
         "r.error_hop, r.rows, k.key, k.row FROM records r "
@@ -184,8 +186,8 @@ def snapshot(store: Store, run_id: str, *, task: str | None = None) -> Snapshot:
 def diff_snapshots(job: str, a: Snapshot, b: Snapshot) -> Diff:
     """Rows added, removed and changed from ``a`` to ``b``, in units both know."""
     out = Diff(job, a.run_id, b.run_id)
-    tasks_with_rows = {
-        unit[0] for snap in (a, b) for unit, state in snap.units.items() if state.rows
+    tasks_with_rows = a.row_tasks | b.row_tasks | {
+        unit[0] for snap in (a, b) for unit, state in snap.units.items() if state.rows is not None
     }
     every = sorted(set(a.units) | set(b.units))
     for unit in every:
@@ -220,12 +222,19 @@ def diff_snapshots(job: str, a: Snapshot, b: Snapshot) -> Diff:
                 out.changes.append(
                     Change("changed", task, target, account, region, key, now, fields(was, now))
                 )
-    # Targets that failed outright in one run and never ran a task in the other
-    for snap, other in ((a, b), (b, a)):
-        for target, (account, why) in sorted(snap.failed_targets.items()):
-            ran = any(u[1] == target for u in other.units)
-            if not ran and target not in other.failed_targets:
-                out.unknown.append(Unknown("*", target, account, "*", why, 0))
+    # Targets that failed before any task in a run and ran none in the other (or failed
+    # in both): unknown as a whole
+    listed = {u.target for u in out.unknown}
+    for target in sorted(a.failed_targets.keys() | b.failed_targets.keys()):
+        if target in listed:
+            continue
+        account = (a.failed_targets.get(target) or b.failed_targets[target])[0]
+        reasons = [
+            snap.failed_targets[target][1] if target in snap.failed_targets else "not run"
+            for snap in (a, b)
+            if target in snap.failed_targets or not any(u[1] == target for u in snap.units)
+        ]
+        out.unknown.append(Unknown("*", target, account, "*", "; ".join(reasons), 0))
     return out
 
 
