@@ -39,7 +39,9 @@ def store_run(
             continue
         if account in failed:
             error = RecordError("AccessDenied", "denied", f"ci -> hub -> {target}")
-            store.add(Record("inv", run_id, target, account, "arn", None, None, "error", None, error))
+            store.add(
+                Record("inv", run_id, target, account, "arn", None, None, "error", None, error)
+            )
             continue
         data = [{"id": key, **row} for key, row in sorted(rows.get(account, {}).items())]
         store.add(Record("inv", run_id, target, account, "arn", "us-east-1", "things", "ok", data))
@@ -66,15 +68,19 @@ def test_diff_is_the_set_difference(a: Any, b: Any, failed: set[str]) -> None:
     flat_a = {(acct, k): {"id": k, **r} for acct, rows in a.items() for k, r in rows.items()}
     flat_b = {(acct, k): {"id": k, **r} for acct, rows in b.items() for k, r in rows.items()}
     known = {(acct, k) for acct, k in flat_a.keys() | flat_b.keys() if acct not in failed}
-    expected = {
-        ("added", acct, k) for acct, k in known if (acct, k) in flat_b and (acct, k) not in flat_a
-    } | {
-        ("removed", acct, k) for acct, k in known if (acct, k) in flat_a and (acct, k) not in flat_b
-    } | {
-        ("changed", acct, k)
-        for acct, k in known
-        if (acct, k) in flat_a and (acct, k) in flat_b and flat_a[acct, k] != flat_b[acct, k]
-    }
+    expected = (
+        {("added", acct, k) for acct, k in known if (acct, k) in flat_b and (acct, k) not in flat_a}
+        | {
+            ("removed", acct, k)
+            for acct, k in known
+            if (acct, k) in flat_a and (acct, k) not in flat_b
+        }
+        | {
+            ("changed", acct, k)
+            for acct, k in known
+            if (acct, k) in flat_a and (acct, k) in flat_b and flat_a[acct, k] != flat_b[acct, k]
+        }
+    )
     assert {(c.kind, c.account_id, c.key) for c in found.changes} == expected
     assert {u.account_id for u in found.unknown} == failed
     for change in found.changes:

@@ -58,7 +58,9 @@ def test_call_and_python_give_rows_when_their_result_is_a_list_of_objects() -> N
 
 
 def test_declared_rows_and_compound_keys() -> None:
-    instances = spec("call", rows="Reservations[].Instances[]", key=("InstanceId", "Placement.Zone"))
+    instances = spec(
+        "call", rows="Reservations[].Instances[]", key=("InstanceId", "Placement.Zone")
+    )
     data = {"Reservations": [{"Instances": [{"InstanceId": "i-1", "Placement": {"Zone": "a"}}]}]}
     found = instances.extract(data)
     assert found is not None
