@@ -3,7 +3,6 @@ know. The property test compares it with the set difference computed independent
 
 from __future__ import annotations
 
-import dataclasses
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -11,46 +10,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aws.fakes import hub_plan
-from rolechain.executor.records import Record, RecordError, Summary
-from rolechain.planner.plan import TaskRef
 from rolechain.results.inventory import diff, runs_to_compare
 from rolechain.results.store import Store
 
-ACCOUNTS = ["222222222222", "333333333333", "444444444444"]
-TASK = TaskRef(id="things", task="python", key=("id",))
-
-
-def store_run(
-    store: Store,
-    run_id: str,
-    rows: dict[str, dict[str, dict[str, Any]]],
-    failed: set[str] = frozenset(),  # type: ignore[assignment]
-    when: str = "2026-01-01T00:00:00Z",
-    skipped: set[str] = frozenset(),  # type: ignore[assignment]
-) -> None:
-    """A run of job ``inv`` with ``rows[account][key] = row``; ``failed`` accounts failed
-    at their hop; ``skipped`` ones have no record at all."""
-    plan = dataclasses.replace(hub_plan(ACCOUNTS), run_id=run_id, job="inv", tasks=(TASK,))
-    store.start(plan)
-    for account in ACCOUNTS:
-        target = f"audit@{account}"
-        if account in skipped:
-            continue
-        if account in failed:
-            error = RecordError("AccessDenied", "denied", f"ci -> hub -> {target}")
-            store.add(
-                Record("inv", run_id, target, account, "arn", None, None, "error", None, error)
-            )
-            continue
-        data = [{"id": key, **row} for key, row in sorted(rows.get(account, {}).items())]
-        store.add(Record("inv", run_id, target, account, "arn", "us-east-1", "things", "ok", data))
-    status = "failed" if failed else "ok"
-    store.finish(
-        Summary("inv", run_id, started_at=when, finished_at=when, targets_failed=len(failed))
-    )
-    assert store.query("SELECT status FROM runs WHERE run_id = ?", run_id)[0]["status"] == status
-
+from .stores import ACCOUNTS, store_run
 
 KEYS = st.sampled_from([f"k{n}" for n in range(8)])
 ROW = st.fixed_dictionaries({"size": st.integers(0, 3), "tags": st.dictionaries(
