@@ -89,7 +89,7 @@ def _causes(store: Store, run_id: str) -> list[Cause]:
         where = _ACCOUNT.sub("@*", hop) if hop else f"task {task}"
         found = causes.get((code, where))
         if found is None:
-            fix = fix_for(code or "", message or "", hop=hop, assume=hop is not None)
+            fix = fix_for(code or "", message or "", hop=where, assume=hop is not None)
             found = causes[(code, where)] = Cause(code or "", where, fix, message or "")
         found.targets.append(target)
     return sorted(causes.values(), key=lambda c: (-len(c.targets), c.code, c.where))
@@ -201,7 +201,8 @@ def svg(root: _Node) -> str:
                 f'{child.y + height / 2} {cx},{child.y + height / 2}"/>'
             )
             draw(child)
-        css = f"node {node.kind}" + (" failed" if node.failed else "")
+        marked = node.failed and node.kind in ("target", "group")
+        css = f"node {node.kind}" + (" failed" if marked else "")
         label = node.label if len(node.label) <= 38 else node.label[:37] + "\u2026"
         parts.append(
             f'<g class="{css}"><title>{html.escape(node.title or node.label)}</title>'
