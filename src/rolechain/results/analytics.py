@@ -76,7 +76,7 @@ _META_COLUMNS = (
     ("id", "int64"), ("run_id", "string"), ("job", "string"), ("task", "string"),
     ("target", "string"), ("account_id", "string"), ("region", "string"),
 )  # fmt: skip
-_ROW_COLUMNS = (("record_id", "int64"), ("ord", "int64"), ("key", "string"), ("row", "string"))
+_ROW_COLUMNS = (("record_id", "int64"), ("key", "string"), ("row", "string"))
 
 _LATEST = "SELECT run_id FROM latest_runs"  # the store's view: each job's latest complete run
 _VIEWS = {
@@ -187,23 +187,19 @@ def query(store: Store, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
 
 
 def _column(pa: Any, values: list[Any]) -> Any:
-    """An Arrow array of ``values``; mixed types become JSON text."""
-    try:
-        return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
-        import json
+    """An Arrow array of ``values``; objects and mixed types become JSON text."""
+    import json
 
-        return pa.array(
-            [
-                None
-                if v is None
-                else v
-                if isinstance(v, str)
-                else json.dumps(v, sort_keys=True, default=str)
-                for v in values
-            ],
-            type=pa.string(),
-        )
+    try:
+        if not any(isinstance(v, Mapping) for v in values):
+            return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+        pass
+    text = [
+        v if v is None or isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)
+        for v in values
+    ]
+    return pa.array(text, type=pa.string())
 
 
 def table_of(pa: Any, rows: Iterable[Mapping[str, Any]]) -> Any:

@@ -186,9 +186,16 @@ def snapshot(store: Store, run_id: str, *, task: str | None = None) -> Snapshot:
 def diff_snapshots(job: str, a: Snapshot, b: Snapshot) -> Diff:
     """Rows added, removed and changed from ``a`` to ``b``, in units both know."""
     out = Diff(job, a.run_id, b.run_id)
-    tasks_with_rows = a.row_tasks | b.row_tasks | {
-        unit[0] for snap in (a, b) for unit, state in snap.units.items() if state.rows is not None
-    }
+    tasks_with_rows = (
+        a.row_tasks
+        | b.row_tasks
+        | {
+            unit[0]
+            for snap in (a, b)
+            for unit, state in snap.units.items()
+            if state.rows is not None
+        }
+    )
     every = sorted(set(a.units) | set(b.units))
     for unit in every:
         task, target, region = unit
@@ -372,7 +379,7 @@ def iter_rows(
     if account:
         sql += " AND r.account_id = ?"
         args.append(account)
-    sql += " ORDER BY r.id, k.ord"
+    sql += " ORDER BY r.id, k.rowid"
     for *head, text in store.tuples(sql, args):
         out = dict(zip(ROW_COLUMNS, head, strict=True))
         row = json.loads(text)

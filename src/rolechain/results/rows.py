@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +30,13 @@ from rolechain.tasks.registry import TASKS
 _FIELD_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True, default=str)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def row_json(row: Any) -> str:
     """A row as compact JSON text with sorted keys (how the store keeps it)."""
-    return json.dumps(row, separators=(",", ":"), sort_keys=True, default=str)
+    return _ENCODER.encode(row)
 
 
 @dataclass(frozen=True)
@@ -59,11 +64,16 @@ class RowSpec:
     def any(self) -> bool:
         return self.rows is not None or self.list_rows
 
-    def _compiled(self) -> tuple[Any, list[Any]]:
-        cached: tuple[Any, list[Any]] | None = self.__dict__.get("_compiled_cache")
+    def _compiled(self) -> tuple[Any, list[Callable[[Mapping[str, Any]], Any]]]:
+        cached = self.__dict__.get("_compiled_cache")
         if cached is None:
             expression = jmespath.compile(self.rows) if self.rows is not None else None
-            cached = (expression, [jmespath.compile(k) for k in self.key])
+            # a plain field name is looked up directly (most keys are: name, InstanceId)
+            keys = [
+                operator.itemgetter(k) if _NAME.fullmatch(k) else jmespath.compile(k).search
+                for k in self.key
+            ]
+            cached = (expression, keys)
             object.__setattr__(self, "_compiled_cache", cached)
         return cached
 
@@ -71,7 +81,7 @@ class RowSpec:
         _, keys = self._compiled()
         if not keys:
             return hashlib.sha256(row_json(row).encode()).hexdigest()[:24]
-        values = [k.search(row) for k in keys]
+        values = [_lookup(k, row) for k in keys]
         if len(values) == 1:
             value = values[0]
             return value if isinstance(value, str) else row_json(value)
@@ -111,6 +121,13 @@ class RowSpec:
             node[parts[-1]] = rows
             return out
         return rest
+
+
+def _lookup(key: Callable[[Mapping[str, Any]], Any], row: Mapping[str, Any]) -> Any:
+    try:
+        return key(row)
+    except KeyError:
+        return None
 
 
 @dataclass(frozen=True)

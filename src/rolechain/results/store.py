@@ -1,20 +1,29 @@
 """Runs and their records in SQLite, for inventory queried with SQL across runs.
 
-Two tables::
+Three tables::
 
     runs(run_id PRIMARY KEY, job, principal, status, started_at, finished_at, targets,
          targets_ok, targets_failed, records, records_failed, assume_calls, retries,
          elapsed_seconds, plan, trigger, scheduled_for, attempt, retry_of, reason,
          throttled, expired_token_refreshes, pacing)
     records(id, run_id -> runs, job, target, account_id, role_arn, region, task, status,
-            error_code, error_message, error_hop, started_at, duration_ms, data)
+            error_code, error_message, error_hop, started_at, duration_ms, data, rows)
+    record_rows(record_id -> records, key, row)
 
-``data`` is JSON text, so SQLite's JSON functions query it, e.g. the buckets of the latest
-run of each account::
+and views over them::
 
-    SELECT r.account_id, json_extract(b.value, '$.name')
-    FROM records r, json_each(r.data, '$.buckets') b
-    WHERE r.task = 's3.list_buckets' AND r.run_id = (SELECT max(run_id) FROM runs);
+    rows(run_id, job, task, target, account_id, region, key, row)
+    latest_runs   -- each job's latest complete run (status ok or failed)
+    latest_rows   -- the rows of those runs
+
+A task that gives rows (:mod:`rolechain.results.rows`) has them in ``record_rows``, one
+per row, and its record says how many (``records.rows``; NULL for a task that gave none);
+the record's ``data`` keeps only what the rows do not hold (``{"count": 2}`` for
+``s3.list_buckets``). ``data`` and ``row`` are JSON text, so SQLite's JSON functions query
+them, e.g. the buckets of each job's latest run::
+
+    SELECT account_id, json_extract(row, '$.name') FROM latest_rows
+    WHERE task = 's3.list_buckets';
 
 ``runs.throttled`` counts the attempts AWS answered with a throttling error,
 ``runs.expired_token_refreshes`` the ExpiredToken answers recovered from, and
@@ -124,11 +133,10 @@ ALTER TABLE runs ADD COLUMN pacing TEXT;
 ALTER TABLE records ADD COLUMN rows INTEGER;
 CREATE TABLE IF NOT EXISTS record_rows (
     record_id INTEGER NOT NULL REFERENCES records(id) ON DELETE CASCADE,
-    ord INTEGER NOT NULL,
     key TEXT NOT NULL,
-    row TEXT NOT NULL,
-    PRIMARY KEY (record_id, ord)
-) WITHOUT ROWID;
+    row TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS record_rows_record ON record_rows(record_id);
 CREATE INDEX IF NOT EXISTS records_job_task ON records(job, task);
 CREATE VIEW IF NOT EXISTS rows AS
     SELECT r.run_id, r.job, r.task, r.target, r.account_id, r.region, k.key, k.row
@@ -180,7 +188,7 @@ def _iso(moment: datetime) -> str:
 _COLUMN_LIST = ", ".join(COLUMNS)
 _PLACEHOLDERS = ", ".join(":" + c for c in COLUMNS)
 _INSERT = f"INSERT INTO records (id, rows, {_COLUMN_LIST}) VALUES (:id, :rows, {_PLACEHOLDERS})"  # noqa: S608
-_INSERT_ROWS = "INSERT INTO record_rows (record_id, ord, key, row) VALUES (?, ?, ?, ?)"
+_INSERT_ROWS = "INSERT INTO record_rows (record_id, key, row) VALUES (?, ?, ?)"
 _SELECT = f"SELECT id, rows, {_COLUMN_LIST} FROM records WHERE run_id = ? ORDER BY id"  # noqa: S608
 
 
@@ -288,9 +296,9 @@ class Store:
                     self._db.executemany(
                         _INSERT_ROWS,
                         (
-                            (self._pending[index]["id"], ord_, key, text)
+                            (self._pending[index]["id"], key, text)
                             for index, rows in self._pending_rows
-                            for ord_, (key, text) in enumerate(rows)
+                            for key, text in rows
                         ),
                     )
                 else:
@@ -452,7 +460,7 @@ class Store:
                 rows = [
                     json.loads(text)
                     for (text,) in self._db.execute(
-                        "SELECT row FROM record_rows WHERE record_id = ? ORDER BY ord",
+                        "SELECT row FROM record_rows WHERE record_id = ? ORDER BY rowid",
                         (found["id"],),
                     )
                 ]
