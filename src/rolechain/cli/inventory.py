@@ -266,7 +266,7 @@ def diff(
             rows.append(("unknown", u.task, u.target, u.region, "", u.reason))
         if rows:
             _table(("change", "task", "target", "region", "key", "fields"), rows, output)
-        echo(found.summary_line(), err=True)
+    echo(found.summary_line(), err=True)
     sys.exit(1 if found.changed else 0)
 
 
