@@ -117,3 +117,33 @@ def test_without_the_analytics_extra(db: Path, monkeypatch: pytest.MonkeyPatch) 
     answer = CliRunner().invoke(cli, ["export", "--store", str(db), "--to", "parquet", "x"])
     assert answer.exit_code == 2
     assert "pip install 'rolechain[analytics]'" in answer.output
+
+
+def test_columns_left_out_only_when_the_query_cannot_see_them(db: Path) -> None:
+    # count(*) reads no row text; '*' and a view named twice read every column
+    assert sql(db, "SELECT count(*) AS n FROM latest_rows WHERE account_id = '222222222222'") == [
+        {"n": 1}
+    ]
+    [whole] = sql(db, "SELECT * FROM latest_rows WHERE key = 'k9'")
+    assert json.loads(str(whole["row"])) == {"id": "k9", "size": 9}
+    pairs = sql(
+        db,
+        "SELECT a.key AS old, b.row->>'$.size' AS size FROM rows a JOIN rows b "
+        "ON a.key = b.key AND a.run_id = 'A' AND b.run_id = 'B'",
+    )
+    assert pairs == [{"old": "k1", "size": "1"}]
+    [plan] = sql(db, "SELECT r.* FROM runs r WHERE run_id = 'A'")
+    assert plan["plan"] is not None
+
+
+def test_parquet_of_rows_whose_types_differ(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.db"
+    mixed = {ACCOUNTS[0]: {"k1": {"size": 1}}, ACCOUNTS[1]: {"k2": {"size": "big"}}}
+    with Store(path) as store:
+        store_run(store, "A", mixed)
+    out = tmp_path / "mixed.parquet"
+    answer = CliRunner().invoke(
+        cli, ["results", "--store", str(path), "--format", "parquet", "--output", str(out)]
+    )
+    assert answer.exit_code == 0, answer.output
+    assert sorted(str(r["size"]) for r in pq.read_table(out).to_pylist()) == ["1", "big"]

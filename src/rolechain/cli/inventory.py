@@ -170,6 +170,12 @@ def results(
         if run_id is not None:
             inventory.run_job(database, run_id)
         if inventory.has_rows(database, run, task, account):
+            if fmt == "parquet" and output is not None:
+                from rolechain.results.analytics import rows_parquet
+
+                count = rows_parquet(database, run, output, task=task, account=account)
+                echo(f"{count:,} rows of run {run} written to {output}", err=True)
+                return
             columns: Sequence[str] = inventory.ROW_COLUMNS
             rows = inventory.iter_rows(database, run, task=task, account=account)
         else:

@@ -97,66 +97,93 @@ VIEWS = tuple(_VIEWS)
 
 
 def arrow_table(pa: Any, rows: Iterable[Sequence[Any]], columns: Sequence[tuple[str, str]]) -> Any:
-    """An Arrow table of ``rows`` (tuples), read in batches."""
+    """An Arrow table of ``rows`` (tuples)."""
     schema = pa.schema([(name, getattr(pa, kind)()) for name, kind in columns])
-    batches = []
-    iterator = iter(rows)
-    while True:
-        chunk = [row for _, row in zip(range(BATCH), iterator, strict=False)]
-        if not chunk:
-            break
-        arrays = [
-            pa.array(list(values), type=field.type)
-            for values, field in zip(zip(*chunk, strict=True), schema, strict=True)
-        ]
-        batches.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
-    return pa.Table.from_batches(batches, schema=schema)
+    found = list(rows)
+    values = [[row[i] for row in found] for i in range(len(columns))]
+    arrays = [pa.array(v, type=f.type) for v, f in zip(values, schema, strict=True)]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _select(store: Store, columns: Sequence[tuple[str, str]], table: str, where: str = "") -> Any:
-    names = ", ".join(name for name, _ in columns)
-    return store.tuples(f"SELECT {names} FROM {table} {where}")  # noqa: S608 - constants
+    """The table read from SQLite into Arrow: SQLite writes each row as a line of JSON
+    (``json_object``, in C) and Arrow parses the lines (in C++), so that Python handles
+    one string per row instead of an object per value."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    schema = pa.schema([(name, getattr(pa, kind)()) for name, kind in columns])
+    pairs = ", ".join(f"'{name}', {name}" for name, _ in columns)
+    cursor = store.tuples(f"SELECT json_object({pairs}) FROM {table} {where}")  # noqa: S608
+    options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
+    tables = []
+    while True:
+        chunk = cursor.fetchmany(BATCH)
+        if not chunk:
+            break
+        text = "\n".join(line for (line,) in chunk).encode("utf-8")
+        # a block holds whole lines: make it as big as the chunk (a stored plan is large)
+        read = pj.ReadOptions(block_size=max(len(text) + 1, 1 << 20), use_threads=True)
+        tables.append(pj.read_json(io.BytesIO(text), read_options=read, parse_options=options))
+    if not tables:
+        return schema.empty_table()
+    return pa.concat_tables(tables)
+
+
+def _wide(sql: str, words: list[str]) -> bool:
+    """Whether ``sql`` may read every column without naming it: ``*`` (other than in
+    ``count(*)``), or a view named twice (a self-join, a view used as a struct)."""
+    if "*" in re.sub(r"count\s*\(\s*\*\s*\)", "", sql, flags=re.IGNORECASE):
+        return True
+    return any(words.count(view) > 1 for view in VIEWS)
 
 
 def connect(store: Store, sql: str = "") -> Any:
-    """A DuckDB connection with the store's views; only the tables ``sql`` names (all of
-    them when it is empty) are read."""
+    """A DuckDB connection with the store's views. Only the tables ``sql`` names are read
+    (all of them when it is empty), and the big text columns (``row``, ``key``, ``data``,
+    ``plan``) only when it names them or may read every column (``*``); the others are
+    left null, which a query that never names them cannot see."""
     duckdb, pa = require()
-    words = {w.lower() for w in re.findall(r"[A-Za-z_]+", sql)} if sql else set(VIEWS)
+    listed = [w.lower() for w in re.findall(r"[A-Za-z_]+", sql)]
+    words = set(listed) if sql else set(VIEWS)
+    wide = not sql or _wide(sql, listed)
+
+    def read(columns: Sequence[tuple[str, str]], table: str, where: str = "") -> Any:
+        heavy = {"row", "key", "data", "plan", "pacing", "error_message"}
+        kept = [c for c in columns if wide or c[0] not in heavy or c[0] in words]
+        found = _select(store, kept, table, where)
+        for index, (name, kind) in enumerate(columns):
+            if (name, kind) not in kept:
+                nulls = pa.nulls(found.num_rows, type=getattr(pa, kind)())
+                found = found.add_column(index, name, nulls)
+        return found
+
     con = duckdb.connect()
     tables: dict[str, Any] = {
-        "_runs": arrow_table(pa, _select(store, _RUN_COLUMNS, "runs"), _RUN_COLUMNS),
+        "_runs": read(_RUN_COLUMNS, "runs"),
         "_latest": arrow_table(pa, store.tuples(_LATEST), (("run_id", "string"),)),
     }
     empty_rows = arrow_table(pa, (), _ROW_COLUMNS)
     if words & {"rows", "latest_rows"}:
-        tables["_meta"] = arrow_table(pa, _select(store, _META_COLUMNS, "records"), _META_COLUMNS)
+        tables["_meta"] = read(_META_COLUMNS, "records")
     else:
         tables["_meta"] = arrow_table(pa, (), _META_COLUMNS)
     tables["_records"] = (
-        arrow_table(pa, _select(store, _RECORD_COLUMNS, "records"), _RECORD_COLUMNS)
+        read(_RECORD_COLUMNS, "records")
         if "records" in words
         else arrow_table(pa, (), _RECORD_COLUMNS)
     )
-    tables["_record_rows"] = (
-        arrow_table(pa, _select(store, _ROW_COLUMNS, "record_rows"), _ROW_COLUMNS)
-        if "rows" in words
-        else empty_rows
-    )
+    tables["_record_rows"] = read(_ROW_COLUMNS, "record_rows") if "rows" in words else empty_rows
     if "latest_rows" in words:
         tables["_latest_record_rows"] = (
             tables["_record_rows"]
             if "rows" in words
-            else arrow_table(
-                pa,
-                _select(
-                    store,
-                    _ROW_COLUMNS,
-                    "record_rows",
-                    "WHERE record_id IN (SELECT id FROM records WHERE run_id IN "  # noqa: S608
-                    f"({_LATEST}))",
-                ),
+            else read(
                 _ROW_COLUMNS,
+                "record_rows",
+                f"WHERE record_id IN (SELECT id FROM records WHERE run_id IN ({_LATEST}))",  # noqa: S608
             )
         )
     else:
@@ -275,3 +302,51 @@ def export(store: Store, directory: Path, *, job: str | None = None) -> dict[str
                 basename_template="part-{i}.parquet",
             )
     return counts
+
+
+def rows_parquet(
+    store: Store, run_id: str, path: Path, *, task: str | None = None, account: str | None = None
+) -> int:
+    """The run's rows (as ``rolechain results`` flattens them) to one Parquet file, parsed
+    by Arrow from JSON lines SQLite writes; the number written. Rows whose fields change
+    type from one row to the next go through :func:`write_parquet` instead."""
+    import io
+
+    pa = require_arrow()
+    import pyarrow.json as pj
+    import pyarrow.parquet as pq
+
+    from rolechain.results.inventory import ROW_COLUMNS, iter_rows
+
+    where, args = "r.run_id = ?", [run_id]
+    if task:
+        where += " AND r.task = ?"
+        args.append(task)
+    if account:
+        where += " AND r.account_id = ?"
+        args.append(account)
+    pairs = ", ".join(f"'{c}', {'k' if c == 'key' else 'r'}.{c}" for c in ROW_COLUMNS)
+    cursor = store.tuples(
+        f"SELECT json_object({pairs}, 'row', json(k.row)) FROM record_rows k "  # noqa: S608
+        f"JOIN records r ON r.id = k.record_id WHERE {where} ORDER BY r.id, k.rowid",
+        args,
+    )
+    text = "\n".join(line for (line,) in cursor).encode("utf-8")
+    if not text:
+        return write_parquet(iter_rows(store, run_id, task=task, account=account), path)
+    try:
+        read = pj.ReadOptions(block_size=max(len(text) + 1, 1 << 20))
+        table = pj.read_json(io.BytesIO(text), read_options=read)
+        while any(pa.types.is_struct(f.type) for f in table.schema):
+            table = table.flatten()
+        # a row's field named like a column (region) gives way to the column, as in results
+        clashing = [f"row.{c}" for c in ROW_COLUMNS if f"row.{c}" in table.column_names]
+        table = table.drop_columns(clashing)
+        names = [n[4:] if n.startswith("row.") else n for n in table.column_names]
+        if any(pa.types.is_null(f.type) for f in table.schema):
+            raise ValueError("a column of no type")
+        table = table.rename_columns(names)
+        pq.write_table(table, str(path))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, ValueError):
+        return write_parquet(iter_rows(store, run_id, task=task, account=account), path)
+    return int(table.num_rows)

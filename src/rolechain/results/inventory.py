@@ -151,35 +151,37 @@ def snapshot(store: Store, run_id: str, *, task: str | None = None) -> Snapshot:
     """What run ``run_id`` knows about each unit (of ``task`` only, if given)."""
     out = Snapshot(run_id)
     out.row_tasks = {name for name, spec in store.row_specs(run_id).items() if spec.rows}
-    sql = (
-        "SELECT r.id, r.task, r.target, r.account_id, r.region, r.status, r.error_code, "
-        "r.error_hop, r.rows, k.key, k.row FROM records r "
-        "LEFT JOIN record_rows k ON k.record_id = r.id WHERE r.run_id = ?"
-    )
+    where = "r.run_id = ?"
     args: list[Any] = [run_id]
     if task is not None:
-        sql += " AND (r.task = ? OR r.task IS NULL)"
+        where += " AND (r.task = ? OR r.task IS NULL)"
         args.append(task)
     units = out.units
-    for _id, name, target, account, region, status, code, hop, count, key, row in store.tuples(
-        sql, args
+    by_record: dict[int, dict[str, str]] = {}
+    # Column names and clauses are constants; values are bound parameters.
+    columns = "r.id, r.task, r.target, r.account_id, r.region, r.status, r.error_code, r.error_hop"
+    records = f"SELECT {columns}, r.rows FROM records r WHERE {where}"  # noqa: S608
+    for record_id, name, target, account, region, status, code, hop, count in store.tuples(
+        records, args
     ):
         if name is None:  # the target failed before any task (or the run stopped first)
-            where = f" at {hop}" if hop else ""
-            out.failed_targets[target] = (account, f"run {run_id}: {code}{where}")
+            at = f" at {hop}" if hop else ""
+            out.failed_targets[target] = (account, f"run {run_id}: {code}{at}")
             continue
-        unit = (name, target, region or "")
-        state = units.get(unit)
-        if state is None:
-            if status != "ok":
-                state = UnitState(account, None, f"run {run_id}: {code}")
-            elif count is None:
-                state = UnitState(account, None, f"run {run_id}: the task gave no rows")
-            else:
-                state = UnitState(account, {})
-            units[unit] = state
-        if key is not None and state.rows is not None:
-            state.rows[key] = row
+        if status != "ok":
+            state = UnitState(account, None, f"run {run_id}: {code}")
+        elif count is None:
+            state = UnitState(account, None, f"run {run_id}: the task gave no rows")
+        else:
+            state = UnitState(account, {})
+            by_record[record_id] = state.rows  # type: ignore[assignment]
+        units[(name, target, region or "")] = state
+    # The rows alone (three columns), by record: most of what a diff reads
+    rows = f"SELECT k.record_id, k.key, k.row FROM record_rows k JOIN records r ON r.id = k.record_id WHERE {where}"  # noqa: E501, S608
+    for record_id, key, row in store.tuples(rows, args):
+        found = by_record.get(record_id)
+        if found is not None:
+            found[key] = row
     return out
 
 

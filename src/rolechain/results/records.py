@@ -7,10 +7,23 @@ records and may not import this package); it is re-exported here.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rolechain.errors import redact
-from rolechain.executor.records import Record, RecordError, Summary
+
+if TYPE_CHECKING:
+    from rolechain.executor.records import Record, RecordError, Summary
+
+
+def __getattr__(name: str) -> Any:
+    # Re-exported lazily: importing the executor package is not cheap, and what only reads
+    # a store (results, diff, sql) never needs it.
+    if name in ("Record", "RecordError", "Summary"):
+        from rolechain.executor import records
+
+        return getattr(records, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "COLUMNS",
@@ -84,6 +97,8 @@ def shown(record: Record) -> dict[str, Any]:
 
 def from_row(row: dict[str, Any]) -> Record:
     """The inverse of :func:`to_row`."""
+    from rolechain.executor.records import Record, RecordError
+
     error = (
         RecordError(row["error_code"], row["error_message"] or "", row["error_hop"])
         if row.get("error_code")

@@ -20,12 +20,12 @@ import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jmespath
 
-from rolechain.planner.plan import Plan, TaskRef
-from rolechain.tasks.registry import TASKS
+if TYPE_CHECKING:
+    from rolechain.planner.plan import Plan, TaskRef
 
 _FIELD_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 
@@ -50,14 +50,21 @@ class RowSpec:
 
     @classmethod
     def of(cls, task: TaskRef) -> RowSpec:
-        info = TASKS.get(task.task)
-        rows = task.rows if task.rows is not None else (info.rows if info else None)
-        key = task.key if task.key is not None else (info.key if info else ())
+        return cls.named(task.task, task.rows, task.key)
+
+    @classmethod
+    def named(cls, task: str, rows: str | None, key: Iterable[str] | None = None) -> RowSpec:
+        """Task ``task`` with the chain file's ``rows`` and ``key`` (None: its defaults)."""
+        from rolechain.tasks.registry import TASKS
+
+        info = TASKS.get(task)
+        found = rows if rows is not None else (info.rows if info else None)
+        fields = tuple(key) if key is not None else (info.key if info else ())
         return cls(
-            rows=rows,
-            key=tuple(key),
-            list_rows=bool(info and info.list_rows) and task.rows is None,
-            declared=task.rows is not None,
+            rows=found,
+            key=fields,
+            list_rows=bool(info and info.list_rows) and rows is None,
+            declared=rows is not None,
         )
 
     @property

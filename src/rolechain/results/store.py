@@ -60,11 +60,13 @@ import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rolechain.errors import RolechainError, redact, redact_data
-from rolechain.executor.records import Record, Summary
-from rolechain.planner.plan import Plan
+
+if TYPE_CHECKING:
+    from rolechain.executor.records import Record, Summary
+    from rolechain.planner.plan import Plan
 from rolechain.results.records import COLUMNS, from_row, to_row
 from rolechain.results.rows import RowSpec, row_json
 from rolechain.results.rows import specs as row_specs
@@ -473,11 +475,18 @@ class Store:
         row = self._db.execute("SELECT plan FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None or not row[0]:
             return None
+        from rolechain.planner.plan import Plan
+
         return Plan.from_dict(json.loads(row[0]))
 
     def row_specs(self, run_id: str) -> dict[str, RowSpec]:
-        plan = self.plan(run_id)
-        return row_specs(plan) if plan is not None else {}
+        """How each task of the run gives rows, read from its stored plan (without
+        building the plan)."""
+        row = self._db.execute("SELECT plan FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None or not row[0]:
+            return {}
+        tasks = json.loads(row[0]).get("tasks", [])
+        return {t["id"]: RowSpec.named(t["task"], t.get("rows"), t.get("key")) for t in tasks}
 
     def tuples(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
         """A cursor giving the rows of a query as plain tuples (quicker than :meth:`query`
