@@ -133,6 +133,14 @@ def test_the_store_keeps_rows_in_their_own_table(tmp_path: Path) -> None:
             ("222222222222", "b2"),
         ]
         assert json.loads(found[0]["row"]) == {"name": "b1", "created": "2026"}
+        # the key field is stored once, as the key; the rows view puts it back
+        stored = store.query("SELECT key, row FROM record_rows ORDER BY key")
+        assert stored[0] == {"key": "b1", "row": '{"created":"2026"}'}
+        assert store.query("SELECT DISTINCT row_key FROM records") == [{"row_key": "name"}]
+        # the plan is stored compressed, and read back whole
+        [kind] = store.query("SELECT typeof(plan) AS kind FROM runs")
+        assert kind == {"kind": "blob"}
+        assert store.plan("r1") == plan
         counts = store.query("SELECT account_id, rows, data FROM records ORDER BY account_id")
         assert [(r["rows"], r["data"]) for r in counts] == [(2, '{"count":2}'), (0, '{"count":0}')]
         assert [r.data for r in store.records("r1")] == [BUCKETS, {"buckets": [], "count": 0}]
@@ -171,7 +179,8 @@ def test_a_version_3_store_is_migrated(tmp_path: Path) -> None:
         "job TEXT NOT NULL, target TEXT NOT NULL, account_id TEXT, role_arn TEXT, region TEXT, "
         "task TEXT, status TEXT NOT NULL, error_code TEXT, error_message TEXT, error_hop TEXT, "
         "started_at TEXT, duration_ms INTEGER, data TEXT);"
-        "INSERT INTO runs (run_id, job, status) VALUES ('old', 'inv', 'ok');"
+        "INSERT INTO runs (run_id, job, status, plan) VALUES ('old', 'inv', 'ok', "
+        f"'{json.dumps(hub_plan(['222222222222']).to_dict())}');"
         "INSERT INTO records (run_id, job, target, status, task, data) VALUES "
         "('old', 'inv', 'audit@1', 'ok', 's3.list_buckets', '{\"count\": 0}');"
         "PRAGMA user_version=3;"
@@ -182,3 +191,6 @@ def test_a_version_3_store_is_migrated(tmp_path: Path) -> None:
         assert store.query("SELECT rows FROM records") == [{"rows": None}]
         assert store.query("SELECT count(*) AS n FROM latest_rows") == [{"n": 0}]
         assert [r["run_id"] for r in store.query("SELECT run_id FROM latest_runs")] == ["old"]
+        old_plan = store.plan("old")  # stored as JSON text before version 4
+        assert old_plan is not None
+        assert old_plan.targets[0].account_id == "222222222222"

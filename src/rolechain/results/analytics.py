@@ -20,7 +20,7 @@ from typing import Any
 
 from rolechain.errors import RolechainError
 from rolechain.results.records import COLUMNS
-from rolechain.results.store import Store
+from rolechain.results.store import ROW_SQL, Store, unpack_plan
 
 INSTALL = "pip install 'rolechain[analytics]'"
 BATCH = 65536
@@ -71,6 +71,7 @@ _RECORD_COLUMNS = (
     ("id", "int64"),
     *((name, _RECORD_TYPES.get(name, "string")) for name in COLUMNS),
     ("rows", "int64"),
+    ("row_key", "string"),
 )
 _META_COLUMNS = (
     ("id", "int64"), ("run_id", "string"), ("job", "string"), ("task", "string"),
@@ -105,7 +106,13 @@ def arrow_table(pa: Any, rows: Iterable[Sequence[Any]], columns: Sequence[tuple[
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def _select(store: Store, columns: Sequence[tuple[str, str]], table: str, where: str = "") -> Any:
+def _select(
+    store: Store,
+    columns: Sequence[tuple[str, str]],
+    table: str,
+    where: str = "",
+    expressions: Mapping[str, str] | None = None,
+) -> Any:
     """The table read from SQLite into Arrow: SQLite writes each row as a line of JSON
     (``json_object``, in C) and Arrow parses the lines (in C++), so that Python handles
     one string per row instead of an object per value."""
@@ -115,7 +122,8 @@ def _select(store: Store, columns: Sequence[tuple[str, str]], table: str, where:
     import pyarrow.json as pj
 
     schema = pa.schema([(name, getattr(pa, kind)()) for name, kind in columns])
-    pairs = ", ".join(f"'{name}', {name}" for name, _ in columns)
+    made = expressions or {}
+    pairs = ", ".join(f"'{name}', {made.get(name, name)}" for name, _ in columns)
     cursor = store.tuples(f"SELECT json_object({pairs}) FROM {table} {where}")  # noqa: S608
     options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
     tables = []
@@ -150,10 +158,23 @@ def connect(store: Store, sql: str = "") -> Any:
     words = set(listed) if sql else set(VIEWS)
     wide = not sql or _wide(sql, listed)
 
-    def read(columns: Sequence[tuple[str, str]], table: str, where: str = "") -> Any:
+    def read(
+        columns: Sequence[tuple[str, str]],
+        table: str,
+        where: str = "",
+        expressions: Mapping[str, str] | None = None,
+    ) -> Any:
         heavy = {"row", "key", "data", "plan", "pacing", "error_message"}
-        kept = [c for c in columns if wide or c[0] not in heavy or c[0] in words]
-        found = _select(store, kept, table, where)
+        kept = [
+            c for c in columns if (wide or c[0] not in heavy or c[0] in words) and c[0] != "plan"
+        ]
+        found = _select(store, kept, table, where, expressions)
+        if table == "runs" and (wide or "plan" in words):
+            # stored compressed: read in Python, one per run
+            plans = dict(store.tuples("SELECT run_id, plan FROM runs"))
+            text = [plans[r] and unpack_plan(plans[r]) for r in found["run_id"].to_pylist()]
+            found = found.append_column("plan", pa.array(text, type=pa.string()))
+            kept.append(("plan", "string"))
         for index, (name, kind) in enumerate(columns):
             if (name, kind) not in kept:
                 nulls = pa.nulls(found.num_rows, type=getattr(pa, kind)())
@@ -175,15 +196,21 @@ def connect(store: Store, sql: str = "") -> Any:
         if "records" in words
         else arrow_table(pa, (), _RECORD_COLUMNS)
     )
-    tables["_record_rows"] = read(_ROW_COLUMNS, "record_rows") if "rows" in words else empty_rows
+    rows_from = "record_rows k JOIN records r ON r.id = k.record_id"
+    # || '' makes json_set's result plain text again (JSON lines carry the row as a string)
+    rows_made = {"record_id": "k.record_id", "key": "k.key", "row": f"({ROW_SQL}) || ''"}
+    tables["_record_rows"] = (
+        read(_ROW_COLUMNS, rows_from, "", rows_made) if "rows" in words else empty_rows
+    )
     if "latest_rows" in words:
         tables["_latest_record_rows"] = (
             tables["_record_rows"]
             if "rows" in words
             else read(
                 _ROW_COLUMNS,
-                "record_rows",
-                f"WHERE record_id IN (SELECT id FROM records WHERE run_id IN ({_LATEST}))",  # noqa: S608
+                rows_from,
+                f"WHERE r.run_id IN ({_LATEST})",
+                rows_made,
             )
         )
     else:
@@ -262,7 +289,7 @@ def export(store: Store, directory: Path, *, job: str | None = None) -> dict[str
     # Column names and clauses are constants of this module; the job is a bound parameter.
     datasets = {
         "rows": (
-            f"SELECT r.run_id, r.job, r.task, r.target, r.account_id, r.region, k.key, k.row, "  # noqa: S608
+            f"SELECT r.run_id, r.job, r.task, r.target, r.account_id, r.region, k.key, {ROW_SQL} AS row, "  # noqa: E501, S608
             f"u.started_at AS run_started_at, {date} AS run_date FROM record_rows k "
             f"JOIN records r ON r.id = k.record_id JOIN runs u ON u.run_id = r.run_id {where}",
             ["job", "task", "run_date"],
@@ -283,7 +310,11 @@ def export(store: Store, directory: Path, *, job: str | None = None) -> dict[str
     for name, (sql, partitions) in datasets.items():
         cursor = store.tuples(sql, args)
         columns = [d[0] for d in cursor.description]
-        table = pa.Table.from_pylist([dict(zip(columns, row, strict=True)) for row in cursor])
+        found = [dict(zip(columns, row, strict=True)) for row in cursor]
+        for row in found:
+            if row.get("plan") is not None:
+                row["plan"] = unpack_plan(row["plan"])
+        table = pa.Table.from_pylist(found)
         for column in partitions:
             if column in table.column_names:
                 index = table.column_names.index(column)
@@ -327,7 +358,7 @@ def rows_parquet(
         args.append(account)
     pairs = ", ".join(f"'{c}', {'k' if c == 'key' else 'r'}.{c}" for c in ROW_COLUMNS)
     cursor = store.tuples(
-        f"SELECT json_object({pairs}, 'row', json(k.row)) FROM record_rows k "  # noqa: S608
+        f"SELECT json_object({pairs}, 'row', json({ROW_SQL})) FROM record_rows k "  # noqa: S608
         f"JOIN records r ON r.id = k.record_id WHERE {where} ORDER BY r.id, k.rowid",
         args,
     )
@@ -346,6 +377,9 @@ def rows_parquet(
         if any(pa.types.is_null(f.type) for f in table.schema):
             raise ValueError("a column of no type")
         table = table.rename_columns(names)
+        # the row's fields sorted after the columns, as results lists them
+        fields = sorted(n for n in names if n not in ROW_COLUMNS)
+        table = table.select([*ROW_COLUMNS, *fields])
         pq.write_table(table, str(path))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, ValueError):
         return write_parquet(iter_rows(store, run_id, task=task, account=account), path)

@@ -16,7 +16,7 @@ from typing import Any
 
 from rolechain.errors import RolechainError
 from rolechain.results.rows import flatten
-from rolechain.results.store import COMPLETE, Store
+from rolechain.results.store import COMPLETE, ROW_SQL, Store
 
 Unit = tuple[str, str, str]  # (task, target, region)
 
@@ -28,6 +28,16 @@ class UnitState:
     account_id: str
     rows: dict[str, str] | None  # key -> row JSON; None: the run does not know the unit
     reason: str | None = None  # why not
+    key_field: str | None = None  # the field each row's JSON leaves out (its key)
+
+    def row(self, key: str) -> Any:
+        """The row of ``key`` whole again."""
+        assert self.rows is not None
+        found = json.loads(self.rows[key])
+        if self.key_field is not None and isinstance(found, dict):
+            found[self.key_field] = key
+            found = dict(sorted(found.items()))  # fields in the order they were stored
+        return found
 
 
 @dataclass
@@ -160,8 +170,8 @@ def snapshot(store: Store, run_id: str, *, task: str | None = None) -> Snapshot:
     by_record: dict[int, dict[str, str]] = {}
     # Column names and clauses are constants; values are bound parameters.
     columns = "r.id, r.task, r.target, r.account_id, r.region, r.status, r.error_code, r.error_hop"
-    records = f"SELECT {columns}, r.rows FROM records r WHERE {where}"  # noqa: S608
-    for record_id, name, target, account, region, status, code, hop, count in store.tuples(
+    records = f"SELECT {columns}, r.rows, r.row_key FROM records r WHERE {where}"  # noqa: S608
+    for record_id, name, target, account, region, status, code, hop, count, left in store.tuples(
         records, args
     ):
         if name is None:  # the target failed before any task (or the run stopped first)
@@ -173,7 +183,7 @@ def snapshot(store: Store, run_id: str, *, task: str | None = None) -> Snapshot:
         elif count is None:
             state = UnitState(account, None, f"run {run_id}: the task gave no rows")
         else:
-            state = UnitState(account, {})
+            state = UnitState(account, {}, key_field=left)
             by_record[record_id] = state.rows  # type: ignore[assignment]
         units[(name, target, region or "")] = state
     # The rows alone (three columns), by record: most of what a diff reads
@@ -221,13 +231,13 @@ def diff_snapshots(job: str, a: Snapshot, b: Snapshot) -> Diff:
             if before == after:
                 continue
             if before is None:
-                row = json.loads(after or "null")
+                row = new.row(key)
                 out.changes.append(Change("added", task, target, account, region, key, row))
             elif after is None:
-                row = json.loads(before)
+                row = old.row(key)
                 out.changes.append(Change("removed", task, target, account, region, key, row))
             else:
-                was, now = json.loads(before), json.loads(after)
+                was, now = old.row(key), new.row(key)
                 out.changes.append(
                     Change("changed", task, target, account, region, key, now, fields(was, now))
                 )
@@ -370,10 +380,8 @@ def iter_rows(
     store: Store, run_id: str, *, task: str | None = None, account: str | None = None
 ) -> Iterator[dict[str, Any]]:
     """The run's rows, each flattened (``tags.team``), after the columns of ROW_COLUMNS."""
-    sql = (
-        "SELECT r.run_id, r.job, r.task, r.target, r.account_id, r.region, k.key, k.row "
-        "FROM records r JOIN record_rows k ON k.record_id = r.id WHERE r.run_id = ?"
-    )
+    head = "r.run_id, r.job, r.task, r.target, r.account_id, r.region, k.key"
+    sql = f"SELECT {head}, {ROW_SQL} FROM records r JOIN record_rows k ON k.record_id = r.id WHERE r.run_id = ?"  # noqa: E501, S608
     args: list[Any] = [run_id]
     if task:
         sql += " AND r.task = ?"
@@ -386,7 +394,8 @@ def iter_rows(
         out = dict(zip(ROW_COLUMNS, head, strict=True))
         row = json.loads(text)
         if isinstance(row, Mapping):
-            for name, value in flatten(row).items():
+            # fields sorted, as rows are stored (the key field was put back last)
+            for name, value in flatten(dict(sorted(row.items()))).items():
                 out.setdefault(name, value)
         yield out
 

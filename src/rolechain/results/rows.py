@@ -94,6 +94,17 @@ class RowSpec:
             return value if isinstance(value, str) else row_json(value)
         return row_json(values)
 
+    def stored(self, rows: list[Mapping[str, Any]]) -> tuple[list[tuple[str, str]], str | None]:
+        """(key, row JSON) of each row as the store keeps them, and the key field left
+        out of every row's JSON (kept once, as its key) or None: a key of one plain field
+        that is a string in every row (``name``) is not stored twice."""
+        field = self.key[0] if len(self.key) == 1 and _NAME.fullmatch(self.key[0]) else None
+        if field is not None and all(isinstance(row.get(field), str) for row in rows):
+            return [
+                (row[field], row_json({k: v for k, v in row.items() if k != field})) for row in rows
+            ], field
+        return [(self.key_of(row), row_json(row)) for row in rows], None
+
     def extract(self, data: Any) -> Extracted | None:
         """The rows of a task's result, or None when it gives none (``why`` says, for a
         declared expression, what it gave instead)."""

@@ -57,6 +57,7 @@ import dataclasses
 import json
 import sqlite3
 import time
+import zlib
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,7 +69,7 @@ if TYPE_CHECKING:
     from rolechain.executor.records import Record, Summary
     from rolechain.planner.plan import Plan
 from rolechain.results.records import COLUMNS, from_row, to_row
-from rolechain.results.rows import RowSpec, row_json
+from rolechain.results.rows import RowSpec
 from rolechain.results.rows import specs as row_specs
 
 SCHEMA = """
@@ -133,6 +134,7 @@ ALTER TABLE runs ADD COLUMN pacing TEXT;
     # 3 -> 4: rows (issue 21), and the views over them
     """
 ALTER TABLE records ADD COLUMN rows INTEGER;
+ALTER TABLE records ADD COLUMN row_key TEXT;
 CREATE TABLE IF NOT EXISTS record_rows (
     record_id INTEGER NOT NULL REFERENCES records(id) ON DELETE CASCADE,
     key TEXT NOT NULL,
@@ -141,7 +143,9 @@ CREATE TABLE IF NOT EXISTS record_rows (
 CREATE INDEX IF NOT EXISTS record_rows_record ON record_rows(record_id);
 CREATE INDEX IF NOT EXISTS records_job_task ON records(job, task);
 CREATE VIEW IF NOT EXISTS rows AS
-    SELECT r.run_id, r.job, r.task, r.target, r.account_id, r.region, k.key, k.row
+    SELECT r.run_id, r.job, r.task, r.target, r.account_id, r.region, k.key,
+        CASE WHEN r.row_key IS NULL THEN k.row
+             ELSE json_set(k.row, '$.' || r.row_key, k.key) END AS row
     FROM record_rows k JOIN records r ON r.id = k.record_id;
 CREATE VIEW IF NOT EXISTS latest_runs AS
     SELECT * FROM runs AS o WHERE o.run_id = (
@@ -153,6 +157,13 @@ CREATE VIEW IF NOT EXISTS latest_rows AS
 """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS) + 1
+
+# A row as it was, in SQL over ``record_rows k JOIN records r``: when every row of a record
+# is keyed by one field holding a string (``name``), that field is kept once, as the key,
+# and ``records.row_key`` names it.
+ROW_SQL = (
+    "CASE WHEN r.row_key IS NULL THEN k.row ELSE json_set(k.row, '$.' || r.row_key, k.key) END"
+)
 
 # A run that ran to its end (some targets may have failed): what results and diff read.
 COMPLETE = ("ok", "failed")
@@ -169,6 +180,17 @@ _RUN_COLUMNS = (
     "assume_calls, retries, throttled, expired_token_refreshes, pacing, elapsed_seconds"
 )
 FLUSH_SECONDS = 1.0
+
+
+def pack_plan(text: str) -> bytes:
+    """A run's plan as stored: its JSON, zlib-compressed (a plan of 10,000 targets is
+    about 7 MB of JSON, a twentieth of that compressed)."""
+    return zlib.compress(text.encode("utf-8"), 6)
+
+
+def unpack_plan(value: str | bytes) -> str:
+    """The plan's JSON from ``runs.plan`` (text as stores before version 4 kept it)."""
+    return zlib.decompress(value).decode("utf-8") if isinstance(value, bytes) else value
 
 
 def _utc(text: str | None) -> datetime | None:
@@ -189,9 +211,12 @@ def _iso(moment: datetime) -> str:
 # Column names are constants of this module; values are always bound parameters.
 _COLUMN_LIST = ", ".join(COLUMNS)
 _PLACEHOLDERS = ", ".join(":" + c for c in COLUMNS)
-_INSERT = f"INSERT INTO records (id, rows, {_COLUMN_LIST}) VALUES (:id, :rows, {_PLACEHOLDERS})"  # noqa: S608
+_INSERT = (
+    f"INSERT INTO records (id, rows, row_key, {_COLUMN_LIST}) "  # noqa: S608
+    f"VALUES (:id, :rows, :row_key, {_PLACEHOLDERS})"
+)
 _INSERT_ROWS = "INSERT INTO record_rows (record_id, key, row) VALUES (?, ?, ?)"
-_SELECT = f"SELECT id, rows, {_COLUMN_LIST} FROM records WHERE run_id = ? ORDER BY id"  # noqa: S608
+_SELECT = f"SELECT id, rows, row_key, {_COLUMN_LIST} FROM records WHERE run_id = ? ORDER BY id"  # noqa: S608
 
 
 class Store:
@@ -262,7 +287,7 @@ class Store:
                     len(plan.targets),
                     plan.assume_calls,
                     # no ${env:} value (an external id) is stored
-                    json.dumps(redact_data(plan.to_dict()), default=str),
+                    pack_plan(json.dumps(redact_data(plan.to_dict()), default=str)),
                 ),
             )
 
@@ -272,12 +297,13 @@ class Store:
         spec = self._specs.get(record.task) if record.task is not None else None
         extracted = spec.extract(record.data) if spec is not None and record.ok else None
         if extracted is None or extracted.rows is None:
-            self._pending.append(to_row(record) | {"id": None, "rows": None})
+            self._pending.append(to_row(record) | {"id": None, "rows": None, "row_key": None})
         else:
             assert spec is not None
-            rows = [(spec.key_of(row), row_json(row)) for row in extracted.rows]
+            rows, field = spec.stored(extracted.rows)
             self._pending_rows.append((len(self._pending), rows))
-            self._pending.append(to_row(record, data=extracted.rest) | {"rows": len(rows)})
+            extra = {"rows": len(rows), "row_key": field}
+            self._pending.append(to_row(record, data=extracted.rest) | extra)
         if len(self._pending) >= self._batch or time.monotonic() - self._flushed >= FLUSH_SECONDS:
             self.flush()
 
@@ -462,7 +488,8 @@ class Store:
                 rows = [
                     json.loads(text)
                     for (text,) in self._db.execute(
-                        "SELECT row FROM record_rows WHERE record_id = ? ORDER BY rowid",
+                        f"SELECT {ROW_SQL} FROM record_rows k JOIN records r "  # noqa: S608
+                        "ON r.id = k.record_id WHERE k.record_id = ? ORDER BY k.rowid",
                         (found["id"],),
                     )
                 ]
@@ -477,7 +504,7 @@ class Store:
             return None
         from rolechain.planner.plan import Plan
 
-        return Plan.from_dict(json.loads(row[0]))
+        return Plan.from_dict(json.loads(unpack_plan(row[0])))
 
     def row_specs(self, run_id: str) -> dict[str, RowSpec]:
         """How each task of the run gives rows, read from its stored plan (without
@@ -485,7 +512,7 @@ class Store:
         row = self._db.execute("SELECT plan FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None or not row[0]:
             return {}
-        tasks = json.loads(row[0]).get("tasks", [])
+        tasks = json.loads(unpack_plan(row[0])).get("tasks", [])
         return {t["id"]: RowSpec.named(t["task"], t.get("rows"), t.get("key")) for t in tasks}
 
     def tuples(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
