@@ -73,3 +73,19 @@ def test_unknown_targets_failed_or_not_run_in_either_run(tmp_path: Path) -> None
     assert set(reasons) == {ACCOUNTS[0], ACCOUNTS[1]}
     assert "AccessDenied" in reasons[ACCOUNTS[0]]
     assert "not run" in reasons[ACCOUNTS[1]]
+
+
+def test_diff_exit_status_is_2_on_an_error(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from rolechain.cli import cli
+
+    db = tmp_path / "runs.db"
+    with Store(db) as store:
+        store_run(store, "A", {}, when="2026-01-01T00:00:00Z")
+    for argv in (["diff", "nope"], ["diff"], ["results", "nope"]):  # no such run; one run only
+        answer = CliRunner().invoke(cli, [*argv, "--store", str(db)])
+        assert answer.exit_code == 2, (argv, answer.output)
+    missing = CliRunner().invoke(cli, ["diff", "--store", str(tmp_path / "none.db")])
+    assert missing.exit_code == 2
+    assert "no run database" in missing.output

@@ -14,7 +14,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
-from rolechain.cli._common import EXIT_INVALID, echo, write_text
+from rolechain.cli._common import EXIT_INVALID, echo, handle_errors, write_text
 from rolechain.errors import RolechainError, printable, redact_data
 
 P = ParamSpec("P")
@@ -24,20 +24,18 @@ STORE_ENV = "ROLECHAIN_STORE"
 
 
 def inventory_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """A RolechainError (no store, no such run, DuckDB missing, bad SQL) exits 2."""
+    """:func:`handle_errors`, with every RolechainError (no store, no such run, DuckDB
+    missing, bad SQL) exiting 2: ``diff`` exits 1 for "changed"."""
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
         except RolechainError as exc:
-            echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_INVALID)
-        except KeyboardInterrupt:
-            echo("interrupted", err=True)
-            sys.exit(130)
+            exc.exit_code = EXIT_INVALID
+            raise
 
-    return wrapper
+    return handle_errors(wrapper)
 
 
 def store_option(func: Callable[P, R]) -> Callable[P, R]:
@@ -119,6 +117,13 @@ def _emit(
     return len(found)
 
 
+TABLE_FORMATS = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "jsonl", "csv", "parquet"]),
+    default="table",
+    show_default=True,
+)
 OUTPUT = click.option(
     "--output",
     "-o",
@@ -134,13 +139,7 @@ OUTPUT = click.option(
 @click.option("--job", "-j", default=None, help="The job (default: the store's only job).")
 @click.option("--task", "-t", default=None, help="Only this task (its id in the job).")
 @click.option("--account", "-a", default=None, help="Only this account.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json", "jsonl", "csv", "parquet"]),
-    default="table",
-    show_default=True,
-)
+@TABLE_FORMATS
 @OUTPUT
 @inventory_errors
 def results(
@@ -279,13 +278,7 @@ def diff(
 @click.command()
 @click.argument("query")
 @store_option
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json", "jsonl", "csv", "parquet"]),
-    default="table",
-    show_default=True,
-)
+@TABLE_FORMATS
 @OUTPUT
 @inventory_errors
 def sql(query: str, store: Path, fmt: str, output: Path | None) -> None:

@@ -347,15 +347,9 @@ def rows_parquet(
     import pyarrow.json as pj
     import pyarrow.parquet as pq
 
-    from rolechain.results.inventory import ROW_COLUMNS, iter_rows
+    from rolechain.results.inventory import ROW_COLUMNS, iter_rows, run_filter
 
-    where, args = "r.run_id = ?", [run_id]
-    if task:
-        where += " AND r.task = ?"
-        args.append(task)
-    if account:
-        where += " AND r.account_id = ?"
-        args.append(account)
+    where, args = run_filter(run_id, task, account)
     pairs = ", ".join(f"'{c}', {'k' if c == 'key' else 'r'}.{c}" for c in ROW_COLUMNS)
     cursor = store.tuples(
         f"SELECT json_object({pairs}, 'row', json({ROW_SQL})) FROM record_rows k "  # noqa: S608

@@ -364,32 +364,34 @@ def previous_complete(store: Store, run_id: str) -> str | None:
 ROW_COLUMNS = ("run_id", "job", "task", "target", "account_id", "region", "key")
 
 
-def has_rows(store: Store, run_id: str, task: str | None, account: str | None) -> bool:
-    sql = "SELECT 1 FROM records WHERE run_id = ? AND rows IS NOT NULL"
-    args: list[Any] = [run_id]
+def run_filter(
+    run_id: str, task: str | None, account: str | None, alias: str = "r"
+) -> tuple[str, list[Any]]:
+    """The WHERE clause (over ``records`` as ``alias``) and its arguments for the records
+    of a run, of one task and one account if given."""
+    where, args = f"{alias}.run_id = ?", [run_id]
     if task:
-        sql += " AND task = ?"
+        where += f" AND {alias}.task = ?"
         args.append(task)
     if account:
-        sql += " AND account_id = ?"
+        where += f" AND {alias}.account_id = ?"
         args.append(account)
-    return next(store.tuples(sql + " LIMIT 1", args), None) is not None
+    return where, args
+
+
+def has_rows(store: Store, run_id: str, task: str | None, account: str | None) -> bool:
+    where, args = run_filter(run_id, task, account)
+    sql = f"SELECT 1 FROM records r WHERE {where} AND r.rows IS NOT NULL LIMIT 1"  # noqa: S608
+    return next(store.tuples(sql, args), None) is not None
 
 
 def iter_rows(
     store: Store, run_id: str, *, task: str | None = None, account: str | None = None
 ) -> Iterator[dict[str, Any]]:
     """The run's rows, each flattened (``tags.team``), after the columns of ROW_COLUMNS."""
+    where, args = run_filter(run_id, task, account)
     head = "r.run_id, r.job, r.task, r.target, r.account_id, r.region, k.key"
-    sql = f"SELECT {head}, {ROW_SQL} FROM records r JOIN record_rows k ON k.record_id = r.id WHERE r.run_id = ?"  # noqa: E501, S608
-    args: list[Any] = [run_id]
-    if task:
-        sql += " AND r.task = ?"
-        args.append(task)
-    if account:
-        sql += " AND r.account_id = ?"
-        args.append(account)
-    sql += " ORDER BY r.id, k.rowid"
+    sql = f"SELECT {head}, {ROW_SQL} FROM records r JOIN record_rows k ON k.record_id = r.id WHERE {where} ORDER BY r.id, k.rowid"  # noqa: E501, S608
     for *head, text in store.tuples(sql, args):
         out = dict(zip(ROW_COLUMNS, head, strict=True))
         row = json.loads(text)
@@ -406,13 +408,7 @@ def iter_records(
     """The run's records as flat rows (``data`` as JSON text)."""
     from rolechain.results.records import COLUMNS
 
-    sql = f"SELECT {', '.join(COLUMNS)} FROM records WHERE run_id = ?"  # noqa: S608
-    args: list[Any] = [run_id]
-    if task:
-        sql += " AND task = ?"
-        args.append(task)
-    if account:
-        sql += " AND account_id = ?"
-        args.append(account)
-    for found in store.tuples(sql + " ORDER BY id", args):
+    where, args = run_filter(run_id, task, account)
+    sql = f"SELECT {', '.join(COLUMNS)} FROM records r WHERE {where} ORDER BY r.id"  # noqa: S608
+    for found in store.tuples(sql, args):
         yield dict(zip(COLUMNS, found, strict=True))
