@@ -26,7 +26,8 @@ from rolechain.sandbox.faults import Faults
 from rolechain.scheduler.launcher import ExecutorLauncher
 from rolechain.scheduler.types import LaunchRequest, Trigger
 
-A, B, C = "333333333333", "444444444444", "555555555555"
+# Accounts no other test uses: moto's state outlives a sandbox in the same process.
+A, B, C = "313131313131", "414141414141", "515151515151"
 CHAIN = f"""
 version: 1
 principals:
@@ -53,7 +54,15 @@ jobs:
 def world() -> Iterator[tuple[Chain, Any]]:
     chain = loads(CHAIN, file="inventory.yaml")
     with sandbox(chain) as info:
-        yield chain, info
+        try:
+            yield chain, info
+        finally:  # leave moto's S3 as the sandbox made it
+            info.set_faults(Faults())
+            for account in (A, B, C):
+                client = s3(info, account)
+                for bucket in client.list_buckets().get("Buckets", []):
+                    if not bucket["Name"].startswith("rolechain-"):
+                        client.delete_bucket(Bucket=bucket["Name"])
 
 
 def s3(info: Any, account: str) -> Any:
