@@ -9,7 +9,6 @@ comment and returned as a warning. The mapping table is in docs/scheduling.md.
 from __future__ import annotations
 
 import itertools
-import json
 import shlex
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -498,7 +497,3 @@ def export(
     if target not in EXPORTERS:
         raise ValueError(f"unknown target {target!r}; one of {', '.join(TARGETS)}")
     return EXPORTERS[target](chain, specs, opts)
-
-
-def summary_json(exported: Exported) -> str:
-    return json.dumps({"files": sorted(exported.files), "warnings": exported.warnings}, indent=2)
