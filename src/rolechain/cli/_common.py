@@ -238,7 +238,8 @@ def sandbox_environment(
     principal: str | None = None,
     **options: Any,
 ) -> Iterator[SandboxInfo]:
-    """A sandbox provisioned from ``chain`` (or from the chain file ``provision``), with
+    """A sandbox provisioned from ``chain`` (or from ``provision``: a chain file or IAM
+    JSON, :func:`~rolechain.sandbox.sources.provision_source`), with
     this process pointed at it as ``principal`` (default: the chain's first) until it
     stops: the sandbox's endpoint, region and keys set, and every variable that would make
     an AWS SDK pick other credentials removed (a profile, a session token of the user's,
@@ -246,10 +247,10 @@ def sandbox_environment(
     CONFLICTING_VARIABLES`), as ``rolechain env`` does for a target. ``options`` go to
     :func:`rolechain.sandbox.sandbox` (``time_scale``, ``faults``). Yields the sandbox."""
     from rolechain.aws.environment import CONFLICTING_VARIABLES
-    from rolechain.model.loader import load
     from rolechain.sandbox import sandbox
+    from rolechain.sandbox.sources import provision_source
 
-    other = load(provision) if provision is not None else None
+    other = provision_source(provision) if provision is not None else None
     with sandbox(chain, provision=other, **options) as info:
         values = info.principals.get(principal, info.env) if principal else info.env
         stale = [name for name in _CREDENTIAL_VARIABLES if name not in values]
