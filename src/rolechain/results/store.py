@@ -3,9 +3,9 @@
 Three tables::
 
     runs(run_id PRIMARY KEY, job, principal, status, started_at, finished_at, targets,
-         targets_ok, targets_failed, records, records_failed, assume_calls, retries,
-         elapsed_seconds, plan, trigger, scheduled_for, attempt, retry_of, reason,
-         throttled, expired_token_refreshes, pacing)
+         targets_ok, targets_failed, records, records_failed, assume_calls,
+         planned_assume_calls, retries, elapsed_seconds, plan, trigger, scheduled_for,
+         attempt, retry_of, reason, throttled, expired_token_refreshes, pacing)
     records(id, run_id -> runs, job, target, account_id, role_arn, region, task, status,
             error_code, error_message, error_hop, started_at, duration_ms, data, rows)
     record_rows(record_id -> records, key, row)
