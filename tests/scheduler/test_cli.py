@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import pytest
 from click.testing import CliRunner
 
 from rolechain.cli import cli
+from rolechain.scheduler.clock import VirtualClock
 from scheduler.fakes import record_codes as codes
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -344,14 +346,34 @@ def test_metrics_and_healthz(tmp_path: Path, kill_leftovers: list[Scheduler]) ->
     assert s.finish() == 0
 
 
-def test_dry_run_logs_what_would_fire(tmp_path: Path) -> None:
+class _ScaledVirtualClock(VirtualClock):
+    """The scheduler's virtual clock where the CLI builds its ``RealClock(scale)``: an hour
+    of schedule passes without waiting, whatever the machine's load."""
+
+    START = datetime(2026, 1, 1, 0, 0, 3, tzinfo=UTC)
+
+    def __init__(self, scale: float = 1.0) -> None:
+        super().__init__(self.START)
+        self.scale = scale
+
+
+STARTS = [(0, 10), (0, 20), (0, 30), (0, 40), (0, 50), (1, 0)]
+
+
+def test_dry_run_logs_what_would_fire(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Time from the virtual clock: at --time-scale 36000 on the real one, the hour is a
+    # tenth of a second, and a loaded machine that stalls the loop that long misses ticks.
+    monkeypatch.setattr("rolechain.scheduler.clock.RealClock", _ScaledVirtualClock)
     chain = write_chain(tmp_path / "c.yaml", schedule="*/10 * * * *")
     result = CliRunner().invoke(
         cli,
         ["schedule", str(chain), "--dry-run", "--time-scale", "36000", "--for", "1h", "--no-watch"],
     )
     assert result.exit_code == 0, result.output
-    assert 6 <= result.stderr.count(" would_fire job=tick") <= 7
+    # 00:00:03 to 01:00:03: 00:10, 00:20, ... 01:00, in order, and nothing run.
+    fired = re.findall(r" would_fire job=tick scheduled_for=(\S+)", result.stderr)
+    assert fired == [f"2026-01-01T{h:02d}:{m:02d}:00Z" for h, m in STARTS], result.stderr
+    assert " fire job=" not in result.stderr  # nothing launched
 
 
 def test_mfa_on_a_scheduled_path_is_refused_at_load(tmp_path: Path) -> None:
