@@ -153,10 +153,16 @@ def test_a_fan_out_converges_on_the_calling_accounts_sts_quota(
     lanes = {lane["key"]: lane for lane in summary.pacing}
     assert lanes[HUB]["calls"] == len(hub)
     assert lanes[HUB]["throttled"] == sum(throttled for _, throttled in hub)
-    # After the first quarter of its attempts (convergence), under 5% are throttled, and
-    # the rate they were paced at is on average at least 85% of the quota: the pacer
-    # neither overshoots nor collapses. (A slot granted unpaced is at least the quota.)
-    converged = hub[len(hub) // 4 :]
+    # Once the pacer has come down to the quota (its first slot paced at or below it), it
+    # stays there: under 5% of the attempts from then on are throttled, and the rate they
+    # were paced at is on average at least 85% of the quota: the pacer neither overshoots
+    # nor collapses. (A slot granted unpaced is at least the quota.) Convergence is
+    # counted in attempts, not seconds: it takes a few round trips, and on a loaded machine
+    # a round trip is longer, so more attempts go out before it.
+    found = next((i for i, (rate, _) in enumerate(hub) if rate is not None and rate <= QUOTA), None)
+    assert found is not None, ("the pacer never came down to the quota", lanes[HUB])
+    converged = hub[found:]
+    assert len(converged) >= TARGETS // 2, (found, lanes[HUB])  # most of the run
     throttled = sum(throttled for _, throttled in converged)
     assert throttled < 0.05 * len(converged), (throttled, len(converged), lanes[HUB])
     rates = [QUOTA if rate is None else min(rate, QUOTA) for rate, _ in converged]
