@@ -136,4 +136,4 @@ def test_a_store_from_before_pacing_gains_its_columns(tmp_path) -> None:  # type
         store.start(hub_plan(["222222222222"]))
         store.finish(summary(throttled=2, pacing=PACING))
         assert {run["run_id"]: run for run in store.runs()}["r1"]["throttled"] == 2
-        assert store.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 3
+        assert store.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 4

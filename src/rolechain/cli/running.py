@@ -19,6 +19,7 @@ from rolechain.cli._common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_STORE,
     EXIT_TERMINATED,
     dumps,
     duration,
@@ -218,9 +219,11 @@ class _StopOnSignals:
             with contextlib.suppress(OSError):
                 os.write(2, text.encode())
 
-    def exit_status(self, summary: Summary) -> int:
+    def exit_status(self, summary: Summary, *, store_failed: bool = False) -> int:
         if summary.stop == "interrupted":
             return EXIT_TERMINATED if self.received == signal.SIGTERM else EXIT_INTERRUPTED
+        if store_failed:
+            return EXIT_STORE
         return EXIT_OK if summary.ok else EXIT_FAILED
 
 
@@ -273,6 +276,22 @@ class _StopOnSignals:
     default=None,
     help="Record the run and its results in this SQLite database (query it with SQL; "
     "see 'rolechain history').",
+)
+@click.option(
+    "--resume",
+    "resume_id",
+    metavar="RUN_ID",
+    default=None,
+    help="With --store: run only the units of RUN_ID (a crashed, interrupted or "
+    "deadline-exceeded run of this job) that have no final record. Refused (exit 2) if the "
+    "chain file changed the job since.",
+)
+@click.option(
+    "--retry-failed",
+    "retry_id",
+    metavar="RUN_ID",
+    default=None,
+    help="With --store: run again the units of RUN_ID that failed or did not finish.",
 )
 @click.option(
     "--deadline",
@@ -362,6 +381,8 @@ def run(
     fmt: str | None,
     output: Path | None,
     store: Path | None,
+    resume_id: str | None,
+    retry_id: str | None,
     deadline: float | None,
     grace: int,
     engine: str | None,
@@ -392,9 +413,14 @@ def run(
     or --cluster ADDRESS): each worker starts from the principal in its own environment,
     and only this process writes the records.
 
+    With --store, each record is committed to the store before it is printed, and the run's
+    row (pid, host, heartbeat) is written when it starts: a run killed outright shows as
+    'crashed' in 'rolechain history', and --resume RUN_ID runs only its missing units.
+
     Exit status: 0 every target ok; 1 some target failed, or the --deadline passed; 2 the
-    chain file or plan is invalid, or the engine cannot be used (nothing was called);
-    130 SIGINT; 143 SIGTERM.
+    chain file or plan is invalid, the engine cannot be used, or --resume refused (nothing
+    was called); 3 the run went on but --store could not be written (disk full, read-only,
+    locked): its records are on stdout/--output only; 130 SIGINT; 143 SIGTERM.
 
     \b
     Example:
@@ -403,6 +429,7 @@ def run(
           --format jsonl --output inventory.jsonl --store runs.db
       rolechain run chains/demo.yaml --job inventory --sandbox --time-scale 60
       rolechain run chains/org-inventory.yaml -j inventory --engine dask --workers 4
+      rolechain run chains/org-inventory.yaml -j inventory --store runs.db --resume RUN_ID
     """
     from rolechain.model.loader import load
 
@@ -411,6 +438,10 @@ def run(
         raise click.UsageError(
             "--provision, --time-scale, --sts-rate and --connect-latency need --sandbox"
         )
+    if (resume_id or retry_id) and store is None:
+        raise click.UsageError("--resume and --retry-failed need --store (the run's records)")
+    if resume_id and retry_id:
+        raise click.UsageError("give --resume or --retry-failed, not both")
     chain = load(path)
     chosen = _engine(chain, engine, cluster, workers, batch_size, ship_credentials)
     if fmt is None:
@@ -466,6 +497,7 @@ def run(
             verbose=verbose,
             credentials=credentials,
             engine=chosen,
+            continues=(retry_id, True) if retry_id else (resume_id, False) if resume_id else None,
         )
     sys.exit(status)
 
@@ -531,6 +563,7 @@ def _run(
     verbose: bool,
     credentials: Any,
     engine: EngineOptions | None = None,
+    continues: tuple[str, bool] | None = None,
 ) -> int:
     """Run the job, write its records and summary; the exit status."""
     from rolechain.executor import run as start_run
@@ -538,11 +571,28 @@ def _run(
     from rolechain.results.store import Store
 
     reporter = _Reporter(quiet=quiet, verbose=verbose)
-    database = Store(store) if store is not None else None
+    database = Store(store, on_error=_store_failed(reporter)) if store is not None else None
+    skip: frozenset[tuple[str, str, str]] = frozenset()
     try:
+        if database is not None:
+            _say_crashed(database.crashed, reporter)
+        if continues is not None:
+            assert database is not None
+            resumed = _resumption(chain, job, targets, database, *continues)
+            if not resumed.targets:
+                reporter.log(f"run {resumed.run_id}: every unit has a final record; nothing to run")
+                return EXIT_OK
+            reporter.log(
+                f"{resumed.trigger} of run {resumed.run_id}: {resumed.missing} unit"
+                f"{'s' if resumed.missing != 1 else ''} on {len(resumed.targets)} target"
+                f"{'s' if len(resumed.targets) != 1 else ''}"
+            )
+            database.lineage(resumed.trigger, resumed.run_id, resumed.skip)
+            targets, skip = resumed.targets, resumed.skip
         execution = start_run(
             chain,
             job,
+            skip=skip,
             targets=list(targets) or None,
             regions=list(regions) or None,
             concurrency=concurrency,
@@ -575,7 +625,41 @@ def _run(
     if not quiet:
         for line in summary_lines(execution.summary):
             echo(line, err=True)
-    return signals.exit_status(execution.summary)
+    failed = database is not None and database.failure is not None
+    if failed and not quiet:
+        echo(f"error: {database.failure if database else ''}", err=True)
+    return signals.exit_status(execution.summary, store_failed=failed)
+
+
+def _store_failed(reporter: _Reporter) -> Any:
+    """Say, once, that the store cannot be written (the run goes on)."""
+
+    def say(failure: Any) -> None:
+        reporter.log(f"error: {failure}")
+
+    return say
+
+
+def _say_crashed(crashed: list[dict[str, Any]], reporter: _Reporter) -> None:
+    for run in crashed:
+        left = run.get("unfinished")
+        reporter.log(
+            f"warning: run {run['run_id']} of job {run['job']} crashed (its process "
+            f"{run.get('host')}/{run.get('pid')} ended without finishing it)"
+            + (f"; {left} unit{'s' if left != 1 else ''} without a record" if left else "")
+            + f": 'rolechain run ... --job {run['job']} --resume {run['run_id']}' runs them"
+        )
+
+
+def _resumption(
+    chain: Any, job: str, targets: tuple[str, ...], database: Any, run_id: str, failed_too: bool
+) -> Any:
+    """What --resume/--retry-failed runs (checked against the job planned now, offline)."""
+    from rolechain.planner import plan as make_plan
+    from rolechain.results.resume import resumption
+
+    plan = make_plan(chain, job, targets=list(targets) or None, run_id=run_id)
+    return resumption(database, run_id, job, plan, failed_too=failed_too)
 
 
 @click.command()

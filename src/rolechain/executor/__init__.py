@@ -22,7 +22,7 @@ the chain file's ``settings.engine`` (:mod:`rolechain.executor.engine`).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from botocore.credentials import Credentials
@@ -189,6 +189,7 @@ def run(
     check_identity: bool = True,
     limiter: Pacing | AssumeLimiter | None = None,
     engine: EngineOptions | EngineKind | None = None,
+    skip: Iterable[tuple[str, str, str]] = (),
 ) -> Run:
     """Plan ``job`` of a chain (or take a ready plan) and return the :class:`Run`.
 
@@ -205,7 +206,9 @@ def run(
     one between runs that call from the same accounts at once); ``engine`` runs the units
     on ``"threads"`` (a pool in this process) or ``"dask"`` (a Dask cluster;
     :class:`EngineOptions` for its address, workers, batch size), default: the chain file's
-    ``settings.engine``. Raises :class:`~rolechain.errors.ChainFileError` /
+    ``settings.engine``; ``skip`` lists (target, region, task id) units not to run (done
+    by an earlier run: see :mod:`rolechain.results.resume`). Raises
+    :class:`~rolechain.errors.ChainFileError` /
     :class:`~rolechain.errors.PlanError` at once for an invalid chain or plan,
     :class:`~rolechain.errors.EngineError` for an engine that cannot be used.
     """
@@ -217,6 +220,7 @@ def run(
         check_identity=check_identity,
         run_id=run_id,
         engine=engine,
+        skip=frozenset(skip),
         **({"grace": grace} if grace is not None else {}),
     )
     context = RunContext.for_job(

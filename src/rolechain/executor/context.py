@@ -76,6 +76,8 @@ class RunOptions:
     that are a session). ``run_id``: the run's id (default: a new one when planning).
     ``engine``: where the units run (:class:`~rolechain.executor.engine.EngineOptions`, or
     ``"threads"``/``"dask"``); default: the chain file's ``settings.engine``, else threads.
+    ``skip``: units not to run, as (target, region, task id): those an earlier run of the
+    same plan already finished (``rolechain run --resume``).
     """
 
     targets: tuple[str, ...] | None = None
@@ -86,6 +88,7 @@ class RunOptions:
     check_identity: bool = True
     run_id: str | None = None
     engine: EngineOptions | EngineKind | None = None
+    skip: frozenset[tuple[str, str, str]] = frozenset()
 
     def __post_init__(self) -> None:
         for name in ("targets", "regions"):
