@@ -695,6 +695,9 @@ def history(store: Path, job: str | None, limit: int, fmt: str) -> None:
         )
     with Store(store) as database:
         runs = database.runs(job=job, limit=limit)
+        alerts = database.alert_states([r["run_id"] for r in runs])
+    for r in runs:
+        r["alert_state"] = alerts.get(r["run_id"])
     if fmt == "json":
         echo(dumps(runs))
         return
@@ -703,8 +706,9 @@ def history(store: Path, job: str | None, limit: int, fmt: str) -> None:
     from rich.text import Text
 
     table = Table(header_style="bold")
+    alerting = any(r["alert_state"] for r in runs)
     for name in ("run", "job", "trigger", "status", "started", "targets ok/failed",
-                 "AssumeRole", "throttled", "s"):  # fmt: skip
+                 "AssumeRole", "throttled", "s", *(["alert"] if alerting else [])):  # fmt: skip
         table.add_column(name)
     for r in runs:
         trigger = r.get("trigger") or "manual"
@@ -715,15 +719,32 @@ def history(store: Path, job: str | None, limit: int, fmt: str) -> None:
         cells = (
             r["run_id"],
             r["job"],
-            trigger,
-            r["status"],
+            _lineage_note(trigger, r),
+            _status_note(r),
             r["started_at"] or "",
             f"{r['targets_ok'] or 0}/{r['targets_failed'] or 0} of {r['targets'] or 0}",
             str(r["assume_calls"] if r["assume_calls"] is not None else ""),
             str(r["throttled"] if r["throttled"] is not None else ""),
             f"{r['elapsed_seconds']:.1f}" if r["elapsed_seconds"] is not None else "",
+            *([r["alert_state"] or ""] if alerting else []),
         )
         table.add_row(*(Text(printable(str(c))) for c in cells))
     Console(width=None if sys.stdout.isatty() else 160).print(table)
     if not runs:
         echo("no runs recorded", err=True)
+
+
+def _lineage_note(trigger: str, run: dict[str, Any]) -> str:
+    """``resume of RUN`` / ``retry-failed of RUN``: the run a manual resume continues."""
+    if run.get("retry_of") and trigger in ("resume", "retry-failed"):
+        return f"{trigger} of {run['retry_of']}"
+    return trigger
+
+
+def _status_note(run: dict[str, Any]) -> str:
+    """``crashed (63 units unfinished)``: what a crash left undone."""
+    status = str(run["status"])
+    if status == "crashed" and run.get("unfinished"):
+        left = run["unfinished"]
+        return f"crashed ({left} unit{'s' if left != 1 else ''} unfinished)"
+    return status

@@ -546,15 +546,26 @@ class Store:
         )
 
     def undecided(self, job: str) -> list[dict[str, Any]]:
-        """The job's scheduled runs that ended without an alert decision (the scheduler
-        stopped between a run's end and its alert), oldest first."""
+        """The job's scheduled runs that ended without an alert decision, or ``held`` for a
+        retry the scheduler no longer has (it stopped, or was killed, between a run's end and
+        its alert), oldest first."""
         rows = self._db.execute(
             f"SELECT {_RUN_COLUMNS} FROM runs WHERE job=? AND trigger IN {_SCHEDULED_SQL} "  # noqa: S608
-            "AND status NOT IN ('running', 'starting', 'skipped') AND alert IS NULL "
+            "AND status NOT IN ('running', 'starting', 'skipped') "
+            "AND (alert IS NULL OR alert = 'held') "
             "AND pid IS NOT NULL ORDER BY coalesce(scheduled_for, started_at), attempt, rowid",
             (job,),
         ).fetchall()
         return [dict(r) for r in rows]
+
+    def retry_targets(self, run_id: str) -> tuple[str, ...] | None:
+        """Targets of ``run_id`` with a unit that failed or has no final record, in plan
+        order (None when the run recorded no units: it never started)."""
+        planned = self.planned(run_id)
+        if not planned:
+            return None
+        left = unfinished_units(planned, self.finished([run_id], ok_only=True))
+        return tuple(dict.fromkeys(unit[0] for unit in left))
 
     def alert_states(self, run_ids: list[str]) -> dict[str, str]:
         """Each run's alert state, for ``history``: ``failure sent``, ``failure pending (2
@@ -637,11 +648,15 @@ class Store:
         ).fetchone()
         return _utc(row[0]) if row else None
 
-    def last_outcome(self, job: str) -> str | None:
+    def last_outcome(self, job: str, *, decided: bool = False) -> str | None:
+        """The status of the job's newest finished fire (not a run a retry covered);
+        ``decided``: only among runs whose alerts were decided."""
         row = self._db.execute(
             "SELECT status FROM runs WHERE job=? AND trigger IN "  # noqa: S608
             f"{_SCHEDULED_SQL} AND status NOT IN ('skipped', 'running', 'starting') "
-            "ORDER BY scheduled_for DESC, attempt DESC, rowid DESC LIMIT 1",
+            "AND coalesce(alert, '') NOT IN ('held', 'covered') "
+            + ("AND (pid IS NULL OR alert IS NOT NULL) " if decided else "")
+            + "ORDER BY scheduled_for DESC, attempt DESC, rowid DESC LIMIT 1",
             (job,),
         ).fetchone()
         return str(row[0]) if row else None
