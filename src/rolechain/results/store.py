@@ -590,7 +590,7 @@ class Store:
             if r["state"] != "sent" and r["attempts"]:
                 text += f" ({r['attempts']} tries)"
             previous = out.get(r["run_id"])
-            out[r["run_id"]] = text if previous in (None, "alert") else f"{previous}, {text}"
+            out[r["run_id"]] = text if previous in (None, "alerted") else f"{previous}, {text}"
         return out
 
     # -- reading -------------------------------------------------------------------------

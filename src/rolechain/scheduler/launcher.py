@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import threading
+from dataclasses import replace
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -245,7 +246,7 @@ class ExecutorHandle:
         launcher = self._launcher
         result: RunResult
         try:
-            with Store(launcher.store) as store:
+            with Store(launcher.store, on_error=self._store_failed) as store:
                 started = launcher.now()
                 self._started_at = started.isoformat()
                 store.begin_scheduled(
@@ -262,6 +263,10 @@ class ExecutorHandle:
                     self._plan_targets = [t.name for t in execution.plan.targets]
                     result = self._summary_result(execution.summary)
                     finished = True
+                    if store.failure is not None:
+                        # The run went on, but its records are not all in the store: an
+                        # error, retried and alerted like a run that could not start.
+                        result = replace(result, status=ERROR, reason=f"store: {store.failure}")
                 except RolechainError as exc:
                     result = self._partial_result(ERROR, _first_lines(redact(str(exc))))
                 except Exception as exc:  # a bug must not take the scheduler down
@@ -282,6 +287,12 @@ class ExecutorHandle:
                 if self._backstop is not None:
                     self._backstop.cancel()
             self._notify()
+
+    def _store_failed(self, failure: Any) -> None:
+        log = self._launcher.log
+        if log is not None:
+            log.error("store_failed", job=self._request.job, run_id=self._request.run_id,
+                      reason=failure.problem, fix=failure.fix)  # fmt: skip
 
     # -- results -----------------------------------------------------------------------
 

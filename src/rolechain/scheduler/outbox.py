@@ -25,7 +25,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -65,7 +65,7 @@ class _Pending:
     payload: dict[str, Any]
     id: int | None = None  # the store's row; None when it could not be written
     attempts: int = 0
-    due: float = field(default_factory=time.monotonic)
+    due: float = 0.0  # the outbox clock's time of the next attempt (0: now)
 
 
 def backoff(attempts: int) -> float:
