@@ -59,8 +59,7 @@ def test_a_job_failing_every_minute_alerts_once_per_fire_and_recovers(
     waited for the retry and was never sent."""
     out = tmp_path / "alerts.jsonl"
     chain = chain_with(
-        f"schedule: '* * * * *', jitter: 0, on_failure: {_writer(out)}, "
-        f"on_recovery: {_writer(out)}"
+        f"schedule: '* * * * *', jitter: 0, on_failure: {_writer(out)}, on_recovery: {_writer(out)}"
     )
     fixed = at("2026-06-01T00:06:30Z")
     r = rig(
@@ -149,8 +148,7 @@ def test_a_run_that_ended_before_its_alert_was_decided_alerts_after_a_restart(
     scheduler decides it."""
     out = tmp_path / "alerts.jsonl"
     chain = chain_with(
-        f"schedule: '0 3 * * *', jitter: 0, retry_failed: {{times: 0}}, "
-        f"on_failure: {_writer(out)}"
+        f"schedule: '0 3 * * *', jitter: 0, retry_failed: {{times: 0}}, on_failure: {_writer(out)}"
     )
     store.begin_scheduled(
         "r1", "j", trigger="schedule", scheduled_for=at("2026-06-01T03:00:00Z"),
@@ -239,8 +237,7 @@ def test_an_alert_is_delivered_when_the_store_cannot_take_it(tmp_path: Path) -> 
     """The outbox keeps in memory what the store refuses (a full disk)."""
     out = tmp_path / "alerts.jsonl"
     chain = chain_with(
-        f"schedule: '0 * * * *', jitter: 0, retry_failed: {{times: 0}}, "
-        f"on_failure: {_writer(out)}"
+        f"schedule: '0 * * * *', jitter: 0, retry_failed: {{times: 0}}, on_failure: {_writer(out)}"
     )
     with Store(tmp_path / "runs.db") as store:
         r = rig(chain, store, "2026-06-01T00:30:00Z", lambda req: Outcome(10, failed=TARGETS))
@@ -258,8 +255,7 @@ def test_alerts_are_sent_on_the_outbox_thread_when_not_synchronous(
 ) -> None:
     out = tmp_path / "alerts.jsonl"
     chain = chain_with(
-        f"schedule: '0 * * * *', jitter: 0, retry_failed: {{times: 0}}, "
-        f"on_failure: {_writer(out)}"
+        f"schedule: '0 * * * *', jitter: 0, retry_failed: {{times: 0}}, on_failure: {_writer(out)}"
     )
     r = rig(chain, store, "2026-06-01T00:30:00Z", lambda req: Outcome(10, failed=TARGETS))
     r.scheduler.alerts = AlertSender(r.log)

@@ -62,12 +62,13 @@ def unfinished_units(
 
 
 def plan_hash(plan: Plan) -> str:
-    """A fingerprint of what the plan runs: its targets (and the paths reaching them), its
-    tasks and regions. Two runs with the same hash have the same units."""
+    """A fingerprint of the plan's units: its targets (and the paths reaching them), its
+    task ids and regions. Two runs with the same hash have the same units (a task's
+    parameters may change between them: that is how a failed task is fixed and retried)."""
     body = {
         "job": plan.job,
         "targets": sorted([t.name, list(t.path), list(t.regions or ())] for t in plan.targets),
-        "tasks": [[t.id, t.task, list(t.params), t.regions] for t in plan.tasks],
+        "tasks": [[t.id, t.regions] for t in plan.tasks],
         "regions": list(plan.regions),
         "region": plan.region,
     }
