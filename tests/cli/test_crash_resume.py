@@ -268,3 +268,37 @@ def test_retry_failed_reruns_failed_and_unfinished_units(tmp_path: Path, served:
     assert len(redone) == left
     assert all(r["status"] == "ok" for r in redone)
     assert _history(store)[0]["trigger"] == "retry-failed"
+
+
+@pytest.mark.parametrize("where", ["stdout", "--output"])
+def test_a_store_that_fills_up_mid_run_loses_no_record(
+    tmp_path: Path, served: Any, where: str
+) -> None:
+    """The store's file hits the size limit (RLIMIT_FSIZE: as a full disk) after a few
+    records: the run goes on, every record is on stdout and in --output, the error is said
+    once with its fix, and the exit status is 3."""
+    import resource
+
+    accounts = [f"7777777700{i:02d}" for i in range(20)]  # 40 units
+    chain, _ = served(accounts)
+    store, output = tmp_path / "runs.db", tmp_path / "out.jsonl"
+
+    def limit() -> None:  # runs in the child: files it writes stop growing at 160 kB
+        resource.setrlimit(resource.RLIMIT_FSIZE, (160_000, 160_000))
+
+    argv = _argv(chain, store, (), *(["--output", str(output)] if where == "--output" else []))
+    argv[argv.index("--quiet")] = "--verbose"
+    done = subprocess.run(
+        argv, capture_output=True, text=True, env=_env(tmp_path), cwd=tmp_path, timeout=WAIT,
+        check=False, preexec_fn=limit,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.count("cannot be written") == 1, done.stderr
+    assert "Fix: free space on the disk holding" in done.stderr
+    text = output.read_text() if where == "--output" else done.stdout
+    written = [json.loads(line) for line in text.splitlines()]
+    assert sorted(_units(written)) == sorted(
+        (f"audit@{a}", region, "python") for a in accounts for region in REGIONS
+    )
+    [run] = _history(store)  # what the store has is consistent: a crashed run, resumable
+    assert len(_stored(store, run["run_id"])) < len(written)

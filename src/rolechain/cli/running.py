@@ -626,16 +626,18 @@ def _run(
         for line in summary_lines(execution.summary):
             echo(line, err=True)
     failed = database is not None and database.failure is not None
-    if failed and not quiet:
-        echo(f"error: {database.failure if database else ''}", err=True)
     return signals.exit_status(execution.summary, store_failed=failed)
 
 
 def _store_failed(reporter: _Reporter) -> Any:
-    """Say, once, that the store cannot be written (the run goes on)."""
+    """Say, once, when it happens, that the store cannot be written (the run goes on);
+    said even with --quiet: it is an error, not progress."""
 
     def say(failure: Any) -> None:
-        reporter.log(f"error: {failure}")
+        if reporter.quiet:
+            echo(f"error: {failure}", err=True)
+        else:
+            reporter.log(f"error: {failure}")
 
     return say
 

@@ -108,6 +108,11 @@ def failure_of(exc: BaseException, path: Path) -> StoreFailure:
     """A write error of SQLite or the OS, said with its fix."""
     text = str(exc) or type(exc).__name__
     lower = text.lower()
+    name = str(getattr(exc, "sqlite_errorname", ""))
+    if name.startswith("SQLITE_IOERR") and "write" in name.lower() or "disk i/o" in lower:
+        text += " (a write failed: the disk is full, the file size limit was reached, or "
+        text += "the disk failed)"
+        lower = "full"
     if "full" in lower or "too large" in lower or "no space" in lower:
         fix = (
             f"free space on the disk holding {path} (or raise the file size limit), "
