@@ -109,7 +109,7 @@ def failure_of(exc: BaseException, path: Path) -> StoreFailure:
     text = str(exc) or type(exc).__name__
     lower = text.lower()
     name = str(getattr(exc, "sqlite_errorname", ""))
-    if name.startswith("SQLITE_IOERR") and "write" in name.lower() or "disk i/o" in lower:
+    if (name.startswith("SQLITE_IOERR") and "write" in name.lower()) or "disk i/o" in lower:
         text += " (a write failed: the disk is full, the file size limit was reached, or "
         text += "the disk failed)"
         lower = "full"

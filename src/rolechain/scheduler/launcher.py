@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
