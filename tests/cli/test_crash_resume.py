@@ -77,7 +77,8 @@ def _chain(tmp_path: Path, accounts: list[str], concurrency: int = 3, sleep: flo
                 concurrency: {concurrency}
                 regions: {json.dumps(list(REGIONS))}
                 tasks:
-                  - {{task: python, with: {{function: "rc_crash_tasks:work", args: {{sleep: {sleep}}}}}}}
+                  - task: python
+                    with: {{function: "rc_crash_tasks:work", args: {{sleep: {sleep}}}}}
             """
         )
     )
@@ -255,7 +256,8 @@ def test_retry_failed_reruns_failed_and_unfinished_units(tmp_path: Path, served:
     assert first.returncode == 1, first.stderr
     [run] = _history(store)
     records = [json.loads(line) for line in first.stdout.splitlines()]
-    assert any(r["error"] for r in records) and not all(r["error"] for r in records)
+    assert any(r["error"] for r in records)
+    assert not all(r["error"] for r in records)
     # A target the deadline stopped before its units existed has one record for both.
     left = sum(1 if r["task"] else len(REGIONS) for r in records if r["error"])
     chain.write_text(chain.read_text().replace("sleep: 0.6", "sleep: 0.01"))
