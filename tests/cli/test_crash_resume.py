@@ -5,7 +5,9 @@ A sandbox is served from the test process (``rolechain sandbox`` in-process), an
 starts ``rolechain run ... --format jsonl --store runs.db`` against it in a child process
 (its own process group, so the Dask engine's local workers die with it, as on a lost node),
 waits until it has printed N records, and sends SIGKILL to the group. The moments are spread
-over the run deterministically (N records), 12 with the thread engine and 8 with Dask. Then:
+over the run deterministically (N records), 12 with the thread engine and 8 with Dask (the
+driver of a cluster that lives on, as when the machine running ``rolechain run`` is lost).
+Then:
 
 - every record on stdout is in the store (committed before it was printed);
 - ``rolechain history`` says the run ``crashed``, with the count of units without a record;
@@ -172,11 +174,8 @@ def _history(store: Path) -> list[dict[str, Any]]:
     return runs
 
 
-def _crash_and_resume(tmp_path: Path, served: Any, engine: tuple[str, ...],
-                      accounts: list[str], moments: list[int], sleep: float) -> None:  # fmt: skip
-    # Each unit takes ``sleep`` seconds: the last moment leaves several units to run, so
-    # the kill lands before the run ends.
-    chain, info = served(accounts, sleep=sleep)
+def _crash_and_resume(tmp_path: Path, chain: Path, info: Any, engine: tuple[str, ...],
+                      accounts: list[str], moments: list[int]) -> None:  # fmt: skip
     planned = {(f"audit@{a}", region, "python") for a in accounts for region in REGIONS}
     for index, moment in enumerate(moments):
         store = tmp_path / f"runs-{index}.db"
@@ -210,19 +209,39 @@ def _crash_and_resume(tmp_path: Path, served: Any, engine: tuple[str, ...],
         assert calls == newest["assume_calls"] == 1 + len(targets)  # the hub, each target left
 
 
-@pytest.mark.timeout(900)
+# Each unit takes ``sleep`` seconds: the last moment leaves several units to run, so the
+# kill lands before the run ends.
+
+
+@pytest.mark.timeout(600)
 def test_kill_9_then_resume_with_threads(tmp_path: Path, served: Any) -> None:
     accounts = [f"3333333300{i:02d}" for i in range(16)]  # 32 units
+    chain, info = served(accounts, sleep=0.1)
     moments = [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23]
-    _crash_and_resume(tmp_path, served, (), accounts, moments, sleep=0.1)
+    _crash_and_resume(tmp_path, chain, info, (), accounts, moments)
 
 
-@pytest.mark.timeout(900)
-def test_kill_9_then_resume_with_dask(tmp_path: Path, served: Any) -> None:
-    pytest.importorskip("distributed")
+@pytest.mark.timeout(600)
+def test_kill_9_then_resume_with_dask(
+    tmp_path: Path, served: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The driver (``--cluster``) is killed; the cluster's worker lives on, as when the
+    machine that ran ``rolechain run`` is lost, and the resumed run uses it again."""
+    distributed = pytest.importorskip("distributed")
+    import dask
+
+    from rolechain.executor.dask.cluster import LOCAL_WORKER_CONFIG
+
     accounts = [f"4444444400{i:02d}" for i in range(12)]  # 24 units
-    engine = ("--engine", "dask", "--workers", "1", "--batch-size", "2")
-    _crash_and_resume(tmp_path, served, engine, accounts, [1, 3, 5, 7, 9, 11, 13, 15], sleep=0.2)
+    chain, info = served(accounts, sleep=0.2)
+    # Worker processes are spawned with this process's sys.path (not $PYTHONPATH).
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with dask.config.set(LOCAL_WORKER_CONFIG), distributed.LocalCluster(
+        n_workers=1, threads_per_worker=3, processes=True, host="127.0.0.1",
+        dashboard_address=":0", silence_logs=40, env=_env(tmp_path),
+    ) as cluster:  # fmt: skip
+        engine = ("--cluster", cluster.scheduler_address, "--batch-size", "2")
+        _crash_and_resume(tmp_path, chain, info, engine, accounts, [1, 3, 5, 7, 9, 11, 13, 15])
 
 
 def test_resume_is_refused_when_the_job_changed(tmp_path: Path, served: Any) -> None:
