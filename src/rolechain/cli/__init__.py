@@ -30,6 +30,8 @@ COMMANDS: dict[str, str] = {
     "verify": "rolechain.cli.live:verify",
     "discover": "rolechain.cli.live:discover",
     "reach": "rolechain.cli.live:reach",
+    "render": "rolechain.cli.ascode:render",
+    "review": "rolechain.cli.ascode:review",
 }
 
 SUMMARIES: dict[str, str] = {
@@ -50,6 +52,8 @@ SUMMARIES: dict[str, str] = {
     "verify": "Check every hop of a chain file against IAM: drift, hop by hop.",
     "discover": "Write a chain file from the roles and trust policies IAM has.",
     "reach": "Who can reach a role: every path through the trust graph, offline.",
+    "render": "Write the roles a chain file declares as Terraform, CloudFormation or IAM JSON.",
+    "review": "What a change to chain files does to access: who gains reach to which role.",
 }
 
 

@@ -77,6 +77,25 @@ Name = Annotated[
 ]
 
 
+def _one_line(value: str) -> str:
+    """Free text (``description``) is one line of printable text: exports and reports write
+    it into comments and headers, where a line break would start a line of code."""
+    for index, char in enumerate(value):
+        if not char.isprintable() and char != " ":
+            raise ValueError(
+                f"character {index + 1} is U+{ord(char):04X}, a control or line-separator "
+                "character: a description is one line of printable text"
+            )
+    return value
+
+
+FreeText = Annotated[
+    str,
+    AfterValidator(_one_line),
+    Field(description="one line of printable text (no control characters or line breaks)"),
+]
+
+
 def _account(value: object) -> object:
     # An int is taken as written: zero-padding it would turn a mistyped 11-digit id (or a
     # YAML 1.1 octal) into some other account. The loader reads 12 digits as a string.
@@ -221,7 +240,7 @@ class Principal(_Model):
     )
     account: AccountId | None = Field(default=None, description="the account of the principal")
     region: Region | None = Field(default=None, description="region for STS calls")
-    description: str | None = None
+    description: FreeText | None = None
 
     @model_validator(mode="after")
     def _profile_iff_profile_source(self) -> Principal:
@@ -302,7 +321,8 @@ class HopSettings(_Model):
     trusts: list[str] = Field(
         default_factory=list,
         description="names of principals, roles, role sets or role-set members this role "
-        "trusts, or ARNs (an account root ARN trusts every declared identity in that account)",
+        "trusts, or ARNs (an account root ARN trusts every declared identity in that account), "
+        "or '*' (every AWS identity)",
     )
     max_session_duration: Duration = Field(
         default=3600, ge=3600, le=43200, description="the role's MaxSessionDuration (1h..12h)"
@@ -341,7 +361,7 @@ class HopSettings(_Model):
     verify: VerifySettings | None = Field(
         default=None, description="how 'rolechain verify' reads this role (default: settings)"
     )
-    description: str | None = None
+    description: FreeText | None = None
 
     @field_validator("source_identity")
     @classmethod
@@ -576,7 +596,10 @@ class ScheduleSettings(_Model):
         default=3600, ge=1, description="a fire not started within this is missed"
     )
     jitter: Duration = Field(
-        default=300, ge=0, description="deterministic per-job delay, up to this long"
+        default=0,
+        ge=0,
+        description="deterministic per-job delay, up to this long (default 0: start on time, "
+        "as cron, systemd and Kubernetes do)",
     )
     retry_failed: RetryFailed = Field(default_factory=RetryFailed)
     keep: Keep = Field(default_factory=Keep)
@@ -628,7 +651,7 @@ class Job(_Model):
     overlap: Overlap | None = Field(default=None, description="skip (default), queue, replace")
     catch_up: CatchUp | None = Field(default=None, description="none, latest (default), all")
     starting_deadline: Duration | None = Field(default=None, ge=1, description="default 1h")
-    jitter: Duration | None = Field(default=None, ge=0, description="default 5m")
+    jitter: Duration | None = Field(default=None, ge=0, description="default 0 (off)")
     retry_failed: RetryFailed | None = None
     keep: Keep | None = None
     on_failure: Alert | None = None
@@ -642,7 +665,7 @@ class Job(_Model):
         "refresh for it",
     )
     retry: RetrySettings | None = None
-    description: str | None = None
+    description: FreeText | None = None
 
     @field_validator("schedule")
     @classmethod

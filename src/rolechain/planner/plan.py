@@ -19,6 +19,64 @@ PLAN_FORMAT_VERSION = 1
 
 HOP_SEPARATOR = ">"
 
+EngineKind = Literal["threads", "dask"]
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a job's runs call AWS and where they run: the chain file's settings (and the
+    job's ``retry``), validated by the schema and typed once, by the planner. Everything
+    downstream (the retry policy, the throttle budget, the pacer, the engine) is built from
+    these fields; nothing parses settings again.
+
+    ``assume_rate``: the AssumeRole ceiling in calls per second per calling account (None:
+    ``auto``, adaptive without a ceiling). ``throttle_budget``: seconds one call may go on
+    being throttled. ``engine`` and ``engine_*``: ``settings.engine`` of the chain file.
+    """
+
+    max_hops: int = 10
+    assume_rate: float | None = None
+    retry_attempts: int = 5
+    retry_initial_wait: float = 0.5
+    retry_max_wait: float = 20
+    throttle_budget: float = 120
+    engine: EngineKind = "threads"
+    engine_cluster: str | None = None
+    engine_workers: int | None = None
+    engine_batch_size: int | None = None
+    engine_ship_credentials: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan JSON's ``settings``: ``assume_rate`` is ``auto`` or a number; the engine
+        keys appear only when the chain file names an engine, with the options it sets."""
+        data: dict[str, Any] = {
+            "assume_rate": "auto" if self.assume_rate is None else self.assume_rate,
+            "max_hops": self.max_hops,
+            "retry_attempts": self.retry_attempts,
+            "retry_initial_wait": self.retry_initial_wait,
+            "retry_max_wait": self.retry_max_wait,
+            "throttle_budget": self.throttle_budget,
+        }
+        engine = {
+            "engine_batch_size": self.engine_batch_size,
+            "engine_cluster": self.engine_cluster,
+            "engine_ship_credentials": self.engine_ship_credentials or None,
+            "engine_workers": self.engine_workers,
+        }
+        if self.engine != "threads" or any(v is not None for v in engine.values()):
+            data["engine"] = self.engine
+            data.update({k: v for k, v in engine.items() if v is not None})
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSettings:
+        """Inverse of :meth:`to_dict` (a plan read back from its JSON)."""
+        values = dict(data)
+        rate = values.pop("assume_rate", "auto")
+        values["assume_rate"] = None if rate == "auto" else float(rate)
+        values["engine_ship_credentials"] = bool(values.get("engine_ship_credentials"))
+        return cls(**values)
+
 
 @dataclass(frozen=True)
 class Note:
@@ -151,7 +209,7 @@ class Plan:
     discoveries: tuple[Discovery, ...] = ()
     concurrency: int = 16
     runtime_seconds: int | None = None
-    settings: tuple[tuple[str, Any], ...] = field(default=())  # retry, assume_rate, region
+    settings: RunSettings = field(default_factory=RunSettings)
     principal_source: Literal["default", "profile", "env"] = "default"
     principal_profile: str | None = None
     principal_arn: str | None = None
@@ -185,10 +243,6 @@ class Plan:
                 return t
         raise KeyError(name)
 
-    @property
-    def settings_dict(self) -> dict[str, Any]:
-        return dict(self.settings)
-
     def to_dict(self) -> dict[str, Any]:
         """The documented JSON shape (``rolechain plan --format json``)."""
         data = asdict(self)
@@ -198,7 +252,7 @@ class Plan:
         data["tasks"] = [
             {**asdict(t), "params": dict(t.params), "regions": t.regions} for t in self.tasks
         ]
-        data["settings"] = dict(self.settings)
+        data["settings"] = self.settings.to_dict()
         for hop in data["hops"]:
             hop["tags"] = dict(hop["tags"])
         for d in data["discoveries"]:
@@ -263,7 +317,7 @@ class Plan:
             discoveries=discoveries,
             concurrency=data["concurrency"],
             runtime_seconds=data["runtime_seconds"],
-            settings=tuple(data["settings"].items()),
+            settings=RunSettings.from_dict(data["settings"]),
             principal_source=data["principal_source"],
             principal_profile=data["principal_profile"],
             principal_arn=data["principal_arn"],
