@@ -23,6 +23,7 @@ BENCHES = [
     "bench_scheduler",
     "bench_dask",
     "bench_ascode",
+    "bench_inventory",
     "bench_store",
 ]
 

@@ -331,7 +331,11 @@ def check_output(argv: list[str], out: Outcome, where: Path) -> None:
     fmt = option(argv, "--format", "-f")
     output = option(argv, "--output", "-o")
     written = where / output if output else None
-    text = written.read_text(encoding="utf-8") if written and written.is_file() else out.stdout
+    binary = written is not None and written.suffix == ".parquet"
+    if written and written.is_file() and not binary:
+        text = written.read_text(encoding="utf-8")
+    else:
+        text = out.stdout
     if name == "validate":
         if fmt == "json":
             json.loads(text)
@@ -376,6 +380,26 @@ def check_output(argv: list[str], out: Outcome, where: Path) -> None:
             assert count > 0
     elif name == "history":
         assert text.strip()
+    elif name in ("results", "sql"):
+        check_table_output(fmt, text, written)
+    elif name == "diff":
+        if fmt == "json":
+            found = json.loads(text)
+            assert set(found) == {"summary", "changes", "unknown"}
+            assert found["summary"]["units_compared"] > 0
+        elif fmt == "markdown":
+            assert text.startswith("**")
+        assert re.search(r"\d+ added, \d+ removed, \d+ changed", text + out.stderr)
+    elif name == "export":
+        directory = where / argv[argv.index("--to") + 2]
+        parts = {p.relative_to(directory).parts[0] for p in directory.rglob("*.parquet")}
+        assert parts == {"rows", "records", "runs"}, parts
+        assert any("run_date=" in str(p) for p in directory.rglob("*.parquet"))
+    elif name == "report":
+        page = (where / (output or "report.html")).read_text(encoding="utf-8")
+        assert page.startswith("<!DOCTYPE html>")
+        assert '<tr class="target">' in page
+        assert "<svg" in page
     elif name == "schedule":
         check_schedule(argv, out, where)
     elif name == "credentials":
@@ -430,6 +454,23 @@ def check_output(argv: list[str], out: Outcome, where: Path) -> None:
     secret_free = out.stderr
     for word in ("SecretAccessKey", "AWS_SECRET_ACCESS_KEY", "SessionToken"):
         assert word not in secret_free, f"stderr of {name} mentions {word}"
+
+
+def check_table_output(fmt: str | None, text: str, written: Path | None) -> None:
+    """What ``results`` and ``sql`` print: something, in the format asked for."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        assert written is not None
+        assert pq.read_table(written).num_rows > 0
+    elif fmt == "json":
+        assert json.loads(text)
+    elif fmt == "jsonl":
+        assert [json.loads(line) for line in text.splitlines()]
+    elif fmt == "csv":
+        assert len(list(csv.reader(text.splitlines()))) > 1
+    else:
+        assert text.strip()
 
 
 def check_schedule(argv: list[str], out: Outcome, where: Path) -> None:

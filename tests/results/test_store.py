@@ -60,10 +60,14 @@ def test_queryable_with_sql_and_json(tmp_path) -> None:  # type: ignore[no-untyp
         store.finish(summary(run_id=plan.run_id))
     db = sqlite3.connect(path)
     rows = db.execute(
-        "SELECT r.account_id, json_extract(b.value, '$.name') FROM records r, "
-        "json_each(r.data, '$.buckets') b WHERE r.task = 's3.list_buckets'"
+        "SELECT account_id, key, json_extract(row, '$.name') FROM rows "
+        "WHERE task = 's3.list_buckets'"
     ).fetchall()
-    assert rows == [("222222222222", "b")]
+    assert rows == [("222222222222", "b", "b")]
+    # what the rows hold is not stored twice: the record keeps the rest of the result
+    [(data,)] = db.execute("SELECT data FROM records").fetchall()
+    assert data == '{"count":1}'
+    assert db.execute("SELECT count(*) FROM latest_rows").fetchone() == (1,)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 

@@ -5,14 +5,14 @@ Nothing else in rolechain catches :class:`botocore.exceptions.ClientError` or
 (or its exception handed to :func:`translate`), which turns the exception into one of:
 
 * :class:`~rolechain.errors.TransientAwsError` (throttling, 5xx, timeouts, dropped
-  connections): retried with backoff by :mod:`rolechain.aws.retry`;
+  connections): retried with backoff by :mod:`rolechain.aws.calls`;
 * :class:`~rolechain.errors.ExpiredTokenError`: the *caller's* credentials expired; the hop
   tree refreshes the parent hop and retries;
 * a :class:`~rolechain.errors.PermanentAwsError` subclass: fails at once, with the likely
   cause and the fix (trust policy, ExternalId, SCP, chaining cap, region disabled...).
 
 The classification follows the STS API reference's error list and botocore's own list of
-throttling codes (see ``docs`` and ../shared/aws-facts.md).
+throttling codes (docs/aws-rules.md lists them, with the AWS pages they come from).
 """
 
 from __future__ import annotations
@@ -154,6 +154,12 @@ def _generic_hint(code: str, message: str, context: AwsContext) -> str | None:
     if code in REGION_DISABLED_CODES:
         return "the region is not enabled for this account: enable it or drop it from 'regions'"
     return None
+
+
+def fix_for(code: str, message: str, *, hop: str | None, assume: bool) -> str | None:
+    """What to do about an error a record kept (``assume``: AssumeRole failed at ``hop``)."""
+    context = AwsContext(hop=hop, operation="sts:AssumeRole" if assume else None)
+    return _generic_hint(code, message, context)
 
 
 def _classify(code: str, status: int | None) -> type[AwsError]:

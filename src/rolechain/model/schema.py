@@ -28,7 +28,7 @@ from pydantic import (
 
 from rolechain.cron import CronError, expand, zone
 from rolechain.model.durations import DURATION_PATTERN, parse_duration
-from rolechain.tasks.registry import TASKS, task_names, validate_task_params
+from rolechain.tasks.registry import TASKS, check_jmespath, task_names, validate_task_params
 
 PARTITIONS = ("aws", "aws-cn", "aws-us-gov")
 
@@ -488,6 +488,31 @@ class TaskSpec(_Model):
     timeout: Duration | None = Field(
         default=None, ge=1, le=MAX_TIMEOUT, description="per target and region (up to 7d)"
     )
+    rows: str | None = Field(
+        default=None,
+        description="JMESPath over the task's result giving a list of objects: one row each "
+        "(docs/inventory.md); default: the task's own (s3.list_buckets: buckets)",
+    )
+    key: list[Annotated[str, StringConstraints(min_length=1)]] | None = Field(
+        default=None,
+        min_length=1,
+        description="the fields (JMESPath) that identify a row, e.g. [InstanceId]; default: "
+        "the task's own (s3.list_buckets: [name]), else the whole row",
+    )
+
+    @field_validator("rows")
+    @classmethod
+    def _rows_compile(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_jmespath(value, "rows expression")
+        return value
+
+    @field_validator("key")
+    @classmethod
+    def _key_compiles(cls, value: list[str] | None) -> list[str] | None:
+        for field in value or ():
+            check_jmespath(field, "key field")
+        return value
 
     @field_validator("task")
     @classmethod
@@ -523,7 +548,7 @@ WEBHOOK_PATTERN = r"^https?://[^\s]+$"
 
 
 class Alert(_Model):
-    """Where to say that a scheduled run failed, succeeded or recovered."""
+    """Where to say that a scheduled run failed, succeeded, recovered or changed."""
 
     command: list[Annotated[str, StringConstraints(min_length=1)]] | None = Field(
         default=None,
@@ -606,6 +631,11 @@ class ScheduleSettings(_Model):
     on_failure: Alert | None = None
     on_success: Alert | None = None
     on_recovery: Alert | None = None
+    on_change: Alert | None = Field(
+        default=None,
+        description="an alert when a run's rows differ from the previous complete run's "
+        "(the diff's summary and first changes; docs/inventory.md)",
+    )
 
     _zone = field_validator("timezone")(_check_zone)
 
@@ -657,6 +687,11 @@ class Job(_Model):
     on_failure: Alert | None = None
     on_success: Alert | None = None
     on_recovery: Alert | None = None
+    on_change: Alert | None = Field(
+        default=None,
+        description="an alert when a run's rows differ from the previous complete run's "
+        "(the diff's summary and first changes; docs/inventory.md)",
+    )
     runtime: Duration | None = Field(
         default=None,
         ge=1,

@@ -187,6 +187,8 @@ class TaskRef:
     params: tuple[tuple[str, Any], ...] = ()
     regions: tuple[str, ...] | None = None  # None: the job's; ("all",): enabled regions
     timeout_seconds: int | None = None
+    rows: str | None = None  # JMESPath giving the result's rows; None: the task's default
+    key: tuple[str, ...] | None = None  # fields identifying a row; None: the task's default
 
     @property
     def params_dict(self) -> dict[str, Any]:
@@ -250,7 +252,13 @@ class Plan:
         data["format_version"] = PLAN_FORMAT_VERSION
         data["assume_calls"] = self.assume_calls
         data["tasks"] = [
-            {**asdict(t), "params": dict(t.params), "regions": t.regions} for t in self.tasks
+            {
+                **asdict(t),
+                "params": dict(t.params),
+                "regions": t.regions,
+                "key": list(t.key) if t.key is not None else None,
+            }
+            for t in self.tasks
         ]
         data["settings"] = self.settings.to_dict()
         for hop in data["hops"]:
@@ -289,6 +297,8 @@ class Plan:
                 params=tuple(t["params"].items()),
                 regions=tuple(t["regions"]) if t["regions"] is not None else None,
                 timeout_seconds=t["timeout_seconds"],
+                rows=t.get("rows"),
+                key=tuple(t["key"]) if t.get("key") is not None else None,
             )
             for t in data["tasks"]
         )

@@ -413,6 +413,8 @@ class _Planner:
                     params=tuple(sorted(t.with_.items())),
                     regions=None if t.regions is None else self.regions(t.regions),
                     timeout_seconds=t.timeout,
+                    rows=t.rows,
+                    key=tuple(t.key) if t.key is not None else None,
                 )
                 for t in job.tasks
             ),

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from rolechain.errors import UsageError
 from rolechain.planner.plan import Plan
 from rolechain.results.lifecycle import Unit, plan_hash, unfinished_units
-from rolechain.results.store import Store
+from rolechain.results.store import Store, unpack_plan
 
 RESUMING = ("resume", "retry-failed")
 
@@ -33,10 +33,10 @@ class Resumption:
     missing: int  # units to run
 
 
-def _targets_of(stored_plan: str | None) -> list[str]:
+def _targets_of(stored_plan: str | bytes | None) -> list[str]:
     if not stored_plan:
         return []
-    return [t["name"] for t in json.loads(stored_plan).get("targets", [])]
+    return [t["name"] for t in json.loads(unpack_plan(stored_plan)).get("targets", [])]
 
 
 def resumption(store: Store, run_id: str, job: str, plan: Plan, *, failed_too: bool) -> Resumption:

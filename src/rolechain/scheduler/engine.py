@@ -335,6 +335,7 @@ class Scheduler:
             trigger=trigger,
             targets=targets,
             deadline=float(spec.runtime) if spec.runtime else None,
+            changes=spec.on_change is not None,
         )
         late = max(0.0, (now - trigger.due).total_seconds())
         self.log.emit("fire", job=spec.job, run_id=request.run_id, trigger=trigger.kind,
@@ -434,6 +435,8 @@ class Scheduler:
             kinds = ["success"] + (["recovery"] if previous is not None and previous != OK else [])
         else:
             kinds = ["failure"]
+        if result.changes and result.changes.get("changed"):
+            kinds.append("change")  # the run's rows differ from the last run's (issue 21)
         kinds = [k for k in kinds if spec.alert(k) is not None]
         self._decide(result.run_id, "alerted" if kinds else "none")
         for kind in kinds:

@@ -7,7 +7,7 @@ so a week of fires is computed (and tested) in milliseconds.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -58,6 +58,7 @@ class ScheduleSpec:
     on_failure: Alert | None = None
     on_success: Alert | None = None
     on_recovery: Alert | None = None
+    on_change: Alert | None = None
 
     @classmethod
     def of(cls, name: str, job: Job, defaults: ScheduleSettings) -> ScheduleSpec:
@@ -86,6 +87,7 @@ class ScheduleSpec:
             on_failure=job.on_failure or defaults.on_failure,
             on_success=job.on_success or defaults.on_success,
             on_recovery=job.on_recovery or defaults.on_recovery,
+            on_change=job.on_change or defaults.on_change,
         )
 
     def due(self, scheduled_for: datetime) -> datetime:
@@ -195,17 +197,3 @@ def catch_up(spec: ScheduleSpec, last_fire: datetime | None, now: datetime) -> C
 def retention_cutoff(spec: ScheduleSpec, now: datetime) -> datetime:
     """Scheduled runs that finished before this are deleted (the newest always stays)."""
     return now - timedelta(days=spec.keep_days)
-
-
-def describe_keys(spec: ScheduleSpec) -> Mapping[str, object]:
-    """The resolved keys, for logs and ``--list``."""
-    return {
-        "schedule": spec.cron.expression,
-        "timezone": spec.cron.timezone,
-        "overlap": spec.overlap,
-        "catch_up": spec.catch_up,
-        "starting_deadline": spec.starting_deadline,
-        "jitter": spec.jitter,
-        "offset": spec.offset,
-        "runtime": spec.runtime,
-    }
