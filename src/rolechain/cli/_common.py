@@ -61,8 +61,10 @@ def write_text(text: str, output: Path | None) -> None:
     if output is None:
         echo(text, nl=not text.endswith("\n"))
     else:
+        from rolechain.private import write_private
+
         shown = printable(text)
-        output.write_text(shown if shown.endswith("\n") else shown + "\n", encoding="utf-8")
+        write_private(output, shown if shown.endswith("\n") else shown + "\n")
 
 
 def echo_secret(text: str, *, nl: bool = True) -> None:

@@ -670,7 +670,10 @@ def export_aws_config(
         for job, planned, t in found
     ]
     argv = shlex.split(command) if command else _rolechain_command()
-    text = do_export(profiles, chain_path=str(path.resolve()), command=argv)
+    try:
+        text = do_export(profiles, chain_path=str(path.resolve()), command=argv)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     for item in skipped:
         echo(
             f"skipped {item}: its accounts come from AWS Organizations at run time; export a "

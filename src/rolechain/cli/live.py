@@ -134,7 +134,9 @@ def _write(text: str, output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        from rolechain.private import write_private
+
+        write_private(output, text)
 
 
 _ACCOUNT = re.compile(r"^\d{12}$")

@@ -539,7 +539,8 @@ def export(
                 click.echo(f"# ---- {name}")
             click.echo(text.rstrip("\n"))
         return
-    output.mkdir(parents=True, exist_ok=True)
+    from rolechain.private import write_private
+
     for name, text in exported.files.items():
-        (output / name).write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+        write_private(output / name, text.rstrip("\n") + "\n")  # 0600, never via a link
         click.echo(f"wrote {output / name}", err=True)

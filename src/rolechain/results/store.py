@@ -84,6 +84,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rolechain.errors import RolechainError, redact, redact_data
+from rolechain.private import ensure_private
 
 if TYPE_CHECKING:
     from rolechain.executor.records import Record, Summary
@@ -308,8 +309,10 @@ class Store:
         reap: bool = True,
     ) -> None:
         self.path = Path(path)
-        if self.path.parent and not self.path.parent.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        if str(path) != ":memory:":
+            # task output lives here: 0600 in a 0700 directory when rolechain creates it
+            # (SQLite gives its -wal and -shm files the database's mode), never a symlink
+            ensure_private(self.path)
         self._db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
