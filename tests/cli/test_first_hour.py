@@ -1,0 +1,102 @@
+"""Issue 20, the first hour of a new user: what runs is what was asked for, every built-in
+example works, and the messages say what to do."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from rolechain.cli import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "chains" / "demo.yaml"
+ORG = ROOT / "chains" / "org-inventory.yaml"
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def no_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+
+
+# -- 1. a glob that matches nothing selects nothing ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    "targets",
+    [["audit@9*"], ["audit@3*", "audit@9*"]],
+)
+def test_a_target_glob_matching_no_member_of_a_listed_set_is_refused(
+    targets: list[str],
+) -> None:
+    args = [arg for t in targets for arg in ("--target", t)]
+    result = invoke("plan", str(DEMO), "--job", "inventory", *args)
+    assert result.exit_code == 2, result.output
+    assert "glob 'audit@9*' matches no target of job inventory" in result.output
+    assert "audit@333333333333, audit@444444444444" in result.output
+
+
+def test_a_run_with_a_glob_matching_nothing_runs_nothing(no_aws_env: None) -> None:
+    pytest.importorskip("moto")
+    result = invoke(
+        "run", str(DEMO), "--job", "inventory", "--sandbox", "--target", "audit@9*",
+        "--format", "jsonl",
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+
+
+def test_a_to_glob_matching_no_member_of_a_listed_set_fails_validate(tmp_path: Path) -> None:
+    text = DEMO.read_text().replace("    to: audit\n    via: [security-hub]\n    regions:",
+                                    '    to: "audit@9*"\n    via: [security-hub]\n    regions:', 1)  # fmt: skip
+    assert 'to: "audit@9*"' in text
+    path = tmp_path / "chain.yaml"
+    path.write_text(text)
+    result = invoke("validate", str(path))
+    assert result.exit_code == 2, result.output
+    assert "glob 'audit@9*' matches none of the 5 members of role set audit" in result.output
+
+
+def test_an_organization_glob_is_applied_to_the_listed_accounts(no_aws_env: None) -> None:
+    pytest.importorskip("moto")
+    # Offline the glob stands for the set's unknown accounts...
+    planned = invoke("plan", str(ORG), "--job", "inventory", "--target", "audit@nomatch*")
+    assert planned.exit_code == 0, planned.output
+    # ...once Organizations has listed them, a glob matching none of them is an error.
+    result = invoke(
+        "run", str(ORG), "--job", "inventory", "--sandbox", "--target", "audit@nomatch*",
+        "--format", "jsonl",
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert "glob 'audit@nomatch*' matches no target of job inventory" in result.output
+    # A glob that matches some of them runs only those.
+    every = invoke("run", str(ORG), "--job", "legacy-buckets", "--sandbox", "--format", "jsonl",
+                   "--target", "legacy@5*")  # fmt: skip
+    assert every.exit_code == 0, every.output
+    records = [json.loads(line) for line in every.stdout.splitlines()]
+    assert {r["target"] for r in records} == {"legacy@555555555555"}
+
+
+def test_an_organization_to_glob_matching_no_live_account_is_an_error(
+    tmp_path: Path, no_aws_env: None
+) -> None:
+    pytest.importorskip("moto")
+    text = ORG.read_text().replace("    to: audit\n", '    to: "audit@nomatch*"\n', 1)
+    path = tmp_path / "org.yaml"
+    path.write_text(text)
+    assert invoke("validate", str(path)).exit_code == 0
+    result = invoke("run", str(path), "--job", "inventory", "--sandbox", "--format", "jsonl")
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert "matches none of the 3 accounts AWS Organizations listed for role set audit" in (
+        result.output
+    )
