@@ -55,8 +55,8 @@ def test_a_run_with_a_glob_matching_nothing_runs_nothing(no_aws_env: None) -> No
 
 
 def test_a_to_glob_matching_no_member_of_a_listed_set_fails_validate(tmp_path: Path) -> None:
-    text = DEMO.read_text().replace("    to: audit\n    via: [security-hub]\n    regions:",
-                                    '    to: "audit@9*"\n    via: [security-hub]\n    regions:', 1)  # fmt: skip
+    old = "    to: audit\n    via: [security-hub]\n    regions:"
+    text = DEMO.read_text().replace(old, old.replace("audit", '"audit@9*"', 1), 1)
     assert 'to: "audit@9*"' in text
     path = tmp_path / "chain.yaml"
     path.write_text(text)

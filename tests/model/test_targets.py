@@ -110,7 +110,8 @@ def test_no_match_message_lists_the_members() -> None:
     assert "audit@444444444444, audit@555555555555" in text
     resolved = {"org": ["111111111111"]}
     text = no_match_message(MODEL, "org@9*", resolved)
-    assert text is not None and "accounts AWS Organizations listed" in text
+    assert text is not None
+    assert "accounts AWS Organizations listed" in text
     assert no_match_message(MODEL, "prod-x*") is None
 
 
