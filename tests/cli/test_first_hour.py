@@ -100,3 +100,35 @@ def test_an_organization_to_glob_matching_no_live_account_is_an_error(
     assert "matches none of the 3 accounts AWS Organizations listed for role set audit" in (
         result.output
     )
+
+
+# -- 2. the sandbox works in every region -------------------------------------------------
+
+
+def demo_in(region: str, tmp_path: Path) -> Path:
+    text = DEMO.read_text().replace("  region: us-east-1\n", f"  region: {region}\n", 1)
+    text = text.replace("regions: [us-east-1]", f"regions: [{region}]")
+    path = tmp_path / f"demo-{region}.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("region", ["eu-central-1", "ap-southeast-2", "us-west-2"])
+def test_the_demo_runs_in_the_sandbox_in_any_region(
+    region: str, tmp_path: Path, no_aws_env: None
+) -> None:
+    pytest.importorskip("moto")
+    path = demo_in(region, tmp_path)
+    result = invoke("run", str(path), "--job", "inventory", "--sandbox", "--format", "jsonl")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 5
+    assert {r["region"] for r in records} == {region}
+    assert all(r["status"] == "ok" and r["data"]["count"] == 2 for r in records)
+
+
+def test_verify_in_the_sandbox_outside_us_east_1(tmp_path: Path, no_aws_env: None) -> None:
+    pytest.importorskip("moto")
+    result = invoke("verify", str(demo_in("eu-central-1", tmp_path)), "--sandbox")
+    assert result.exit_code == 0, result.output
+    assert "0 drift" in result.output
