@@ -132,3 +132,21 @@ def test_verify_in_the_sandbox_outside_us_east_1(tmp_path: Path, no_aws_env: Non
     result = invoke("verify", str(demo_in("eu-central-1", tmp_path)), "--sandbox")
     assert result.exit_code == 0, result.output
     assert "0 drift" in result.output
+
+
+# -- 3. region names are checked ----------------------------------------------------------
+
+
+def test_a_misspelt_region_option_is_refused_before_anything_runs() -> None:
+    result = invoke("run", str(DEMO), "--job", "inventory", "-r", "eu-wset-1", "--sandbox")
+    assert result.exit_code == 2
+    assert "unknown region 'eu-wset-1'; did you mean 'eu-west-1'?" in result.output
+    assert "sandbox:" not in result.output
+
+
+def test_a_misspelt_region_in_a_chain_file_fails_validate(tmp_path: Path) -> None:
+    path = tmp_path / "chain.yaml"
+    path.write_text(DEMO.read_text().replace("regions: [us-east-1]", "regions: [eu-wset-1]"))
+    result = invoke("validate", str(path))
+    assert result.exit_code == 2
+    assert "jobs.inventory.regions[0]: unknown region 'eu-wset-1'; did you mean" in result.output

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import click
 
 from rolechain.cli._common import EXIT_FAILED, EXIT_OK, AssumeRateType, handle_errors
+from rolechain.cli._regions import check_regions
 
 if TYPE_CHECKING:
     from botocore.credentials import Credentials
@@ -215,6 +216,7 @@ def _accounts(values: tuple[str, ...]) -> tuple[str, ...]:
     default=None,
     metavar="REGION",
     help="Region for STS, IAM and Organizations calls [default: us-east-1].",
+    callback=check_regions,
 )
 @click.option(
     "--concurrency",

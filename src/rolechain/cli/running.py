@@ -27,6 +27,7 @@ from rolechain.cli._common import (
     handle_errors,
     quota_options,
 )
+from rolechain.cli._regions import check_regions
 from rolechain.errors import printable
 
 if TYPE_CHECKING:
@@ -243,6 +244,7 @@ class _StopOnSignals:
     metavar="REGION",
     help="Run tasks in these regions instead of the job's ('all': every enabled region). "
     "Repeatable. A task's own 'regions' still win.",
+    callback=check_regions,
 )
 @click.option(
     "--concurrency",

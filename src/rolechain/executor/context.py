@@ -48,6 +48,7 @@ from rolechain.aws.session import AwsSessions, principal_credentials
 from rolechain.errors import PlanError, RolechainError, Violation
 from rolechain.executor.engine import EngineKind, EngineOptions, choose_engine
 from rolechain.model.chain import Chain
+from rolechain.model.regions import region_problem
 from rolechain.planner import new_run_id
 from rolechain.planner import plan as make_plan
 from rolechain.planner.plan import Hop, Plan, Target
@@ -94,6 +95,10 @@ class RunOptions:
                 if isinstance(value, str):
                     value = (value,)
                 object.__setattr__(self, name, tuple(value) or None)
+        for region in self.regions or ():
+            problem = region_problem(region) if region != "all" else None
+            if problem is not None:
+                raise ValueError(problem)
         if self.concurrency is not None and self.concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {self.concurrency}")
         if self.deadline is not None and not self.deadline > 0:
