@@ -150,3 +150,60 @@ def test_a_misspelt_region_in_a_chain_file_fails_validate(tmp_path: Path) -> Non
     result = invoke("validate", str(path))
     assert result.exit_code == 2
     assert "jobs.inventory.regions[0]: unknown region 'eu-wset-1'; did you mean" in result.output
+
+
+# -- 4. the scheduler says at start when a principal has no credentials -------------------
+
+SCHEDULED = """
+version: 1
+principals:
+  bot: {{source: {source}, kind: user, account: "{account}"}}
+roles:
+  audit: {{arn: "arn:aws:iam::333333333333:role/Audit", trusts: [bot]}}
+jobs:
+  tick:
+    from: bot
+    to: audit
+    schedule: "@daily"
+    tasks: [sts.get_caller_identity]
+"""
+
+
+def scheduled(tmp_path: Path, source: str = "env", account: str = "123456789012") -> Path:
+    path = tmp_path / "scheduled.yaml"
+    path.write_text(SCHEDULED.format(source=source, account=account))
+    return path
+
+
+def schedule(*args: str) -> Any:
+    base = ["--dry-run", "--time-scale", "3600", "--for", "1m", "--no-watch"]
+    return CliRunner().invoke(cli, ["schedule", *args, *base])
+
+
+def test_a_principal_without_credentials_is_warned_about_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_aws_env: None
+) -> None:
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    chain = scheduled(tmp_path)
+    result = schedule(str(chain))
+    assert result.exit_code == 0, result.output
+    first = result.stderr.splitlines()[0]
+    assert "WARNING credentials" in first
+    assert "principal 'bot' has no usable credentials, so every run of tick will fail" in first
+    strict = schedule(str(chain), "--strict")
+    assert strict.exit_code == 2
+    assert "--strict refuses to start" in strict.stderr
+    assert "would_fire" not in strict.stderr
+
+
+def test_check_calls_get_caller_identity_once_per_principal(aws: Any, tmp_path: Path) -> None:
+    result = schedule(str(scheduled(tmp_path)), "--check", "--strict")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("credentials_checked principal=bot caller=arn:aws:") == 1
+    # Without --check nothing is called; with it, credentials of another account are found.
+    other = scheduled(tmp_path, account="999999999999")
+    assert schedule(str(other)).exit_code == 0
+    assert "WARNING credentials" not in schedule(str(other)).stderr
+    checked = schedule(str(other), "--check")
+    assert "credentials are of account 123456789012, but principal 'bot' is in account " \
+        "999999999999" in checked.stderr  # fmt: skip
