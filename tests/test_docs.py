@@ -280,8 +280,16 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, workspace: Workspace) -> 
     monkeypatch.chdir(workspace.root)
 
 
-def needs_aws(argv: list[str]) -> bool:
-    return argv[0] in AWS_COMMANDS or (argv[0] == "run" and "--sandbox" not in argv)
+def sandbox_chain(argv: list[str]) -> str | None:
+    """The chain whose sandbox a command that calls AWS runs against (None: it calls none,
+    or brings its own sandbox). ``discover`` names no chain: it reads the demo's."""
+    if "--sandbox" in argv:
+        return None
+    if argv[0] in AWS_COMMANDS or argv[0] in ("run", "verify"):
+        return argv[1]
+    if argv[0] == "discover":
+        return "chains/demo.yaml"
+    return None
 
 
 @dataclass
@@ -352,7 +360,12 @@ def check_output(argv: list[str], out: Outcome, where: Path) -> None:
         )
         assert calls, out.stderr
         made, planned, throttled = calls.groups()
-        assert int(made) == int(planned) + int(throttled or 0), out.stderr
+        bound = re.search(r"AssumeRole bound (\d+)", out.stderr)
+        if "dask" in argv and bound:
+            # Each Dask worker assumes the hubs of its batches itself (docs/scaling.md).
+            assert int(planned) <= int(made) <= int(bound.group(1)), out.stderr
+        else:
+            assert int(made) == int(planned) + int(throttled or 0), out.stderr
         if "--sts-rate" not in argv:
             assert throttled is None, out.stderr
         if fmt == "table":
@@ -484,8 +497,9 @@ def execute(line: DocLine, workspace: Workspace, sandboxes: Sandboxes) -> str | 
 
         resolve(argv)  # click's parser: unknown options, missing arguments, missing files
 
-        if needs_aws(argv):
-            for name, value in sandboxes.env(argv[1]).items():
+        chain = sandbox_chain(argv)
+        if chain is not None:
+            for name, value in sandboxes.env(chain).items():
                 monkeypatch.setenv(name, value)
         if argv[0] == "exec":
             program = argv[argv.index("--") + 1]

@@ -85,7 +85,7 @@ def cli() -> None:
 
     \b
     Example:
-      rolechain validate chains/
+      rolechain validate chains/demo.yaml chains/platform/
       rolechain plan chains/org-inventory.yaml --job inventory
       rolechain run chains/org-inventory.yaml --job inventory --format jsonl
     """

@@ -342,7 +342,8 @@ def exec_(
     \b
     Examples:
       rolechain exec chains/three-hop-deploy.yaml -t prod-deploy -- aws sts get-caller-identity
-      rolechain exec chains/x.yaml -t audit@222222222222 --expect-runtime 2h -- ./inventory.sh
+      rolechain exec chains/demo.yaml -t audit@333333333333 -j inventory --expect-runtime 2h \\
+          -- ./inventory.sh
     """
     from rolechain.credentials.process import RECURSION_MARKER
     from rolechain.credentials.shells import apply, environment_for
@@ -452,9 +453,9 @@ def env(
 
     \b
     Examples:
-      eval "$(rolechain env chains/x.yaml --target prod-deploy)"          # sh, bash, zsh
-      rolechain env chains/x.yaml --target prod-deploy --shell fish | source
-      rolechain env chains/x.yaml -t prod-deploy --shell powershell | Invoke-Expression
+      eval "$(rolechain env chains/three-hop-deploy.yaml --target prod-deploy)"          # sh, bash, zsh
+      rolechain env chains/three-hop-deploy.yaml --target prod-deploy --shell fish | source
+      rolechain env chains/three-hop-deploy.yaml -t prod-deploy --shell powershell | Invoke-Expression
     """
     from rolechain.credentials.shells import detect_shell, environment_for, render, usage_hint
 
@@ -630,8 +631,8 @@ def export_aws_config(
     \b
     Examples:
       rolechain export-aws-config chains/three-hop-deploy.yaml >> ~/.aws/config
-      rolechain export-aws-config chains/org-inventory.yaml --job inventory -o aws-config
-      AWS_CONFIG_FILE=aws-config aws sts get-caller-identity --profile audit@222222222222
+      rolechain export-aws-config chains/org-inventory.yaml --job legacy-buckets -o aws-config
+      AWS_CONFIG_FILE=aws-config aws sts get-caller-identity --profile legacy@555555555555
     """
     from rolechain.credentials.awsconfig import (
         ExportedProfile,

@@ -116,7 +116,7 @@ def verify(
     Example:
       rolechain verify chains/demo.yaml
       rolechain verify chains/demo.yaml --job inventory --format json --output drift.json
-      rolechain verify chains/demo.yaml --sandbox --provision chains/demo-drifted.yaml
+      rolechain verify chains/demo.yaml --sandbox --provision chains/demo-drifted.yaml  # exits 1
     """
     from rolechain.live.render import verify_lines
     from rolechain.live.verify import verify as run_verify
@@ -271,9 +271,10 @@ def discover(
 
     \b
     Example:
-      rolechain discover --from security-audit --organization --via OrgReader \\
-          --reader audit/ReadOnly --output discovered.yaml
-      rolechain discover --from env --account 111111111111,222222222222 --reader Reader
+      rolechain discover --from env --account 333333333333,444444444444 --reader audit/Reader \\
+          --output discovered.yaml
+      rolechain discover --sandbox chains/demo.yaml --from inventory-bot --reader audit/Reader \\
+          -a 555555555555 -a 666666666666
     """
     from rolechain.live.discover import DiscoverRequest, parse_source
     from rolechain.live.discover import discover as run_discover

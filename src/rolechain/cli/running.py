@@ -401,7 +401,7 @@ def run(
     \b
     Example:
       rolechain run chains/org-inventory.yaml --job inventory
-      rolechain run chains/org-inventory.yaml -j inventory -t 'audit@1111*' \\
+      rolechain run chains/org-inventory.yaml -j legacy-buckets -t 'legacy@5*' \\
           --format jsonl --output inventory.jsonl --store runs.db
       rolechain run chains/demo.yaml --job inventory --sandbox --time-scale 60
       rolechain run chains/org-inventory.yaml -j inventory --engine dask --workers 4

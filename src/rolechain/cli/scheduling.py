@@ -56,10 +56,15 @@ def schedule() -> None:
     """Run the jobs of a chain file that have a 'schedule', or export them to other
     schedulers.
 
+    'rolechain schedule PATH ...' is 'rolechain schedule run PATH ...': its options (--store,
+    --job, --list, --dry-run, --sandbox, --time-scale, --for, --check, --strict, --grace,
+    --metrics-port, ...) are listed by 'rolechain schedule run --help'.
+
     \b
     Example:
       rolechain schedule chains/demo.yaml --store runs.db
       rolechain schedule chains/demo.yaml --list
+      rolechain schedule chains/demo.yaml --sandbox --time-scale 600 --for 10m --store runs.db
       rolechain schedule export chains/demo.yaml --to systemd --output deploy/
     """
 
