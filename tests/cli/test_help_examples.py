@@ -11,10 +11,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import click
 import pytest
+
+from rolechain.cli import cli
 from test_docs import (
     CHAINS,
     ROOT,
@@ -25,8 +26,6 @@ from test_docs import (
     parse_shell,
     resolve,
 )
-
-from rolechain.cli import cli
 
 # Examples of other programs, shown next to rolechain's: (command, line).
 OTHER_PROGRAMS = {

@@ -453,9 +453,9 @@ def env(
 
     \b
     Examples:
-      eval "$(rolechain env chains/three-hop-deploy.yaml --target prod-deploy)"          # sh, bash, zsh
+      eval "$(rolechain env chains/three-hop-deploy.yaml --target prod-deploy)"   # sh, bash, zsh
       rolechain env chains/three-hop-deploy.yaml --target prod-deploy --shell fish | source
-      rolechain env chains/three-hop-deploy.yaml -t prod-deploy --shell powershell | Invoke-Expression
+      rolechain env chains/three-hop-deploy.yaml -t prod-deploy --shell powershell | iex
     """
     from rolechain.credentials.shells import detect_shell, environment_for, render, usage_hint
 
