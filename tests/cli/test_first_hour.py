@@ -4,6 +4,8 @@ example works, and the messages say what to do."""
 from __future__ import annotations
 
 import json
+import re
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -207,3 +209,93 @@ def test_check_calls_get_caller_identity_once_per_principal(aws: Any, tmp_path: 
     checked = schedule(str(other), "--check")
     assert "credentials are of account 123456789012, but principal 'bot' is in account " \
         "999999999999" in checked.stderr  # fmt: skip
+
+
+# -- 7. history ---------------------------------------------------------------------------
+
+HISTORY_CHAIN = """
+settings:
+  assume_rate: 1000
+  retry: {attempts: 2, initial_wait: 0.001, max_wait: 1}
+principals:
+  ci: {source: env, kind: user, account: "123456789012"}
+role_sets:
+  audit:
+    role_name: audit
+    accounts: ["222222222201", "222222222202", "222222222203"]
+    trusts: [ci]
+jobs:
+  whoami:
+    from: ci
+    to: audit
+    tasks: [sts.get_caller_identity]
+  broken:
+    from: ci
+    to: audit
+    tasks:
+      - task: call
+        with: {service: s3, operation: GetBucketAcl, params: {Bucket: no-such-bucket-here}}
+"""
+
+
+@pytest.fixture
+def store_of_runs(aws: Any, tmp_path: Path) -> tuple[Path, list[str]]:
+    chain = tmp_path / "chain.yaml"
+    chain.write_text(HISTORY_CHAIN)
+    store = tmp_path / "runs.db"
+    for job in ("whoami", "broken", "whoami"):
+        invoke("run", str(chain), "--job", job, "--store", str(store), "--format", "jsonl")
+    runs = json.loads(invoke("history", "--store", str(store), "--format", "json").stdout)
+    return store, [r["run_id"] for r in runs]
+
+
+def test_history_never_cuts_run_ids_in_100_columns(
+    store_of_runs: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, ids = store_of_runs
+    monkeypatch.setenv("COLUMNS", "100")
+    out = invoke("history", "--store", str(store)).stdout
+    assert max(len(line) for line in out.splitlines()) <= 100
+    for run_id in ids:
+        assert run_id in out
+    # One time format, UTC to the second.
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ", out)
+    assert "+00:00" not in out
+
+
+def test_history_filters_and_the_run_detail(store_of_runs: tuple[Path, list[str]]) -> None:
+    store, ids = store_of_runs
+    failed = json.loads(
+        invoke("history", "--store", str(store), "--status", "failed", "--format", "json").stdout
+    )
+    assert [r["job"] for r in failed] == ["broken"]
+    limited = invoke("history", "--store", str(store), "--limit", "1", "--format", "json")
+    assert [r["run_id"] for r in json.loads(limited.stdout)] == ids[:1]
+    recent = invoke("history", "--store", str(store), "--since", "1h", "--format", "json")
+    assert len(json.loads(recent.stdout)) == 3
+    future = invoke("history", "--store", str(store), "--since", "2999-01-01", "--format", "json")
+    assert json.loads(future.stdout) == []
+    detail = invoke("history", "--store", str(store), "--run", failed[0]["run_id"]).stdout
+    assert "targets: 0 ok, 3 failed of 3" in detail
+    assert "failures by error code:" in detail
+    assert re.search(r"NoSuchBucket: 3 record\(s\), 3 target\(s\): audit@222222222201", detail)
+    missing = invoke("history", "--store", str(store), "--run", "nope")
+    assert missing.exit_code == 2
+    assert "recent runs: " + ids[0] in missing.output
+
+
+def test_history_counts_an_interrupted_run_from_its_records(
+    store_of_runs: tuple[Path, list[str]],
+) -> None:
+    store, ids = store_of_runs
+    with sqlite3.connect(store) as db:  # a run stopped before it wrote its summary
+        db.execute(
+            "UPDATE runs SET status='interrupted', targets_ok=0, targets_failed=0 WHERE run_id = ?",
+            (ids[0],),
+        )
+    out = json.loads(invoke("history", "--store", str(store), "--run", ids[0],
+                            "--format", "json").stdout)  # fmt: skip
+    assert (out["targets_ok"], out["targets_failed"], out["targets"]) == (3, 0, 3)
+    table = invoke("history", "--store", str(store)).stdout
+    (row,) = [line for line in table.splitlines() if ids[0] in line]
+    assert "3/0 of 3" in row

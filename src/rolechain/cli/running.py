@@ -589,59 +589,100 @@ def _run(
     help=f"The SQLite database given to 'rolechain run --store' (or ${DEFAULT_STORE_ENV}).",
 )
 @click.option("--job", "-j", default=None, help="Only runs of this job.")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    metavar="STATUS",
+    help="Only runs that ended so (ok, failed, interrupted, deadline-exceeded, error, ...); "
+    "repeatable.",
+)
+@click.option(
+    "--since",
+    default=None,
+    metavar="WHEN",
+    help="Only runs started since: a duration back from now ('2h', '7d') or a UTC date/time.",
+)
 @click.option("--limit", "-n", type=click.IntRange(1), default=20, show_default=True)
+@click.option(
+    "--run",
+    "run_id",
+    default=None,
+    metavar="ID",
+    help="Show one run: its counts, and its failures grouped by error code.",
+)
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
 @handle_errors
-def history(store: Path, job: str | None, limit: int, fmt: str) -> None:
-    """List runs recorded with --store, newest first.
+def history(
+    store: Path,
+    job: str | None,
+    statuses: tuple[str, ...],
+    since: str | None,
+    limit: int,
+    run_id: str | None,
+    fmt: str,
+) -> None:
+    """List runs recorded with --store, newest first; --run ID shows one.
 
-    Each run's records are in the same database, in table 'records' (data as JSON text).
+    Times are UTC. Each run's records are in the same database, in table 'records' (data
+    as JSON text).
 
     \b
     Example:
       rolechain history --store runs.db --job inventory
+      rolechain history --store runs.db --status failed --since 7d
       sqlite3 runs.db "SELECT account_id, data FROM records WHERE task='s3.list_buckets'"
     """
-    from rolechain.errors import RolechainError
+    from rolechain.cli import _history as view
+    from rolechain.errors import RolechainError, UsageError
     from rolechain.results.store import Store
 
     if not store.exists():
         raise RolechainError(
             f"no run database at {store}", hint="record runs with 'rolechain run --store PATH'"
         )
+    try:
+        cutoff = view.since_cutoff(since) if since else None
+    except ValueError:
+        raise click.BadParameter(
+            f"{since!r} is neither a duration ('2h', '7d') nor a date/time", param_hint="--since"
+        ) from None
     with Store(store) as database:
-        runs = database.runs(job=job, limit=limit)
+        if run_id is not None:
+            detail = view.run_detail(database, run_id)
+            if detail is None:
+                recent = [r["run_id"] for r in database.runs(limit=5)]
+                raise UsageError(
+                    f"no run {run_id!r} in {store}",
+                    hint="recent runs: " + (", ".join(recent) or "none"),
+                )
+            if fmt == "json":
+                echo(dumps(detail))
+            else:
+                for line in view.detail_lines(detail):
+                    echo(printable(line))
+            return
+        runs = view.select_runs(database, job=job, status=statuses, since=cutoff, limit=limit)
+        rows = [view.row_cells(database, r) for r in runs]
     if fmt == "json":
         echo(dumps(runs))
         return
+    from rich import box
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(header_style="bold")
-    for name in ("run", "job", "trigger", "status", "started", "targets ok/failed",
-                 "AssumeRole", "throttled", "s"):  # fmt: skip
-        table.add_column(name)
-    for r in runs:
-        trigger = r.get("trigger") or "manual"
-        if r.get("scheduled_for"):
-            trigger += f" {r['scheduled_for']}"
-        if r.get("attempt"):
-            trigger += f" (retry {r['attempt']})"
-        cells = (
-            r["run_id"],
-            r["job"],
-            trigger,
-            r["status"],
-            r["started_at"] or "",
-            f"{r['targets_ok'] or 0}/{r['targets_failed'] or 0} of {r['targets'] or 0}",
-            str(r["assume_calls"] if r["assume_calls"] is not None else ""),
-            str(r["throttled"] if r["throttled"] is not None else ""),
-            f"{r['elapsed_seconds']:.1f}" if r["elapsed_seconds"] is not None else "",
-        )
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for name, whole in view.COLUMNS:
+        table.add_column(name, no_wrap=whole, overflow="fold")
+    for cells in rows:
         table.add_row(*(Text(printable(str(c))) for c in cells))
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    wide = sys.stdout.isatty() or "COLUMNS" in os.environ
+    Console(width=None if wide else 160).print(table)
+    note = view.clock_note(runs)
+    if note:
+        echo(f"note: {note}", err=True)
     if not runs:
         echo("no runs recorded", err=True)
