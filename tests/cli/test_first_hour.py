@@ -4,6 +4,7 @@ example works, and the messages say what to do."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 from pathlib import Path
@@ -299,3 +300,61 @@ def test_history_counts_an_interrupted_run_from_its_records(
     table = invoke("history", "--store", str(store)).stdout
     (row,) = [line for line in table.splitlines() if ids[0] in line]
     assert "3/0 of 3" in row
+
+
+# -- 8. messages --------------------------------------------------------------------------
+
+
+def test_a_wrong_or_missing_job_is_refused_before_the_sandbox_starts() -> None:
+    wrong = invoke("run", str(DEMO), "--job", "nope", "--sandbox")
+    assert wrong.exit_code == 2
+    assert "unknown job 'nope'; valid: inventory, nightly, whoami" in wrong.output
+    assert "sandbox:" not in wrong.output
+    missing = CliRunner().invoke(cli, ["run", str(DEMO), "--sandbox"])
+    assert missing.exit_code == 2
+    assert "Choose one of the jobs of" in missing.output
+    assert "inventory, whoami, nightly" in missing.output
+
+
+def test_a_bad_target_lists_only_the_jobs_targets() -> None:
+    result = invoke("plan", str(DEMO), "--job", "inventory", "--target", "nope")
+    assert result.exit_code == 2
+    assert "valid: audit@333333333333" in result.output
+    assert "reader" not in result.output
+    assert "security-hub" not in result.output
+
+
+def test_validate_says_a_shared_violation_once(tmp_path: Path) -> None:
+    path = tmp_path / "chain.yaml"
+    # Every job of the demo takes two hops to audit: a limit of one breaks all three.
+    path.write_text(
+        DEMO.read_text().replace("  concurrency: 8\n", "  concurrency: 8\n  max_hops: 1\n")
+    )
+    result = invoke("validate", str(path))
+    assert result.exit_code == 2
+    assert result.output.count("max-hops") == 1, result.output
+    assert "job 'whoami' cannot be planned: the same 1 violation as job inventory" in result.output
+
+
+def test_a_failed_run_leaves_no_empty_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_aws_env: None
+) -> None:
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    store = tmp_path / "runs.db"
+    result = invoke("run", str(DEMO), "--job", "inventory", "--store", str(store))
+    assert result.exit_code != 0
+    assert "no starting credentials" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_sandbox_names_the_missing_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from rolechain.sandbox import server
+
+    monkeypatch.setitem(sys.modules, "cheroot", None)
+    monkeypatch.setitem(sys.modules, "cheroot.wsgi", None)
+    with pytest.raises(server.SandboxError, match="the sandbox needs cheroot"):
+        server._require_moto()

@@ -189,7 +189,7 @@ def detail_lines(detail: dict[str, Any], *, shown: int = 5) -> list[str]:
     if failures:
         lines.append("failures by error code:")
         for group in failures:
-            targets = group["targets"]
+            targets = sorted(group["targets"])
             listed = ", ".join(targets[:shown])
             if len(targets) > shown:
                 listed += f", ... (+{len(targets) - shown} more)"

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from rolechain.cli._common import EXIT_INVALID, dumps, echo, handle_errors, write_text
+from rolechain.cli._jobs import JobOption
 
 if TYPE_CHECKING:
     from rolechain.model.chain import Chain
@@ -108,6 +109,8 @@ def validate(paths: tuple[Path, ...], fmt: str, strict_env: bool, allow_empty: b
         if fmt == "text":
             for warning in chain.warnings:
                 echo(f"warning: {warning}", err=True)
+        # A violation of a role set (or role) is hit by every job that uses it: say it once.
+        said: dict[str, str] = {}
         for job in chain.model.jobs:
             try:
                 planned = make_plan(chain, job)
@@ -115,7 +118,17 @@ def validate(paths: tuple[Path, ...], fmt: str, strict_env: bool, allow_empty: b
                 report["ok"] = False
                 report["jobs"][job] = {"violations": [_violation_dict(v) for v in exc.violations]}
                 if fmt == "text":
-                    echo(str(exc), err=True)
+                    fresh = [v for v in exc.violations if str(v) not in said]
+                    repeats = sorted({said[str(v)] for v in exc.violations if str(v) in said})
+                    same = len(exc.violations) - len(fresh)
+                    where = f"as job {', '.join(repeats)} (above)"
+                    said.update({str(v): job for v in fresh})
+                    if not fresh:
+                        echo(f"job {job!r} cannot be planned: the same {_count(same, 'violation')} "
+                             f"{where}", err=True)  # fmt: skip
+                    else:
+                        note = f"and {same} more, the same {where}" if same else None
+                        echo(str(PlanError(job, fresh, note=note)), err=True)
                 continue
             report["jobs"][job] = {
                 "targets": len(planned.targets),
@@ -180,7 +193,7 @@ def _violation_dict(violation: Any) -> dict[str, Any]:
 
 @click.command()
 @path_argument
-@click.option("--job", "-j", required=True, help="The job to plan.")
+@click.option("--job", "-j", required=True, cls=JobOption, help="The job to plan.")
 @click.option(
     "--target",
     "-t",

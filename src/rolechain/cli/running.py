@@ -27,6 +27,7 @@ from rolechain.cli._common import (
     handle_errors,
     quota_options,
 )
+from rolechain.cli._jobs import JobOption, check_job
 from rolechain.cli._regions import check_regions
 from rolechain.errors import printable
 
@@ -227,7 +228,7 @@ class _StopOnSignals:
 
 @click.command()
 @click.argument("path", type=click.Path(exists=True, dir_okay=True, path_type=Path), metavar="PATH")
-@click.option("--job", "-j", required=True, help="The job to run.")
+@click.option("--job", "-j", required=True, cls=JobOption, help="The job to run.")
 @click.option(
     "--target",
     "-t",
@@ -414,6 +415,9 @@ def run(
             "--provision, --time-scale, --sts-rate and --connect-latency need --sandbox"
         )
     chain = load(path)
+    check_job(chain, job)  # before a sandbox or a cluster starts
+    if store is not None and not store.parent.is_dir():
+        raise click.BadParameter(f"no directory {str(store.parent)!r}", param_hint="--store")
     chosen = _engine(chain, engine, cluster, workers, batch_size, ship_credentials)
     if fmt is None:
         fmt = "table" if (output is None and sys.stdout.isatty()) else "jsonl"
@@ -540,6 +544,7 @@ def _run(
     from rolechain.results.store import Store
 
     reporter = _Reporter(quiet=quiet, verbose=verbose)
+    new_store = store is not None and not store.exists()
     database = Store(store) if store is not None else None
     try:
         execution = start_run(
@@ -571,6 +576,15 @@ def _run(
             writer.close(execution.summary)
             if stream is not sys.stdout:
                 stream.close()
+    except BaseException:
+        if database is not None and new_store and not database.runs(limit=1):
+            # A run that could not start leaves no empty database behind.
+            database.close()
+            database = None
+            assert store is not None
+            for leftover in (store, *(Path(f"{store}{end}") for end in ("-wal", "-shm"))):
+                leftover.unlink(missing_ok=True)
+        raise
     finally:
         if database is not None:
             database.close()

@@ -229,6 +229,11 @@ def run(
         )
     with contextlib.ExitStack() as stack:
         credentials_for = None
+        if store is not None and not dry_run:
+            from rolechain.scheduler.lock import StoreLock
+
+            # One scheduler per store, said before a sandbox starts.
+            stack.enter_context(StoreLock(store))
         if use_sandbox:
             credentials_for = _sandbox(stack, chain, provision, time_scale, log)
         _schedule(
@@ -299,14 +304,11 @@ def _schedule(
     from rolechain.scheduler.alerts import AlertSender
     from rolechain.scheduler.engine import MemoryHistory, Scheduler
     from rolechain.scheduler.launcher import ExecutorLauncher
-    from rolechain.scheduler.lock import StoreLock
 
     history: Any
     if store is not None:
         from rolechain.results.store import Store
 
-        if not dry_run:
-            stack.enter_context(StoreLock(store))
         history = stack.enter_context(Store(store))
     else:
         history = MemoryHistory()
