@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rolechain.aws.pacing import Pacer, Pending, Ticket
+from rolechain.aws.pacer import Pacer, Pending, Ticket
 from rolechain.aws.ratelimit import RateLimiter
 
 

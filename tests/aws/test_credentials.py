@@ -6,8 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from rolechain.aws.calls import call_with_retries
 from rolechain.aws.credentials import HopCredentials, HopTree, refresh_windows
-from rolechain.aws.retry import CallStats, RetryPolicy, call_with_retries
+from rolechain.aws.retry import CallStats, RetryPolicy
 from rolechain.aws.session import static_credentials
 from rolechain.errors import AccessDeniedError, AwsError, CredentialsError, TransientAwsError
 

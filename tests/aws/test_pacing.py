@@ -12,13 +12,8 @@ from typing import Any
 
 import pytest
 
-from rolechain.aws.pacing import (
-    Pacer,
-    PacingTimeout,
-    ThrottleBudget,
-    call_paced,
-    pacing_setting,
-)
+from rolechain.aws.calls import ThrottleBudget, call_paced
+from rolechain.aws.pacer import Pacer, PacingTimeout, pacing_setting
 from rolechain.aws.retry import CallStats, RetryPolicy
 from rolechain.errors import AccessDeniedError, TransientAwsError
 
@@ -345,7 +340,7 @@ def test_without_a_pacer_the_budget_still_applies() -> None:
 def test_an_advisory_refresh_takes_one_slot_and_has_no_throttle_budget() -> None:
     # Issue 8's advisory refresh (attempts_at_most(1)) goes through the pacer like any
     # AssumeRole, and a throttle ends it: the hop keeps its keys and cools down.
-    from rolechain.aws.retry import attempts_at_most
+    from rolechain.aws.calls import attempts_at_most
 
     t = FakeTime()
     pacer = Pacer(clock=t.clock, sleep=t.sleep)

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from rolechain.aws.retry import CallStats, RetryPolicy, attempts_at_most, call_with_retries
+from rolechain.aws.calls import attempts_at_most, call_with_retries
+from rolechain.aws.retry import CallStats, RetryPolicy
 from rolechain.errors import AccessDeniedError, ExpiredTokenError, TransientAwsError
 
 

@@ -21,7 +21,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     import dask
     from distributed import LocalCluster
 
-    from rolechain.executor.dask_engine import LOCAL_WORKER_CONFIG
+    from rolechain.executor.dask.cluster import LOCAL_WORKER_CONFIG
     from rolechain.model.loader import loads
     from rolechain.sandbox import sandbox
 

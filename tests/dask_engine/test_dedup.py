@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from aws.fakes import acct, hub_plan
 from rolechain.executor import EngineOptions, RunContext, RunOptions
-from rolechain.executor.dask_engine import DaskRunner, _Batch, _Schedule
-from rolechain.executor.dask_worker import BatchResult, WorkerInfo
-from rolechain.executor.records import Record, Summary
-from rolechain.executor.runner import unit_record
+from rolechain.executor.dask.driver import DaskLoop, DaskRunner
+from rolechain.executor.dask.worker import BatchResult, WorkerInfo
+from rolechain.executor.records import Record, Summary, unit_record
 from rolechain.executor.units import units_for
 
 
@@ -34,26 +33,23 @@ def test_every_unit_once_whatever_comes_back() -> None:
         def finish(self, summary: Summary) -> None: ...
 
     runner = DaskRunner(context, EngineOptions("dask"), summary=summary, sink=Sink())
-    schedule = _Schedule(runner)
-    schedule.set_up = True
+    loop = DaskLoop(runner)
+    loop.set_up = True
     a, b, c, d = plan.targets
-    first = _Batch("k0", 0, (a, b))
-    second = _Batch("k1", 1, (b, c))  # b again: as if a batch had run twice
-    third = _Batch("k2", 2, (d,))
-    for batch in (first, second, third):
-        schedule.batches[batch.key] = batch
-        schedule.pending[batch.key] = batch
+    first = loop.ledger.add((a, b))
+    second = loop.ledger.add((b, c))  # b again: as if a batch had run twice
+    third = loop.ledger.add((d,))
 
     def ok(target: object) -> Record:
         [unit] = units_for(plan, target, plan.tasks[0], ("us-east-1",))  # type: ignore[arg-type]
         return unit_record(unit, {"fine": True}, None, "2026-01-01T00:00:00Z", 1)
 
-    out = schedule._accept(first, result(0, [ok(a), ok(b)]))
-    out += schedule._accept(second, result(1, [ok(b), ok(c)]))
-    out += schedule._accept(third, result(2, []))  # the worker sent nothing for d
+    out = loop._accept(first, result(0, [ok(a), ok(b)]))
+    out += loop._accept(second, result(1, [ok(b), ok(c)]))
+    out += loop._accept(third, result(2, []))  # the worker sent nothing for d
     for entry in out:
-        schedule._emit(*entry)
-    late = schedule._done(type("F", (), {"key": "k0"})(), result(0, [ok(a), ok(b)]))
+        loop._emit(*entry)
+    late = loop._done(type("F", (), {"key": first.key})(), result(0, [ok(a), ok(b)]))
 
     assert [r.target for r in stored] == [a.name, b.name, c.name, d.name]
     assert stored[-1].error is not None
@@ -61,4 +57,31 @@ def test_every_unit_once_whatever_comes_back() -> None:
     assert late == []  # the batch was settled: its second coming is dropped whole
     assert (summary.duplicates_dropped, summary.late_results) == (1, 2)
     assert (summary.records, summary.targets_ok, summary.targets_failed) == (4, 3, 1)
-    assert not schedule.pending
+    assert not loop.ledger.pending
+
+
+def test_the_ledger_sends_within_the_window_and_splits_to_the_front() -> None:
+    from rolechain.executor.dask.ledger import BatchLedger
+
+    plan = hub_plan([acct(i) for i in range(5)])
+    a, b, c, d, e = plan.targets
+    ledger = BatchLedger("run-1")
+    ledger.queue([(a, b), (c, d), (e,)])
+    sent = list(ledger.to_send(0))
+    assert sent == []
+    first = next(ledger.to_send(1))
+    ledger.sent_as(first, object())
+    assert list(ledger.to_send(1)) == []  # the window is full
+    parts = ledger.split(first)  # its workers kept dying: one batch per target, next
+    assert [p.names for p in parts] == [(a.name,), (b.name,)]
+    assert [batch.names for batch in ledger.backlog][:2] == [(a.name,), (b.name,)]
+    assert first.settled
+    assert first.key not in ledger.pending
+    assert not ledger.sent
+    assert [p.key for p in parts] == ["rolechain-batch-run-1-00003", "rolechain-batch-run-1-00004"]
+    left = list(ledger.unsent())
+    assert len(left) == 4
+    assert not ledger.backlog
+    for batch in left:
+        ledger.settle(batch)
+    assert not ledger.pending

@@ -156,7 +156,7 @@ def test_cancel_keeps_what_finished_and_interrupts_the_rest(world: World, tmp_pa
     # Each worker forgot the run.
     from distributed import Client
 
-    from rolechain.executor.dask_worker import runs_kept
+    from rolechain.executor.dask.worker import runs_kept
 
     with Client(world.address) as client:
         kept = client.run(runs_kept)

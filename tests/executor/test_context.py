@@ -10,7 +10,7 @@ import pytest
 import rolechain.executor.context as context_module
 from aws.fakes import FakeClock, acct, fake_for, hub_plan
 from rolechain.aws.assumer import Assumer
-from rolechain.aws.pacing import Pacer
+from rolechain.aws.pacer import Pacer
 from rolechain.credentials.cache import CredentialCache
 from rolechain.credentials.process import target_credentials
 from rolechain.executor import RunContext, RunOptions, run, sessions

@@ -26,7 +26,7 @@ from rolechain.errors import (
 )
 from rolechain.executor import EngineOptions, RunContext, RunOptions
 from rolechain.executor.context import default_pacer
-from rolechain.executor.engine import DASK_INSTALL, choose_engine
+from rolechain.executor.options import DASK_INSTALL, choose_engine
 from rolechain.executor.partition import (
     assume_bound,
     batch_plan,
@@ -261,8 +261,8 @@ def test_each_workers_pacer_is_its_share_of_the_rate() -> None:
     with pytest.raises(ValueError, match="share"):
         default_pacer({}, share=0)
     pytest.importorskip("distributed")
-    from rolechain.aws.pacing import Pacing
-    from rolechain.executor.dask_worker import SharedPacing
+    from rolechain.aws.pacer import Pacing
+    from rolechain.executor.dask.worker import SharedPacing
 
     pacing = SharedPacing({"assume_rate": 10}, 0.5)
     assert isinstance(pacing, Pacing)

@@ -402,7 +402,7 @@ def test_task_clients_are_lent_one_task_at_a_time(aws, concurrency: int) -> None
 
 
 def test_services_of_a_plan_are_warmed_before_the_pool_starts() -> None:
-    from rolechain.executor.runner import services_of
+    from rolechain.executor.context import services_of
 
     tasks = (
         TaskRef(id="s3.list_buckets", task="s3.list_buckets"),

@@ -261,7 +261,7 @@ def test_exec_missing_program(aws) -> None:  # type: ignore[no-untyped-def]
 def test_throttled_task_calls_retry_within_the_budget_not_the_attempts() -> None:
     from unittest.mock import Mock
 
-    from rolechain.aws.pacing import ThrottleBudget
+    from rolechain.aws.calls import ThrottleBudget
     from rolechain.aws.retry import CallStats, RetryPolicy
     from rolechain.errors import TransientAwsError
     from rolechain.executor.tasks import TaskEnv
@@ -293,7 +293,7 @@ def test_throttled_task_calls_stop_at_the_runs_deadline() -> None:
     import time
     from unittest.mock import Mock
 
-    from rolechain.aws.pacing import ThrottleBudget
+    from rolechain.aws.calls import ThrottleBudget
     from rolechain.aws.retry import RetryPolicy
     from rolechain.errors import TransientAwsError
     from rolechain.executor.tasks import TaskEnv
@@ -320,7 +320,7 @@ def test_the_runner_gives_tasks_the_runs_budget_and_deadline(aws) -> None:  # ty
     import time
 
     from rolechain.executor import RunContext, RunOptions
-    from rolechain.executor.runner import task_env
+    from rolechain.executor.work import task_env
 
     settings = (*hub_plan([acct(1)]).settings, ("throttle_budget", 30))
     plan = hub_plan([acct(1)], settings=settings)

@@ -8,7 +8,7 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from rolechain.executor.context import RunOptions
+from rolechain.executor.options import RunOptions
 from rolechain.model.regions import known_regions, region_problem
 from rolechain.model.schema import ChainFile
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from rolechain.aws.pacing import LaneReport, Pacer
+from rolechain.aws.pacer import LaneReport, Pacer
 from rolechain.executor import run
 from rolechain.model.loader import load
 

@@ -6,7 +6,7 @@ That seam lets a fake assumer (tests), the on-disk credential cache (a wrapper a
 assumer) and :class:`StsAssumer` plug into the same tree.
 
 :class:`StsAssumer` paces calls per *calling account* with the run's pacer
-(:mod:`rolechain.aws.pacing`: STS charges a call to the account whose credentials make it),
+(:mod:`rolechain.aws.pacer`: STS charges a call to the account whose credentials make it),
 retries throttles within the time-bounded throttle budget and other transient errors with
 exponential backoff and full jitter (:mod:`rolechain.aws.retry`), counts requests, retries
 and throttles, and converts the returned ``Expiration`` to the local clock using the
@@ -25,8 +25,9 @@ from typing import Any, Protocol, runtime_checkable
 
 from botocore.credentials import Credentials
 
+from rolechain.aws.calls import ThrottleBudget, call_paced
 from rolechain.aws.errors import aws_call
-from rolechain.aws.pacing import Pacing, ThrottleBudget, as_pacing, call_paced
+from rolechain.aws.pacer import Pacing, as_pacing
 from rolechain.aws.ratelimit import AssumeLimiter
 from rolechain.aws.retry import CallStats, RetryPolicy
 from rolechain.aws.session import AwsSessions
@@ -102,7 +103,7 @@ class StsAssumer:
     """The real thing: ``sts:AssumeRole``, paced per calling account, with retries, a
     throttle budget and counting.
 
-    ``pacer``: a :class:`~rolechain.aws.pacing.Pacing` (or a plain
+    ``pacer``: a :class:`~rolechain.aws.pacer.Pacing` (or a plain
     :class:`~rolechain.aws.ratelimit.AssumeLimiter`); None paces nothing.
     ``calling_account(hop)``: the pacing key of the account whose credentials assume
     ``hop`` (default: :func:`parent_key`). ``deadline()``: the run's deadline on

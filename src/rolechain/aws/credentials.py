@@ -48,8 +48,9 @@ from botocore.credentials import Credentials, RefreshableCredentials
 
 from rolechain.aws.assumer import Assumer, Clock, IssuedCredentials, mask, utc_now
 from rolechain.aws.botocore_adapter import RefreshHooks, force_refresh
-from rolechain.aws.pacing import PacingTimeout
-from rolechain.aws.retry import CallStats, attempts_at_most
+from rolechain.aws.calls import attempts_at_most
+from rolechain.aws.pacer import PacingTimeout
+from rolechain.aws.retry import CallStats
 from rolechain.errors import AwsError, CredentialsError, ExpiredTokenError, RolechainError
 from rolechain.planner.plan import Hop, Plan, Target
 

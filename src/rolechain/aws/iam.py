@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
+from rolechain.aws.calls import call_with_retries
 from rolechain.aws.errors import aws_call
-from rolechain.aws.retry import call_with_retries
 from rolechain.aws.session import ServiceCalls
 from rolechain.errors import AwsContext, AwsError
 

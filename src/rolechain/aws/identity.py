@@ -24,8 +24,9 @@ from typing import Any
 
 from botocore.credentials import Credentials
 
+from rolechain.aws.calls import call_with_retries
 from rolechain.aws.errors import aws_call
-from rolechain.aws.retry import CallStats, RetryPolicy, call_with_retries
+from rolechain.aws.retry import CallStats, RetryPolicy
 from rolechain.aws.session import AwsSessions
 from rolechain.errors import AwsContext, CredentialsError, PlanError
 from rolechain.model.chain import Chain

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from rolechain.aws.calls import call_with_retries
 from rolechain.aws.errors import aws_call
-from rolechain.aws.retry import call_with_retries
 from rolechain.aws.session import ServiceCalls
 from rolechain.errors import AwsContext
 from rolechain.planner.plan import Discovery

@@ -1,28 +1,17 @@
-"""Retries of transient AWS errors: how many, how long, and what they cost.
+"""Retries of transient AWS errors as plain data: how many, how long (:class:`RetryPolicy`),
+and what they cost (:class:`CallStats`, the run's counters).
 
-Only :class:`~rolechain.errors.TransientAwsError` is retried (throttling, 5xx, timeouts,
-connection errors), with exponential backoff and full jitter (tenacity, in
-:func:`rolechain.aws.pacing.call_paced`); throttles are retried within a time budget
-instead of :attr:`RetryPolicy.attempts`. Permanent errors fail at once and ExpiredToken is
-handled by the hop tree (refresh the parent, then retry). botocore's own retries are off on
+The retrying itself is :mod:`rolechain.aws.calls`; throttles are retried there within a
+time budget instead of :attr:`RetryPolicy.attempts`. botocore's own retries are off on
 rolechain's clients (:mod:`rolechain.aws.session`) so the two never stack.
-
-:func:`attempts_at_most` caps the attempts of every retried call made inside it on this
-thread (a context variable): an advisory credential refresh makes one attempt, whatever
-the policy says, and a refresh that must happen sets the cap back to the full policy.
 """
 
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
-
-T = TypeVar("T")
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -55,7 +44,7 @@ class CallStats:
     """Thread-safe counters of AssumeRole calls, retries and throttles for a run's summary.
 
     ``retries`` counts retries after transient errors other than throttling; ``throttled``
-    counts attempts answered with a throttling error (see :mod:`rolechain.aws.pacing`);
+    counts attempts answered with a throttling error (see :mod:`rolechain.aws.calls`);
     ``expired_token_refreshes`` counts ``ExpiredToken`` answers recovered from by refreshing
     the caller's credentials and trying again.
     """
@@ -97,51 +86,3 @@ class CallStats:
                 for name, value in vars(self).items()
                 if not name.startswith("_") and isinstance(value, int)
             }
-
-
-_ATTEMPT_CAP: ContextVar[int | None] = ContextVar("rolechain_attempt_cap", default=None)
-
-
-@contextmanager
-def attempts_at_most(attempts: int | None) -> Iterator[None]:
-    """Retried calls inside make at most ``attempts`` attempts (None: the full policy)."""
-    token = _ATTEMPT_CAP.set(attempts)
-    try:
-        yield
-    finally:
-        _ATTEMPT_CAP.reset(token)
-
-
-def attempt_cap() -> int | None:
-    """The cap :func:`attempts_at_most` set on this thread (None: the full policy)."""
-    return _ATTEMPT_CAP.get()
-
-
-def call_with_retries(
-    func: Callable[[], T],
-    policy: RetryPolicy,
-    *,
-    stats: CallStats | None = None,
-    assume: bool = False,
-    sleep: Callable[[float], None] = time.sleep,
-    deadline: float | None = None,
-) -> T:
-    """``func()``, retried on transient errors; the last error is re-raised.
-
-    Throttles are retried within the default throttle budget (time, not attempts) and
-    other transient errors within ``policy.attempts``: the same loop as
-    :func:`rolechain.aws.pacing.call_paced`, without a pacer. ``deadline``: the run's, on
-    ``time.monotonic``'s clock.
-    """
-    from rolechain.aws.pacing import call_paced  # pacing builds on this module
-
-    return call_paced(
-        func,
-        pacer=None,
-        key=None,
-        policy=policy,
-        deadline=deadline,
-        stats=stats,
-        assume=assume,
-        sleep=sleep,
-    )

@@ -33,7 +33,7 @@ from rolechain.errors import printable
 
 if TYPE_CHECKING:
     from rolechain.executor import Run
-    from rolechain.executor.engine import EngineOptions
+    from rolechain.executor.options import EngineOptions
     from rolechain.executor.records import Summary
     from rolechain.planner.plan import Hop, Plan
 
@@ -485,7 +485,7 @@ def _engine(
     ship_credentials: bool,
 ) -> EngineOptions | None:
     """The engine the options ask for (None: as the chain file's settings say)."""
-    from rolechain.executor.engine import EngineOptions
+    from rolechain.executor.options import EngineOptions
 
     if engine is None and (cluster is not None or workers is not None):
         engine = "dask"
@@ -513,7 +513,7 @@ def _engine(
 
 def _engine_of(chain: Any, chosen: EngineOptions | None) -> EngineOptions:
     """The engine the run will have: the options', else the chain file's settings'."""
-    from rolechain.executor.engine import EngineOptions
+    from rolechain.executor.options import EngineOptions
     from rolechain.planner.planner import engine_settings
 
     if chosen is not None:

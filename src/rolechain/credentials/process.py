@@ -40,7 +40,8 @@ from rolechain.credentials.cache import (
     to_cached,
 )
 from rolechain.errors import CredentialsError, UsageError
-from rolechain.executor.context import RunContext, RunOptions
+from rolechain.executor.context import RunContext
+from rolechain.executor.options import RunOptions
 from rolechain.model.chain import Chain
 from rolechain.model.schema import unknown_choice
 from rolechain.model.targets import (

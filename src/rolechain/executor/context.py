@@ -3,9 +3,10 @@
 Every entry point that calls AWS for a job (``rolechain.run``, ``rolechain.sessions``, the
 ``credentials``/``exec``/``env`` commands, and schedulers or engines built on them) builds
 one :class:`RunContext` from a plan, the chain it came from and a frozen
-:class:`RunOptions`, plus what a caller may inject (starting credentials, an assumer or an
-assumer wrapper such as the credential cache, a limiter, a clock, an MFA token provider,
-the AWS sessions, a sleep function). The context owns, and is the only place that builds:
+:class:`~rolechain.executor.options.RunOptions`, plus what a caller may inject (starting
+credentials, an assumer or an assumer wrapper such as the credential cache, a limiter, a
+clock, an MFA token provider, the AWS sessions, a sleep function). The context owns, and
+is the only place that builds:
 
 * the retry policy and the call counters (:mod:`rolechain.aws.retry`);
 * the AWS sessions (one shared botocore session, cached clients);
@@ -32,79 +33,37 @@ import re
 import threading
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from botocore.credentials import Credentials
 
 from rolechain.aws.assumer import PRINCIPAL_KEY, Assumer, Clock, StsAssumer, utc_now
+from rolechain.aws.calls import ThrottleBudget
 from rolechain.aws.credentials import HopCredentials, HopTree, TokenProvider
 from rolechain.aws.identity import CallerIdentity, caller_identity, check_principal
 from rolechain.aws.organizations import Organizations, discover
-from rolechain.aws.pacing import Pacer, Pacing, ThrottleBudget, as_pacing, pacing_setting
+from rolechain.aws.pacer import Pacer, Pacing, as_pacing, pacing_setting
 from rolechain.aws.ratelimit import AssumeLimiter
 from rolechain.aws.retry import CallStats, RetryPolicy
 from rolechain.aws.session import AwsSessions, principal_credentials
 from rolechain.errors import PlanError, RolechainError, Violation
-from rolechain.executor.engine import EngineKind, EngineOptions, choose_engine
+from rolechain.executor.options import (
+    DEFAULT_CONCURRENCY,
+    EngineOptions,
+    RunOptions,
+    choose_engine,
+)
 from rolechain.model.chain import Chain
-from rolechain.model.regions import region_problem
 from rolechain.planner import new_run_id
 from rolechain.planner import plan as make_plan
 from rolechain.planner.plan import Hop, Plan, Target
 
-DEFAULT_CONCURRENCY = 16
-DEFAULT_GRACE = 10.0
 _ARN_ACCOUNT = re.compile(r"^arn:[\w-]+:[\w-]+::(\d{12}):")
 
 AssumerWrapper = Callable[[Assumer, Plan], Assumer]
 """``wrap(inner, plan) -> assumer``: called each time the context builds a hop tree for a
 plan (after the identity check or discovery re-plans), e.g. to put the credential cache,
 keyed by that plan's hops, around STS."""
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How to run a job: plain, frozen data (a scheduler can store it, an engine ship it).
-
-    ``targets``: narrow the job to these targets (names or globs). ``regions``: run tasks
-    in these regions instead of the job's. ``concurrency``: units worked at once (default:
-    the job's, else the settings', else 16). ``deadline``: seconds the whole run may take,
-    from when it starts; ``None`` takes the job's ``runtime`` (no deadline if it has none),
-    ``math.inf`` means no deadline whatever the job says. ``grace``: seconds in-flight units
-    get to finish after a cancel (SIGINT/SIGTERM in the CLI). ``check_identity``: call
-    GetCallerIdentity first (refuse the root user and a wrong principal; re-plan user keys
-    that are a session). ``run_id``: the run's id (default: a new one when planning).
-    ``engine``: where the units run (:class:`~rolechain.executor.engine.EngineOptions`, or
-    ``"threads"``/``"dask"``); default: the chain file's ``settings.engine``, else threads.
-    """
-
-    targets: tuple[str, ...] | None = None
-    regions: tuple[str, ...] | None = None
-    concurrency: int | None = None
-    deadline: float | None = None
-    grace: float = DEFAULT_GRACE
-    check_identity: bool = True
-    run_id: str | None = None
-    engine: EngineOptions | EngineKind | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("targets", "regions"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, tuple):
-                if isinstance(value, str):
-                    value = (value,)
-                object.__setattr__(self, name, tuple(value) or None)
-        for region in self.regions or ():
-            problem = region_problem(region) if region != "all" else None
-            if problem is not None:
-                raise ValueError(problem)
-        if self.concurrency is not None and self.concurrency < 1:
-            raise ValueError(f"concurrency must be at least 1, not {self.concurrency}")
-        if self.deadline is not None and not self.deadline > 0:
-            raise ValueError(f"deadline must be a positive number of seconds, not {self.deadline}")
-        if not self.grace >= 0:
-            raise ValueError(f"grace must be zero or more seconds, not {self.grace}")
 
 
 def plan_job(
@@ -161,7 +120,7 @@ class RunContext:
     ``credentials`` replaces the principal's starting credentials; ``assumer`` replaces
     STS (a fake in tests); ``wrap_assumer(inner, plan)`` wraps whichever assumer is used
     (the credential cache); ``limiter`` replaces :func:`default_pacer` (a
-    :class:`~rolechain.aws.pacing.Pacing`, e.g. one shared by a cluster, or a plain
+    :class:`~rolechain.aws.pacer.Pacing`, e.g. one shared by a cluster, or a plain
     :class:`~rolechain.aws.ratelimit.AssumeLimiter`); ``clock`` returns an aware datetime
     (tests compress time); ``token_provider(hop)`` gives MFA codes; ``aws_sessions``
     replaces the run's :class:`~rolechain.aws.session.AwsSessions`; ``sleep`` replaces
@@ -212,6 +171,9 @@ class RunContext:
             1, self.options.concurrency or plan.concurrency or DEFAULT_CONCURRENCY
         )
         self.sessions = aws_sessions or AwsSessions(concurrency=self.concurrency)
+        # Where the units run: ``options.engine``, else the chain file's settings (chosen
+        # once: re-planning keeps the job, and with it its settings).
+        self.engine: EngineOptions = choose_engine(settings, self.options.engine)
         self.pacer: Pacing = as_pacing(limiter) if limiter is not None else default_pacer(settings)
         self.budget = ThrottleBudget.from_settings(settings)
         self.deadline_at: float | None = None  # time.monotonic() of the deadline, once begun
@@ -315,11 +277,6 @@ class RunContext:
     def starting_credentials(self) -> Credentials | None:
         """The credentials the caller gave to start from (None: the principal's source)."""
         return self._credentials
-
-    @property
-    def engine(self) -> EngineOptions:
-        """Where the units run: ``options.engine``, else the chain file's settings."""
-        return choose_engine(self._plan.settings_dict, self.options.engine)
 
     @property
     def regions(self) -> tuple[str, ...] | None:
@@ -488,11 +445,8 @@ def with_discovery_hops(resolved: Plan, offline: Plan) -> Plan:
 
 
 __all__ = [
-    "DEFAULT_CONCURRENCY",
-    "DEFAULT_GRACE",
     "AssumerWrapper",
     "RunContext",
-    "RunOptions",
     "default_pacer",
     "plan_job",
     "services_of",

@@ -1,15 +1,25 @@
 """What a run yields: one :class:`Record` per (target, region, task), and a :class:`Summary`.
 
 Records are plain data (JSON-safe ``data``), made as each unit of work finishes and
-streamed to the caller; the runner keeps none of them. :mod:`rolechain.results` formats and
-stores them.
+streamed to the caller; the engines keep none of them. :mod:`rolechain.results` formats
+and stores them (a :class:`RecordSink`). The record builders (:func:`unit_record`,
+:func:`target_record`, :func:`error_of`) are the only places a record is made, whichever
+engine makes it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+from rolechain.aws.errors import describe_foreign
+from rolechain.errors import AwsError, RolechainError, TaskError
+
+if TYPE_CHECKING:
+    from rolechain.executor.units import WorkUnit
+    from rolechain.planner.plan import Plan, Target
 
 
 @dataclass(frozen=True)
@@ -168,3 +178,94 @@ class Summary:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "status": self.status}
+
+
+@runtime_checkable
+class RecordSink(Protocol):
+    """Somewhere records go as they are made (the SQLite store implements this)."""
+
+    def start(self, plan: Plan) -> None: ...
+
+    def add(self, record: Record) -> None: ...
+
+    def finish(self, summary: Summary) -> None: ...
+
+
+# -- making records -------------------------------------------------------------------------
+
+
+def iso(moment: datetime) -> str:
+    """``moment`` as records write times: UTC, milliseconds, ``Z``."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso_now() -> str:
+    """Now, as records write their ``started_at``."""
+    return iso(now())
+
+
+def unit_record(
+    unit: WorkUnit, data: Any, error: RecordError | None, started_at: str, duration_ms: int
+) -> Record:
+    """The record of one unit: ok with ``data``, or an error."""
+    return Record(
+        job=unit.job,
+        run_id=unit.run_id,
+        target=unit.target,
+        account_id=unit.account_id,
+        role_arn=unit.role_arn,
+        region=unit.region,
+        task=unit.task.id,
+        status="error" if error else "ok",
+        data=data,
+        error=error,
+        started_at=started_at,
+        duration_ms=duration_ms,
+    )
+
+
+def target_record(
+    plan: Plan, target: Target, error: RecordError, started_at: str, ms: int
+) -> Record:
+    """The one record of a target that failed (or stopped) before its units existed."""
+    return Record(
+        job=plan.job,
+        run_id=plan.run_id,
+        target=target.name,
+        account_id=target.account_id,
+        role_arn=target.role_arn,
+        region=None,
+        task=None,
+        status="error",
+        error=error,
+        started_at=started_at,
+        duration_ms=ms,
+    )
+
+
+def error_of(exc: BaseException) -> RecordError:
+    """The record's error for an exception (never includes a credential)."""
+    if isinstance(exc, AwsError):
+        return RecordError(code=exc.code, message=exc.aws_message, hop=exc.context.hop)
+    if isinstance(exc, TaskError):
+        return RecordError(code=exc.code, message=exc.message)
+    if isinstance(exc, RolechainError):
+        return RecordError(code=type(exc).__name__, message=exc.message)
+    name = type(exc).__name__
+    if isinstance(exc, SystemExit):
+        return RecordError(code=name, message=f"the task called sys.exit({exc.code!r})")
+    if not isinstance(exc, Exception):  # KeyboardInterrupt, GeneratorExit, other BaseExceptions
+        detail = f": {exc}" if str(exc) else ""
+        return RecordError(code=name, message=f"the task raised {name}{detail}")
+    return RecordError(code=name, message=str(exc) or name)
+
+
+def task_error(exc: BaseException) -> RecordError:
+    """The record's error for what a task raised: a botocore error a task let through (a
+    ``python`` task's own client) is described as rolechain describes AWS errors."""
+    foreign = describe_foreign(exc) if isinstance(exc, Exception) else None
+    return error_of(foreign if foreign is not None else exc)

@@ -28,10 +28,10 @@ from typing import Any
 import jmespath
 from botocore import xform_name
 
+from rolechain.aws.calls import ThrottleBudget, call_paced
 from rolechain.aws.credentials import HopCredentials
 from rolechain.aws.environment import CONFLICTING_VARIABLES
 from rolechain.aws.errors import aws_call
-from rolechain.aws.pacing import ThrottleBudget, call_paced
 from rolechain.aws.retry import CallStats, RetryPolicy
 from rolechain.aws.session import AwsSessions
 from rolechain.errors import AwsContext, TaskError

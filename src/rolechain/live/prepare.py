@@ -19,7 +19,8 @@ from rolechain.aws.identity import CallerIdentity
 from rolechain.aws.retry import CallStats, RetryPolicy
 from rolechain.aws.session import AwsSessions
 from rolechain.errors import RolechainError
-from rolechain.executor.context import RunContext, RunOptions
+from rolechain.executor.context import RunContext
+from rolechain.executor.options import RunOptions
 from rolechain.model.chain import Chain
 from rolechain.planner.plan import Plan
 

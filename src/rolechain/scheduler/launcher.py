@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rolechain.errors import RolechainError, redact
-from rolechain.executor.context import DEFAULT_GRACE
+from rolechain.executor.options import DEFAULT_GRACE
 from rolechain.executor.records import STOP_CODES, Record, Summary
 from rolechain.model.chain import Chain
 from rolechain.model.durations import format_duration

@@ -9,11 +9,11 @@ AssumeRole rate) and from the worker's *own* environment: the principal's creden
 loaded where the worker runs (an instance or pod role, the environment, a profile), never
 sent, unless the run ships them over TLS (:class:`SealedCredentials`).
 
-A batch (:func:`run_batch`) runs with the thread engine's :class:`~rolechain.executor.runner.
-Runner` over its targets: the same task timeouts (a stuck task is given up on, its slot
-freed), the same deadline (the run's, as a wall-clock time), the same failure isolation.
-It returns every record of its targets at once (:class:`BatchResult`); the driver alone
-writes them.
+A batch (:func:`run_batch`) runs with the thread engine's
+:class:`~rolechain.executor.threads.ThreadRunner` over its targets: the same task timeouts
+(a stuck task is given up on, its slot freed), the same deadline (the run's, as a
+wall-clock time), the same failure isolation. It returns every record of its targets at
+once (:class:`BatchResult`); the driver alone writes them.
 
 :func:`stop_run` (sent to every worker with ``Client.run`` when the driver stops the run)
 cancels the batches running for that run with the grace left, makes the batches that start
@@ -42,12 +42,14 @@ from botocore.credentials import Credentials
 from distributed import WorkerPlugin, get_worker
 
 from rolechain.aws.assumer import mask
-from rolechain.aws.pacing import LaneReport, Pacer
+from rolechain.aws.pacer import LaneReport, Pacer
 from rolechain.aws.session import static_credentials
 from rolechain.errors import RolechainError
-from rolechain.executor.context import RunContext, RunOptions, default_pacer
-from rolechain.executor.records import Record, Summary
-from rolechain.executor.runner import Runner, StopSignal, error_of, iso_now, target_record
+from rolechain.executor.context import RunContext, default_pacer
+from rolechain.executor.loop import StopSignal
+from rolechain.executor.options import RunOptions
+from rolechain.executor.records import Record, Summary, error_of, iso_now, target_record
+from rolechain.executor.threads import ThreadRunner
 from rolechain.model.chain import Chain
 from rolechain.planner.plan import Plan
 
@@ -181,7 +183,7 @@ class SharedPacing:
     The share is known once the driver has cut the run into batches (W is the smaller of
     the workers and the batches); the worker that prepared the run was given a first guess,
     so the pacer behind is rebuilt when the share of a ceiling changes (:meth:`use_share`).
-    A :class:`~rolechain.aws.pacing.Pacing`: ``RunContext(limiter=)`` takes it as is.
+    A :class:`~rolechain.aws.pacer.Pacing`: ``RunContext(limiter=)`` takes it as is.
     """
 
     def __init__(self, settings: dict[str, Any], share: float) -> None:
@@ -326,7 +328,7 @@ def run_batch(spec: RunSpec, batch: Batch) -> BatchResult:
     summary = Summary(job=spec.plan.job, run_id=spec.plan.run_id)
     try:
         context = run.ensure(spec)
-        runner = Runner(
+        runner = ThreadRunner(
             context,
             summary=summary,
             stop=stop,
