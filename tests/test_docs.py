@@ -53,7 +53,7 @@ VENV_BIN = Path(sys.executable).parent
 CHAIN_ENV = {"VENDOR_EXTERNAL_ID": "vendor-7f3a9c"}
 
 # Commands that call AWS: they run against a sandbox of the chain they name.
-AWS_COMMANDS = {"credentials", "exec", "env"}
+AWS_COMMANDS = {"credentials", "exec", "env", "console"}
 
 # Every `$ ` line of a console block that does not invoke rolechain, as (file, command
 # without comment). A new one fails test_other_programs: add it here, or make it a
@@ -422,6 +422,8 @@ def check_output(argv: list[str], out: Outcome, where: Path) -> None:
             assert json.loads(text)["paths"]
         else:
             assert text.startswith("who can reach ")
+    elif name == "console":
+        assert re.match(r"^https?://\S+/federation\?Action=login&\S*SigninToken=", text), text
     elif name == "exec":
         assert out.stdout.strip(), "the command printed nothing"
         if option(argv, "--expect-runtime"):
@@ -676,3 +678,49 @@ def test_resolve_without_conversion_still_rejects_unknown_options() -> None:
         resolve(["sandbox", "chains/demo.yaml", "--prot", "4566"], convert=False)
     with pytest.raises(click.UsageError):
         resolve(["run", "chains/demo.yaml", "--sandbox"], convert=False)  # no --job
+
+
+# ---------------------------------------------------------------------------------------
+# Samples of output
+
+
+_LOCATED = re.compile(r"^\s+(?:low|medium|high)\s+(\S+)\s+(chains/\S+:\d+:\d+)\s*$", re.M)
+
+
+def output_samples() -> list[tuple[DocLine, list[tuple[str, str]]]]:
+    """``text`` blocks right after a one-command console block, with the located findings
+    (rule, file:line:column) they show."""
+    found: list[tuple[DocLine, list[tuple[str, str]]]] = []
+    for path in DOCS:
+        text = path.read_text(encoding="utf-8")
+        pattern = r"```console\n\$ ([^\n]+)\n```\n\n```text\n(.*?)```"
+        for match in re.finditer(pattern, text, re.S):
+            pairs = _LOCATED.findall(match.group(2))
+            if pairs:
+                lineno = text[: match.start()].count("\n") + 2
+                found.append((DocLine(path, lineno, match.group(1), "console"), pairs))
+    return found
+
+
+SAMPLES = output_samples()
+
+
+def test_there_are_located_samples() -> None:
+    assert SAMPLES, "the verify sample in verify-and-discover.md should be found"
+
+
+@pytest.mark.parametrize(("line", "pairs"), SAMPLES, ids=[s[0].id for s in SAMPLES])
+def test_sample_locations_match_the_command(line: DocLine, pairs: list[tuple[str, str]]) -> None:
+    """Each finding a sample shows, with its file:line:column, is what the command prints
+    today (a chain file edited above a sample's line moves it)."""
+    argv = parse_shell(line.text).argv
+    assert argv is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    done = subprocess.run(
+        [sys.executable, "-m", "rolechain", *argv],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env=env, check=False,
+    )  # fmt: skip
+    printed = set(_LOCATED.findall(done.stdout))
+    for pair in pairs:
+        assert pair in printed, f"{line.id}: {pair} is not in the output:\n{done.stdout}"

@@ -358,3 +358,38 @@ def test_the_sandbox_names_the_missing_package(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setitem(sys.modules, "cheroot.wsgi", None)
     with pytest.raises(server.SandboxError, match="the sandbox needs cheroot"):
         server._require_moto()
+
+
+# -- 9. set-up and reports ----------------------------------------------------------------
+
+
+def test_a_dask_summary_says_how_many_workers_the_cluster_had() -> None:
+    from rolechain.results.formatters import summary_lines
+    from rolechain.results.records import Summary
+
+    summary = Summary(job="j", run_id="r", engine="dask", workers=1, cluster_workers=2, batches=1)
+    (line,) = [text for text in summary_lines(summary) if "engine:" in text]
+    assert "engine: dask, 2 workers (1 took part), 1 batch" in line
+    summary.workers = 2
+    (line,) = [text for text in summary_lines(summary) if "engine:" in text]
+    assert "engine: dask, 2 workers, 1 batch" in line
+
+
+def test_an_organizations_run_counts_its_discovery_hops_as_planned(no_aws_env: None) -> None:
+    pytest.importorskip("moto")
+    result = invoke("run", str(ORG), "--job", "inventory", "--sandbox", "--format", "jsonl")
+    assert result.exit_code == 0, result.output
+    assert "AssumeRole calls: 5 (planned 5)" in result.output
+
+
+def test_the_store_lock_and_journal_files_are_ignored() -> None:
+    ignored = (ROOT / ".gitignore").read_text().split()
+    assert {"*.db", "*.db.lock", "*.db-wal", "*.db-shm"} <= set(ignored)
+
+
+def test_make_demo_installs_only_the_sandbox_extra() -> None:
+    text = (ROOT / "Makefile").read_text()
+    recipe = text.split("\n$(DEMO_STAMP):", 1)[1].split("\n\n", 1)[0]
+    assert "'.[sandbox]'" in recipe
+    assert ".[dev]" not in recipe
+    assert "\ndemo: $(DEMO_STAMP)\n" in text

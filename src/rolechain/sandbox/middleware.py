@@ -35,6 +35,7 @@ from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
 from rolechain.sandbox.faults import FaultDice, Faults, StsQuota
+from rolechain.sandbox.federation import FEDERATION_PATH, Federation
 from rolechain.sandbox.responses import (
     EXPIRED_TOKEN,
     INVALID_TOKEN,
@@ -168,6 +169,7 @@ class Enforcer:
         self.admin_token = admin_token
         self.user_lookup = user_lookup
         self.role_lookup = role_lookup
+        self.federation = Federation(state)
 
     def set_faults(self, faults: Faults) -> None:
         """Inject ``faults`` from now on (a fresh STS quota, fresh random draws)."""
@@ -188,6 +190,9 @@ class Enforcer:
             return _forbidden(start_response, "cross-origin requests are not allowed")
         if str(environ.get("PATH_INFO", "")).startswith(ADMIN_PATH):
             return _forbidden(start_response, f"{ADMIN_PATH} needs the {ADMIN_HEADER} header")
+        if environ.get("PATH_INFO") == FEDERATION_PATH:
+            params = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
+            return self._send(self.federation.answer(params), start_response)
         environ.pop("HTTP_X_MOTO_ACCOUNT_ID", None)  # callers may not pick their account
         if self.faults.latency:
             time.sleep(self.faults.latency)
@@ -345,6 +350,7 @@ class Enforcer:
                 source_identity=granted.source_identity,
                 transitive_tags=granted.transitive_tags,
                 token_digest=digest(token),
+                chained=caller.kind == "session",
             ),
         )
         source = (

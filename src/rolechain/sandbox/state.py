@@ -32,6 +32,7 @@ class Identity:
     source_identity: str | None = None
     transitive_tags: tuple[tuple[str, str], ...] = ()
     token_digest: str | None = None
+    chained: bool = False  # a session assumed with another session's credentials
 
     def token_matches(self, token: str | None) -> bool:
         """Whether ``token`` is this session's token (keys without one take none)."""
