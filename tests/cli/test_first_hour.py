@@ -393,3 +393,29 @@ def test_make_demo_installs_only_the_sandbox_extra() -> None:
     assert "'.[sandbox]'" in recipe
     assert ".[dev]" not in recipe
     assert "\ndemo: $(DEMO_STAMP)\n" in text
+
+
+def test_graph_job_collapses_role_set_members_and_expand_draws_them() -> None:
+    collapsed = invoke("graph", str(DEMO), "--job", "inventory").stdout
+    assert '"audit (5 accounts)"' in collapsed
+    assert "audit@333333333333" not in collapsed
+    assert "class n_audit__5_0_ target" in collapsed
+    expanded = invoke("graph", str(DEMO), "--job", "inventory", "--expand").stdout
+    assert "audit (5 accounts)" not in expanded
+    for account in ("333333333333", "777777777777"):
+        assert f"audit@{account}" in expanded
+
+
+def test_reach_takes_a_glob_or_a_role_set_and_collapses_members() -> None:
+    for selector in ("audit@*", "audit"):
+        out = invoke("reach", str(DEMO), selector).stdout
+        assert "who can reach 5 roles" in out
+        assert "inventory-bot -> security-hub -> audit@{333333333333, 444444444444" in out
+        assert "(5 accounts)" in out
+        assert out.count(" fits ") == 1
+    one = json.loads(invoke("reach", str(DEMO), "audit@3*", "--format", "json").stdout)
+    assert [r["target"] for r in one] == ["audit@333333333333"]
+    wrong = invoke("reach", str(DEMO), "audit@9")
+    assert wrong.exit_code == 2
+    assert "audit@ACCOUNT (5 accounts), reader@ACCOUNT (6 accounts), security-hub" in wrong.output
+    assert "audit@444444444444" not in wrong.output

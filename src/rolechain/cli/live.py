@@ -361,7 +361,9 @@ def reach(path: Path, target: str, principals: tuple[str, ...], limit: int, fmt:
     """Who can reach TARGET: every principal and path in the trust graph that ends at it.
 
     Offline, from the chain file (declared, or written by 'rolechain discover'). TARGET is
-    a role, a role-set member ('set@account') or a role ARN. Paths never repeat a role, so
+    a role, a role-set member ('set@account'), a role ARN, or a role set or glob ('audit',
+    'audit@3*'): then paths that differ only in the member they end at are one line
+    (with --format json, a list of one object per role). Paths never repeat a role, so
     trust cycles are harmless; each is listed with its hop count and checked by the
     planner as a job pinned to it would be (the one-hour cap on chained sessions,
     MaxSessionDuration, MFA...). Identities outside the file that roles on the way trust
@@ -370,15 +372,19 @@ def reach(path: Path, target: str, principals: tuple[str, ...], limit: int, fmt:
     \b
     Example:
       rolechain reach chains/demo.yaml audit@333333333333
+      rolechain reach chains/demo.yaml 'audit@*'
       rolechain reach chains/org-inventory.yaml security-hub --from scheduler --format json
     """
-    from rolechain.live.render import reach_lines
+    from rolechain.live.render import reach_all_lines
     from rolechain.model.loader import load
-    from rolechain.planner.reach import reach as find
+    from rolechain.planner.reach import reach_all
 
-    found = find(load(path), target, principals=list(principals) or None, limit=limit)
+    chain = load(path)
+    found = reach_all(chain, target, principals=list(principals) or None, limit=limit)
+    many = target in chain.model.role_sets or any(ch in target for ch in "*?[")
     if fmt == "json":
-        click.echo(json.dumps(found.to_dict(), indent=2))
+        document: Any = [r.to_dict() for r in found] if many else found[0].to_dict()
+        click.echo(json.dumps(document, indent=2))
     else:
-        for line in reach_lines(found):
+        for line in reach_all_lines(found):
             click.echo(line)

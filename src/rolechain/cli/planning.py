@@ -257,12 +257,17 @@ def _plan(path: Path, job: str, targets: tuple[str, ...], *, strict_env: bool) -
     show_default=True,
 )
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write to FILE.")
+@click.option("--expand", is_flag=True, help="One node per role-set member, never collapsed.")
 @strict_env_option
 @handle_errors
-def graph(path: Path, job: str | None, fmt: str, output: Path | None, strict_env: bool) -> None:
+def graph(
+    path: Path, job: str | None, fmt: str, output: Path | None, strict_env: bool, expand: bool
+) -> None:
     """Draw the trust graph: an arrow from each trusted identity to the role that trusts it.
 
-    With --job, the hops of that job's plan are highlighted.
+    With --job, the hops of that job's plan are highlighted, and the members of a role set
+    that the job reaches alike are one node ('audit (5 accounts)'), as 'plan' shows them;
+    --expand draws one node per account. A whole graph collapses groups of 8 or more.
 
     \b
     Examples:
@@ -270,7 +275,7 @@ def graph(path: Path, job: str | None, fmt: str, output: Path | None, strict_env
       rolechain graph chains/three-hop-deploy.yaml --format dot -o graph.dot
     """
     from rolechain.graph import build_graph
-    from rolechain.graph.render import to_dot, to_mermaid
+    from rolechain.graph.render import COLLAPSE_AT, to_dot, to_mermaid
 
     chain = _load(path, strict_env=strict_env)
     planned = None
@@ -279,7 +284,11 @@ def graph(path: Path, job: str | None, fmt: str, output: Path | None, strict_env
 
         planned = make_plan(chain, job)
     trust_graph = build_graph(chain)
-    text = to_mermaid(trust_graph, planned) if fmt == "mermaid" else to_dot(trust_graph, planned)
+    # A job's role-set members collapse as the plan shows them (from two alike); a whole
+    # graph from COLLAPSE_AT; --expand draws every member.
+    collapse_at = None if expand else (2 if planned is not None else COLLAPSE_AT)
+    render = to_mermaid if fmt == "mermaid" else to_dot
+    text = render(trust_graph, planned, collapse_at=collapse_at)
     write_text(text, output)
 
 
