@@ -154,8 +154,8 @@ def serve_credentials(
                               daemon=True)  # fmt: skip
     thread.start()
     try:
-        host, port = server.server_address[:2]
-        yield Served(f"http://{host}:{port}{path}", token)
+        port = server.server_address[1]
+        yield Served(f"http://127.0.0.1:{port}{path}", token)
     finally:
         server.shutdown()
         server.server_close()

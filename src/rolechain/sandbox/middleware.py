@@ -191,8 +191,8 @@ class Enforcer:
         if str(environ.get("PATH_INFO", "")).startswith(ADMIN_PATH):
             return _forbidden(start_response, f"{ADMIN_PATH} needs the {ADMIN_HEADER} header")
         if environ.get("PATH_INFO") == FEDERATION_PATH:
-            params = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
-            return self._send(self.federation.answer(params), start_response)
+            query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
+            return self._send(self.federation.answer(query), start_response)
         environ.pop("HTTP_X_MOTO_ACCOUNT_ID", None)  # callers may not pick their account
         if self.faults.latency:
             time.sleep(self.faults.latency)
