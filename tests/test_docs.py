@@ -299,18 +299,23 @@ class Outcome:
     stderr: str
 
 
+def run_process(argv: list[str], timeout: float = 60) -> Outcome:
+    """``rolechain ARGV`` as a process of its own, in this environment."""
+    done = subprocess.run(
+        [sys.executable, "-m", "rolechain", *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ),
+        check=False,
+    )
+    return Outcome(done.returncode, done.stdout, done.stderr)
+
+
 def run_rolechain(argv: list[str]) -> Outcome:
     if argv[0] == "exec":
         # exec starts a real child that writes to the real stdout: run a real process.
-        done = subprocess.run(
-            [sys.executable, "-m", "rolechain", *argv],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=dict(os.environ),
-            check=False,
-        )
-        return Outcome(done.returncode, done.stdout, done.stderr)
+        return run_process(argv)
     result = CliRunner().invoke(cli, argv, catch_exceptions=False)
     return Outcome(result.exit_code, result.stdout, result.stderr)
 

@@ -4,11 +4,8 @@ the same parser, workspace (a copy of ``chains/``, a clean environment) and sand
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -121,15 +118,7 @@ def _own_sandbox_in_a_process(monkeypatch: pytest.MonkeyPatch) -> None:
     def run(argv: list[str]) -> test_docs.Outcome:
         if "--sandbox" not in argv:
             return in_process(argv)
-        done = subprocess.run(
-            [sys.executable, "-m", "rolechain", *argv],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=dict(os.environ),
-            check=False,
-        )
-        return test_docs.Outcome(done.returncode, done.stdout, done.stderr)
+        return test_docs.run_process(argv, timeout=120)
 
     monkeypatch.setattr(test_docs, "run_rolechain", run)
 

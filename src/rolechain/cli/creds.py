@@ -364,7 +364,11 @@ def exec_(
         echo(f"error: command not found: {command[0]}", err=True)
         sys.exit(127)
     if serve:
-        sys.exit(_exec_serving(path, target, job, no_cache, cache_dir, verbose, list(command)))
+
+        def resolve(at_least: float) -> TargetCredentials:
+            return _resolve(path, target, job, no_cache, cache_dir, verbose, at_least=at_least)
+
+        sys.exit(_exec_serving(resolve, verbose, list(command)))
     creds = _resolve(
         path, target, job, no_cache, cache_dir, verbose, at_least=float(expect_runtime or 0)
     )
@@ -392,21 +396,12 @@ def exec_(
 
 
 def _exec_serving(
-    path: Path,
-    target: str,
-    job: str | None,
-    no_cache: bool,
-    cache_dir: Path | None,
-    verbose: bool,
-    command: list[str],
+    resolve: Callable[[float], TargetCredentials], verbose: bool, command: list[str]
 ) -> int:
     """``exec --server``: the child's SDK gets the target's credentials from a loopback
-    endpoint that refreshes them."""
+    endpoint that refreshes them (through ``resolve(at_least)``)."""
     from rolechain.credentials.process import RECURSION_MARKER
     from rolechain.credentials.server import RefreshingCredentials, serve_credentials
-
-    def resolve(at_least: float) -> Any:
-        return _resolve(path, target, job, no_cache, cache_dir, verbose, at_least=at_least)
 
     source = RefreshingCredentials(resolve)
     first = source.get()  # fail here, before the child starts, if there are none

@@ -67,6 +67,20 @@ def _hop_lines(hop: HopReport) -> Iterator[str]:
         yield f"{pad}fix:        {finding.fix}"
 
 
+def _path_lines(path: ReachPath, route: list[str]) -> Iterator[str]:
+    """One path of a reach report: hops, verdict, route, then sessions or violations."""
+    verdict = "fits" if path.fits else "DOES NOT FIT"
+    yield f"  {plural(path.length, 'hop'):<8} {verdict:<13}{' -> '.join(route)}"
+    if path.fits:
+        sessions = ", ".join(
+            f"{format_duration(h.duration_seconds)}{' chained' if h.chained else ''}"
+            for h in path.hops
+        )
+        yield f"{' ' * 24}sessions: {sessions}"
+    for violation in path.violations:
+        yield f"{' ' * 24}{violation.rule}: {printable(violation.message)}"
+
+
 def reach_all_lines(results: list[Reach]) -> Iterator[str]:
     """:func:`reach_lines` for one target; for several (a role set, a glob), the paths that
     differ only in the member they end at are one line: ``... -> audit@{3333..., 4444...}``."""
@@ -102,17 +116,7 @@ def reach_all_lines(results: list[Reach]) -> Iterator[str]:
             end = f"{split[0][0] if split[0] else ''}@{{{shown}}} ({len(ends)} accounts)"
         else:
             end = ", ".join(ends)
-        route = " -> ".join([*(printable(n) for n in path.nodes[:-1]), printable(end)])
-        verdict = "fits" if path.fits else "DOES NOT FIT"
-        yield f"  {plural(path.length, 'hop'):<8} {verdict:<13}{route}"
-        if path.fits:
-            sessions = ", ".join(
-                f"{format_duration(h.duration_seconds)}{' chained' if h.chained else ''}"
-                for h in path.hops
-            )
-            yield f"{' ' * 24}sessions: {sessions}"
-        for violation in path.violations:
-            yield f"{' ' * 24}{violation.rule}: {printable(violation.message)}"
+        yield from _path_lines(path, [*(printable(n) for n in path.nodes[:-1]), printable(end)])
     paths = sum(len(r.paths) for r in results)
     fitting = sum(1 for r in results for p in r.paths if p.fits)
     reached = sum(1 for r in results if r.paths)
@@ -129,17 +133,7 @@ def reach_lines(found: Reach) -> Iterator[str]:
     if not found.paths:
         yield "  no principal of the chain file can reach it"
     for path in found.paths:
-        route = " -> ".join(printable(n) for n in path.nodes)
-        verdict = "fits" if path.fits else "DOES NOT FIT"
-        yield f"  {plural(path.length, 'hop'):<8} {verdict:<13}{route}"
-        if path.fits:
-            sessions = ", ".join(
-                f"{format_duration(h.duration_seconds)}{' chained' if h.chained else ''}"
-                for h in path.hops
-            )
-            yield f"{' ' * 24}sessions: {sessions}"
-        for violation in path.violations:
-            yield f"{' ' * 24}{violation.rule}: {printable(violation.message)}"
+        yield from _path_lines(path, [printable(n) for n in path.nodes])
     if found.external:
         yield "trusted from outside the chain file (not plannable from here):"
         for entry in found.external:
