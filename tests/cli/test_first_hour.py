@@ -419,3 +419,19 @@ def test_reach_takes_a_glob_or_a_role_set_and_collapses_members() -> None:
     assert wrong.exit_code == 2
     assert "audit@ACCOUNT (5 accounts), reader@ACCOUNT (6 accounts), security-hub" in wrong.output
     assert "audit@444444444444" not in wrong.output
+
+
+def test_a_second_scheduler_on_a_locked_store_is_refused_before_the_sandbox(
+    tmp_path: Path,
+) -> None:
+    from rolechain.scheduler.lock import StoreLock
+
+    store = tmp_path / "runs.db"
+    with StoreLock(store, command="the first scheduler"):
+        result = CliRunner().invoke(
+            cli, ["schedule", str(DEMO), "--sandbox", "--store", str(store), "--for", "1m"]
+        )
+    assert result.exit_code == 2
+    assert "another scheduler holds" in result.stderr
+    assert " sandbox " not in result.stderr
+    assert "sandbox endpoint=" not in result.stderr
