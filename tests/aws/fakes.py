@@ -18,13 +18,10 @@ from botocore.exceptions import EndpointConnectionError
 
 from rolechain.aws.assumer import IssuedCredentials
 from rolechain.errors import AwsContext, AwsError, ExpiredTokenError
-from rolechain.planner.plan import Hop, Plan, Target, TaskRef
+from rolechain.planner.plan import Hop, Plan, RunSettings, Target, TaskRef
 
-FAST_RETRY = (
-    ("assume_rate", 1000.0),
-    ("retry_attempts", 4),
-    ("retry_initial_wait", 0.001),
-    ("retry_max_wait", 0.01),
+FAST_RETRY = RunSettings(
+    assume_rate=1000.0, retry_attempts=4, retry_initial_wait=0.001, retry_max_wait=0.01
 )
 HUB_ACCOUNT = "111111111111"
 # The same fake keys tests/conftest.py's ``aws`` fixture puts in the environment.
@@ -265,7 +262,7 @@ def hub_plan(
     regions: tuple[str, ...] = ("us-east-1",),
     duration: int = 3600,
     concurrency: int = 8,
-    settings: tuple[tuple[str, Any], ...] = FAST_RETRY,
+    settings: RunSettings = FAST_RETRY,
     principal_kind: str = "user",
     hub_account: str = HUB_ACCOUNT,
 ) -> Plan:

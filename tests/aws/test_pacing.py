@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from rolechain.aws.calls import ThrottleBudget, call_paced
-from rolechain.aws.pacer import Pacer, PacingTimeout, pacing_setting
+from rolechain.aws.pacer import Pacer, PacingTimeout
 from rolechain.aws.retry import CallStats, RetryPolicy
 from rolechain.errors import AccessDeniedError, TransientAwsError
 
@@ -212,18 +212,6 @@ def test_real_threads_share_slots_fairly() -> None:
 
 
 # -- settings -------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("value", "ceiling"), [(None, None), ("auto", None), ("AUTO ", None),
-                                                (10, 10.0), ("2.5", 2.5)])  # fmt: skip
-def test_assume_rate_setting(value: Any, ceiling: float | None) -> None:
-    assert pacing_setting(value) == ceiling
-
-
-@pytest.mark.parametrize("value", [0, -1, "fast", True, float("inf")])
-def test_assume_rate_setting_rejects(value: Any) -> None:
-    with pytest.raises(ValueError, match="'auto' or a positive number"):
-        pacing_setting(value)
 
 
 # -- the throttle budget --------------------------------------------------------------------

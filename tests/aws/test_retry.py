@@ -7,14 +7,6 @@ from rolechain.aws.retry import CallStats, RetryPolicy
 from rolechain.errors import AccessDeniedError, ExpiredTokenError, TransientAwsError
 
 
-def test_policy_from_plan_settings() -> None:
-    assert RetryPolicy.from_settings(None) == RetryPolicy()
-    flat = {"retry_attempts": 7, "retry_max_wait": 30, "retry_initial_wait": 0.25}
-    assert RetryPolicy.from_settings(flat) == RetryPolicy(7, 30.0, 0.25)
-    nested = {"retry": {"attempts": 2}}
-    assert RetryPolicy.from_settings(nested) == RetryPolicy(attempts=2)
-
-
 def flaky(errors: list[Exception]):  # type: ignore[no-untyped-def]
     calls = []
 

@@ -15,7 +15,7 @@ from rolechain.credentials.cache import CredentialCache
 from rolechain.credentials.process import target_credentials
 from rolechain.executor import RunContext, RunOptions, run, sessions
 from rolechain.model.loader import loads
-from rolechain.planner.plan import Plan
+from rolechain.planner.plan import Plan, RunSettings
 
 from .moto_helpers import ROOT, assume, private_sessions
 from .test_api import ACCOUNTS, CHAIN
@@ -83,17 +83,16 @@ def test_the_limiter_is_built_in_one_place_and_can_be_replaced(aws, monkeypatch)
 
 
 def test_the_default_pacer_adapts_under_the_chains_assume_rate() -> None:
-    pacer = context_module.default_pacer({"assume_rate": 25})
+    pacer = context_module.default_pacer(RunSettings(assume_rate=25))
     assert isinstance(pacer, Pacer)
     assert pacer.ceiling == 25
     assert pacer.rate("111111111111") == 25  # a ceiling: paced at it from the start
-    assert context_module.default_pacer({"assume_rate": "auto"}).ceiling is None
-    auto = context_module.default_pacer({})
+    auto = context_module.default_pacer(RunSettings())
     assert auto.ceiling is None
     assert auto.rate("111111111111") is None  # auto: not paced until STS throttles
-    assert context_module.default_pacer({"assume_rate": 25}, share=0.5).ceiling == 12.5
+    assert context_module.default_pacer(RunSettings(assume_rate=25), share=0.5).ceiling == 12.5
     with pytest.raises(ValueError, match="share"):
-        context_module.default_pacer({}, share=0)
+        context_module.default_pacer(RunSettings(), share=0)
 
 
 def test_assume_role_is_paced_per_calling_account(aws) -> None:  # type: ignore[no-untyped-def]

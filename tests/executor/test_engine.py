@@ -35,6 +35,7 @@ from rolechain.executor.partition import (
     partition,
 )
 from rolechain.model.loader import loads
+from rolechain.planner.plan import RunSettings
 
 DEMO = Path(__file__).resolve().parents[2] / "chains" / "demo.yaml"
 
@@ -71,8 +72,8 @@ def two_hubs(a: int = 7, b: int = 5) -> rolechain.Plan:
 
 
 def test_the_engine_comes_from_the_options_else_the_chain_files_settings() -> None:
-    assert choose_engine({}) == EngineOptions()
-    declared = {"engine": "dask", "engine_cluster": "tls://s:8786", "engine_batch_size": 9}
+    assert choose_engine(RunSettings()) == EngineOptions()
+    declared = RunSettings(engine="dask", engine_cluster="tls://s:8786", engine_batch_size=9)
     assert choose_engine(declared) == EngineOptions("dask", cluster="tls://s:8786", batch_size=9)
     assert choose_engine(declared, "threads") == EngineOptions()
     # Asking for the kind the file names keeps what the caller leaves unset...
@@ -103,10 +104,14 @@ def test_settings_engine_in_a_chain_file() -> None:
     )
     chain = loads(text, file="demo.yaml")
     plan = rolechain.plan(chain, "inventory")
-    assert plan.settings_dict["engine"] == "dask"
+    assert plan.settings.engine == "dask"
+    assert plan.to_dict()["settings"]["engine"] == "dask"
     assert RunContext.for_job(chain, "inventory").engine == EngineOptions("dask", workers=3)
     # A file that names no engine plans exactly as before.
-    assert "engine" not in rolechain.plan(loads(DEMO.read_text(), file="d"), "whoami").settings_dict
+    assert (
+        "engine"
+        not in rolechain.plan(loads(DEMO.read_text(), file="d"), "whoami").to_dict()["settings"]
+    )
     for bad in ("engine: {kind: threads, workers: 2}", "engine: {cluster: 'ftp://x'}"):
         with pytest.raises(rolechain.errors.ChainFileError):
             loads(DEMO.read_text().replace("  concurrency: 8\n", f"  {bad}\n"), file="x")
@@ -255,21 +260,21 @@ def test_a_workers_context_grows_batch_by_batch_and_keeps_its_hubs() -> None:
 
 
 def test_each_workers_pacer_is_its_share_of_the_rate() -> None:
-    pacer = default_pacer({"assume_rate": 10}, share=0.25)
+    pacer = default_pacer(RunSettings(assume_rate=10), share=0.25)
     assert pacer.ceiling == 2.5
-    assert default_pacer({"assume_rate": "auto"}, share=0.25).ceiling is None  # it adapts
+    assert default_pacer(RunSettings(), share=0.25).ceiling is None  # it adapts
     with pytest.raises(ValueError, match="share"):
-        default_pacer({}, share=0)
+        default_pacer(RunSettings(), share=0)
     pytest.importorskip("distributed")
     from rolechain.aws.pacer import Pacing
     from rolechain.executor.dask.worker import SharedPacing
 
-    pacing = SharedPacing({"assume_rate": 10}, 0.5)
+    pacing = SharedPacing(RunSettings(assume_rate=10), 0.5)
     assert isinstance(pacing, Pacing)
     assert pacing.describe() == "5/s (share 0.5)"
     pacing.use_share(1.0)  # the worker that prepared the run learns its share later
     assert pacing.describe() == "10/s (share 1)"
-    assert SharedPacing({}, 0.5).describe() == "adaptive (share 0.5)"
+    assert SharedPacing(RunSettings(), 0.5).describe() == "adaptive (share 0.5)"
 
 
 def test_errors_survive_the_trip_between_processes() -> None:

@@ -317,12 +317,13 @@ def test_throttled_task_calls_stop_at_the_runs_deadline() -> None:
 
 
 def test_the_runner_gives_tasks_the_runs_budget_and_deadline(aws) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
     import time
 
     from rolechain.executor import RunContext, RunOptions
     from rolechain.executor.work import task_env
 
-    settings = (*hub_plan([acct(1)]).settings, ("throttle_budget", 30))
+    settings = dataclasses.replace(hub_plan([acct(1)]).settings, throttle_budget=30)
     plan = hub_plan([acct(1)], settings=settings)
     context = RunContext(plan, None, RunOptions(deadline=60, check_identity=False))
     assert context.deadline_at is None  # not begun

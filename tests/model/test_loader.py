@@ -442,8 +442,8 @@ role_sets:
         (
             "jobs:\n  inv:\n    from: ci\n    to: hub\n    tasks:\n"
             "      - {task: call, wiht: {}}\n",
-            "c.yaml:16:22: unknown key 'wiht' in jobs.inv.tasks[0]; valid keys: id, regions, "
-            "task, timeout, with; did you mean 'with'?",
+            "c.yaml:16:22: unknown key 'wiht' in jobs.inv.tasks[0]; valid keys: id, key, "
+            "regions, rows, task, timeout, with; did you mean 'with'?",
         ),
         (
             "jobs:\n  inv:\n    from: ci\n    to: hub\n    tasks:\n"

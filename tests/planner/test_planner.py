@@ -607,7 +607,7 @@ def test_plan_fields_from_principal_job_and_settings() -> None:
     assert p.tasks[0].params_dict["service"] == "ec2"
     assert p.tasks[1].regions == ("all",)
     assert p.tasks[1].timeout_seconds == 60
-    assert p.settings_dict == {
+    assert p.settings.to_dict() == {
         "assume_rate": 5.0,
         "max_hops": 10,
         "retry_attempts": 3,

@@ -60,10 +60,14 @@ def test_queryable_with_sql_and_json(tmp_path) -> None:  # type: ignore[no-untyp
         store.finish(summary(run_id=plan.run_id))
     db = sqlite3.connect(path)
     rows = db.execute(
-        "SELECT r.account_id, json_extract(b.value, '$.name') FROM records r, "
-        "json_each(r.data, '$.buckets') b WHERE r.task = 's3.list_buckets'"
+        "SELECT account_id, key, json_extract(row, '$.name') FROM rows "
+        "WHERE task = 's3.list_buckets'"
     ).fetchall()
-    assert rows == [("222222222222", "b")]
+    assert rows == [("222222222222", "b", "b")]
+    # what the rows hold is not stored twice: the record keeps the rest of the result
+    [(data,)] = db.execute("SELECT data FROM records").fetchall()
+    assert data == '{"count":1}'
+    assert db.execute("SELECT count(*) FROM latest_rows").fetchone() == (1,)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -136,4 +140,4 @@ def test_a_store_from_before_pacing_gains_its_columns(tmp_path) -> None:  # type
         store.start(hub_plan(["222222222222"]))
         store.finish(summary(throttled=2, pacing=PACING))
         assert {run["run_id"]: run for run in store.runs()}["r1"]["throttled"] == 2
-        assert store.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 3
+        assert store.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 4

@@ -50,6 +50,7 @@ class Outcome:
     status: str = OK
     failed: tuple[str, ...] = ()
     still_running: int = 0  # tasks given up on and still running at the end
+    changes: dict[str, Any] | None = None  # the diff a real launcher would compute
 
 
 class FakeHandle:
@@ -129,6 +130,7 @@ class FakeHandle:
             reason=reason,
             abandoned=self._outcome.still_running,
             still_running=self._outcome.still_running,
+            changes=self._outcome.changes if request.changes else None,
         )
         store = self._launcher.store
         if store is not None:

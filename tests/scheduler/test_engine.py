@@ -436,3 +436,36 @@ def test_log_lines_are_one_line_escaped_and_redacted(fmt: str) -> None:
     assert "the value from ${env:HOOK_TOKEN}" in (
         json.loads(text)["problem"] if fmt == "json" else text
     )
+
+
+def test_on_change_alerts_when_a_run_changed_rows(store: Store, tmp_path: Path) -> None:
+    out = tmp_path / "changes.json"
+    script = f"import sys; open({str(out)!r}, 'a').write(sys.stdin.read() + chr(10))"
+    chain = chain_with(
+        "schedule: '0 * * * *', jitter: 0, retry_failed: {times: 0}, "
+        f"on_change: {{command: [{sys.executable!r}, '-c', {script!r}]}}"
+    )
+    diffs = iter(
+        [
+            None,  # the first run: nothing to compare with
+            {"changed": False, "summary": {"added": 0}, "changes": []},
+            {"changed": True, "summary": {"added": 1}, "text": "1 added", "changes": [{"k": 1}]},
+        ]
+    )
+    r = rig(chain, store, "2026-06-01T00:00:00Z", lambda req: Outcome(changes=next(diffs)))
+    r.scheduler.run(until=at("2026-06-01T03:30:00Z"))
+    assert len(r.launcher.launched) == 3
+    assert all(request.changes for request in r.launcher.launched)
+    [sent] = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    assert sent["event"] == "change"
+    assert sent["changes"]["summary"] == {"added": 1}
+    assert sent["changes"]["changes"] == [{"k": 1}]
+    assert [s["alert"] for s in r.events("alert_sent")] == ["change"]
+
+
+def test_without_on_change_no_diff_is_asked_for(store: Store) -> None:
+    chain = chain_with("schedule: '0 * * * *', jitter: 0")
+    r = rig(chain, store, "2026-06-01T00:00:00Z")
+    r.scheduler.run(until=at("2026-06-01T01:30:00Z"))
+    assert r.launcher.launched
+    assert not any(request.changes for request in r.launcher.launched)

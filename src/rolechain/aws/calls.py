@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type
 from tenacity.stop import stop_base
@@ -80,12 +80,6 @@ class ThrottleBudget:
     per_call: float = 120.0
     initial_wait: float = 0.05
     max_wait: float = 5.0
-
-    @classmethod
-    def from_settings(cls, settings: Mapping[str, Any] | None) -> ThrottleBudget:
-        """From a plan's ``settings``: ``throttle_budget`` (seconds), if given."""
-        value = (settings or {}).get("throttle_budget")
-        return cls() if value is None else cls(per_call=float(value))
 
 
 @dataclass

@@ -156,6 +156,12 @@ def _generic_hint(code: str, message: str, context: AwsContext) -> str | None:
     return None
 
 
+def fix_for(code: str, message: str, *, hop: str | None, assume: bool) -> str | None:
+    """What to do about an error a record kept (``assume``: AssumeRole failed at ``hop``)."""
+    context = AwsContext(hop=hop, operation="sts:AssumeRole" if assume else None)
+    return _generic_hint(code, message, context)
+
+
 def _classify(code: str, status: int | None) -> type[AwsError]:
     if code in EXPIRED_CODES:
         return ExpiredTokenError

@@ -129,26 +129,6 @@ def as_pacing(pacer: Pacing | AssumeLimiter) -> Pacing:
     return LimiterPacing(pacer)
 
 
-def pacing_setting(value: Any) -> float | None:
-    """The ceiling for a chain file's ``assume_rate``: ``auto`` (or unset) is None.
-
-    A positive number is a fixed ceiling in calls per second; pacing still adapts below it.
-    """
-    if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
-        return None
-    if isinstance(value, bool):
-        raise ValueError(f"assume_rate must be 'auto' or a positive number, not {value!r}")
-    try:
-        rate = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"assume_rate must be 'auto' or a positive number, not {value!r}"
-        ) from None
-    if not rate > 0 or math.isinf(rate):
-        raise ValueError(f"assume_rate must be 'auto' or a positive number, not {value!r}")
-    return rate
-
-
 @dataclass(frozen=True)
 class Pending:
     """A place in a key's queue of callers, not yet sent. Its time follows the key's rate."""

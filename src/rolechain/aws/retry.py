@@ -9,35 +9,16 @@ rolechain's clients (:mod:`rolechain.aws.session`) so the two never stack.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How often and how long to retry (the chain file's ``retry`` settings)."""
+    """How often and how long to retry (built from the plan's typed ``RunSettings``)."""
 
     attempts: int = 5
     max_wait: float = 20.0
     initial_wait: float = 0.5
-
-    @classmethod
-    def from_settings(cls, settings: Mapping[str, Any] | None) -> RetryPolicy:
-        """From a plan's ``settings``: ``retry_attempts``, ``retry_max_wait``,
-        ``retry_initial_wait`` (or a ``retry`` mapping with the unprefixed keys)."""
-        settings = settings or {}
-        nested = settings.get("retry")
-        values: dict[str, Any] = dict(nested) if isinstance(nested, Mapping) else {}
-        for key in ("attempts", "max_wait", "initial_wait"):
-            if f"retry_{key}" in settings:
-                values[key] = settings[f"retry_{key}"]
-        defaults = cls()
-        return cls(
-            attempts=int(values.get("attempts", defaults.attempts)),
-            max_wait=float(values.get("max_wait", defaults.max_wait)),
-            initial_wait=float(values.get("initial_wait", defaults.initial_wait)),
-        )
 
 
 class CallStats:

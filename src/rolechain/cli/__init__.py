@@ -31,6 +31,13 @@ COMMANDS: dict[str, str] = {
     "verify": "rolechain.cli.live:verify",
     "discover": "rolechain.cli.live:discover",
     "reach": "rolechain.cli.live:reach",
+    "render": "rolechain.cli.ascode:render",
+    "review": "rolechain.cli.ascode:review",
+    "results": "rolechain.cli.inventory:results",
+    "diff": "rolechain.cli.inventory:diff",
+    "sql": "rolechain.cli.inventory:sql",
+    "export": "rolechain.cli.inventory:export",
+    "report": "rolechain.cli.inventory:report",
 }
 
 SUMMARIES: dict[str, str] = {
@@ -52,6 +59,13 @@ SUMMARIES: dict[str, str] = {
     "verify": "Check every hop of a chain file against IAM: drift, hop by hop.",
     "discover": "Write a chain file from the roles and trust policies IAM has.",
     "reach": "Who can reach a role: every path through the trust graph, offline.",
+    "render": "Write the roles a chain file declares as Terraform, CloudFormation or IAM JSON.",
+    "review": "What a change to chain files does to access: who gains reach to which role.",
+    "results": "The rows (or records) of a stored run, flattened: table, CSV, JSON, Parquet.",
+    "diff": "What changed between two runs, by key; failed targets are unknown, not removed.",
+    "sql": "SQL over a run store with DuckDB (views runs, records, rows, latest_rows).",
+    "export": "Write a run store as Hive-partitioned Parquet (job=/task=/run_date=).",
+    "report": "One run as a self-contained HTML report: targets, failures, changes, plan.",
 }
 
 

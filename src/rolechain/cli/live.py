@@ -29,10 +29,10 @@ def _sandbox(chain: Chain, provision: Path | None) -> Iterator[dict[str, Credent
     it; yields every principal's sandbox credentials by name."""
     from rolechain.aws.session import static_credentials
     from rolechain.cli.running import _environment
-    from rolechain.model.loader import load
     from rolechain.sandbox import sandbox
+    from rolechain.sandbox.sources import provision_source
 
-    other = load(provision) if provision is not None else None
+    other = provision_source(provision) if provision is not None else None
     with sandbox(chain, provision=other) as info, _environment(dict(info.env)):
         click.echo(f"sandbox: {info.endpoint}", err=True)
         yield {
@@ -242,6 +242,14 @@ def _accounts(values: tuple[str, ...]) -> tuple[str, ...]:
     metavar="CHAIN",
     help="Discover in a local sandbox provisioned from CHAIN instead of AWS.",
 )
+@click.option(
+    "--provision",
+    type=chain_path,
+    default=None,
+    metavar="OTHER",
+    help="With --sandbox: provision the sandbox's roles from OTHER instead (a chain file, "
+    "or IAM JSON such as 'rolechain render --to iam-json' writes).",
+)
 @handle_errors
 def discover(
     start: str,
@@ -255,6 +263,7 @@ def discover(
     concurrency: int,
     assume_rate: float | Literal["auto"],
     sandbox_chain: Path | None,
+    provision: Path | None,
 ) -> None:
     """Write a chain file from what IAM has.
 
@@ -285,6 +294,8 @@ def discover(
         raise click.UsageError("--via needs --organization")
     if not listed and not organization:
         raise click.UsageError("give --account ACCOUNT (repeatable) and/or --organization")
+    if provision is not None and sandbox_chain is None:
+        raise click.UsageError("--provision needs --sandbox")
     options: dict[str, Any] = dict(
         reader=reader.strip("/"),
         accounts=listed,
@@ -305,7 +316,7 @@ def discover(
             if spec is None:
                 known = ", ".join(sorted(chain.model.principals)) or "(none)"
                 raise UsageError(f"no principal {start!r} in {sandbox_chain}; declared: {known}")
-            credentials = stack.enter_context(_sandbox(chain, None))[start]
+            credentials = stack.enter_context(_sandbox(chain, provision))[start]
             options.update(source=spec.source, profile=spec.profile)
             options.setdefault("principal", None)
             options["principal"] = principal_name or start

@@ -426,8 +426,9 @@ def run(
         credentials = None
         if use_sandbox:
             from rolechain.sandbox import Faults, sandbox
+            from rolechain.sandbox.sources import provision_source
 
-            other = load(provision) if provision is not None else None
+            other = provision_source(provision) if provision is not None else None
             faults = Faults(
                 sts_rate=sts_rate[0] if sts_rate else None,
                 sts_burst=sts_rate[1] if sts_rate else None,
@@ -512,13 +513,12 @@ def _engine(
 
 
 def _engine_of(chain: Any, chosen: EngineOptions | None) -> EngineOptions:
-    """The engine the run will have: the options', else the chain file's settings'."""
-    from rolechain.executor.options import EngineOptions
-    from rolechain.planner.planner import engine_settings
+    """The engine the run will have: what the options ask, completed by the chain file's
+    settings, as the run's context chooses it (:func:`choose_engine`)."""
+    from rolechain.executor.options import choose_engine
+    from rolechain.planner.planner import run_settings
 
-    if chosen is not None:
-        return chosen
-    return EngineOptions.from_settings(dict(engine_settings(chain.model.settings.engine)))
+    return choose_engine(run_settings(chain.model.settings), chosen)
 
 
 def _run(

@@ -86,7 +86,9 @@ def sandbox(
                 f"{account!r} is not a 12-digit account id", param_hint="--deny"
             )
     chain = load(path)
-    other = load(provision_path) if provision_path else None
+    from rolechain.sandbox.sources import provision_source
+
+    other = provision_source(provision_path) if provision_path else None
     if principal is not None and principal not in chain.model.principals:
         known = ", ".join(sorted(chain.model.principals)) or "(none)"
         raise RolechainError(f"no principal {principal!r} in {path}; declared: {known}")

@@ -263,10 +263,10 @@ def _sandbox(
     stack: contextlib.ExitStack[Any], chain: Any, provision: Path | None, scale: float, log: Any
 ) -> Any:
     from rolechain.aws.session import static_credentials
-    from rolechain.model.loader import load
     from rolechain.sandbox import sandbox
+    from rolechain.sandbox.sources import provision_source
 
-    other = load(provision) if provision is not None else None
+    other = provision_source(provision) if provision is not None else None
     info = stack.enter_context(sandbox(chain, provision=other, time_scale=scale))
     endpoint = {k: v for k, v in info.env.items() if not k.startswith("AWS_") or
                 k in ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION")}  # fmt: skip
@@ -430,12 +430,59 @@ def _list(chain: Any, specs: Any, store: Path | None) -> None:
                 )
             )
             for fire in spec.next_fires(now, 5):
-                local = fire.due.astimezone(tz)
-                click.echo(f"  {local:%Y-%m-%d %H:%M:%S %Z}  ({fire.due:%Y-%m-%dT%H:%M:%SZ})")
+                # The nominal (cron) time first, as cron and systemd list it; with jitter,
+                # when this job actually starts beside it.
+                local = fire.scheduled_for.astimezone(tz)
+                line = f"  {local:%Y-%m-%d %H:%M:%S %Z}  ({fire.scheduled_for:%Y-%m-%dT%H:%M:%SZ})"
+                if spec.jitter:
+                    start = fire.due.astimezone(tz)
+                    line += f"  starts {start:%Y-%m-%d %H:%M:%S %Z} (+{spec.offset}s)"
+                click.echo(line)
             click.echo("  last run: " + _last_run(database, name, store))
     finally:
         if database is not None:
             database.close()
+
+
+def _export_options(
+    path: Path,
+    target: str,
+    store: str,
+    image: str | None,
+    command: str | None,
+    install: str | None,
+) -> tuple[Any, list[str]]:
+    """The paths an export names where it runs, and warnings about them."""
+    from rolechain.scheduler import deploy
+    from rolechain.scheduler.export import ExportOptions
+
+    warnings: list[str] = []
+    shown = str(path.resolve())
+    if target == "github-actions":
+        shown, root, found = deploy.repository_path(path)
+        if not found:
+            warnings.append(f"github-actions: {path} is in no git repository: the workflow "
+                            f"names it {shown!r}, from the current directory")  # fmt: skip
+        if install is None and not deploy.installs_rolechain(root):
+            warnings.append(f"github-actions: {root} is not rolechain's source, so 'pip install "
+                            ".' there will not install rolechain (it is not on PyPI): commit a "
+                            "wheel and pass --install PATH.whl")  # fmt: skip
+        if install is not None and Path(install).is_file():
+            install = deploy.repository_path(Path(install))[0]
+    executable = command
+    if executable is None and target in ("cron", "systemd"):
+        executable = deploy.default_command()
+    options = ExportOptions(
+        shown,
+        store=store,
+        rolechain=executable or "rolechain",
+        image=image or deploy.default_image(),
+        install=install or ".",
+        chain_is_dir=path.is_dir(),
+    )
+    if command is not None and not Path(command).is_file():
+        warnings.append(f"{target}: --command {command} does not exist on this machine")
+    return options, warnings
 
 
 def _last_run(database: Any, job: str, store: Path | None) -> str:
@@ -486,19 +533,43 @@ def _last_run(database: Any, job: str, store: Path | None) -> str:
 )
 @click.option(
     "--image",
-    default="rolechain:latest",
-    show_default=True,
-    help="kubernetes: the container image (rolechain as its entrypoint).",
+    default=None,
+    metavar="IMAGE",
+    help="kubernetes: the container image, built by 'make image' and pushed to your "
+    "registry [default: rolechain:VERSION, as 'make image' tags it].",
+)
+@click.option(
+    "--command",
+    "command",
+    default=None,
+    metavar="PATH",
+    help="cron, systemd: the absolute path of rolechain where the file runs [default: the "
+    "rolechain running this export].",
+)
+@click.option(
+    "--install",
+    default=None,
+    metavar="SPEC",
+    help="github-actions: what the workflow pip-installs rolechain from (rolechain is not on "
+    "PyPI): a wheel in the repository, or a pip requirement [default: '.', the checkout].",
 )
 @handle_errors
 def export(
-    path: Path, target: str, jobs: tuple[str, ...], output: Path | None, store: str, image: str
+    path: Path,
+    target: str,
+    jobs: tuple[str, ...],
+    output: Path | None,
+    store: str,
+    image: str | None,
+    command: str | None,
+    install: str | None,
 ) -> None:
     """Write each scheduled job of PATH as a cron line, a systemd .service and .timer, a
     Kubernetes CronJob or a GitHub Actions workflow, running 'rolechain run PATH --job J
     --store STORE' with the same cron, zone, overlap policy and deadline where the target
     supports them. What a target cannot express is written as a comment and printed as a
-    warning on stderr (see docs/scheduling.md for the table).
+    warning on stderr (see docs/scheduling.md for the table). Each file says in its header
+    which paths it expects where it runs.
 
     \b
     Example:
@@ -507,8 +578,6 @@ def export(
       rolechain schedule export chains/demo.yaml --to kubernetes --job nightly
     """
     from rolechain.model.loader import load
-    from rolechain.scheduler.export import ExportOptions
-    from rolechain.scheduler.export import export as make
     from rolechain.scheduler.policy import schedule_specs
 
     chain = load(path)
@@ -517,9 +586,11 @@ def export(
         from rolechain.errors import UsageError
 
         raise UsageError(f"no job in {path} has a 'schedule'")
-    shown = path.as_posix() if target == "github-actions" else str(path.resolve())
-    exported = make(chain, specs, target, ExportOptions(shown, store=store, image=image))
-    for warning in exported.warnings:
+    options, warnings = _export_options(path, target, store, image, command, install)
+    from rolechain.scheduler.export import export as make
+
+    exported = make(chain, specs, target, options)
+    for warning in [*warnings, *exported.warnings]:
         click.echo(f"warning: {warning}", err=True)
     if output is None:
         for name, text in exported.files.items():

@@ -42,7 +42,7 @@ from rolechain.aws.calls import ThrottleBudget
 from rolechain.aws.credentials import HopCredentials, HopTree, TokenProvider
 from rolechain.aws.identity import CallerIdentity, caller_identity, check_principal
 from rolechain.aws.organizations import Organizations, discover
-from rolechain.aws.pacer import Pacer, Pacing, as_pacing, pacing_setting
+from rolechain.aws.pacer import Pacer, Pacing, as_pacing
 from rolechain.aws.ratelimit import AssumeLimiter
 from rolechain.aws.retry import CallStats, RetryPolicy
 from rolechain.aws.session import AwsSessions, principal_credentials
@@ -56,7 +56,7 @@ from rolechain.executor.options import (
 from rolechain.model.chain import Chain
 from rolechain.planner import new_run_id
 from rolechain.planner import plan as make_plan
-from rolechain.planner.plan import Hop, Plan, Target
+from rolechain.planner.plan import Hop, Plan, RunSettings, Target
 
 _ARN_ACCOUNT = re.compile(r"^arn:[\w-]+:[\w-]+::(\d{12}):")
 
@@ -86,7 +86,7 @@ def plan_job(
     )
 
 
-def default_pacer(settings: Mapping[str, Any], *, share: float = 1.0) -> Pacer:
+def default_pacer(settings: RunSettings, *, share: float = 1.0) -> Pacer:
     """The run's AssumeRole pacing: adaptive per calling account (``assume_rate: auto``,
     the default), never above ``assume_rate`` calls a second when it is a number.
 
@@ -95,7 +95,7 @@ def default_pacer(settings: Mapping[str, Any], *, share: float = 1.0) -> Pacer:
     """
     if not 0 < share <= 1:
         raise ValueError(f"share must be in (0, 1], not {share}")
-    ceiling = pacing_setting(settings.get("assume_rate"))
+    ceiling = settings.assume_rate
     return Pacer(ceiling=ceiling * share if ceiling is not None else None)
 
 
@@ -164,8 +164,12 @@ class RunContext:
         self._plan = plan
         self.clock = clock
         self.token_provider = token_provider
-        settings = plan.settings_dict
-        self.policy = RetryPolicy.from_settings(settings)
+        settings = plan.settings
+        self.policy = RetryPolicy(
+            attempts=settings.retry_attempts,
+            max_wait=settings.retry_max_wait,
+            initial_wait=settings.retry_initial_wait,
+        )
         self.stats = CallStats()
         self.concurrency = max(
             1, self.options.concurrency or plan.concurrency or DEFAULT_CONCURRENCY
@@ -175,7 +179,7 @@ class RunContext:
         # once: re-planning keeps the job, and with it its settings).
         self.engine: EngineOptions = choose_engine(settings, self.options.engine)
         self.pacer: Pacing = as_pacing(limiter) if limiter is not None else default_pacer(settings)
-        self.budget = ThrottleBudget.from_settings(settings)
+        self.budget = ThrottleBudget(per_call=settings.throttle_budget)
         self.deadline_at: float | None = None  # time.monotonic() of the deadline, once begun
         self._accounts: dict[str, str] = {}  # hop id -> its account, of every plan seen
         if assumer is None:

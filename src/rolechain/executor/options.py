@@ -9,18 +9,17 @@ chain file's ``settings.engine``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from rolechain.model.regions import region_problem
+from rolechain.planner.plan import EngineKind, RunSettings
 
 DEFAULT_CONCURRENCY = 16
 DEFAULT_GRACE = 10.0
 DASK_INSTALL = "pip install 'rolechain[dask]'"
 CLUSTER_SCHEMES = ("tcp://", "tls://")
 
-EngineKind = Literal["threads", "dask"]
 ENGINES: tuple[EngineKind, ...] = ("threads", "dask")
 
 
@@ -72,15 +71,14 @@ class EngineOptions:
                 raise ValueError(f"{', '.join(used)} only apply to the dask engine")
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> EngineOptions:
+    def from_settings(cls, settings: RunSettings) -> EngineOptions:
         """The engine a plan's settings name (``settings.engine`` of the chain file)."""
-        kind: EngineKind = settings.get("engine") or "threads"
         return cls(
-            kind=kind,
-            cluster=settings.get("engine_cluster"),
-            workers=settings.get("engine_workers"),
-            batch_size=settings.get("engine_batch_size"),
-            ship_credentials=bool(settings.get("engine_ship_credentials", False)),
+            kind=settings.engine,
+            cluster=settings.engine_cluster,
+            workers=settings.engine_workers,
+            batch_size=settings.engine_batch_size,
+            ship_credentials=settings.engine_ship_credentials,
         )
 
     @property
@@ -96,7 +94,7 @@ class EngineOptions:
 
 
 def choose_engine(
-    settings: Mapping[str, Any], requested: EngineOptions | str | None = None
+    settings: RunSettings, requested: EngineOptions | str | None = None
 ) -> EngineOptions:
     """The engine of a run: ``requested`` (a kind or options), else the settings'.
 

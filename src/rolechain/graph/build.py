@@ -17,7 +17,8 @@ Node attributes:
 Each edge carries ``trust``: the ``trusts`` entry that made it (the first one, when several
 entries give the same edge).
 
-A ``trusts`` entry is a principal or role name, a role-set name (every member is trusted),
+A ``trusts`` entry is ``"*"`` (every identity: each declared node, and anyone outside, listed
+in ``external_trusts``), a principal or role name, a role-set name (every member is trusted),
 a member name, the ARN of a declared node, or an account root ARN
 ``arn:<partition>:iam::<account>:root`` (every declared identity of that account, as IAM
 reads a root principal in a trust policy). Entries that name nothing declared (an
@@ -46,6 +47,7 @@ PRINCIPAL = "principal"
 ROLE = "role"
 MEMBER = "member"
 
+WILDCARD = "*"  # a trusts entry: every AWS identity ("Principal": "*")
 _ROOT_ARN = re.compile(r"^arn:([\w-]+):iam::(\d{12}):root$")
 
 
@@ -78,9 +80,13 @@ class TrustGraph:
 def build_graph(chain: Chain, resolved: Mapping[str, Sequence[str]] | None = None) -> nx.DiGraph:
     """The trust graph of ``chain`` as a networkx ``DiGraph``; ``resolved`` gives
     organization role sets' accounts."""
+    return as_networkx(trust_graph(chain, resolved))
+
+
+def as_networkx(data: TrustGraph) -> nx.DiGraph:
+    """A :class:`TrustGraph` as the networkx ``DiGraph`` :func:`build_graph` gives."""
     import networkx as nx
 
-    data = trust_graph(chain, resolved)
     graph = nx.DiGraph()
     graph.add_nodes_from(data.nodes.items())
     graph.add_edges_from((a, b, attrs) for a, out in data.succ.items() for b, attrs in out.items())
@@ -142,6 +148,8 @@ def trust_graph(chain: Chain, resolved: Mapping[str, Sequence[str]] | None = Non
                 by_account[(spec.partition, account)].append(member)
 
     def trusted(entry: str) -> Iterable[str] | None:
+        if entry == WILDCARD:
+            return list(nodes)
         if entry in model.principals or entry in model.roles:
             return (entry,)
         if entry in set_nodes:
@@ -163,8 +171,11 @@ def trust_graph(chain: Chain, resolved: Mapping[str, Sequence[str]] | None = Non
     def add_trusts(targets: Sequence[str], settings: HopSettings) -> None:
         for entry in settings.trusts:
             callers = trusted(entry)
-            if not callers:  # nothing declared: an outside identity, or a foreign root
+            if not callers or entry == WILDCARD:
+                # nothing declared: an outside identity, or a foreign root; "*": anyone,
+                # declared or not
                 external.extend((node, entry) for node in targets)
+            if not callers:
                 continue
             for caller in callers:
                 for node in targets:

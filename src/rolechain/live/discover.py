@@ -57,7 +57,7 @@ from rolechain.model.schema import (
     ROLE_NAME_PATTERN,
     ChainFile,
 )
-from rolechain.model.writer import Placeholder, comment, emit, scalar
+from rolechain.model.writer import Placeholder, comment, emit, external_id_variable, scalar
 from rolechain.planner import plan as make_plan
 from rolechain.policy import (
     ANY,
@@ -434,12 +434,6 @@ def _clip(text: str) -> str:
     return text if len(text) <= MAX_COMMENT else text[: MAX_COMMENT - 3] + "..."
 
 
-def _env_name(name: str) -> str:
-    """``InventoryAudit`` -> ``INVENTORY_AUDIT_EXTERNAL_ID``."""
-    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)
-    return re.sub(r"[^A-Z0-9]+", "_", words.upper()).strip("_") + "_EXTERNAL_ID"
-
-
 def build_chain(
     roles: Sequence[LiveRole],
     *,
@@ -516,7 +510,7 @@ def build_chain(
         body["trusts"] = trusts
         body["max_session_duration"] = first.live.max_session_duration
         if first.external_id is not None:
-            variable = _env_name(node.name)
+            variable = external_id_variable(node.name)
             env.append(variable)
             body["external_id"] = Placeholder.env(variable)
         node.body = body

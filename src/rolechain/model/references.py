@@ -230,6 +230,8 @@ class _Checker:
                     self.trust_entry((section, name, "trusts", index), entry)
 
     def trust_entry(self, path: PathKey, entry: str) -> None:
+        if entry == "*":  # every AWS identity, as "Principal": "*" says (over-trust, but legal)
+            return
         if entry.startswith("arn:"):
             problem = diagnose_arn(entry, "principal")
             if problem:

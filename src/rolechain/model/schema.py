@@ -29,7 +29,7 @@ from pydantic import (
 from rolechain.cron import CronError, expand, zone
 from rolechain.model.durations import DURATION_PATTERN, parse_duration
 from rolechain.model.regions import region_problem
-from rolechain.tasks.registry import TASKS, task_names, validate_task_params
+from rolechain.tasks.registry import TASKS, check_jmespath, task_names, validate_task_params
 
 PARTITIONS = ("aws", "aws-cn", "aws-us-gov")
 
@@ -75,6 +75,25 @@ Name = Annotated[
     str,
     StringConstraints(pattern=NAME_PATTERN),
     Field(description="a name: letters, digits, '_', '.', '-'; up to 64 characters"),
+]
+
+
+def _one_line(value: str) -> str:
+    """Free text (``description``) is one line of printable text: exports and reports write
+    it into comments and headers, where a line break would start a line of code."""
+    for index, char in enumerate(value):
+        if not char.isprintable() and char != " ":
+            raise ValueError(
+                f"character {index + 1} is U+{ord(char):04X}, a control or line-separator "
+                "character: a description is one line of printable text"
+            )
+    return value
+
+
+FreeText = Annotated[
+    str,
+    AfterValidator(_one_line),
+    Field(description="one line of printable text (no control characters or line breaks)"),
 ]
 
 
@@ -230,7 +249,7 @@ class Principal(_Model):
     )
     account: AccountId | None = Field(default=None, description="the account of the principal")
     region: Region | None = Field(default=None, description="region for STS calls")
-    description: str | None = None
+    description: FreeText | None = None
 
     @model_validator(mode="after")
     def _profile_iff_profile_source(self) -> Principal:
@@ -311,7 +330,8 @@ class HopSettings(_Model):
     trusts: list[str] = Field(
         default_factory=list,
         description="names of principals, roles, role sets or role-set members this role "
-        "trusts, or ARNs (an account root ARN trusts every declared identity in that account)",
+        "trusts, or ARNs (an account root ARN trusts every declared identity in that account), "
+        "or '*' (every AWS identity)",
     )
     max_session_duration: Duration = Field(
         default=3600, ge=3600, le=43200, description="the role's MaxSessionDuration (1h..12h)"
@@ -350,7 +370,7 @@ class HopSettings(_Model):
     verify: VerifySettings | None = Field(
         default=None, description="how 'rolechain verify' reads this role (default: settings)"
     )
-    description: str | None = None
+    description: FreeText | None = None
 
     @field_validator("source_identity")
     @classmethod
@@ -477,6 +497,31 @@ class TaskSpec(_Model):
     timeout: Duration | None = Field(
         default=None, ge=1, le=MAX_TIMEOUT, description="per target and region (up to 7d)"
     )
+    rows: str | None = Field(
+        default=None,
+        description="JMESPath over the task's result giving a list of objects: one row each "
+        "(docs/inventory.md); default: the task's own (s3.list_buckets: buckets)",
+    )
+    key: list[Annotated[str, StringConstraints(min_length=1)]] | None = Field(
+        default=None,
+        min_length=1,
+        description="the fields (JMESPath) that identify a row, e.g. [InstanceId]; default: "
+        "the task's own (s3.list_buckets: [name]), else the whole row",
+    )
+
+    @field_validator("rows")
+    @classmethod
+    def _rows_compile(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_jmespath(value, "rows expression")
+        return value
+
+    @field_validator("key")
+    @classmethod
+    def _key_compiles(cls, value: list[str] | None) -> list[str] | None:
+        for field in value or ():
+            check_jmespath(field, "key field")
+        return value
 
     @field_validator("task")
     @classmethod
@@ -512,7 +557,7 @@ WEBHOOK_PATTERN = r"^https?://[^\s]+$"
 
 
 class Alert(_Model):
-    """Where to say that a scheduled run failed, succeeded or recovered."""
+    """Where to say that a scheduled run failed, succeeded, recovered or changed."""
 
     command: list[Annotated[str, StringConstraints(min_length=1)]] | None = Field(
         default=None,
@@ -585,13 +630,21 @@ class ScheduleSettings(_Model):
         default=3600, ge=1, description="a fire not started within this is missed"
     )
     jitter: Duration = Field(
-        default=300, ge=0, description="deterministic per-job delay, up to this long"
+        default=0,
+        ge=0,
+        description="deterministic per-job delay, up to this long (default 0: start on time, "
+        "as cron, systemd and Kubernetes do)",
     )
     retry_failed: RetryFailed = Field(default_factory=RetryFailed)
     keep: Keep = Field(default_factory=Keep)
     on_failure: Alert | None = None
     on_success: Alert | None = None
     on_recovery: Alert | None = None
+    on_change: Alert | None = Field(
+        default=None,
+        description="an alert when a run's rows differ from the previous complete run's "
+        "(the diff's summary and first changes; docs/inventory.md)",
+    )
 
     _zone = field_validator("timezone")(_check_zone)
 
@@ -637,12 +690,17 @@ class Job(_Model):
     overlap: Overlap | None = Field(default=None, description="skip (default), queue, replace")
     catch_up: CatchUp | None = Field(default=None, description="none, latest (default), all")
     starting_deadline: Duration | None = Field(default=None, ge=1, description="default 1h")
-    jitter: Duration | None = Field(default=None, ge=0, description="default 5m")
+    jitter: Duration | None = Field(default=None, ge=0, description="default 0 (off)")
     retry_failed: RetryFailed | None = None
     keep: Keep | None = None
     on_failure: Alert | None = None
     on_success: Alert | None = None
     on_recovery: Alert | None = None
+    on_change: Alert | None = Field(
+        default=None,
+        description="an alert when a run's rows differ from the previous complete run's "
+        "(the diff's summary and first changes; docs/inventory.md)",
+    )
     runtime: Duration | None = Field(
         default=None,
         ge=1,
@@ -651,7 +709,7 @@ class Job(_Model):
         "refresh for it",
     )
     retry: RetrySettings | None = None
-    description: str | None = None
+    description: FreeText | None = None
 
     @field_validator("schedule")
     @classmethod

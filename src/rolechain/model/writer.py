@@ -38,6 +38,13 @@ class Placeholder(str):
         return cls(f"${{env:{name}}}")
 
 
+def external_id_variable(role_name: str) -> str:
+    """The environment variable that holds a role's ExternalId, as ``discover`` writes it
+    and ``render`` names it: ``InventoryAudit`` -> ``INVENTORY_AUDIT_EXTERNAL_ID``."""
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", role_name)
+    return re.sub(r"[^A-Z0-9]+", "_", words.upper()).strip("_") + "_EXTERNAL_ID"
+
+
 def scalar(value: Any) -> str:
     """``value`` as a YAML scalar that loads back to the same value."""
     if isinstance(value, bool):

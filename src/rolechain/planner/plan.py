@@ -19,6 +19,64 @@ PLAN_FORMAT_VERSION = 1
 
 HOP_SEPARATOR = ">"
 
+EngineKind = Literal["threads", "dask"]
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a job's runs call AWS and where they run: the chain file's settings (and the
+    job's ``retry``), validated by the schema and typed once, by the planner. Everything
+    downstream (the retry policy, the throttle budget, the pacer, the engine) is built from
+    these fields; nothing parses settings again.
+
+    ``assume_rate``: the AssumeRole ceiling in calls per second per calling account (None:
+    ``auto``, adaptive without a ceiling). ``throttle_budget``: seconds one call may go on
+    being throttled. ``engine`` and ``engine_*``: ``settings.engine`` of the chain file.
+    """
+
+    max_hops: int = 10
+    assume_rate: float | None = None
+    retry_attempts: int = 5
+    retry_initial_wait: float = 0.5
+    retry_max_wait: float = 20
+    throttle_budget: float = 120
+    engine: EngineKind = "threads"
+    engine_cluster: str | None = None
+    engine_workers: int | None = None
+    engine_batch_size: int | None = None
+    engine_ship_credentials: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan JSON's ``settings``: ``assume_rate`` is ``auto`` or a number; the engine
+        keys appear only when the chain file names an engine, with the options it sets."""
+        data: dict[str, Any] = {
+            "assume_rate": "auto" if self.assume_rate is None else self.assume_rate,
+            "max_hops": self.max_hops,
+            "retry_attempts": self.retry_attempts,
+            "retry_initial_wait": self.retry_initial_wait,
+            "retry_max_wait": self.retry_max_wait,
+            "throttle_budget": self.throttle_budget,
+        }
+        engine = {
+            "engine_batch_size": self.engine_batch_size,
+            "engine_cluster": self.engine_cluster,
+            "engine_ship_credentials": self.engine_ship_credentials or None,
+            "engine_workers": self.engine_workers,
+        }
+        if self.engine != "threads" or any(v is not None for v in engine.values()):
+            data["engine"] = self.engine
+            data.update({k: v for k, v in engine.items() if v is not None})
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSettings:
+        """Inverse of :meth:`to_dict` (a plan read back from its JSON)."""
+        values = dict(data)
+        rate = values.pop("assume_rate", "auto")
+        values["assume_rate"] = None if rate == "auto" else float(rate)
+        values["engine_ship_credentials"] = bool(values.get("engine_ship_credentials"))
+        return cls(**values)
+
 
 @dataclass(frozen=True)
 class Note:
@@ -129,6 +187,8 @@ class TaskRef:
     params: tuple[tuple[str, Any], ...] = ()
     regions: tuple[str, ...] | None = None  # None: the job's; ("all",): enabled regions
     timeout_seconds: int | None = None
+    rows: str | None = None  # JMESPath giving the result's rows; None: the task's default
+    key: tuple[str, ...] | None = None  # fields identifying a row; None: the task's default
 
     @property
     def params_dict(self) -> dict[str, Any]:
@@ -151,7 +211,7 @@ class Plan:
     discoveries: tuple[Discovery, ...] = ()
     concurrency: int = 16
     runtime_seconds: int | None = None
-    settings: tuple[tuple[str, Any], ...] = field(default=())  # retry, assume_rate, region
+    settings: RunSettings = field(default_factory=RunSettings)
     principal_source: Literal["default", "profile", "env"] = "default"
     principal_profile: str | None = None
     principal_arn: str | None = None
@@ -185,10 +245,6 @@ class Plan:
                 return t
         raise KeyError(name)
 
-    @property
-    def settings_dict(self) -> dict[str, Any]:
-        return dict(self.settings)
-
     def to_dict(self) -> dict[str, Any]:
         """The documented JSON shape (``rolechain plan --format json``)."""
         data = asdict(self)
@@ -196,9 +252,15 @@ class Plan:
         data["format_version"] = PLAN_FORMAT_VERSION
         data["assume_calls"] = self.assume_calls
         data["tasks"] = [
-            {**asdict(t), "params": dict(t.params), "regions": t.regions} for t in self.tasks
+            {
+                **asdict(t),
+                "params": dict(t.params),
+                "regions": t.regions,
+                "key": list(t.key) if t.key is not None else None,
+            }
+            for t in self.tasks
         ]
-        data["settings"] = dict(self.settings)
+        data["settings"] = self.settings.to_dict()
         for hop in data["hops"]:
             hop["tags"] = dict(hop["tags"])
         for d in data["discoveries"]:
@@ -235,6 +297,8 @@ class Plan:
                 params=tuple(t["params"].items()),
                 regions=tuple(t["regions"]) if t["regions"] is not None else None,
                 timeout_seconds=t["timeout_seconds"],
+                rows=t.get("rows"),
+                key=tuple(t["key"]) if t.get("key") is not None else None,
             )
             for t in data["tasks"]
         )
@@ -263,7 +327,7 @@ class Plan:
             discoveries=discoveries,
             concurrency=data["concurrency"],
             runtime_seconds=data["runtime_seconds"],
-            settings=tuple(data["settings"].items()),
+            settings=RunSettings.from_dict(data["settings"]),
             principal_source=data["principal_source"],
             principal_profile=data["principal_profile"],
             principal_arn=data["principal_arn"],

@@ -53,7 +53,14 @@ from rolechain.graph import trust_graph
 from rolechain.graph.build import MEMBER, PRINCIPAL
 from rolechain.model.chain import Chain
 from rolechain.model.durations import format_duration
-from rolechain.model.schema import EngineSettings, HopSettings, Job, Principal, unknown_choice
+from rolechain.model.schema import (
+    HopSettings,
+    Job,
+    Principal,
+    RetrySettings,
+    Settings,
+    unknown_choice,
+)
 from rolechain.model.targets import (
     DISCOVERED,
     expand_targets,
@@ -70,6 +77,7 @@ from rolechain.planner.plan import (
     Hop,
     Note,
     Plan,
+    RunSettings,
     Target,
     TaskRef,
 )
@@ -398,7 +406,6 @@ class _Planner:
             )
 
         settings = model.settings
-        retry = job.retry or settings.retry
         return Plan(
             job=self.job_name,
             principal=self.principal_name,
@@ -414,6 +421,8 @@ class _Planner:
                     params=tuple(sorted(t.with_.items())),
                     regions=None if t.regions is None else self.regions(t.regions),
                     timeout_seconds=t.timeout,
+                    rows=t.rows,
+                    key=tuple(t.key) if t.key is not None else None,
                 )
                 for t in job.tasks
             ),
@@ -421,15 +430,7 @@ class _Planner:
             discoveries=discoveries,
             concurrency=job.concurrency or settings.concurrency,
             runtime_seconds=runtime,
-            settings=(
-                ("assume_rate", settings.assume_rate),
-                ("max_hops", settings.max_hops),
-                ("retry_attempts", retry.attempts),
-                ("retry_initial_wait", retry.initial_wait),
-                ("retry_max_wait", retry.max_wait),
-                ("throttle_budget", settings.throttle_budget),
-                *engine_settings(settings.engine),
-            ),
+            settings=run_settings(settings, job.retry),
             principal_source=principal.source,
             principal_profile=principal.profile,
             principal_arn=principal.arn,
@@ -1095,10 +1096,21 @@ def _chars(chars: Sequence[str]) -> str:
     return ", ".join(repr(c) for c in chars)
 
 
-def engine_settings(engine: EngineSettings) -> tuple[tuple[str, Any], ...]:
-    """The chain file's ``settings.engine`` as flat plan settings (only what was set)."""
-    if engine == EngineSettings():
-        return ()
-    values = engine.model_dump(exclude_defaults=True)
-    options = [(f"engine_{k}", v) for k, v in sorted(values.items()) if k != "kind"]
-    return (("engine", engine.kind), *options)
+def run_settings(settings: Settings, retry: RetrySettings | None = None) -> RunSettings:
+    """The chain file's settings (with a job's own ``retry``, if it has one), typed for
+    the run: built here once and carried on the plan."""
+    retry = retry or settings.retry
+    engine = settings.engine
+    return RunSettings(
+        max_hops=settings.max_hops,
+        assume_rate=None if settings.assume_rate == "auto" else float(settings.assume_rate),
+        retry_attempts=retry.attempts,
+        retry_initial_wait=retry.initial_wait,
+        retry_max_wait=retry.max_wait,
+        throttle_budget=settings.throttle_budget,
+        engine=engine.kind,
+        engine_cluster=engine.cluster,
+        engine_workers=engine.workers,
+        engine_batch_size=engine.batch_size,
+        engine_ship_credentials=engine.ship_credentials,
+    )

@@ -7,10 +7,23 @@ records and may not import this package); it is re-exported here.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rolechain.errors import redact
-from rolechain.executor.records import Record, RecordError, Summary
+
+if TYPE_CHECKING:
+    from rolechain.executor.records import Record, RecordError, Summary
+
+
+def __getattr__(name: str) -> Any:
+    # Re-exported lazily: importing the executor package is not cheap, and what only reads
+    # a store (results, diff, sql) never needs it.
+    if name in ("Record", "RecordError", "Summary"):
+        from rolechain.executor import records
+
+        return getattr(records, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "COLUMNS",
@@ -48,8 +61,12 @@ def data_json(data: Any) -> str | None:
     return json.dumps(data, separators=(",", ":"), sort_keys=True, default=str)
 
 
-def to_row(record: Record) -> dict[str, Any]:
-    """A flat row: the error split into three columns, data as JSON text."""
+_SAME: Any = object()
+
+
+def to_row(record: Record, *, data: Any = _SAME) -> dict[str, Any]:
+    """A flat row: the error split into three columns, data as JSON text (``data``: this
+    instead of the record's, e.g. what is left of it once its rows are taken out)."""
     error = record.error
     return {
         "job": record.job,
@@ -65,7 +82,7 @@ def to_row(record: Record) -> dict[str, Any]:
         "error_hop": error.hop if error else None,
         "started_at": record.started_at,
         "duration_ms": record.duration_ms,
-        "data": data_json(record.data),
+        "data": data_json(record.data if data is _SAME else data),
     }
 
 
@@ -80,6 +97,8 @@ def shown(record: Record) -> dict[str, Any]:
 
 def from_row(row: dict[str, Any]) -> Record:
     """The inverse of :func:`to_row`."""
+    from rolechain.executor.records import Record, RecordError
+
     error = (
         RecordError(row["error_code"], row["error_message"] or "", row["error_hop"])
         if row.get("error_code")

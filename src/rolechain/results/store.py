@@ -1,20 +1,29 @@
 """Runs and their records in SQLite, for inventory queried with SQL across runs.
 
-Two tables::
+Three tables::
 
     runs(run_id PRIMARY KEY, job, principal, status, started_at, finished_at, targets,
          targets_ok, targets_failed, records, records_failed, assume_calls, retries,
          elapsed_seconds, plan, trigger, scheduled_for, attempt, retry_of, reason,
          throttled, expired_token_refreshes, pacing)
     records(id, run_id -> runs, job, target, account_id, role_arn, region, task, status,
-            error_code, error_message, error_hop, started_at, duration_ms, data)
+            error_code, error_message, error_hop, started_at, duration_ms, data, rows)
+    record_rows(record_id -> records, key, row)
 
-``data`` is JSON text, so SQLite's JSON functions query it, e.g. the buckets of the latest
-run of each account::
+and views over them::
 
-    SELECT r.account_id, json_extract(b.value, '$.name')
-    FROM records r, json_each(r.data, '$.buckets') b
-    WHERE r.task = 's3.list_buckets' AND r.run_id = (SELECT max(run_id) FROM runs);
+    rows(run_id, job, task, target, account_id, region, key, row)
+    latest_runs   -- each job's latest complete run (status ok or failed)
+    latest_rows   -- the rows of those runs
+
+A task that gives rows (:mod:`rolechain.results.rows`) has them in ``record_rows``, one
+per row, and its record says how many (``records.rows``; NULL for a task that gave none);
+the record's ``data`` keeps only what the rows do not hold (``{"count": 2}`` for
+``s3.list_buckets``). ``data`` and ``row`` are JSON text, so SQLite's JSON functions query
+them, e.g. the buckets of each job's latest run::
+
+    SELECT account_id, json_extract(row, '$.name') FROM latest_rows
+    WHERE task = 's3.list_buckets';
 
 ``runs.throttled`` counts the attempts AWS answered with a throttling error,
 ``runs.expired_token_refreshes`` the ExpiredToken answers recovered from, and
@@ -44,20 +53,24 @@ user_version`` is the schema version); a file from a newer one is refused.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+import zlib
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rolechain.errors import RolechainError, redact, redact_data
-from rolechain.executor.records import Record, Summary
-from rolechain.planner.plan import Plan
-from rolechain.results.records import COLUMNS, from_row, to_row
 
-SCHEMA_VERSION = 3
+if TYPE_CHECKING:
+    from rolechain.executor.records import Record, Summary
+    from rolechain.planner.plan import Plan
+from rolechain.results.records import COLUMNS, from_row, to_row
+from rolechain.results.rows import RowSpec
+from rolechain.results.rows import specs as row_specs
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -99,10 +112,12 @@ CREATE INDEX IF NOT EXISTS records_run ON records(run_id);
 CREATE INDEX IF NOT EXISTS records_account ON records(account_id, task);
 """
 
-# Steps from each version to the next: MIGRATIONS[n] takes a version-n file to n + 1.
-# Version 1 (rolechain 0.1): no scheduler columns. Version 2: no throttling columns.
-MIGRATIONS: dict[int, str] = {
-    1: """
+# The steps from each version to the next, in order: MIGRATIONS[n - 1] takes a version-n
+# file to n + 1 (a fresh file is made at version 1 by SCHEMA, then migrated). Append a
+# step to change the schema; never edit one that has shipped.
+MIGRATIONS: list[str] = [
+    # 1 -> 2: the scheduler's columns
+    """
 ALTER TABLE runs ADD COLUMN trigger TEXT NOT NULL DEFAULT 'manual';
 ALTER TABLE runs ADD COLUMN scheduled_for TEXT;
 ALTER TABLE runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
@@ -110,12 +125,48 @@ ALTER TABLE runs ADD COLUMN retry_of TEXT;
 ALTER TABLE runs ADD COLUMN reason TEXT;
 CREATE INDEX IF NOT EXISTS runs_schedule ON runs(job, scheduled_for);
 """,
-    2: """
+    # 2 -> 3: throttling
+    """
 ALTER TABLE runs ADD COLUMN throttled INTEGER;
 ALTER TABLE runs ADD COLUMN expired_token_refreshes INTEGER;
 ALTER TABLE runs ADD COLUMN pacing TEXT;
 """,
-}
+    # 3 -> 4: rows (issue 21), and the views over them
+    """
+ALTER TABLE records ADD COLUMN rows INTEGER;
+ALTER TABLE records ADD COLUMN row_key TEXT;
+CREATE TABLE IF NOT EXISTS record_rows (
+    record_id INTEGER NOT NULL REFERENCES records(id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    row TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS record_rows_record ON record_rows(record_id);
+CREATE INDEX IF NOT EXISTS records_job_task ON records(job, task);
+CREATE VIEW IF NOT EXISTS rows AS
+    SELECT r.run_id, r.job, r.task, r.target, r.account_id, r.region, k.key,
+        CASE WHEN r.row_key IS NULL THEN k.row
+             ELSE json_set(k.row, '$.' || r.row_key, k.key) END AS row
+    FROM record_rows k JOIN records r ON r.id = k.record_id;
+CREATE VIEW IF NOT EXISTS latest_runs AS
+    SELECT * FROM runs AS o WHERE o.run_id = (
+        SELECT i.run_id FROM runs AS i WHERE i.job = o.job AND i.status IN ('ok', 'failed')
+        ORDER BY coalesce(i.started_at, i.scheduled_for, i.run_id) DESC, i.run_id DESC
+        LIMIT 1);
+CREATE VIEW IF NOT EXISTS latest_rows AS
+    SELECT * FROM rows WHERE run_id IN (SELECT run_id FROM latest_runs);
+""",
+]
+SCHEMA_VERSION = len(MIGRATIONS) + 1
+
+# A row as it was, in SQL over ``record_rows k JOIN records r``: when every row of a record
+# is keyed by one field holding a string (``name``), that field is kept once, as the key,
+# and ``records.row_key`` names it.
+ROW_SQL = (
+    "CASE WHEN r.row_key IS NULL THEN k.row ELSE json_set(k.row, '$.' || r.row_key, k.key) END"
+)
+
+# A run that ran to its end (some targets may have failed): what results and diff read.
+COMPLETE = ("ok", "failed")
 
 # Every runs.status: a run's own (Summary.status), and the scheduler's rows.
 RUN_STATUSES = ("running", "ok", "failed", "interrupted", "deadline-exceeded")
@@ -129,6 +180,17 @@ _RUN_COLUMNS = (
     "assume_calls, retries, throttled, expired_token_refreshes, pacing, elapsed_seconds"
 )
 FLUSH_SECONDS = 1.0
+
+
+def pack_plan(text: str) -> bytes:
+    """A run's plan as stored: its JSON, zlib-compressed (a plan of 10,000 targets is
+    about 7 MB of JSON, a twentieth of that compressed)."""
+    return zlib.compress(text.encode("utf-8"), 6)
+
+
+def unpack_plan(value: str | bytes) -> str:
+    """The plan's JSON from ``runs.plan`` (text as stores before version 4 kept it)."""
+    return zlib.decompress(value).decode("utf-8") if isinstance(value, bytes) else value
 
 
 def _utc(text: str | None) -> datetime | None:
@@ -149,8 +211,12 @@ def _iso(moment: datetime) -> str:
 # Column names are constants of this module; values are always bound parameters.
 _COLUMN_LIST = ", ".join(COLUMNS)
 _PLACEHOLDERS = ", ".join(":" + c for c in COLUMNS)
-_INSERT = f"INSERT INTO records ({_COLUMN_LIST}) VALUES ({_PLACEHOLDERS})"  # noqa: S608
-_SELECT = f"SELECT {_COLUMN_LIST} FROM records WHERE run_id = ? ORDER BY id"  # noqa: S608
+_INSERT = (
+    f"INSERT INTO records (id, rows, row_key, {_COLUMN_LIST}) "  # noqa: S608
+    f"VALUES (:id, :rows, :row_key, {_PLACEHOLDERS})"
+)
+_INSERT_ROWS = "INSERT INTO record_rows (record_id, key, row) VALUES (?, ?, ?)"
+_SELECT = f"SELECT id, rows, row_key, {_COLUMN_LIST} FROM records WHERE run_id = ? ORDER BY id"  # noqa: S608
 
 
 class Store:
@@ -169,6 +235,8 @@ class Store:
         self._migrate()
         self._batch = batch
         self._pending: list[dict[str, Any]] = []
+        self._pending_rows: list[tuple[int, list[tuple[str, str]]]] = []
+        self._specs: dict[str, RowSpec] = {}
         self._flushed = time.monotonic()
         self._run_id: str | None = None
 
@@ -185,13 +253,16 @@ class Store:
                     f"this one reads up to {SCHEMA_VERSION})",
                     hint="upgrade rolechain, or use another --store file",
                 )
-            if fresh:
+            if fresh or version < SCHEMA_VERSION:
+                # Version 1's tables (CREATE ... IF NOT EXISTS: a table of an older file
+                # stays as it is), then every step from the file's version on.
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         self._db.execute(statement)
+            if fresh:
                 version = 1
             for step in range(max(version, 1), SCHEMA_VERSION):
-                for statement in MIGRATIONS[step].split(";"):
+                for statement in MIGRATIONS[step - 1].split(";"):
                     if statement.strip():
                         self._db.execute(statement)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -200,6 +271,7 @@ class Store:
 
     def start(self, plan: Plan) -> None:
         self._run_id = plan.run_id
+        self._specs = {task: spec for task, spec in row_specs(plan).items() if spec.any}
         with self._db:
             # An upsert: the scheduler may have written the row (its trigger) already.
             self._db.execute(
@@ -215,22 +287,52 @@ class Store:
                     len(plan.targets),
                     plan.assume_calls,
                     # no ${env:} value (an external id) is stored
-                    json.dumps(redact_data(plan.to_dict()), default=str),
+                    pack_plan(json.dumps(redact_data(plan.to_dict()), default=str)),
                 ),
             )
 
     def add(self, record: Record) -> None:
         # Rows wait in memory, not in an open transaction: another run writing to the same
         # file is never locked out while this one waits for its next record.
-        self._pending.append(to_row(record))
+        spec = self._specs.get(record.task) if record.task is not None else None
+        extracted = spec.extract(record.data) if spec is not None and record.ok else None
+        if extracted is None or extracted.rows is None:
+            self._pending.append(to_row(record) | {"id": None, "rows": None, "row_key": None})
+        else:
+            assert spec is not None
+            rows, field = spec.stored(extracted.rows)
+            self._pending_rows.append((len(self._pending), rows))
+            extra = {"rows": len(rows), "row_key": field}
+            self._pending.append(to_row(record, data=extracted.rest) | extra)
         if len(self._pending) >= self._batch or time.monotonic() - self._flushed >= FLUSH_SECONDS:
             self.flush()
 
     def flush(self) -> None:
         if self._pending:
             with self._db:
-                self._db.executemany(_INSERT, self._pending)
+                if self._pending_rows:
+                    # Records get their ids here, under the write lock, so that their rows
+                    # can point at them (another run may be writing to the same file).
+                    self._db.execute("BEGIN IMMEDIATE")
+                    (last,) = self._db.execute(
+                        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence "
+                        "WHERE name = 'records'), 0), coalesce((SELECT max(id) FROM records), 0))"
+                    ).fetchone()
+                    for offset, pending in enumerate(self._pending, start=int(last) + 1):
+                        pending["id"] = offset
+                    self._db.executemany(_INSERT, self._pending)
+                    self._db.executemany(
+                        _INSERT_ROWS,
+                        (
+                            (self._pending[index]["id"], key, text)
+                            for index, rows in self._pending_rows
+                            for key, text in rows
+                        ),
+                    )
+                else:
+                    self._db.executemany(_INSERT, self._pending)
             self._pending = []
+            self._pending_rows = []
         self._flushed = time.monotonic()
 
     def finish(self, summary: Summary) -> None:
@@ -375,9 +477,50 @@ class Store:
         return runs
 
     def records(self, run_id: str) -> Iterator[Record]:
+        """The run's records, each task's result whole again (its rows put back where the
+        ``rows`` expression took them from, when it can be undone)."""
+        specs = self.row_specs(run_id)
         cursor = self._db.execute(_SELECT, (run_id,))
         for row in cursor:
-            yield from_row(dict(row))
+            found = dict(row)
+            record = from_row(found)
+            if found["rows"] is not None and record.task in specs:
+                rows = [
+                    json.loads(text)
+                    for (text,) in self._db.execute(
+                        f"SELECT {ROW_SQL} FROM record_rows k JOIN records r "  # noqa: S608
+                        "ON r.id = k.record_id WHERE k.record_id = ? ORDER BY k.rowid",
+                        (found["id"],),
+                    )
+                ]
+                data = specs[record.task].restore(record.data, rows)
+                record = dataclasses.replace(record, data=data)
+            yield record
+
+    def plan(self, run_id: str) -> Plan | None:
+        """The plan a run was made from, as stored (None: a run that never started)."""
+        row = self._db.execute("SELECT plan FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None or not row[0]:
+            return None
+        from rolechain.planner.plan import Plan
+
+        return Plan.from_dict(json.loads(unpack_plan(row[0])))
+
+    def row_specs(self, run_id: str) -> dict[str, RowSpec]:
+        """How each task of the run gives rows, read from its stored plan (without
+        building the plan)."""
+        row = self._db.execute("SELECT plan FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None or not row[0]:
+            return {}
+        tasks = json.loads(unpack_plan(row[0])).get("tasks", [])
+        return {t["id"]: RowSpec.named(t["task"], t.get("rows"), t.get("key")) for t in tasks}
+
+    def tuples(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """A cursor giving the rows of a query as plain tuples (quicker than :meth:`query`
+        for many rows)."""
+        cursor = self._db.cursor()
+        cursor.row_factory = None
+        return cursor.execute(sql, args)
 
     def query(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         return [dict(row) for row in self._db.execute(sql, args)]

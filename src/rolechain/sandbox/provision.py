@@ -134,7 +134,7 @@ def trusted_arns(
     """The ARNs a role's ``trusts`` names."""
     out: list[str] = []
     for entry in entries:
-        if entry.startswith("arn:") or re.fullmatch(r"\d{12}", entry):
+        if entry == "*" or entry.startswith("arn:") or re.fullmatch(r"\d{12}", entry):
             out.append(entry)
         elif entry in principals:
             out.append(principal_shape(entry, principals[entry]).trust_arn)

@@ -24,6 +24,7 @@ from rolechain.sandbox.provision import (
     Provisioned,
     Provisioner,
 )
+from rolechain.sandbox.sources import ProvisionSource
 from rolechain.sandbox.state import Identity, RoleRecord, SandboxState
 
 INSTALL_HINT = "pip install 'rolechain[sandbox]'"
@@ -228,7 +229,7 @@ class _Server:
 def sandbox(
     chain: Chain,
     *,
-    provision: Chain | None = None,
+    provision: Chain | ProvisionSource | None = None,
     time_scale: float = 1.0,
     faults: Faults | None = None,
     port: int = 0,
@@ -248,6 +249,8 @@ def sandbox(
     ``organization_accounts``: member accounts created for each role set with an
     organization query.
     """
+    if isinstance(provision, ProvisionSource):  # --provision OTHER: a chain, or IAM JSON
+        roles, provision = [*roles, *provision.roles], provision.chain
     if organization_accounts < 0:
         raise SandboxError(f"organization_accounts must be >= 0, not {organization_accounts}")
     if time_scale <= 0:

@@ -318,6 +318,7 @@ class Scheduler:
             trigger=trigger,
             targets=targets,
             deadline=float(spec.runtime) if spec.runtime else None,
+            changes=spec.on_change is not None,
         )
         late = max(0.0, (now - trigger.due).total_seconds())
         self.log.emit("fire", job=spec.job, run_id=request.run_id, trigger=trigger.kind,
@@ -399,6 +400,8 @@ class Scheduler:
                 self._alert(spec, "recovery", payload)
         else:
             self._alert(spec, "failure", payload)
+        if result.changes and result.changes.get("changed"):
+            self._alert(spec, "change", payload)
 
     def _payload(
         self, request: LaunchRequest, result: RunResult, previous: str | None

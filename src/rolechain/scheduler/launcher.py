@@ -24,6 +24,7 @@ on, while the worker thread (a daemon) is left to end on its own and write what 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from collections.abc import Callable
@@ -51,6 +52,9 @@ if TYPE_CHECKING:
     from rolechain.executor import Run
 
 CredentialsFor = Callable[[Chain, str], Any]  # (chain, job) -> botocore Credentials | None
+
+
+CHANGES_IN_ALERT = 100  # changes listed in an on_change alert (the counts are whole)
 
 
 def _now() -> datetime:
@@ -263,6 +267,8 @@ class ExecutorHandle:
                     self._plan_targets = [t.name for t in execution.plan.targets]
                     result = self._summary_result(execution.summary)
                     finished = True
+                    if request.changes:
+                        result = self._with_changes(store, result)
                 except RolechainError as exc:
                     result = self._partial_result(ERROR, _first_lines(redact(str(exc))))
                 except Exception as exc:  # a bug must not take the scheduler down
@@ -285,6 +291,33 @@ class ExecutorHandle:
             self._notify()
 
     # -- results -----------------------------------------------------------------------
+
+    def _with_changes(self, store: Store, result: RunResult) -> RunResult:
+        """The result with its diff against the job's previous complete run (on_change)."""
+        from rolechain.results.inventory import diff, previous_complete
+        from rolechain.results.store import COMPLETE
+
+        if result.status not in COMPLETE:
+            return result
+        try:
+            previous = previous_complete(store, result.run_id)
+            if previous is None:
+                return result
+            found = diff(store, result.job, previous, result.run_id)
+        except Exception as exc:  # a diff that fails must not lose the run's own alerts
+            log = self._launcher.log
+            if log is not None:
+                log.error("diff_failed", job=result.job, run_id=result.run_id,
+                          reason=f"{type(exc).__name__}: {exc}")  # fmt: skip
+            return result
+        changes = {
+            "changed": found.changed,
+            "summary": found.summary(),
+            "text": found.summary_line(),
+            "changes": [c.to_dict() for c in found.changes[:CHANGES_IN_ALERT]],
+            "unknown": [u.to_dict() for u in found.unknown[:CHANGES_IN_ALERT]],
+        }
+        return dataclasses.replace(result, changes=changes)
 
     def _ordered(self, names: set[str]) -> tuple[str, ...]:
         order = {name: i for i, name in enumerate(self._plan_targets)}

@@ -58,6 +58,7 @@ class ScheduleSpec:
     on_failure: Alert | None = None
     on_success: Alert | None = None
     on_recovery: Alert | None = None
+    on_change: Alert | None = None
 
     @classmethod
     def of(cls, name: str, job: Job, defaults: ScheduleSettings) -> ScheduleSpec:
@@ -86,6 +87,7 @@ class ScheduleSpec:
             on_failure=job.on_failure or defaults.on_failure,
             on_success=job.on_success or defaults.on_success,
             on_recovery=job.on_recovery or defaults.on_recovery,
+            on_change=job.on_change or defaults.on_change,
         )
 
     def due(self, scheduled_for: datetime) -> datetime:

@@ -9,7 +9,7 @@ real runs.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -55,6 +55,7 @@ class LaunchRequest:
     trigger: Trigger
     targets: tuple[str, ...] | None = None  # only these (a retry of failed targets)
     deadline: float | None = None  # seconds of scheduler time the run may take
+    changes: bool = False  # compare the run's rows with the previous run's (on_change)
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,9 @@ class RunResult:
     reason: str | None = None
     abandoned: int = 0  # tasks the run gave up on (past their timeout, or at its end)
     still_running: int = 0  # of those, still running when the run ended (their threads live on)
+    # with LaunchRequest.changes: the diff against the job's previous complete run (its
+    # summary counts, and the first changes), None when there was nothing to compare
+    changes: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

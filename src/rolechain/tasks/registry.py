@@ -15,6 +15,26 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 MAX_QUERY_CHARS = 4096
 
 
+def check_jmespath(value: str, what: str = "JMESPath query") -> None:
+    """Raise ValueError, in words, unless ``value`` is a JMESPath expression."""
+    import jmespath  # pure, no AWS
+
+    if len(value) > MAX_QUERY_CHARS:
+        raise ValueError(
+            f"the {what} is {len(value):,} characters; at most {MAX_QUERY_CHARS:,} are allowed"
+        )
+    try:
+        jmespath.compile(value)
+    except jmespath.exceptions.JMESPathError as exc:
+        # jmespath's message draws a caret under the query on lines of its own
+        reason = str(exc).splitlines()[0]
+        where = getattr(exc, "lex_position", None)
+        at = f" at character {where}" if isinstance(where, int) else ""
+        raise ValueError(f"invalid {what} {value!r}: {reason}{at}") from None
+    except RecursionError:
+        raise ValueError(f"the {what} nests too deeply") from None
+
+
 class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -45,23 +65,7 @@ class CallParams(_Params):
     @classmethod
     def _query_compiles(cls, value: str | None) -> str | None:
         if value is not None:
-            import jmespath  # pure, no AWS
-
-            if len(value) > MAX_QUERY_CHARS:
-                raise ValueError(
-                    f"the JMESPath query is {len(value):,} characters; at most "
-                    f"{MAX_QUERY_CHARS:,} are allowed"
-                )
-            try:
-                jmespath.compile(value)
-            except jmespath.exceptions.JMESPathError as exc:
-                # jmespath's message draws a caret under the query on lines of its own
-                reason = str(exc).splitlines()[0]
-                where = getattr(exc, "lex_position", None)
-                at = f" at character {where}" if isinstance(where, int) else ""
-                raise ValueError(f"invalid JMESPath query {value!r}: {reason}{at}") from None
-            except RecursionError:
-                raise ValueError("the JMESPath query nests too deeply") from None
+            check_jmespath(value)
         return value
 
 
@@ -97,18 +101,47 @@ class ExecParams(_Params):
 
 @dataclass(frozen=True)
 class TaskInfo:
+    """A built-in task. ``rows`` and ``key`` are its default rows (a JMESPath expression
+    over the result giving a list of objects) and the fields that identify a row;
+    ``list_rows``: a result that is itself a list of objects is one row per object."""
+
     name: str
     params: type[_Params]
     summary: str
+    rows: str | None = None
+    key: tuple[str, ...] = ()
+    list_rows: bool = False
 
 
 TASKS: dict[str, TaskInfo] = {
     info.name: info
     for info in (
-        TaskInfo("s3.list_buckets", NoParams, "the S3 buckets owned by the target account"),
-        TaskInfo("sts.get_caller_identity", NoParams, "who the target's credentials are"),
-        TaskInfo("call", CallParams, "any boto3 operation, paginated, with a JMESPath query"),
-        TaskInfo("python", PythonParams, "a Python function given a boto3 session and context"),
+        TaskInfo(
+            "s3.list_buckets",
+            NoParams,
+            "the S3 buckets owned by the target account",
+            rows="buckets",
+            key=("name",),
+        ),
+        TaskInfo(
+            "sts.get_caller_identity",
+            NoParams,
+            "who the target's credentials are",
+            rows="[@]",
+            key=("account",),
+        ),
+        TaskInfo(
+            "call",
+            CallParams,
+            "any boto3 operation, paginated, with a JMESPath query",
+            list_rows=True,
+        ),
+        TaskInfo(
+            "python",
+            PythonParams,
+            "a Python function given a boto3 session and context",
+            list_rows=True,
+        ),
         TaskInfo("exec", ExecParams, "a command with the target's credentials in its env"),
     )
 }

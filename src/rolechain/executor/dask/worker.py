@@ -51,7 +51,7 @@ from rolechain.executor.options import RunOptions
 from rolechain.executor.records import Record, Summary, error_of, iso_now, target_record
 from rolechain.executor.threads import ThreadRunner
 from rolechain.model.chain import Chain
-from rolechain.planner.plan import Plan
+from rolechain.planner.plan import Plan, RunSettings
 
 KEEP_RUNS = 8  # runs a worker keeps contexts for (the driver also tells it to forget)
 
@@ -186,7 +186,7 @@ class SharedPacing:
     A :class:`~rolechain.aws.pacer.Pacing`: ``RunContext(limiter=)`` takes it as is.
     """
 
-    def __init__(self, settings: dict[str, Any], share: float) -> None:
+    def __init__(self, settings: RunSettings, share: float) -> None:
         self._settings = settings
         self._lock = threading.Lock()
         self.share = share
@@ -240,7 +240,7 @@ class _WorkerRun:
         """The run's context on this worker, with the spec's part of the plan in it."""
         with self.lock:
             if self.context is None or self.pacing is None:
-                self.pacing = SharedPacing(spec.plan.settings_dict, spec.share)
+                self.pacing = SharedPacing(spec.plan.settings, spec.share)
                 self.context = _context(spec, chain, self.pacing)
             else:
                 self.pacing.use_share(spec.share)
