@@ -461,7 +461,9 @@ def check_output(argv: list[str], out: Outcome, where: Path) -> None:
         assert any((where / output).rglob("*")), f"render wrote nothing to {output}"
         assert out.stderr.startswith("rendered ")
     elif name == "review":
-        verdict = re.match(r"review \S+ -> \S+: access (\w+)", text)
+        verdict = re.match(r"review \S+ -> \S+: access (\w+)", text) or re.match(
+            r"### rolechain review: \S+ access (\w+)", text
+        )
         assert verdict, text
         assert verdict.group(1) in (("widened",) if out.status == 1 else ("unchanged", "narrowed"))
     elif name == "exec":
