@@ -197,7 +197,7 @@ def test_help_has_an_example() -> None:
 def test_sandbox_options_need_sandbox(chain_file: Path, option: list[str]) -> None:
     result = CliRunner().invoke(cli, ["run", str(chain_file), "-j", "whoami", *option])
     assert result.exit_code == 2
-    assert "need --sandbox" in result.output
+    assert f"{option[0]} needs --sandbox" in result.output
 
 
 def test_bad_sts_rate_is_a_usage_error(chain_file: Path) -> None:

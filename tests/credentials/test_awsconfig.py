@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rolechain.credentials.awsconfig import (
     ExportedProfile,
@@ -405,3 +407,27 @@ def test_unresolvable_rolechain_profile_is_reported(tmp_path: Path) -> None:
     assert len(result.unmapped) == 1
     assert "cannot resolve rolechain profile" in str(result.unmapped[0])
     assert import_aws_config(config, None).unmapped[0].message.startswith("uses rolechain")
+
+
+# -- issue 18: text from a chain file is refused or quoted in the exported config ----------
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=30), st.text(max_size=30))
+def test_export_quotes_or_refuses_any_text(path_text: str, arn_text: str) -> None:
+    chain_path = "/" + path_text
+    profile = ExportedProfile("hub", "j", "hub", None, arn_text)
+    breaking = any(ch in chain_path for ch in "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029") or any(
+        ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in chain_path
+    )
+    if breaking:
+        with pytest.raises(ValueError, match="credential_process"):
+            export_aws_config([profile], chain_path=chain_path, command=["rolechain"])
+        return
+    text = export_aws_config([profile], chain_path=chain_path, command=["rolechain"])
+    parser = configparser.RawConfigParser()
+    parser.read_string(text)
+    assert parser.sections() == ["profile hub"]  # the comment's ARN text made no section
+    assert set(parser["profile hub"]) == {"credential_process"}
+    argv = shlex.split(parser["profile hub"]["credential_process"])
+    assert argv == ["rolechain", "credentials", chain_path, "--target", "hub", "--job", "j"]

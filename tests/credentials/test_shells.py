@@ -38,6 +38,7 @@ HOSTILE = [
     "unicode \u00e9\u4e2d \u2018smart\u2019 \u201aquotes\u201b",
     "",
     "%PATH% & | < >",
+    "carriage\rreturn and \u2028 line \u2029 separators, \x0b\x0c and ---",
 ]
 
 DUMP = [sys.executable, "-c", "import json, os; print(json.dumps(dict(os.environ)))"]

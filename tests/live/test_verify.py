@@ -291,3 +291,91 @@ def test_a_reader_that_cannot_be_assumed_falls_back_to_the_hop(
     assert hop.read_with == "ops>hub>audit@844000000003"  # its own credentials
     (note,) = report.notes
     assert note.startswith("job inventory: reader reader@844000000003 could not be assumed")
+
+
+# -- issue 18: over-trust through every assume action ----------------------------------------
+
+F = "8430000000"
+OIDC = f"arn:aws:iam::{F}02:oidc-provider/token.actions.githubusercontent.com"
+FEDERATED = f"""
+version: 1
+settings: {{assume_rate: 1000}}
+principals:
+  ops: {{kind: user, arn: "arn:aws:iam::{F}01:user/ops"}}
+roles:
+  ci: {{arn: "arn:aws:iam::{F}02:role/Ci", trusts: [ops]}}
+  sso: {{arn: "arn:aws:iam::{F}02:role/Sso", trusts: [ops]}}
+  pinned: {{arn: "arn:aws:iam::{F}02:role/Pinned", trusts: [ops]}}
+  odd: {{arn: "arn:aws:iam::{F}02:role/Odd", trusts: [ops]}}
+jobs:
+  all:
+    from: ops
+    to: [ci, sso, pinned, odd]
+    tasks: [sts.get_caller_identity]
+"""
+OPS = {"AWS": f"arn:aws:iam::{F}01:user/ops"}
+_WEB = "sts:AssumeRoleWithWebIdentity"
+
+
+def _trust(*extra: dict[str, Any]) -> dict[str, Any]:
+    own = {"Effect": "Allow", "Principal": OPS, "Action": "sts:AssumeRole"}
+    return {"Version": "2012-10-17", "Statement": [own, *extra]}
+
+
+def _github(subject: str) -> dict[str, Any]:
+    """GitHub Actions' OIDC provider, its audience named, subjects matching ``subject``."""
+    return {
+        "Effect": "Allow",
+        "Principal": {"Federated": OIDC},
+        "Action": _WEB,
+        "Condition": {
+            "StringEquals": {"token.actions.githubusercontent.com:aud": "sts.amazonaws.com"},
+            "StringLike": {"token.actions.githubusercontent.com:sub": subject},
+        },
+    }
+
+
+FEDERATED_ROLES = [
+    {   # any GitHub repository: sub wildcarded (only AssumeRoleWithWebIdentity, no AssumeRole)
+        "Arn": f"arn:aws:iam::{F}02:role/Ci",
+        "AssumeRolePolicyDocument": _trust(_github("repo:*")),
+    },
+    {   # a SAML provider with no SAML:aud condition
+        "Arn": f"arn:aws:iam::{F}02:role/Sso",
+        "AssumeRolePolicyDocument": _trust({
+            "Effect": "Allow", "Action": "sts:AssumeRoleWithSAML",
+            "Principal": {"Federated": f"arn:aws:iam::{F}02:saml-provider/corp"},
+        }),
+    },
+    {   # GitHub pinned to one organization's repositories: no subject finding
+        "Arn": f"arn:aws:iam::{F}02:role/Pinned",
+        "AssumeRolePolicyDocument": _trust(_github("repo:octo-org/*")),
+    },
+    {   # NotPrincipal, and "*" allowed to tag sessions only
+        "Arn": f"arn:aws:iam::{F}02:role/Odd",
+        "AssumeRolePolicyDocument": _trust(
+            {"Effect": "Allow", "NotPrincipal": {"AWS": f"arn:aws:iam::{F}99:root"},
+             "Action": "sts:AssumeRole"},
+            {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:TagSession"},
+        ),
+    },
+]  # fmt: skip
+
+
+def test_overtrust_covers_every_assume_action(monkeypatch: pytest.MonkeyPatch) -> None:
+    chain = loads(FEDERATED, file="declared.yaml")
+    with sandbox(chain, roles=FEDERATED_ROLES) as sb:
+        report = verify(chain, credentials=point_at(monkeypatch, sb))
+    assert kinds(report, "ci") == (
+        "drift",
+        {"federated-subject-unrestricted", "trust-non-aws-principal"},
+    )
+    assert kinds(report, "sso") == (
+        "drift",
+        {"federated-audience-unrestricted", "trust-non-aws-principal"},
+    )
+    assert kinds(report, "pinned") == ("ok", {"trust-non-aws-principal"})
+    assert kinds(report, "odd") == ("drift", {"trust-not-principal", "trust-wildcard"})
+    severities = {f.kind: f.severity for h in report.hops for f in h.findings}
+    assert severities["federated-subject-unrestricted"] == "critical"
+    assert severities["trust-not-principal"] == "high"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rolechain.errors import printable
 from rolechain.model.writer import LINE_WIDTH, Placeholder, comment, emit, scalar
@@ -47,3 +49,47 @@ def test_printable_escapes_what_a_terminal_would_interpret() -> None:
     assert printable("line\nbreak", newlines=True) == "line\\x0abreak"
     assert printable("line\nbreak") == "line\nbreak"
     assert printable("zero\u200bwidth\u2028sep") == "zero\\u200bwidth\\u2028sep"
+
+
+# -- issue 18: any text, from a chain file or from AWS, is written through YAML's quoting ----
+
+HOSTILE = st.text(
+    alphabet=st.characters(blacklist_categories=()),  # every code point, surrogates too
+    max_size=40,
+) | st.sampled_from(
+    ["${env:AWS_SECRET_ACCESS_KEY}", "a\x7fb", "a\x85b", "\u2028", "---\nk: v", "\ufeff",
+     "\udc80", "x: {y: z}", "- item", "&anchor *alias", "!!python/object:os.system"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(HOSTILE)
+def test_any_text_loads_back_exactly(value: str) -> None:
+    written = scalar(value)
+    assert "\n" not in written
+    assert yaml.safe_load(f"k: {written}") == {"k": value.replace("${", "$${")}
+    line = comment(value)
+    assert "\n" not in line
+    assert "\r" not in line
+    assert yaml.safe_load(f"{line}\nk: 1") == {"k": 1}
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(HOSTILE, HOSTILE, max_size=3), HOSTILE)
+def test_lists_of_mappings_are_quoted_and_never_interpolate(
+    entry: dict[str, str], text: str
+) -> None:
+    out: list[str] = []
+    value = {"tasks": [entry, {"with": {"args": [text, 1]}}]}
+    emit(value, 0, out)
+    loaded = yaml.safe_load("\n".join(out))
+
+    def escape(text: str) -> str:
+        return text.replace("${", "$${")
+
+    assert loaded == {
+        "tasks": [
+            {escape(k): escape(v) for k, v in entry.items()},
+            {"with": {"args": [escape(text), 1]}},
+        ]
+    }

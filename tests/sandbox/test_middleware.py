@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import io
 import json
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import boto3
 import pytest
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
 
 from rolechain.sandbox import SandboxInfo, sandbox
-from rolechain.sandbox.responses import CHAINING_CAP, EXPIRED_TOKEN, MAX_SESSION, ROOT_REFUSED
+from rolechain.sandbox.responses import (
+    CHAINING_CAP,
+    EXPIRED_TOKEN,
+    MAX_SESSION,
+    ROOT_REFUSED,
+    S3_MESSAGES,
+    SIGNATURE_MISMATCH,
+)
 
 from .conftest import Clients, aws_error, chain_from
 
@@ -320,3 +333,108 @@ def test_expiration_is_like_aws_never_past_now_plus_duration(
     assert expiration <= after + timedelta(seconds=900)
     assert expiration >= before + timedelta(seconds=899)
     assert expiration.microsecond == 0
+
+
+# -- signatures (issue 18): the right key id with a wrong secret is refused as AWS does ------
+# Every form botocore signs (query POSTs, S3 payload hashes, multipart and streaming uploads,
+# SigV2 and SigV4 presigned URLs) still passes with the right secret.
+
+WRONG = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+
+
+def _wrong(creds: dict[str, Any]) -> dict[str, Any]:
+    if "SecretAccessKey" in creds:
+        return {**creds, "SecretAccessKey": WRONG}
+    return {**creds, "AWS_SECRET_ACCESS_KEY": WRONG}
+
+
+def _presigner(aws: Clients, creds: dict[str, Any], version: str) -> Any:
+    return boto3.session.Session().client(
+        "s3",
+        region_name=aws.region,
+        endpoint_url=aws.endpoint,
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+        config=Config(signature_version=version),
+    )
+
+
+def test_a_wrong_secret_is_refused_in_every_service(
+    aws: Clients, ops: dict[str, str], hub: dict[str, Any]
+) -> None:
+    for creds in (ops, hub):
+        wrong = _wrong(creds)
+        assert aws_error(lambda c=wrong: aws.client("sts", c).get_caller_identity()) == (
+            "SignatureDoesNotMatch",
+            SIGNATURE_MISMATCH,
+            403,
+        )
+        assert aws_error(lambda c=wrong: aws.client("iam", c).list_roles()) == (
+            "SignatureDoesNotMatch",
+            SIGNATURE_MISMATCH,
+            403,
+        )
+        assert aws_error(lambda c=wrong: aws.client("s3", c).list_buckets()) == (
+            "SignatureDoesNotMatch",
+            S3_MESSAGES["SignatureDoesNotMatch"],
+            403,
+        )
+    assert aws_error(lambda: aws.client("organizations", _wrong(ops)).describe_organization()) == (
+        "InvalidSignatureException",
+        SIGNATURE_MISMATCH,
+        400,
+    )
+    code, _, status = aws_error(lambda: aws.assume(_wrong(ops), HUB))
+    assert (code, status) == ("SignatureDoesNotMatch", 403)
+
+
+def test_the_right_secret_passes_every_kind_of_request(aws: Clients, hub: dict[str, Any]) -> None:
+    s3 = aws.client("s3", hub)
+    bucket = "rolechain-signatures-222222222222"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="a key/with spaces+plus=é", Body=b"x" * 1000)
+    s3.put_object(Bucket=bucket, Key="empty", Body=b"")
+    # a multipart upload, its parts streamed from a file object
+    big = io.BytesIO(b"y" * (6 * 1024 * 1024))
+    config = TransferConfig(
+        multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024
+    )
+    s3.upload_fileobj(big, bucket, "big", Config=config)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="a key/")["Contents"]]
+    assert keys == ["a key/with spaces+plus=é"]
+    assert s3.head_object(Bucket=bucket, Key="big")["ContentLength"] == 6 * 1024 * 1024
+    assert s3.get_object(Bucket=bucket, Key="empty")["Body"].read() == b""
+    # presigned URLs, SigV2 (botocore's default for S3) and SigV4: the right secret is
+    # served, a wrong secret or a changed URL refused
+    params = {"Bucket": bucket, "Key": "a key/with spaces+plus=é"}
+    changes = {"s3": ("Expires=", "Expires=1"), "s3v4": ("Expires=3600", "Expires=7200")}
+    for version, changed in changes.items():
+        url = _presigner(aws, hub, version).generate_presigned_url("get_object", Params=params)
+        with urllib.request.urlopen(url, timeout=30) as answer:
+            assert answer.read() == b"x" * 1000
+        wrong = _presigner(aws, _wrong(hub), version).generate_presigned_url(
+            "get_object", Params=params
+        )
+        assert changed[0] in url
+        for bad in (wrong, url.replace(*changed)):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(bad, timeout=30)
+            assert refused.value.code == 403, version
+            assert b"<Code>SignatureDoesNotMatch</Code>" in refused.value.read()
+    iam = aws.client("iam", hub)
+    assert iam.list_roles()["Roles"] is not None
+    sts = aws.client("sts", hub)
+    assert sts.get_caller_identity()["Arn"].endswith(":assumed-role/Hub/hub-session")
+
+
+def test_a_body_changed_after_signing_is_refused(aws: Clients, ops: dict[str, str]) -> None:
+    sts = aws.client("sts", ops)
+
+    def tamper(request: Any, **_: Any) -> None:
+        body = request.body if isinstance(request.body, bytes) else request.body.encode()
+        request.body = body.replace(b"RoleSessionName=one", b"RoleSessionName=two")
+
+    sts.meta.events.register("before-send.sts.AssumeRole", tamper)
+    code, message, status = aws_error(lambda: sts.assume_role(RoleArn=HUB, RoleSessionName="one"))
+    assert (code, message, status) == ("SignatureDoesNotMatch", SIGNATURE_MISMATCH, 403)

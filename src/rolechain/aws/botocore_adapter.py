@@ -16,6 +16,9 @@ rolechain relies on these things botocore does not expose publicly:
   to share the parsed models, endpoint data and exception classes between sessions;
 * a client's HTTP session (``client._endpoint.http_session``, a ``URLLib3Session`` that
   owns the urllib3 connection pools), so clients of one endpoint share connections;
+* the S3 Signature Version 2 signers' clock (``HmacV1Auth._get_date``), which the sandbox
+  sets to the request's own ``Date`` (or a presigned URL's ``Expires``) to check a
+  signature it did not make;
 * and one boto3 hook: ``boto3.Session._setup_loader`` (with ``_session`` and ``_loader``),
   so a boto3 session on a shared loader adds boto3's resource models to it only once.
 
@@ -253,6 +256,32 @@ _SESSION_METHODS = ("_get_internal_component",)
 _SESSION_ATTRIBUTES = ("_internal_components", "_credentials")
 
 
+def hmac_v1_signature(
+    credentials: Credentials,
+    method: str,
+    url: str,
+    headers: Any,
+    stamp: str,
+    *,
+    presigned: bool,
+) -> str:
+    """The S3 Signature Version 2 signature of a request (``headers``: an ``HTTPHeaders``)
+    signed at ``stamp`` (its ``Date`` header, or a presigned URL's ``Expires``)."""
+    from urllib.parse import urlsplit
+
+    from botocore.auth import HmacV1Auth, HmacV1QueryAuth
+
+    base = HmacV1QueryAuth if presigned else HmacV1Auth
+
+    class AtStamp(base):  # type: ignore[misc, valid-type]
+        def _get_date(self) -> str:
+            return stamp
+
+    signer = AtStamp(credentials)
+    signature: str = signer.get_signature(method, urlsplit(url), headers)
+    return signature
+
+
 def problems() -> list[str]:
     """What the installed botocore lacks of the private names above (empty: all present)."""
     found: list[str] = []
@@ -280,6 +309,10 @@ def problems() -> list[str]:
     internal = getattr(session, "_internal_components", None)
     if internal is not None and not callable(getattr(internal, "register_component", None)):
         missing("Session._internal_components.register_component()")
+    from botocore.auth import HmacV1Auth
+
+    if not callable(getattr(HmacV1Auth, "_get_date", None)):
+        missing("botocore.auth.HmacV1Auth._get_date()")
     import boto3
 
     if not callable(getattr(boto3.Session, "_setup_loader", None)):

@@ -5,14 +5,14 @@ Nothing else in rolechain catches :class:`botocore.exceptions.ClientError` or
 (or its exception handed to :func:`translate`), which turns the exception into one of:
 
 * :class:`~rolechain.errors.TransientAwsError` (throttling, 5xx, timeouts, dropped
-  connections): retried with backoff by :mod:`rolechain.aws.retry`;
+  connections): retried with backoff by :mod:`rolechain.aws.calls`;
 * :class:`~rolechain.errors.ExpiredTokenError`: the *caller's* credentials expired; the hop
   tree refreshes the parent hop and retries;
 * a :class:`~rolechain.errors.PermanentAwsError` subclass: fails at once, with the likely
   cause and the fix (trust policy, ExternalId, SCP, chaining cap, region disabled...).
 
 The classification follows the STS API reference's error list and botocore's own list of
-throttling codes (see ``docs`` and ../shared/aws-facts.md).
+throttling codes (docs/aws-rules.md lists them, with the AWS pages they come from).
 """
 
 from __future__ import annotations

@@ -1,9 +1,12 @@
-"""A thread-safe token bucket shared by every AssumeRole call of a run.
+"""A thread-safe token bucket (:class:`RateLimiter`), and the :class:`AssumeLimiter`
+protocol of a plain limiter.
 
-STS counts AssumeRole calls against a per-account rate quota that cannot be raised, and AWS
-publishes no number for it (../shared/aws-facts.md). rolechain shares hops so it makes few
-calls, and paces the ones it makes with this bucket: ``rate`` tokens per second, up to
-``burst`` saved up. ``assume_rate`` in the chain file's settings sets the rate.
+rolechain's runs pace AssumeRole with the adaptive pacer (:mod:`rolechain.aws.pacer`);
+``assume_rate`` in the chain file's settings sets that pacer's ceiling, not a bucket. This
+bucket is the sandbox's STS quota (``--sts-rate``: ``rate`` tokens per second, up to
+``burst`` saved up, refusing calls beyond it), and any :class:`AssumeLimiter` a caller
+passes as ``limiter=`` still paces a run, without learning (through
+:func:`rolechain.aws.pacer.as_pacing`).
 """
 
 from __future__ import annotations

@@ -2,12 +2,12 @@
 
 Creating a ``boto3.Session`` per account costs 110-160 ms and 8-12 MiB per client (it
 re-reads the service models and endpoint data); a client made from one shared botocore
-session costs 2-5 ms and 0.1-0.3 MiB (../shared/aws-facts.md). :class:`AwsSessions` holds
+session costs 2-5 ms and 0.1-0.3 MiB (measured; docs/aws-rules.md). :class:`AwsSessions` holds
 that one session for a run and hands out:
 
 * :meth:`AwsSessions.client`: a botocore client for (service, region, credentials), reused
   while it is in a bounded LRU cache. Clients are made with botocore's retries turned off
-  (``total_max_attempts=1``): rolechain retries itself (tenacity, :mod:`rolechain.aws.retry`)
+  (``total_max_attempts=1``): rolechain retries itself (tenacity, :mod:`rolechain.aws.calls`)
   and the two must not stack. The client signs with the *refreshable* credentials object it
   was made for, so a cached client keeps working across refreshes.
 * Connections: every client of one :class:`AwsSessions` sends through one urllib3 pool per

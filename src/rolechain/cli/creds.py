@@ -27,6 +27,7 @@ import click
 from rolechain.cli._common import (
     EXIT_FAILED,
     EXIT_INVALID,
+    chain_path_argument,
     dumps,
     duration,
     echo,
@@ -40,10 +41,6 @@ if TYPE_CHECKING:
     from rolechain.credentials.process import TargetCredentials
     from rolechain.model.chain import Chain
     from rolechain.planner.plan import Hop
-
-path_argument = click.argument(
-    "path", type=click.Path(exists=True, dir_okay=True, path_type=Path), metavar="PATH"
-)
 
 
 def _target_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -186,7 +183,7 @@ def _iso(moment: datetime) -> str:
 
 
 @click.command()
-@path_argument
+@chain_path_argument()
 @_target_options
 @handle_errors
 def credentials(
@@ -307,7 +304,7 @@ def cache_clear(cache_dir: Path | None, expired: bool) -> None:
 
 
 @click.command(name="exec")
-@path_argument
+@chain_path_argument()
 @_target_options
 @click.option(
     "--expect-runtime",
@@ -468,7 +465,7 @@ def run_forwarding_signals(argv: list[str], env: dict[str, str]) -> int:
 
 
 @click.command()
-@path_argument
+@chain_path_argument()
 @_target_options
 @click.option(
     "--open",
@@ -544,7 +541,7 @@ def console(
 
 
 @click.command()
-@path_argument
+@chain_path_argument()
 @_target_options
 @click.option(
     "--shell",
@@ -721,7 +718,7 @@ def _rolechain_command() -> list[str]:
 
 
 @click.command(name="export-aws-config")
-@path_argument
+@chain_path_argument()
 @click.option("--job", "-j", "jobs", multiple=True, help="Export this job's targets; repeatable.")
 @click.option(
     "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE."
@@ -790,7 +787,10 @@ def export_aws_config(
         for job, planned, t in found
     ]
     argv = shlex.split(command) if command else _rolechain_command()
-    text = do_export(profiles, chain_path=str(path.resolve()), command=argv)
+    try:
+        text = do_export(profiles, chain_path=str(path.resolve()), command=argv)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     for item in skipped:
         echo(
             f"skipped {item}: its accounts come from AWS Organizations at run time; export a "

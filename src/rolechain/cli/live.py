@@ -12,7 +12,19 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
-from rolechain.cli._common import EXIT_FAILED, EXIT_OK, AssumeRateType, handle_errors
+from rolechain.cli._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    AssumeRateType,
+    chain_path,
+    chain_path_argument,
+    check_sandbox_options,
+    echo,
+    handle_errors,
+    sandbox_credentials,
+    sandbox_environment,
+    sandbox_options,
+)
 from rolechain.cli._regions import check_regions
 
 if TYPE_CHECKING:
@@ -20,31 +32,19 @@ if TYPE_CHECKING:
 
     from rolechain.model.chain import Chain
 
-chain_path = click.Path(exists=True, dir_okay=True, path_type=Path)
-
 
 @contextlib.contextmanager
 def _sandbox(chain: Chain, provision: Path | None) -> Iterator[dict[str, Credentials]]:
     """A sandbox provisioned from ``chain`` (or ``provision``), with this process pointed at
     it; yields every principal's sandbox credentials by name."""
-    from rolechain.aws.session import static_credentials
-    from rolechain.cli.running import _environment
-    from rolechain.sandbox import sandbox
-    from rolechain.sandbox.sources import provision_source
-
-    other = provision_source(provision) if provision is not None else None
-    with sandbox(chain, provision=other) as info, _environment(dict(info.env)):
-        click.echo(f"sandbox: {info.endpoint}", err=True)
-        yield {
-            name: static_credentials(
-                env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"], env.get("AWS_SESSION_TOKEN")
-            )
-            for name, env in info.principals.items()
-        }
+    with sandbox_environment(chain, provision) as info:
+        echo(f"sandbox: {info.endpoint}", err=True)
+        found = {name: sandbox_credentials(env) for name, env in info.principals.items()}
+        yield {name: credentials for name, credentials in found.items() if credentials}
 
 
 @click.command()
-@click.argument("path", type=chain_path, metavar="PATH")
+@chain_path_argument()
 @click.option(
     "--job",
     "-j",
@@ -76,19 +76,8 @@ def _sandbox(chain: Chain, provision: Path | None) -> Iterator[dict[str, Credent
     default=None,
     help="Hops verified at once [default: the job's, else settings].",
 )
-@click.option(
-    "--sandbox",
-    "use_sandbox",
-    is_flag=True,
-    help="Verify against a local sandbox provisioned from PATH instead of AWS.",
-)
-@click.option(
-    "--provision",
-    type=chain_path,
-    default=None,
-    metavar="OTHER",
-    help="With --sandbox: provision the sandbox's roles from this chain file "
-    "instead (what is really deployed), to see the drift from PATH.",
+@sandbox_options(
+    what="Verify", provision="instead (what is really deployed), to see the drift from PATH."
 )
 @handle_errors
 def verify(
@@ -122,8 +111,7 @@ def verify(
     from rolechain.live.verify import verify as run_verify
     from rolechain.model.loader import load
 
-    if provision is not None and not use_sandbox:
-        raise click.UsageError("--provision needs --sandbox")
+    check_sandbox_options(use_sandbox, provision=provision is not None)
     chain = load(path)
     with contextlib.ExitStack() as stack:
         credentials: dict[str, Any] | None = None
@@ -147,7 +135,9 @@ def _write(text: str, output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        from rolechain.private import write_private
+
+        write_private(output, text)
 
 
 _ACCOUNT = re.compile(r"^\d{12}$")
@@ -348,7 +338,7 @@ def discover(
 
 
 @click.command()
-@click.argument("path", type=chain_path, metavar="PATH")
+@chain_path_argument()
 @click.argument("target", metavar="TARGET")
 @click.option(
     "--from",

@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from rolechain.cli._common import EXIT_INVALID, dumps, echo, handle_errors, write_text
+from rolechain.cli._common import (
+    EXIT_INVALID,
+    chain_path_argument,
+    dumps,
+    echo,
+    handle_errors,
+    write_text,
+)
 from rolechain.cli._jobs import JobOption
 
 if TYPE_CHECKING:
@@ -22,9 +29,6 @@ if TYPE_CHECKING:
 
 SCHEMA_ID = "https://rolechain.dev/schema/chain-file-v1.json"
 
-path_argument = click.argument(
-    "path", type=click.Path(exists=True, dir_okay=True, path_type=Path), metavar="PATH"
-)
 
 strict_env_option = click.option(
     "--strict-env",
@@ -44,13 +48,7 @@ def _load(path: Path | tuple[Path, ...], *, strict_env: bool, allow_empty: bool 
 
 
 @click.command()
-@click.argument(
-    "paths",
-    nargs=-1,
-    required=True,
-    type=click.Path(exists=True, dir_okay=True, path_type=Path),
-    metavar="PATH...",
-)
+@chain_path_argument("paths", many=True)
 @click.option(
     "--format",
     "fmt",
@@ -192,7 +190,7 @@ def _violation_dict(violation: Any) -> dict[str, Any]:
 
 
 @click.command()
-@path_argument
+@chain_path_argument()
 @click.option("--job", "-j", required=True, cls=JobOption, help="The job to plan.")
 @click.option(
     "--target",
@@ -247,7 +245,7 @@ def _plan(path: Path, job: str, targets: tuple[str, ...], *, strict_env: bool) -
 
 
 @click.command()
-@path_argument
+@chain_path_argument()
 @click.option("--job", "-j", help="Highlight the hops this job's plan uses.")
 @click.option(
     "--format",

@@ -16,16 +16,22 @@ from typing import IO, TYPE_CHECKING, Any
 import click
 
 from rolechain.cli._common import (
+    DEFAULT_STORE_ENV,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_TERMINATED,
+    chain_path_argument,
+    check_sandbox_options,
     dumps,
     duration,
     duration_or_none,
     echo,
     handle_errors,
     quota_options,
+    sandbox_credentials,
+    sandbox_environment,
+    sandbox_options,
 )
 from rolechain.cli._jobs import JobOption, check_job
 from rolechain.cli._regions import check_regions
@@ -36,25 +42,6 @@ if TYPE_CHECKING:
     from rolechain.executor.options import EngineOptions
     from rolechain.executor.records import Summary
     from rolechain.planner.plan import Hop, Plan
-
-DEFAULT_STORE_ENV = "ROLECHAIN_STORE"
-
-
-@contextlib.contextmanager
-def _environment(values: dict[str, str], remove: tuple[str, ...] = ()) -> Iterator[None]:
-    """``os.environ`` with ``values`` applied and ``remove`` removed, restored afterwards."""
-    saved = {k: os.environ.get(k) for k in (*values, *remove)}
-    for key in remove:
-        os.environ.pop(key, None)
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 class _Reporter:
@@ -227,7 +214,7 @@ class _StopOnSignals:
 
 
 @click.command()
-@click.argument("path", type=click.Path(exists=True, dir_okay=True, path_type=Path), metavar="PATH")
+@chain_path_argument()
 @click.option("--job", "-j", required=True, cls=JobOption, help="The job to run.")
 @click.option(
     "--target",
@@ -332,20 +319,7 @@ class _StopOnSignals:
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress or summary on stderr.")
 @click.option("--verbose", "-v", is_flag=True, help="A line per target on stderr.")
-@click.option(
-    "--sandbox",
-    "use_sandbox",
-    is_flag=True,
-    help="Run against a local sandbox provisioned from PATH instead of AWS.",
-)
-@click.option(
-    "--provision",
-    type=click.Path(exists=True, dir_okay=True, path_type=Path),
-    default=None,
-    metavar="OTHER",
-    help="With --sandbox: provision the sandbox's roles from this chain file instead "
-    "(rehearse PATH against what is really deployed).",
-)
+@sandbox_options(what="Run", provision="instead (rehearse PATH against what is really deployed).")
 @click.option(
     "--time-scale",
     type=click.FloatRange(min=0, min_open=True),
@@ -409,11 +383,13 @@ def run(
     """
     from rolechain.model.loader import load
 
-    sandbox_only = (provision is not None, time_scale != 1.0, sts_rate, connect_latency)
-    if any(sandbox_only) and not use_sandbox:
-        raise click.UsageError(
-            "--provision, --time-scale, --sts-rate and --connect-latency need --sandbox"
-        )
+    check_sandbox_options(
+        use_sandbox,
+        provision=provision is not None,
+        time_scale=time_scale != 1.0,
+        sts_rate=sts_rate is not None,
+        connect_latency=bool(connect_latency),
+    )
     chain = load(path)
     check_job(chain, job)  # before a sandbox or a cluster starts
     if store is not None and not store.parent.is_dir():
@@ -425,37 +401,28 @@ def run(
     with contextlib.ExitStack() as stack:
         credentials = None
         if use_sandbox:
-            from rolechain.sandbox import Faults, sandbox
-            from rolechain.sandbox.sources import provision_source
+            from rolechain.sandbox import Faults
 
-            other = provision_source(provision) if provision is not None else None
             faults = Faults(
                 sts_rate=sts_rate[0] if sts_rate else None,
                 sts_burst=sts_rate[1] if sts_rate else None,
                 connect_latency=connect_latency / 1000.0,
             )
-            info = stack.enter_context(
-                sandbox(chain, provision=other, time_scale=time_scale, faults=faults)
-            )
             principal = chain.model.jobs[job].from_ if job in chain.model.jobs else None
+            # The sandbox's keys win over a profile or token in the environment (local Dask
+            # workers are started with them in theirs).
+            info = stack.enter_context(
+                sandbox_environment(
+                    chain, provision, principal=principal, time_scale=time_scale, faults=faults
+                )
+            )
             env = info.principals.get(principal, info.env) if principal else info.env
-            from rolechain.aws.environment import CONFLICTING_VARIABLES
-
-            # The sandbox's keys must win over a profile or token in the environment (local
-            # Dask workers are started with them in theirs).
-            stack.enter_context(_environment(dict(env), remove=CONFLICTING_VARIABLES))
             remote = _engine_of(chain, chosen)
             if remote.cluster is not None and not remote.ship_credentials:
                 # Workers elsewhere must reach the sandbox as its principal themselves.
                 chosen = replace(remote, worker_source="env")
-            elif env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
-                from rolechain.aws.session import static_credentials
-
-                credentials = static_credentials(
-                    env["AWS_ACCESS_KEY_ID"],
-                    env["AWS_SECRET_ACCESS_KEY"],
-                    env.get("AWS_SESSION_TOKEN"),
-                )
+            else:
+                credentials = sandbox_credentials(env)
             if not quiet:
                 echo(f"sandbox: {info.endpoint}", err=True)
         status = _run(

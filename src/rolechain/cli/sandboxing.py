@@ -7,15 +7,23 @@ from pathlib import Path
 
 import click
 
-from rolechain.cli._common import EXIT_OK, echo, echo_secret, handle_errors, quota_options
+from rolechain.cli._common import (
+    EXIT_OK,
+    chain_path,
+    chain_path_argument,
+    echo,
+    echo_secret,
+    handle_errors,
+    quota_options,
+)
 
 
 @click.command()
-@click.argument("path", type=click.Path(exists=True, dir_okay=True, path_type=Path), metavar="PATH")
+@chain_path_argument()
 @click.option(
     "--provision",
     "provision_path",
-    type=click.Path(exists=True, dir_okay=True, path_type=Path),
+    type=chain_path,
     metavar="OTHER",
     help="Provision roles and trusts from this chain file instead, to rehearse drift "
     "between what PATH declares and what exists.",

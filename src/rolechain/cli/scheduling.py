@@ -14,8 +14,17 @@ from typing import Any
 
 import click
 
-from rolechain.cli._common import EXIT_INTERRUPTED, EXIT_OK, handle_errors
-from rolechain.cli.running import DEFAULT_STORE_ENV, _environment
+from rolechain.cli._common import (
+    DEFAULT_STORE_ENV,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    chain_path_argument,
+    check_sandbox_options,
+    handle_errors,
+    sandbox_credentials,
+    sandbox_environment,
+    sandbox_options,
+)
 from rolechain.errors import UsageError
 
 DURATION = click.STRING
@@ -70,7 +79,7 @@ def schedule() -> None:
 
 
 @schedule.command("run")
-@click.argument("path", type=click.Path(exists=True, dir_okay=True, path_type=Path), metavar="PATH")
+@chain_path_argument()
 @click.option(
     "--job",
     "-j",
@@ -131,19 +140,7 @@ def schedule() -> None:
     help="Stop after this much schedule time (rehearsals, tests).",
 )
 @click.option("--no-watch", is_flag=True, help="Reload on SIGHUP only, not when PATH changes.")
-@click.option(
-    "--sandbox",
-    "use_sandbox",
-    is_flag=True,
-    help="Run every job against a local sandbox provisioned from PATH.",
-)
-@click.option(
-    "--provision",
-    type=click.Path(exists=True, dir_okay=True, path_type=Path),
-    default=None,
-    metavar="OTHER",
-    help="With --sandbox: provision from this chain.",
-)
+@sandbox_options(what="Run every job", provision="instead.")
 @click.option("--time-scale", type=click.FloatRange(min=0, min_open=True), default=1.0,
               show_default=True, metavar="N",
               help="With --sandbox or --dry-run: the schedule's clock (and the sandbox's) runs "
@@ -200,8 +197,7 @@ def run(
     """
     from rolechain.scheduler.service import ScheduleLoader
 
-    if (provision is not None) and not use_sandbox:
-        raise click.UsageError("--provision needs --sandbox")
+    check_sandbox_options(use_sandbox, provision=provision is not None)
     if time_scale != 1.0 and not (use_sandbox or dry_run):
         raise click.UsageError("--time-scale needs --sandbox or --dry-run")
     if store is None and not (list_ or dry_run):
@@ -262,24 +258,14 @@ def _credential_warnings(
 def _sandbox(
     stack: contextlib.ExitStack[Any], chain: Any, provision: Path | None, scale: float, log: Any
 ) -> Any:
-    from rolechain.aws.session import static_credentials
-    from rolechain.sandbox import sandbox
-    from rolechain.sandbox.sources import provision_source
-
-    other = provision_source(provision) if provision is not None else None
-    info = stack.enter_context(sandbox(chain, provision=other, time_scale=scale))
-    endpoint = {k: v for k, v in info.env.items() if not k.startswith("AWS_") or
-                k in ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION")}  # fmt: skip
-    stack.enter_context(_environment(endpoint))
+    """Every job against a sandbox: this process pointed at it (its first principal), and
+    each job given its own principal's sandbox credentials."""
+    info = stack.enter_context(sandbox_environment(chain, provision, time_scale=scale))
     log.emit("sandbox", endpoint=info.endpoint, time_scale=scale)
     principals = info.principals
 
     def credentials_for(chain: Any, job: str) -> Any:
-        env = principals.get(chain.model.jobs[job].from_, info.env)
-        if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
-            return static_credentials(env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"],
-                                      env.get("AWS_SESSION_TOKEN"))  # fmt: skip
-        return None
+        return sandbox_credentials(principals.get(chain.model.jobs[job].from_, info.env))
 
     return credentials_for
 
@@ -500,7 +486,7 @@ def _last_run(database: Any, job: str, store: Path | None) -> str:
 
 
 @schedule.command("export")
-@click.argument("path", type=click.Path(exists=True, dir_okay=True, path_type=Path), metavar="PATH")
+@chain_path_argument()
 @click.option(
     "--to",
     "target",
@@ -598,7 +584,8 @@ def export(
                 click.echo(f"# ---- {name}")
             click.echo(text.rstrip("\n"))
         return
-    output.mkdir(parents=True, exist_ok=True)
+    from rolechain.private import write_private
+
     for name, text in exported.files.items():
-        (output / name).write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+        write_private(output / name, text.rstrip("\n") + "\n")  # 0600, never via a link
         click.echo(f"wrote {output / name}", err=True)

@@ -231,7 +231,7 @@ def sanitize_name(text: str) -> str:
     name = name.lstrip("_.-")[:64].rstrip("-") or "profile"
     if not name[0].isalnum():
         name = "p" + name[:63]
-    assert _NAME.match(name), name
+    assert _NAME.fullmatch(name), name
     return name
 
 
@@ -683,6 +683,14 @@ def export_aws_config(
             "--job",
             profile.job,
         ]
+        for word in argv:
+            # shlex quotes the words for the SDKs' shell-style split, but a line break in
+            # one would end the INI line and start a key (or a [profile]) of its own
+            if _LINE_BREAKING.search(word):
+                raise ValueError(
+                    f"{word!r} has a control or line-break character: it cannot be written "
+                    "into a credential_process line"
+                )
         out.append("")
         out.append(_ini_comment(f"job {profile.job}, target {profile.target}: {profile.role_arn}"))
         out.append(f"[profile {profile.name}]")
@@ -692,8 +700,11 @@ def export_aws_config(
     return "\n".join(out) + "\n"
 
 
+_LINE_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def _ini_comment(text: str) -> str:
-    return "# " + re.sub(r"[\x00-\x1f\x7f]", " ", text)
+    return "# " + _LINE_BREAKING.sub(" ", text)
 
 
 # -- resolving rolechain profiles through their chain file -------------------------------

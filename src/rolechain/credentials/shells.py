@@ -102,7 +102,7 @@ def quote(shell: Shell, value: str) -> str:
 
 
 def _check_name(name: str) -> str:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ValueError(f"not an environment variable name: {name!r}")
     return name
 

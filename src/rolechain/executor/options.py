@@ -36,7 +36,9 @@ class EngineOptions:
     connection is TLS. ``security``: a ``distributed.Security`` for a ``tls://`` cluster
     (default: Dask's configuration, ``distributed.comm.tls.*``). ``worker_source``: where
     workers load the principal's credentials (``default``, ``env``, ``profile``; default:
-    the principal's declared ``source``).
+    the principal's declared ``source``). ``dashboard``: serve a local cluster's dashboard
+    on 127.0.0.1 (default: none). A local cluster always talks TLS with a temporary
+    certificate: a process that only knows its port cannot join or submit work.
     """
 
     kind: EngineKind = "threads"
@@ -46,6 +48,7 @@ class EngineOptions:
     ship_credentials: bool = False
     security: Any = field(default=None, compare=False, repr=False)
     worker_source: Literal["default", "env"] | None = None
+    dashboard: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in ENGINES:
@@ -79,6 +82,7 @@ class EngineOptions:
             workers=settings.engine_workers,
             batch_size=settings.engine_batch_size,
             ship_credentials=settings.engine_ship_credentials,
+            dashboard=settings.engine_dashboard,
         )
 
     @property
@@ -115,6 +119,7 @@ def choose_engine(
     if requested.batch_size is None:
         values["batch_size"] = declared.batch_size
     values["ship_credentials"] = requested.ship_credentials or declared.ship_credentials
+    values["dashboard"] = requested.dashboard or declared.dashboard
     return EngineOptions(**values)
 
 

@@ -33,10 +33,34 @@ from rolechain.model.chain import Chain
 from rolechain.model.durations import format_duration
 from rolechain.model.schema import HopSettings
 from rolechain.planner.plan import Hop
-from rolechain.policy import ANY, Caller, PrincipalRef, TrustPolicy, evaluate, parse_policy
+from rolechain.policy import (
+    ANY,
+    Caller,
+    PolicyStatement,
+    PrincipalRef,
+    TrustPolicy,
+    evaluate,
+    parse_policy,
+)
 from rolechain.policy.trust import RequestContext, assume_role_context
 
 ASSUME = "sts:AssumeRole"
+# Every action a trust policy grants: each one lets its principals in, or shapes a session
+ASSUME_ACTIONS = (
+    ASSUME,
+    "sts:AssumeRoleWithWebIdentity",
+    "sts:AssumeRoleWithSAML",
+    "sts:TagSession",
+    "sts:SetSourceIdentity",
+)
+WEB_IDENTITY = "sts:AssumeRoleWithWebIdentity"
+SAML = "sts:AssumeRoleWithSAML"
+GITHUB_OIDC = "token.actions.githubusercontent.com"
+# Positive operators that limit a key to the values they list (absent key: false)
+_LIMITING_OPERATORS = frozenset(
+    {"stringequals", "stringlike", "stringequalsignorecase", "foranyvalue:stringequals",
+     "foranyvalue:stringlike", "foranyvalue:stringequalsignorecase"}
+)  # fmt: skip
 _CALLER_LIMITING_KEYS = frozenset(
     {
         "aws:principalorgid",
@@ -355,14 +379,19 @@ def _overtrust_findings(
     conditions (third parties without an ExternalId)."""
     by_kind: dict[str, list[str]] = {}
     third_parties: list[str] = []
-    for statement in policy.grants(ASSUME):
+    for statement in policy.statements:
+        if statement.not_principal:
+            by_kind.setdefault("trust-not-principal", []).append(
+                f"{statement.label}: {statement.effect} NotPrincipal "
+                + ", ".join(r.value for r in statement.principals)
+            )
+    for statement in _assume_grants(policy):
         keys = statement.condition_keys
         written = sorted({key for _, key, _ in statement.conditions()})
         if statement.not_principal:
-            by_kind.setdefault("trust-wildcard", []).append(
-                f"everyone except {', '.join(r.value for r in statement.principals)}"
-            )
-            continue
+            continue  # grants nothing; reported above
+        for federated, text in federated_findings(statement):
+            by_kind.setdefault(federated, []).append(text)
         for ref in statement.principals:
             kind = _undeclared_kind(ref, declared, keys)
             if kind is not None:
@@ -382,6 +411,11 @@ def _overtrust_findings(
         "trust-undeclared-principal": "trusts principals the chain file's trusts do not list",
         "trust-deleted-principal": "names deleted principals",
         "trust-non-aws-principal": "also trusts non-AWS principals",
+        "trust-not-principal": "uses NotPrincipal, which IAM refuses in a trust policy",
+        "federated-subject-unrestricted": "lets an identity provider's tokens in without "
+        "limiting whose (sub)",
+        "federated-audience-unrestricted": "lets an identity provider's tokens in without "
+        "limiting their audience (aud)",
     }
     for kind, values in by_kind.items():
         unique = list(dict.fromkeys(values))
@@ -407,6 +441,74 @@ def _overtrust_findings(
             )
         )
     return findings
+
+
+def _assume_grants(policy: TrustPolicy) -> list[PolicyStatement]:
+    """The Allow statements that cover any of :data:`ASSUME_ACTIONS`."""
+    return [
+        s
+        for s in policy.statements
+        if s.effect == "Allow" and any(s.covers_action(a) for a in ASSUME_ACTIONS)
+    ]
+
+
+def _provider_prefix(ref: PrincipalRef) -> str:
+    """The condition-key prefix of a federated principal: ``SAML`` for a SAML provider,
+    the provider's URL (``token.actions.githubusercontent.com``) for an OIDC one."""
+    if ":saml-provider/" in ref.value:
+        return "SAML"
+    return ref.value.split(":oidc-provider/", 1)[-1]
+
+
+def _wide(value: str, *, github_subject: bool = False) -> bool:
+    """A condition value that lets everybody in: only wildcards, or for a GitHub ``sub`` a
+    wildcard in its owner (``repo:*``, ``repo:*/x:*``)."""
+    if not value.strip("*?"):
+        return True
+    if github_subject:
+        if not value.startswith("repo:"):
+            return value[0] in "*?"
+        owner = value[len("repo:") :].split("/", 1)[0].split(":", 1)[0]
+        return not owner or any(ch in owner for ch in "*?")
+    return False
+
+
+def _limited(statement: PolicyStatement, key: str, *, github_subject: bool = False) -> bool:
+    """Whether a positive condition limits ``key`` to values none of which is too wide."""
+    wanted = key.lower()
+    for operator, name, values in statement.conditions():
+        if name.lower() != wanted or operator.lower() not in _LIMITING_OPERATORS:
+            continue
+        if values and not any(_wide(v, github_subject=github_subject) for v in values):
+            return True
+    return False
+
+
+def federated_findings(statement: PolicyStatement) -> list[tuple[str, str]]:
+    """(kind, text) for the OIDC and SAML providers an Allow statement trusts without
+    limiting ``aud`` (and, for OIDC, ``sub``) to named values. GitHub's OIDC provider
+    without a ``sub`` condition lets any repository in (IAM user guide, "Configuring a role
+    for GitHub OIDC identity provider")."""
+    out: list[tuple[str, str]] = []
+    web = statement.covers_action(WEB_IDENTITY)
+    saml = statement.covers_action(SAML)
+    for ref in statement.principals:
+        if ref.kind != "federated":
+            continue
+        prefix = _provider_prefix(ref)
+        if prefix == "SAML":
+            if saml and not _limited(statement, "SAML:aud"):
+                out.append(("federated-audience-unrestricted", f"{ref.value} (SAML:aud)"))
+            continue
+        if not web:
+            continue
+        if not _limited(statement, f"{prefix}:aud"):
+            out.append(("federated-audience-unrestricted", f"{ref.value} ({prefix}:aud)"))
+        if prefix != "cognito-identity.amazonaws.com" and not _limited(
+            statement, f"{prefix}:sub", github_subject=prefix == GITHUB_OIDC
+        ):
+            out.append(("federated-subject-unrestricted", f"{ref.value} ({prefix}:sub)"))
+    return out
 
 
 def _undeclared_kind(ref: PrincipalRef, declared: DeclaredTrust, keys: Iterable[str]) -> str | None:

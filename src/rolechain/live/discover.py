@@ -362,6 +362,8 @@ def reachable(
                 key = ref.key
                 if ref.kind == "session":  # found through its role
                     key = ("role", ref.partition, ref.account or "", (ref.name or "").lower())
+                elif ref.any_partition:  # a bare account id: in the role's own partition
+                    key = ("account", role.arn.split(":")[1], ref.account or "")
                 index.setdefault(key, []).append(role)
     reached: dict[str, _Role] = {}
     queue: deque[tuple[Caller, int]] = deque([(start, 0)])

@@ -125,6 +125,30 @@ KINDS: dict[str, Kind] = {
             "name the trusted principals instead",
         ),
         Kind(
+            "trust-not-principal",
+            "high",
+            "the trust policy uses NotPrincipal, which IAM does not allow in a role trust "
+            "policy; an Allow with NotPrincipal would trust everyone not listed, so rolechain "
+            "counts it as granting nothing",
+            "name the trusted principals in Principal instead",
+        ),
+        Kind(
+            "federated-subject-unrestricted",
+            "critical",
+            "the trust policy lets an OIDC provider's tokens in without a condition that "
+            "limits the token's subject (sub) to named values, or with a wildcard in it: for "
+            "GitHub Actions any repository, anyone's, may assume the role",
+            "add StringEquals/StringLike <provider>:sub with your own subjects "
+            "(repo:OWNER/REPO:...)",
+        ),
+        Kind(
+            "federated-audience-unrestricted",
+            "high",
+            "the trust policy lets an OIDC or SAML provider's tokens in without a condition "
+            "that limits their audience (<provider>:aud, SAML:aud) to named values",
+            "add StringEquals <provider>:aud (sts.amazonaws.com for GitHub Actions) or SAML:aud",
+        ),
+        Kind(
             "trust-undeclared-account",
             "high",
             "the trust policy trusts an account root (every identity in that account whose "

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -426,8 +426,3 @@ def with_targets(chain: Chain, job: str, extra: Sequence[str]) -> Chain:
     targets = list(dict.fromkeys([*spec.targets, *extra]))
     jobs = {**chain.model.jobs, job: spec.model_copy(update={"to": targets})}
     return dataclasses.replace(chain, model=chain.model.model_copy(update={"jobs": jobs}))
-
-
-def credentials_from(mapping: Mapping[str, Credentials]) -> CredentialsFor:
-    """A :data:`CredentialsFor` from a mapping of principal names."""
-    return mapping.get

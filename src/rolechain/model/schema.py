@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -556,6 +557,23 @@ TASK_NAMES = tuple(task_names())
 WEBHOOK_PATTERN = r"^https?://[^\s]+$"
 
 
+def _private_webhook(url: str) -> bool:
+    """An https:// URL, or http:// to a loopback address (the request never leaves the host)."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme.lower() == "https":
+        return True
+    host = (parts.hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class Alert(_Model):
     """Where to say that a scheduled run failed, succeeded, recovered or changed."""
 
@@ -573,12 +591,28 @@ class Alert(_Model):
     headers: dict[str, str] = Field(
         default_factory=dict, description="HTTP headers for the webhook (e.g. Authorization)"
     )
+    env: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = Field(
+        default_factory=dict,
+        description="environment variables for the command (it gets only PATH, HOME, "
+        "LANG, TZ, the ROLECHAIN_* facts and these)",
+    )
     timeout: Duration = Field(
         default=10, ge=1, le=3600, description="longest wait for the command or one POST"
     )
     retries: int = Field(
         default=2, ge=0, le=10, description="further POSTs after a failed one (back-off)"
     )
+
+    @field_validator("headers")
+    @classmethod
+    def _headers_need_https(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        webhook = info.data.get("webhook")
+        if value and webhook is not None and not _private_webhook(webhook):
+            raise ValueError(
+                "headers (tokens) are sent only to an https:// webhook (http:// only to a "
+                "loopback address): http:// would send them in clear"
+            )
+        return value
 
     @model_validator(mode="after")
     def _has_a_destination(self) -> Alert:
@@ -794,6 +828,10 @@ class EngineSettings(_Model):
         description="hand the principal's credentials to the workers instead of each worker "
         "starting from its own environment; refused unless the cluster connection is TLS",
     )
+    dashboard: bool = Field(
+        default=False,
+        description="serve a local cluster's Dask dashboard on 127.0.0.1 (default: none)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -808,8 +846,7 @@ class EngineSettings(_Model):
             )
         dask_only = ("cluster", "workers", "batch_size")
         used = [name for name in dask_only if getattr(self, name) is not None]
-        if self.ship_credentials:
-            used.append("ship_credentials")
+        used += [name for name in ("ship_credentials", "dashboard") if getattr(self, name)]
         if self.kind != "dask" and used:
             raise ValueError(f"{', '.join(used)} only apply to kind: dask")
         return self

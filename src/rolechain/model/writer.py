@@ -53,14 +53,35 @@ def scalar(value: Any) -> str:
         return str(value)
     if isinstance(value, str):
         text = str(value) if isinstance(value, Placeholder) else value.replace("${", "$${")
-        if _NAME.match(text) and not _YAML_WORDS.fullmatch(text):
+        if _NAME.fullmatch(text) and not _YAML_WORDS.fullmatch(text):
             return text
-        # A JSON string is a valid YAML double-quoted scalar.
-        return json.dumps(text, ensure_ascii=False)
+        # A JSON string is a valid YAML double-quoted scalar; what YAML would not read
+        # back as it is (DEL and C1 controls, NEL and the Unicode line and paragraph
+        # separators, which YAML folds, format characters, lone surrogates) is escaped.
+        return _UNSAFE.sub(_yaml_escape, json.dumps(text, ensure_ascii=False))
     if value is None:
         return "null"
-    dumped: str = json.dumps(value, ensure_ascii=False)
-    return dumped
+    return _flow(value)
+
+
+_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufff0-\uffff]")
+
+
+def _yaml_escape(match: re.Match[str]) -> str:
+    code = ord(match.group(0))
+    return f"\\u{code:04x}"
+
+
+def _flow(value: Any) -> str:
+    """A list or mapping as YAML flow text, every string through :func:`scalar` (so that
+    ``${`` is escaped there too)."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{scalar(str(k))}: {_flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    if isinstance(value, float):
+        return json.dumps(value)
+    return scalar(value)
 
 
 def comment(text: str) -> str:
@@ -83,7 +104,7 @@ def emit(value: Any, indent: int, out: list[str]) -> None:
             elif isinstance(item, list) and item and any(isinstance(i, dict) for i in item):
                 out.append(f"{pad}{k}:")
                 for entry in item:
-                    out.append(f"{pad}  - {json.dumps(entry, ensure_ascii=False)}")
+                    out.append(f"{pad}  - {_flow(entry)}")
             elif isinstance(item, list):
                 inline = f"{pad}{k}: [" + ", ".join(scalar(i) for i in item) + "]"
                 if len(inline) <= LINE_WIDTH or not item:

@@ -45,6 +45,7 @@ class RunSettings:
     engine_workers: int | None = None
     engine_batch_size: int | None = None
     engine_ship_credentials: bool = False
+    engine_dashboard: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The plan JSON's ``settings``: ``assume_rate`` is ``auto`` or a number; the engine
@@ -61,6 +62,7 @@ class RunSettings:
             "engine_batch_size": self.engine_batch_size,
             "engine_cluster": self.engine_cluster,
             "engine_ship_credentials": self.engine_ship_credentials or None,
+            "engine_dashboard": self.engine_dashboard or None,
             "engine_workers": self.engine_workers,
         }
         if self.engine != "threads" or any(v is not None for v in engine.values()):
@@ -75,6 +77,7 @@ class RunSettings:
         rate = values.pop("assume_rate", "auto")
         values["assume_rate"] = None if rate == "auto" else float(rate)
         values["engine_ship_credentials"] = bool(values.get("engine_ship_credentials"))
+        values["engine_dashboard"] = bool(values.get("engine_dashboard"))
         return cls(**values)
 
 

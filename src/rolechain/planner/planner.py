@@ -1113,4 +1113,5 @@ def run_settings(settings: Settings, retry: RetrySettings | None = None) -> RunS
         engine_workers=engine.workers,
         engine_batch_size=engine.batch_size,
         engine_ship_credentials=engine.ship_credentials,
+        engine_dashboard=engine.dashboard,
     )

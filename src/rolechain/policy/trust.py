@@ -38,11 +38,14 @@ all is unknown.
 
 from __future__ import annotations
 
-import functools
+import ipaddress
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from operator import eq, ge, gt, le, lt
 from typing import Any, Final, Literal
 from urllib.parse import unquote
 
@@ -156,6 +159,7 @@ class PrincipalRef:
     account: str | None = None
     name: str | None = None
     session: str | None = None
+    any_partition: bool = False  # a bare account id: that account in the caller's partition
 
     @property
     def key(self) -> tuple[str, ...]:
@@ -202,7 +206,8 @@ def parse_principal(value: str, kind: str = "AWS") -> PrincipalRef:
     if value == "*":
         return PrincipalRef("any", value)
     if _ACCOUNT.match(value):
-        return PrincipalRef("account", value, account=value)
+        # IAM reads a bare account id as that account's root in the caller's partition.
+        return PrincipalRef("account", value, account=value, any_partition=True)
     found = _IAM_ARN.match(value)
     if found:
         partition, account = found.group("partition", "account")
@@ -233,7 +238,9 @@ def principal_covers(ref: PrincipalRef, caller: Caller) -> bool | None:
         return False
     if caller.account is None:
         return None
-    if ref.account != caller.account or ref.partition != caller.partition:
+    if ref.account != caller.account:
+        return False
+    if ref.partition != caller.partition and not ref.any_partition:
         return False
     if ref.kind == "account":
         return True
@@ -264,16 +271,19 @@ class PolicyStatement:
     principals: tuple[PrincipalRef, ...] = ()
     not_principal: bool = False  # the principals came from NotPrincipal
     condition: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
+    variables: bool = True  # Version 2012-10-17: ${...} in condition values are variables
 
     def covers_action(self, action: str) -> bool:
         wanted = action.lower()
         if self.not_actions is not None:
-            return not any(_glob(a.lower()).fullmatch(wanted) for a in self.not_actions)
-        return any(_glob(a.lower()).fullmatch(wanted) for a in self.actions)
+            return not any(glob_match(wanted, a.lower()) for a in self.not_actions)
+        return any(glob_match(wanted, a.lower()) for a in self.actions)
 
     def covers_principal(self, caller: Caller) -> bool | None:
         found = _tri_any(principal_covers(ref, caller) for ref in self.principals)
         if self.not_principal:
+            if self.effect == "Allow":
+                return False  # IAM refuses NotPrincipal in a trust policy: it grants nothing
             return None if found is None else not found
         return found
 
@@ -305,6 +315,14 @@ class TrustPolicy:
         return [s for s in self.statements if s.effect == "Allow" and s.covers_action(action)]
 
 
+class _Unreadable(Exception):
+    """A part of the document that cannot be read (reported as a problem)."""
+
+
+class _Rejected(Exception):
+    """A document IAM refuses as a whole (a wildcard principal ARN...)."""
+
+
 def _as_tuple(value: Any) -> tuple[Any, ...]:
     if value is None:
         return ()
@@ -314,13 +332,21 @@ def _as_tuple(value: Any) -> tuple[Any, ...]:
 def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        try:
+            return str(value)
+        except ValueError:  # an integer of more digits than str() converts
+            raise _Unreadable("holds a number too long to read") from None
+    raise _Unreadable(f"holds a {type(value).__name__} where a string is expected")
 
 
 def parse_policy(document: Mapping[str, Any] | str | TrustPolicy) -> TrustPolicy:
     """Read a trust policy: a mapping, JSON text, or URL-encoded JSON text (as IAM's raw
     API returns it). Parts that are not a valid policy are listed in ``problems`` and left
-    out (they grant nothing)."""
+    out (they grant nothing); a document IAM would refuse as a whole (a wildcard in a
+    principal ARN) has no statements. Never raises on what the document holds."""
     if isinstance(document, TrustPolicy):
         return document
     data: Any = document
@@ -332,13 +358,22 @@ def parse_policy(document: Mapping[str, Any] | str | TrustPolicy) -> TrustPolicy
         return TrustPolicy(problems=("the trust policy is not a JSON object",))
     statements: list[PolicyStatement] = []
     problems: list[str] = []
-    for index, raw in enumerate(_as_tuple(data.get("Statement"))):
-        if not isinstance(raw, Mapping):
-            problems.append(f"statement {index + 1} is not an object")
-            continue
-        statement = _statement(index, raw, problems)
-        if statement is not None:
-            statements.append(statement)
+    variables = data.get("Version") == "2012-10-17"
+    try:
+        for index, raw in enumerate(_as_tuple(data.get("Statement"))):
+            if not isinstance(raw, Mapping):
+                problems.append(f"statement {index + 1} is not an object")
+                continue
+            try:
+                statement = _statement(index, raw, problems, variables)
+            except (_Unreadable, ValueError, TypeError, RecursionError) as exc:
+                detail = str(exc) if isinstance(exc, _Unreadable) else "cannot be read"
+                problems.append(f"statement {index + 1} {detail}")
+                continue
+            if statement is not None:
+                statements.append(statement)
+    except _Rejected as exc:
+        return TrustPolicy(problems=(f"IAM refuses this trust policy: {exc}",))
     return TrustPolicy(tuple(statements), tuple(problems))
 
 
@@ -346,36 +381,51 @@ def _load_json(text: str) -> Any:
     for candidate in (text, unquote(text)):
         try:
             return json.loads(candidate)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
     return None
 
 
-def _statement(index: int, raw: Mapping[str, Any], problems: list[str]) -> PolicyStatement | None:
+def _principals(label: str, block: Any, problems: list[str]) -> list[PrincipalRef]:
+    if block == "*":
+        return [PrincipalRef("any", "*")]
+    if block is None:
+        return []
+    if not isinstance(block, Mapping):
+        problems.append(f"{label} has a Principal that is neither '*' nor an object")
+        return []
+    out: list[PrincipalRef] = []
+    for kind, values in block.items():
+        for raw in _as_tuple(values):
+            value = _text(raw)
+            if ("*" in value and not (kind == "AWS" and value == "*")) or "?" in value:
+                # IAM: no wildcards in a principal, except the whole "*" (and {"AWS": "*"})
+                raise _Rejected(f"{label} names principal {value!r} with a wildcard")
+            out.append(parse_principal(value, str(kind)))
+    return out
+
+
+def _statement(
+    index: int, raw: Mapping[str, Any], problems: list[str], variables: bool = True
+) -> PolicyStatement | None:
     label = f"statement {index + 1}"
     effect = raw.get("Effect")
     if effect not in ("Allow", "Deny"):
-        problems.append(f"{label} has Effect {effect!r}, not Allow or Deny")
+        problems.append(f"{label} has Effect {str(effect)[:40]!r}, not Allow or Deny")
         return None
     not_principal = "NotPrincipal" in raw
-    block = raw.get("NotPrincipal") if not_principal else raw.get("Principal")
-    principals: list[PrincipalRef] = []
-    if block == "*":
-        principals.append(PrincipalRef("any", "*"))
-    elif isinstance(block, Mapping):
-        for kind, values in block.items():
-            principals.extend(parse_principal(_text(v), str(kind)) for v in _as_tuple(values))
-    elif block is not None:
-        problems.append(f"{label} has a Principal that is neither '*' nor an object")
+    principals = _principals(
+        label, raw.get("NotPrincipal") if not_principal else raw.get("Principal"), problems
+    )
     condition: dict[str, dict[str, tuple[str, ...]]] = {}
     raw_condition = raw.get("Condition")
     if isinstance(raw_condition, Mapping):
         for operator, clauses in raw_condition.items():
             if not isinstance(clauses, Mapping):
-                problems.append(f"{label}: condition {operator!r} is not an object")
+                problems.append(f"{label}: condition {_text(operator)!r} is not an object")
                 clauses = {"\0malformed": ()}
-            condition[str(operator)] = {
-                str(key): tuple(_text(v) for v in _as_tuple(values))
+            condition[_text(operator)] = {
+                _text(key): tuple(_text(v) for v in _as_tuple(values))
                 for key, values in clauses.items()
             }
     elif raw_condition is not None:
@@ -393,46 +443,145 @@ def _statement(index: int, raw: Mapping[str, Any], problems: list[str]) -> Polic
         principals=tuple(principals),
         not_principal=not_principal,
         condition=condition,
+        variables=variables,
     )
 
 
 # --- conditions ------------------------------------------------------------------------
 
+_STAR: Final = object()  # a wildcard in a pattern; a literal '*' (from ${*}) stays a str
+_ONE: Final = object()
+_Unit = object  # one pattern unit: a character, _STAR or _ONE
 
-@functools.lru_cache(maxsize=4096)
-def _glob(pattern: str) -> re.Pattern[str]:
+
+def _units(pattern: str) -> list[_Unit]:
     """IAM's wildcards: ``*`` any run of characters, ``?`` one character."""
-    parts = ("." if ch == "?" else ".*" if ch == "*" else re.escape(ch) for ch in pattern)
-    return re.compile("".join(parts), re.DOTALL)
+    return [_STAR if ch == "*" else _ONE if ch == "?" else ch for ch in pattern]
 
 
-def _like(actual: str, wanted: str) -> bool:
-    return _glob(wanted).fullmatch(actual) is not None
+def _segment_at(text: str, start: int, segment: Sequence[_Unit]) -> bool:
+    if start + len(segment) > len(text):
+        return False
+    return all(u is _ONE or u == text[start + i] for i, u in enumerate(segment))
 
 
-def _arn_like(actual: str, wanted: str) -> bool:
+def glob_match(text: str, pattern: str | Sequence[_Unit]) -> bool:
+    """Whether ``text`` matches ``pattern`` (``*`` and ``?``), in O(len(text) x len(pattern))
+    steps at worst: the pattern is cut at its stars and each piece is matched at the first
+    place it fits, never backtracking (a regex engine can take exponential time on
+    ``*a*a*a...b``, and a third party writes the trust policies rolechain reads)."""
+    units = _units(pattern) if isinstance(pattern, str) else list(pattern)
+    segments: list[list[_Unit]] = [[]]
+    for unit in units:
+        if unit is _STAR:
+            segments.append([])
+        else:
+            segments[-1].append(unit)
+    if len(segments) == 1:
+        return len(text) == len(segments[0]) and _segment_at(text, 0, segments[0])
+    first, *middle, last = segments
+    if len(first) + len(last) > len(text):
+        return False
+    if not _segment_at(text, 0, first) or not _segment_at(text, len(text) - len(last), last):
+        return False
+    position, end = len(first), len(text) - len(last)
+    for segment in middle:
+        while position + len(segment) <= end and not _segment_at(text, position, segment):
+            position += 1
+        if position + len(segment) > end:
+            return False
+        position += len(segment)
+    return True
+
+
+def _like(actual: str, wanted: str | Sequence[_Unit]) -> bool:
+    return glob_match(actual, wanted)
+
+
+def _split_arn(value: str | Sequence[_Unit]) -> list[Any] | None:
+    """The six ':'-separated parts of an ARN (pattern units or text)."""
+    parts: list[list[_Unit]] = [[]]
+    for unit in value:
+        if unit == ":" and len(parts) < 6:
+            parts.append([])
+        else:
+            parts[-1].append(unit)
+    return parts if len(parts) == 6 else None
+
+
+def _arn_like(actual: str, wanted: str | Sequence[_Unit]) -> bool:
     """ARN operators compare each of the six ':'-separated parts on its own."""
     have = actual.split(":", 5)
-    want = wanted.split(":", 5)
-    if len(have) != 6 or len(want) != 6:
+    want = _split_arn(_units(wanted) if isinstance(wanted, str) else wanted)
+    if len(have) != 6 or want is None:
         return False
-    return all(_like(a, w) for a, w in zip(have, want, strict=True))
+    return all(glob_match(a, w) for a, w in zip(have, want, strict=True))
 
 
-def _equals(actual: str, wanted: str) -> bool:
-    return actual == wanted
+def _literal(wanted: str | Sequence[_Unit]) -> str | None:
+    """A pattern's text when it is all literal characters (an equality operand)."""
+    if isinstance(wanted, str):
+        return wanted
+    if all(isinstance(u, str) for u in wanted):
+        return "".join(u for u in wanted if isinstance(u, str))
+    return "".join("*" if u is _STAR else "?" if u is _ONE else str(u) for u in wanted)
 
 
-def _equals_ignore_case(actual: str, wanted: str) -> bool:
-    return actual.lower() == wanted.lower()
+def _equals(actual: str, wanted: str | Sequence[_Unit]) -> bool:
+    return actual == _literal(wanted)
 
 
-def _bool(actual: str, wanted: str) -> bool:
-    return actual.lower() == wanted.lower()
+def _equals_ignore_case(actual: str, wanted: str | Sequence[_Unit]) -> bool:
+    return actual.lower() == (_literal(wanted) or "").lower()
 
+
+def _bool(actual: str, wanted: str | Sequence[_Unit]) -> bool:
+    return actual.lower() == (_literal(wanted) or "").lower()
+
+
+def _number(text: str) -> Decimal | None:
+    try:
+        value = Decimal(text.strip())
+    except (InvalidOperation, ValueError):
+        return None
+    return value if value.is_finite() else None
+
+
+def _moment(text: str) -> datetime | None:
+    """A date condition value: ISO 8601 (W3C) or seconds since the epoch."""
+    text = text.strip()
+    number = _number(text)
+    try:
+        if number is not None:
+            return datetime.fromtimestamp(float(number), UTC)
+        moment = datetime.fromisoformat(text)
+    except (ValueError, OverflowError, OSError):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _ordered(parse: Any, test: Any) -> Any:
+    def compare(actual: str, wanted: str | Sequence[_Unit]) -> bool:
+        have, want = parse(actual), parse(_literal(wanted) or "")
+        return have is not None and want is not None and bool(test(have, want))
+
+    return compare
+
+
+def _ip(actual: str, wanted: str | Sequence[_Unit]) -> bool:
+    try:
+        address = ipaddress.ip_address(actual.strip())
+        network = ipaddress.ip_network((_literal(wanted) or "").strip(), strict=False)
+    except ValueError:
+        return False
+    return address.version == network.version and address in network
+
+
+_EQ, _LT, _LE, _GT, _GE = eq, lt, le, gt, ge
+_Compare = Callable[[str, Any], bool]
 
 # operator (lower-case, without IfExists and set qualifier) -> (compare, negated)
-_OPERATORS = {
+_OPERATORS: dict[str, tuple[_Compare, bool]] = {
     "stringequals": (_equals, False),
     "stringnotequals": (_equals, True),
     "stringequalsignorecase": (_equals_ignore_case, False),
@@ -444,7 +593,44 @@ _OPERATORS = {
     "arnnotequals": (_arn_like, True),
     "arnnotlike": (_arn_like, True),
     "bool": (_bool, False),
+    "binaryequals": (_equals, False),
+    "ipaddress": (_ip, False),
+    "notipaddress": (_ip, True),
+    "numericequals": (_ordered(_number, _EQ), False),
+    "numericnotequals": (_ordered(_number, _EQ), True),
+    "numericlessthan": (_ordered(_number, _LT), False),
+    "numericlessthanequals": (_ordered(_number, _LE), False),
+    "numericgreaterthan": (_ordered(_number, _GT), False),
+    "numericgreaterthanequals": (_ordered(_number, _GE), False),
+    "dateequals": (_ordered(_moment, _EQ), False),
+    "datenotequals": (_ordered(_moment, _EQ), True),
+    "datelessthan": (_ordered(_moment, _LT), False),
+    "datelessthanequals": (_ordered(_moment, _LE), False),
+    "dategreaterthan": (_ordered(_moment, _GT), False),
+    "dategreaterthanequals": (_ordered(_moment, _GE), False),
 }
+_PATTERN_OPERATORS = frozenset({"stringlike", "stringnotlike", "arnlike", "arnnotlike",
+                                "arnequals", "arnnotequals"})  # fmt: skip
+
+
+def _context_value(value: Any) -> ContextValue:
+    """A context value as the evaluator holds it (lists become tuples, scalars strings)."""
+    if value is None or isinstance(value, _Any):
+        return value
+    if isinstance(value, list | tuple | set | frozenset):
+        return tuple(_scalar(v) for v in value)
+    return _scalar(value)
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    try:
+        return str(value)
+    except ValueError:  # a huge integer: no condition value can equal it
+        return "\0unreadable"
 
 
 class RequestContext:
@@ -460,7 +646,7 @@ class RequestContext:
     def __init__(
         self, values: Mapping[str, ContextValue], known_prefixes: Sequence[str] = ()
     ) -> None:
-        self.values = {k.lower(): v for k, v in values.items()}
+        self.values = {str(k).lower(): _context_value(v) for k, v in values.items()}
         self.known_prefixes = tuple(p.lower() for p in known_prefixes)
 
     def lookup(self, key: str) -> tuple[bool, ContextValue]:
@@ -473,11 +659,70 @@ class RequestContext:
         return False, None
 
 
+_VARIABLE = re.compile(r"\$\{([^}]*)\}")
+_SPECIAL = {"*": "*", "?": "?", "$": "$"}
+
+
+class _Unresolved(Exception):
+    """A policy variable whose key the context does not know."""
+
+
+def _substitute(wanted: str, context: RequestContext) -> list[_Unit] | None:
+    """``wanted`` with its policy variables replaced from the context, as pattern units
+    (text from a variable, and ``${*}``, ``${?}``, ``${$}``, is literal). None: a variable's
+    key is absent and has no default, so the value matches nothing. Raises
+    :class:`_Unresolved` when a key is unknown."""
+    out: list[_Unit] = []
+    position = 0
+    for found in _VARIABLE.finditer(wanted):
+        out.extend(_units(wanted[position : found.start()]))
+        position = found.end()
+        inner = found.group(1).strip()
+        if inner in _SPECIAL:
+            out.extend(_SPECIAL[inner])
+            continue
+        key, _, default = inner.partition(",")
+        default = default.strip()
+        known, actual = context.lookup(key.strip())
+        if not known or isinstance(actual, _Any | tuple):
+            raise _Unresolved(key)
+        if actual is None:
+            if len(default) >= 2 and default[0] == default[-1] == "'":
+                out.extend(default[1:-1])
+                continue
+            return None
+        out.extend(actual)
+    out.extend(_units(wanted[position:]))
+    return out
+
+
+def _operands(
+    op: str, wanted: tuple[str, ...], context: RequestContext, variables: bool
+) -> list[str | list[_Unit]] | None:
+    """The condition's values ready to compare (None: a variable cannot be resolved)."""
+    out: list[str | list[_Unit]] = []
+    for value in wanted:
+        if variables and "${" in value:
+            try:
+                units = _substitute(value, context)
+            except _Unresolved:
+                return None
+            if units is not None:
+                out.append(units if op in _PATTERN_OPERATORS else _literal(units) or "")
+        else:
+            out.append(value)
+    return out
+
+
 def _clause(
-    operator: str, key: str, wanted: tuple[str, ...], context: RequestContext
+    operator_name: str,
+    key: str,
+    wanted: tuple[str, ...],
+    context: RequestContext,
+    variables: bool = True,
 ) -> bool | None:
     """One (operator, key) clause: True, False, or None when it cannot be decided."""
-    op = operator.lower()
+    op = operator_name.lower()
     qualifier = ""
     for prefix in _SET_QUALIFIERS:
         if op.startswith(prefix):
@@ -485,29 +730,35 @@ def _clause(
     if_exists = op.endswith("ifexists")
     op = op.removesuffix("ifexists")
     known, actual = context.lookup(key)
-    if not known or any("${" in w for w in wanted):
-        return None  # an unknown key, or a policy variable we do not substitute
+    if not known:
+        return None  # a key the context does not know
     present = actual is not None and actual != ()
     if op == "null":
         if not wanted:
             return None
-        want_absent = wanted[0].lower() == "true"
         if isinstance(actual, _Any):
             return True  # the caller may pass the key or not
-        return present != want_absent
+        # several values are ORed: ["true", "false"] holds whatever the request
+        return any(present != (w.lower() == "true") for w in wanted)
     spec = _OPERATORS.get(op)
     if spec is None:
         return None
     compare, negated = spec
     if not present:
+        # IAM user guide, "Multivalued context keys": ForAnyValue over a missing or empty
+        # key is false, negated operator or IfExists notwithstanding; ForAllValues is true.
+        if qualifier == "foranyvalue:":
+            return False
         if qualifier == "forallvalues:" or if_exists:
             return True
         return negated
     if isinstance(actual, _Any):
         return None if negated else True
-    items = actual if isinstance(actual, tuple) else (actual,)
-    assert all(isinstance(item, str) for item in items)
-    results = [any(compare(str(item), w) for w in wanted) != negated for item in items]
+    operands = _operands(op, wanted, context, variables)
+    if operands is None:
+        return None
+    items = actual if isinstance(actual, tuple) else (actual or "",)
+    results = [any(compare(item, w) for w in operands) != negated for item in items]
     return all(results) if qualifier == "forallvalues:" else any(results)
 
 
@@ -532,7 +783,7 @@ def _conditions(statement: PolicyStatement, context: RequestContext) -> _Conditi
     failed: set[str] = set()
     unknown: set[str] = set()
     for operator, key, values in statement.conditions():
-        outcome = _clause(operator, key, values, context)
+        outcome = _clause(operator, key, values, context, statement.variables)
         if outcome is False:
             failed.add(key.lower())
         elif outcome is None:
@@ -643,17 +894,20 @@ def assume_role_context(
 ) -> RequestContext:
     """The condition keys of an AssumeRole request by ``caller``.
 
-    ``source_identity`` is the one this request passes; ``inherited_source_identity`` the
-    one the caller's session already carries (it persists and wins). ``org_id`` is the
-    caller's organization (``None``: in none); leave it out when it is not known.
+    ``source_identity`` is the one this request passes (``sts:SourceIdentity``);
+    ``inherited_source_identity`` the one the caller's session already carries (it persists
+    and wins). ``aws:SourceIdentity`` is only in the context when the calling session
+    carries one (IAM user guide, "AWS global condition context keys", aws:SourceIdentity).
+    ``org_id`` is the caller's organization (``None``: in none); leave it out when it is not known.
     """
     pairs = list(tags.items()) if isinstance(tags, Mapping) else list(tags)
-    source = inherited_source_identity or source_identity
     values: dict[str, ContextValue] = {
         "sts:externalid": external_id,
         "sts:rolesessionname": session_name,
-        "sts:sourceidentity": source,
-        "aws:sourceidentity": source,
+        # the source identity the request sets (a session that carries one passes it on)
+        "sts:sourceidentity": inherited_source_identity or source_identity,
+        # only a calling session that already carries a source identity has this key
+        "aws:sourceidentity": inherited_source_identity,
         "aws:tagkeys": tuple(k for k, _ in pairs) or None,
         "sts:transitivetagkeys": tuple(transitive_tag_keys) or None,
     }

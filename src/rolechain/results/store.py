@@ -3,9 +3,9 @@
 Three tables::
 
     runs(run_id PRIMARY KEY, job, principal, status, started_at, finished_at, targets,
-         targets_ok, targets_failed, records, records_failed, assume_calls, retries,
-         elapsed_seconds, plan, trigger, scheduled_for, attempt, retry_of, reason,
-         throttled, expired_token_refreshes, pacing)
+         targets_ok, targets_failed, records, records_failed, assume_calls,
+         planned_assume_calls, retries, elapsed_seconds, plan, trigger, scheduled_for,
+         attempt, retry_of, reason, throttled, expired_token_refreshes, pacing)
     records(id, run_id -> runs, job, target, account_id, role_arn, region, task, status,
             error_code, error_message, error_hop, started_at, duration_ms, data, rows)
     record_rows(record_id -> records, key, row)
@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rolechain.errors import RolechainError, redact, redact_data
+from rolechain.private import ensure_private
 
 if TYPE_CHECKING:
     from rolechain.executor.records import Record, Summary
@@ -224,8 +225,10 @@ class Store:
 
     def __init__(self, path: str | Path, *, batch: int = 200) -> None:
         self.path = Path(path)
-        if self.path.parent and not self.path.parent.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        if str(path) != ":memory:":
+            # task output lives here: 0600 in a 0700 directory when rolechain creates it
+            # (SQLite gives its -wal and -shm files the database's mode), never a symlink
+            ensure_private(self.path)
         self._db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")

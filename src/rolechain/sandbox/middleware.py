@@ -1,11 +1,13 @@
 """WSGI middleware in front of moto that enforces the role rules moto does not.
 
 Every signed request is checked against the sandbox's registry of issued credentials:
-unknown keys get ``InvalidClientTokenId``, expired ones ``ExpiredToken`` (in every service,
-in that service's error format). STS ``AssumeRole`` and ``GetCallerIdentity`` are answered
-here (trust policies, ExternalId, chaining cap, MaxSessionDuration, parameter patterns,
-limits, time scale); everything else is forwarded to moto, routed to the caller's account.
-Requests carrying the sandbox's admin token (provisioning) go straight to moto.
+unknown keys get ``InvalidClientTokenId``, a signature not made with the key's secret
+``SignatureDoesNotMatch`` (:mod:`rolechain.sandbox.sigv4`), expired ones ``ExpiredToken``
+(in every service, in that service's error format). STS ``AssumeRole`` and
+``GetCallerIdentity`` are answered here (trust policies, ExternalId, chaining cap,
+MaxSessionDuration, parameter patterns, limits, time scale); everything else is forwarded
+to moto, routed to the caller's account. Requests carrying the sandbox's admin token
+(provisioning) go straight to moto.
 
 The role an AssumeRole names is looked up in moto's IAM when it is served (``role_lookup``):
 its trust policy and MaxSessionDuration as they are now, whoever changed them (provisioning,
@@ -40,6 +42,7 @@ from rolechain.sandbox.responses import (
     EXPIRED_TOKEN,
     INVALID_TOKEN,
     RATE_EXCEEDED,
+    SIGNATURE_MISMATCH,
     STS_NS,
     AwsFault,
     Protocol,
@@ -48,6 +51,11 @@ from rolechain.sandbox.responses import (
     xml_response,
 )
 from rolechain.sandbox.rules import AssumeRoleRequest, Granted, decide_assume_role
+from rolechain.sandbox.sigv4 import (
+    REMOVED_HEADERS,
+    signature_matches,
+    v2_access_key,
+)
 from rolechain.sandbox.state import (
     Identity,
     RoleRecord,
@@ -69,7 +77,8 @@ RoleLookup = Callable[[str], RoleRecord | None]
 
 
 def _credential(environ: Mapping[str, Any]) -> tuple[str, str, str] | None:
-    """(access key, region, service) from the SigV4 Authorization header or a presigned URL."""
+    """(access key, region, service) from the SigV4 Authorization header or a presigned URL
+    (or an S3 Signature Version 2 header or presigned URL)."""
     auth = environ.get("HTTP_AUTHORIZATION", "")
     match = _CREDENTIAL_RE.search(auth)
     if match is None:
@@ -78,14 +87,16 @@ def _credential(environ: Mapping[str, Any]) -> tuple[str, str, str] | None:
         if scope:
             match = _CREDENTIAL_RE.search("Credential=" + scope)
     if match is None:
-        return None
+        v2_key = v2_access_key(environ)  # an S3 Signature Version 2 request
+        return (v2_key, "us-east-1", "s3") if v2_key else None
     return match.group(1), match.group(3), match.group(4)
 
 
 def _session_token(environ: Mapping[str, Any]) -> str | None:
     token = environ.get("HTTP_X_AMZ_SECURITY_TOKEN")
-    if token is None:
-        token = dict(parse_qsl(environ.get("QUERY_STRING", ""))).get("X-Amz-Security-Token")
+    if token is None:  # a presigned URL: X-Amz-Security-Token (SigV4), x-amz-... (SigV2)
+        query = parse_qsl(environ.get("QUERY_STRING", ""))
+        token = {k.lower(): v for k, v in query}.get("x-amz-security-token")
     return str(token) if token else None
 
 
@@ -193,7 +204,9 @@ class Enforcer:
         if environ.get("PATH_INFO") == FEDERATION_PATH:
             query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
             return self._send(self.federation.answer(query), start_response)
-        environ.pop("HTTP_X_MOTO_ACCOUNT_ID", None)  # callers may not pick their account
+        picked = environ.pop("HTTP_X_MOTO_ACCOUNT_ID", None)  # callers may not pick their account
+        if picked is not None:  # ... but it was signed: the signature check sees it
+            environ[REMOVED_HEADERS] = {"X_MOTO_ACCOUNT_ID": picked}
         if self.faults.latency:
             time.sleep(self.faults.latency)
         if self.dice.drop():
@@ -201,7 +214,7 @@ class Enforcer:
         credential = _credential(environ)
         if credential is None:
             return self.app(environ, start_response)  # unsigned: moto's own pages
-        access_key, _region, service = credential
+        access_key, region, service = credential
         protocol = _protocol(service, environ)
         params: dict[str, str] = {}
         if service == "sts":
@@ -215,8 +228,19 @@ class Enforcer:
         if identity is None:
             fault = AwsFault("InvalidClientTokenId", INVALID_TOKEN, 403)
             return self._fail(fault, protocol, action or service, start_response)
-        if not identity.token_matches(_session_token(environ)):
+        token = _session_token(environ)
+        if not identity.token_matches(token):
             fault = AwsFault("InvalidClientTokenId", INVALID_TOKEN, 403)
+            return self._fail(fault, protocol, action or service, start_response)
+        if identity.secret is not None and not signature_matches(
+            environ,
+            access_key=access_key,
+            secret=identity.secret,
+            token=token,
+            region=region,
+            service=service,
+        ):
+            fault = AwsFault("SignatureDoesNotMatch", SIGNATURE_MISMATCH, 403)
             return self._fail(fault, protocol, action or service, start_response)
         if identity.expired(self.state.now()):
             fault = AwsFault("ExpiredToken", EXPIRED_TOKEN, 400)
@@ -351,6 +375,7 @@ class Enforcer:
                 transitive_tags=granted.transitive_tags,
                 token_digest=digest(token),
                 chained=caller.kind == "session",
+                secret=secret,
             ),
         )
         source = (

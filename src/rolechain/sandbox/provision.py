@@ -387,6 +387,7 @@ class Provisioner:
                 user_id=user_id,
                 role_arn=shape.role_arn,
                 token_digest=digest(token) if token else None,
+                secret=secret,
             ),
         )
         return PrincipalCredentials(name, shape.arn, shape.account, access_key, secret, token)

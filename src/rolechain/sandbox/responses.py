@@ -18,10 +18,16 @@ Protocol = Literal["query", "s3", "json", "rest-json"]
 STS_NS = "https://sts.amazonaws.com/doc/2011-06-15/"
 
 # Error codes differ by protocol for the same condition.
+SIGNATURE_MISMATCH = (
+    "The request signature we calculated does not match the signature you provided. Check "
+    "your AWS Secret Access Key and signing method. Consult the service documentation for "
+    "details."
+)
 JSON_CODES = {
     "ExpiredToken": "ExpiredTokenException",
     "Throttling": "ThrottlingException",
     "InvalidClientTokenId": "UnrecognizedClientException",
+    "SignatureDoesNotMatch": "InvalidSignatureException",
     "AccessDenied": "AccessDeniedException",
 }
 S3_CODES = {"InvalidClientTokenId": "InvalidAccessKeyId", "Throttling": "SlowDown"}
@@ -29,6 +35,8 @@ S3_MESSAGES = {
     "ExpiredToken": "The provided token has expired.",
     "InvalidAccessKeyId": "The AWS Access Key Id you provided does not exist in our records.",
     "SlowDown": "Please reduce your request rate.",
+    "SignatureDoesNotMatch": "The request signature we calculated does not match the "
+    "signature you provided. Check your key and signing method.",
 }
 S3_STATUS = {"SlowDown": 503}
 
@@ -76,7 +84,8 @@ def render(fault: AwsFault, protocol: Protocol) -> Rendered:
         return Rendered(_status(status), headers, body)
     if protocol in ("json", "rest-json"):
         code = JSON_CODES.get(fault.code, fault.code)
-        status = 400 if code == "UnrecognizedClientException" else fault.status
+        bad_caller = ("UnrecognizedClientException", "InvalidSignatureException")
+        status = 400 if code in bad_caller else fault.status
         body = json.dumps({"__type": code, "message": fault.message}).encode()
         content_type = "application/x-amz-json-1.1" if protocol == "json" else "application/json"
         headers = [

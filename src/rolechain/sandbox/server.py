@@ -114,7 +114,8 @@ def _moto_user_lookup(access_key: str) -> Identity | None:
             return None
         user = backend.users.get(user_name)
         arn = getattr(user, "arn", f"arn:aws:iam::{account}:user/{user_name}")
-        return Identity("user", account, arn, getattr(user, "id", account))
+        secret = getattr(key, "secret_access_key", None)
+        return Identity("user", account, arn, getattr(user, "id", account), secret=secret)
     return None
 
 

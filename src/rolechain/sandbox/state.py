@@ -33,6 +33,10 @@ class Identity:
     transitive_tags: tuple[tuple[str, str], ...] = ()
     token_digest: str | None = None
     chained: bool = False  # a session assumed with another session's credentials
+    # The secret access key, to check request signatures as AWS does (kept in memory only,
+    # never shown: None for identities registered without one, whose signatures are not
+    # checked).
+    secret: str | None = field(default=None, repr=False, compare=False)
 
     def token_matches(self, token: str | None) -> bool:
         """Whether ``token`` is this session's token (keys without one take none)."""

@@ -1,11 +1,15 @@
 """Alerts: a command (the run's summary JSON on stdin) and/or a webhook (HTTP POST JSON).
 
 A command is a list of arguments run without a shell, unless the alert says ``shell:``.
-It also gets ``ROLECHAIN_ALERT`` (failure, success, recovery), ``ROLECHAIN_JOB``,
-``ROLECHAIN_RUN_ID`` and ``ROLECHAIN_STATUS`` in its environment. A webhook is POSTed
+Its environment is minimal: ``PATH``, ``HOME``, ``LANG``, ``TZ``, the variables the alert
+declares (``env:``), and ``ROLECHAIN_ALERT`` (failure, success, recovery),
+``ROLECHAIN_JOB``, ``ROLECHAIN_RUN_ID`` and ``ROLECHAIN_STATUS``; the scheduler's own
+credentials never reach it. A webhook is POSTed
 the same JSON with ``Content-Type: application/json``; a connection error, a timeout, 408,
 429 or a 5xx answer is retried ``retries`` times with back-off, any other 4xx is not.
-Alerts are sent on their own threads so a slow receiver never delays a fire. Header values
+Redirects are never followed (they would carry the headers, tokens included, wherever the
+receiver points): a 3xx is a failed delivery, logged with its ``Location``. Alerts are sent
+on their own threads so a slow receiver never delays a fire. The body and the header values
 (they may hold tokens) are never logged.
 """
 
@@ -19,7 +23,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from rolechain.model.schema import Alert
 from rolechain.scheduler.logs import EventLog
@@ -34,6 +38,25 @@ def _tail(data: bytes | str | None) -> str:
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
     text = text.strip()
     return text[-_TAIL:]
+
+
+PASSED_THROUGH = ("PATH", "HOME", "LANG", "TZ")
+
+
+def alert_environment(alert: Alert, event: str, payload: Mapping[str, Any]) -> dict[str, str]:
+    """An alert command's environment: PATH, HOME, LANG and TZ from ours, the ROLECHAIN_*
+    facts of the run, and the variables the alert declares (``env:``). Nothing else of the
+    scheduler's environment (its AWS_* keys above all) reaches the command."""
+    env = {name: os.environ[name] for name in PASSED_THROUGH if name in os.environ}
+    env.setdefault("PATH", os.defpath)
+    env.update(
+        ROLECHAIN_ALERT=event,
+        ROLECHAIN_JOB=str(payload.get("job", "")),
+        ROLECHAIN_RUN_ID=str(payload.get("run_id", "")),
+        ROLECHAIN_STATUS=str(payload.get("status", "")),
+    )
+    env.update(alert.env)
+    return env
 
 
 class AlertSender:
@@ -89,13 +112,7 @@ class AlertSender:
         self, alert: Alert, payload: Mapping[str, Any], body: bytes, fields: dict[str, Any]
     ) -> None:
         argv = list(alert.command) if alert.command else ["/bin/sh", "-c", alert.shell or ""]
-        env = dict(os.environ)
-        env.update(
-            ROLECHAIN_ALERT=str(fields["alert"]),
-            ROLECHAIN_JOB=str(payload.get("job", "")),
-            ROLECHAIN_RUN_ID=str(payload.get("run_id", "")),
-            ROLECHAIN_STATUS=str(payload.get("status", "")),
-        )
+        env = alert_environment(alert, str(fields["alert"]), payload)
         try:
             done = subprocess.run(
                 argv,
@@ -126,25 +143,64 @@ class AlertSender:
         for attempt in range(alert.retries + 1):
             if attempt:
                 self.sleep(min(self.backoff * 2 ** (attempt - 1), 30.0))
-            request = urllib.request.Request(  # noqa: S310 - the URL pattern is http(s) only
-                alert.webhook, data=body, headers=headers, method="POST"
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=alert.timeout) as answer:  # noqa: S310
-                    status = int(answer.status)
-            except urllib.error.HTTPError as exc:
-                status = exc.code
+            answer = post(alert.webhook, body, headers, alert.timeout)
+            if answer.status is None:
+                reason = answer.reason
+                continue
+            status = answer.status
+            if answer.location is not None:
+                # A redirect is a failure: following it would send the headers (tokens)
+                # wherever the receiver points, another host included.
+                self.log.error("alert_failed", **fields, via="webhook", status=status,
+                               attempts=attempt + 1, location=answer.location,
+                               reason="redirected; redirects are not followed: "
+                               "give the final URL")  # fmt: skip
+                return
+            if status >= 300:
                 if status not in (408, 429) and status < 500:
                     self.log.error("alert_failed", **fields, via="webhook", status=status,
                                    attempts=attempt + 1, reason="refused")  # fmt: skip
                     return
                 reason = f"HTTP {status}"
                 continue
-            except (urllib.error.URLError, TimeoutError, OSError) as exc:
-                reason = str(getattr(exc, "reason", exc))
-                continue
             self.log.emit("alert_sent", **fields, via="webhook", status=status,
                           attempts=attempt + 1)  # fmt: skip
             return
         self.log.error("alert_failed", **fields, via="webhook", attempts=alert.retries + 1,
                        reason=reason)  # fmt: skip
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Never follow a redirect: the 3xx answer comes back as an HTTPError."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
+class PostAnswer(NamedTuple):
+    """One POST's answer: its status (None: no answer, see ``reason``), and for a 3xx the
+    ``Location`` it pointed to."""
+
+    status: int | None
+    reason: str = ""
+    location: str | None = None
+
+
+def post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> PostAnswer:
+    """POST ``body`` to ``url`` once, without following redirects."""
+    request = urllib.request.Request(  # noqa: S310 - the URL pattern is http(s) only
+        url, data=body, headers=dict(headers), method="POST"
+    )
+    try:
+        with _OPENER.open(request, timeout=timeout) as answer:
+            return PostAnswer(int(answer.status))
+    except urllib.error.HTTPError as exc:
+        redirect = 300 <= exc.code < 400
+        location = (exc.headers.get("Location") or "(none)") if redirect else None
+        exc.close()
+        return PostAnswer(exc.code, f"HTTP {exc.code}", location)
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        return PostAnswer(None, str(getattr(exc, "reason", exc)))

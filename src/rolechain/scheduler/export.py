@@ -16,7 +16,6 @@ a GitHub workflow is written as an expression that yields it.
 from __future__ import annotations
 
 import itertools
-import json
 import re
 import shlex
 from collections.abc import Callable, Iterable, Sequence
@@ -792,7 +791,3 @@ def export(
     if target not in EXPORTERS:
         raise ValueError(f"unknown target {target!r}; one of {', '.join(TARGETS)}")
     return EXPORTERS[target](chain, specs, opts)
-
-
-def summary_json(exported: Exported) -> str:
-    return json.dumps({"files": sorted(exported.files), "warnings": exported.warnings}, indent=2)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rolechain.errors import RolechainError
+from rolechain.private import open_private
 
 
 class LockedError(RolechainError):
@@ -43,8 +44,8 @@ class StoreLock:
     def acquire(self) -> None:
         import fcntl
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        # 0600, and never through a symlink: the file is truncated and written below
+        fd = open_private(self.path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

@@ -7,7 +7,7 @@ so a week of fires is computed (and tested) in milliseconds.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -197,17 +197,3 @@ def catch_up(spec: ScheduleSpec, last_fire: datetime | None, now: datetime) -> C
 def retention_cutoff(spec: ScheduleSpec, now: datetime) -> datetime:
     """Scheduled runs that finished before this are deleted (the newest always stays)."""
     return now - timedelta(days=spec.keep_days)
-
-
-def describe_keys(spec: ScheduleSpec) -> Mapping[str, object]:
-    """The resolved keys, for logs and ``--list``."""
-    return {
-        "schedule": spec.cron.expression,
-        "timezone": spec.cron.timezone,
-        "overlap": spec.overlap,
-        "catch_up": spec.catch_up,
-        "starting_deadline": spec.starting_deadline,
-        "jitter": spec.jitter,
-        "offset": spec.offset,
-        "runtime": spec.runtime,
-    }

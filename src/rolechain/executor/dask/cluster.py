@@ -30,6 +30,12 @@ WORKER_WAIT = 60.0  # seconds to wait for the first worker of an existing cluste
 # looked at, so the profiler is off (it also costs CPU); docs/scaling.md says what to do
 # on a cluster of your own.
 LOCAL_WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
+# Without the dashboard, Dask's scheduler and workers still start an HTTP server (on the
+# cluster's host, 127.0.0.1) for their info pages and metrics: they serve nothing.
+NO_HTTP_ROUTES: dict[str, Any] = {
+    "distributed.scheduler.http.routes": [],
+    "distributed.worker.http.routes": [],
+}
 
 
 def security_for(engine: EngineOptions, *, shipping: bool) -> Any:
@@ -103,21 +109,26 @@ class Cluster:
         from distributed import LocalCluster, Security
 
         engine = self.engine
-        tls = engine.ship_credentials  # shipped credentials travel over TLS, even locally
+        # Always TLS with a temporary certificate and key that only this process and the
+        # workers it starts hold: the workers carry the principal's credentials, and plain
+        # TCP would let any local process that finds the port run code on them. No
+        # dashboard unless asked for, and then on loopback only.
+        security = Security.temporary()
         try:
             # The nannies hand this config to every worker process they start (restarts
             # too). LOCAL_WORKER_CONFIG: no statistical profiler (see there).
-            with dask.config.set(LOCAL_WORKER_CONFIG):
+            with dask.config.set({**LOCAL_WORKER_CONFIG,
+                                  **({} if engine.dashboard else NO_HTTP_ROUTES)}):  # fmt: skip
                 return LocalCluster(
                     n_workers=engine.workers or os.cpu_count() or 1,
                     threads_per_worker=1,
                     processes=True,
                     host="127.0.0.1",
                     scheduler_port=0,
-                    dashboard_address=":0",
+                    dashboard_address="127.0.0.1:0" if engine.dashboard else None,
                     silence_logs=logging.ERROR,
-                    protocol="tls://" if tls else None,
-                    security=Security.temporary() if tls else None,
+                    protocol="tls://",
+                    security=security,
                     env=self.worker_env or {},
                 )
         except Exception as exc:
@@ -170,7 +181,9 @@ class Cluster:
     @property
     def dashboard(self) -> str | None:
         client = self.client
-        return getattr(client, "dashboard_link", None) if client is not None else None
+        if client is None or (self.engine.local and not self.engine.dashboard):
+            return None
+        return getattr(client, "dashboard_link", None)
 
 
 def local_env(context: RunContext, engine: EngineOptions) -> dict[str, str] | None:
