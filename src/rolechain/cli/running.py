@@ -34,6 +34,8 @@ from rolechain.cli._common import (
     sandbox_environment,
     sandbox_options,
 )
+from rolechain.cli._jobs import JobOption, check_job
+from rolechain.cli._regions import check_regions
 from rolechain.errors import printable
 
 if TYPE_CHECKING:
@@ -216,7 +218,7 @@ class _StopOnSignals:
 
 @click.command()
 @chain_path_argument()
-@click.option("--job", "-j", required=True, help="The job to run.")
+@click.option("--job", "-j", required=True, cls=JobOption, help="The job to run.")
 @click.option(
     "--target",
     "-t",
@@ -233,6 +235,7 @@ class _StopOnSignals:
     metavar="REGION",
     help="Run tasks in these regions instead of the job's ('all': every enabled region). "
     "Repeatable. A task's own 'regions' still win.",
+    callback=check_regions,
 )
 @click.option(
     "--concurrency",
@@ -399,7 +402,7 @@ def run(
     \b
     Example:
       rolechain run chains/org-inventory.yaml --job inventory
-      rolechain run chains/org-inventory.yaml -j inventory -t 'audit@1111*' \\
+      rolechain run chains/org-inventory.yaml -j legacy-buckets -t 'legacy@5*' \\
           --format jsonl --output inventory.jsonl --store runs.db
       rolechain run chains/demo.yaml --job inventory --sandbox --time-scale 60
       rolechain run chains/org-inventory.yaml -j inventory --engine dask --workers 4
@@ -419,6 +422,9 @@ def run(
     if resume_id and retry_id:
         raise click.UsageError("give --resume or --retry-failed, not both")
     chain = load(path)
+    check_job(chain, job)  # before a sandbox or a cluster starts
+    if store is not None and not store.parent.is_dir():
+        raise click.BadParameter(f"no directory {str(store.parent)!r}", param_hint="--store")
     chosen = _engine(chain, engine, cluster, workers, batch_size, ship_credentials)
     if fmt is None:
         fmt = "table" if (output is None and sys.stdout.isatty()) else "jsonl"
@@ -538,6 +544,7 @@ def _run(
     from rolechain.results.store import Store
 
     reporter = _Reporter(quiet=quiet, verbose=verbose)
+    new_store = store is not None and not store.exists()
     database = Store(store, on_error=_store_failed(reporter)) if store is not None else None
     skip: frozenset[tuple[str, str, str]] = frozenset()
     try:
@@ -586,6 +593,15 @@ def _run(
             writer.close(execution.summary)
             if stream is not sys.stdout:
                 stream.close()
+    except BaseException:
+        if database is not None and new_store and not database.runs(limit=1):
+            # A run that could not start leaves no empty database behind.
+            database.close()
+            database = None
+            assert store is not None
+            for leftover in (store, *(Path(f"{store}{end}") for end in ("-wal", "-shm"))):
+                leftover.unlink(missing_ok=True)
+        raise
     finally:
         if database is not None:
             database.close()
@@ -640,80 +656,104 @@ def _resumption(
     help=f"The SQLite database given to 'rolechain run --store' (or ${DEFAULT_STORE_ENV}).",
 )
 @click.option("--job", "-j", default=None, help="Only runs of this job.")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    metavar="STATUS",
+    help="Only runs that ended so (ok, failed, interrupted, deadline-exceeded, error, ...); "
+    "repeatable.",
+)
+@click.option(
+    "--since",
+    default=None,
+    metavar="WHEN",
+    help="Only runs started since: a duration back from now ('2h', '7d') or a UTC date/time.",
+)
 @click.option("--limit", "-n", type=click.IntRange(1), default=20, show_default=True)
+@click.option(
+    "--run",
+    "run_id",
+    default=None,
+    metavar="ID",
+    help="Show one run: its counts, and its failures grouped by error code.",
+)
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
 @handle_errors
-def history(store: Path, job: str | None, limit: int, fmt: str) -> None:
-    """List runs recorded with --store, newest first.
+def history(
+    store: Path,
+    job: str | None,
+    statuses: tuple[str, ...],
+    since: str | None,
+    limit: int,
+    run_id: str | None,
+    fmt: str,
+) -> None:
+    """List runs recorded with --store, newest first; --run ID shows one.
 
-    Each run's records are in the same database, in table 'records' (data as JSON text).
+    Times are UTC. Each run's records are in the same database, in table 'records' (data
+    as JSON text).
 
     \b
     Example:
       rolechain history --store runs.db --job inventory
+      rolechain history --store runs.db --status failed --since 7d
       sqlite3 runs.db "SELECT account_id, data FROM records WHERE task='s3.list_buckets'"
     """
-    from rolechain.errors import RolechainError
+    from rolechain.cli import _history as view
+    from rolechain.errors import RolechainError, UsageError
     from rolechain.results.store import Store
 
     if not store.exists():
         raise RolechainError(
             f"no run database at {store}", hint="record runs with 'rolechain run --store PATH'"
         )
+    try:
+        cutoff = view.since_cutoff(since) if since else None
+    except ValueError:
+        raise click.BadParameter(
+            f"{since!r} is neither a duration ('2h', '7d') nor a date/time", param_hint="--since"
+        ) from None
     with Store(store) as database:
-        runs = database.runs(job=job, limit=limit)
+        if run_id is not None:
+            detail = view.run_detail(database, run_id)
+            if detail is None:
+                recent = [r["run_id"] for r in database.runs(limit=5)]
+                raise UsageError(
+                    f"no run {run_id!r} in {store}",
+                    hint="recent runs: " + (", ".join(recent) or "none"),
+                )
+            if fmt == "json":
+                echo(dumps(detail))
+            else:
+                for line in view.detail_lines(detail):
+                    echo(printable(line))
+            return
+        runs = view.select_runs(database, job=job, status=statuses, since=cutoff, limit=limit)
         alerts = database.alert_states([r["run_id"] for r in runs])
-    for r in runs:
-        r["alert_state"] = alerts.get(r["run_id"])
+        for r in runs:
+            r["alert_state"] = alerts.get(r["run_id"])
+        alerting = any(r["alert_state"] for r in runs)
+        rows = [view.row_cells(database, r, alerting=alerting) for r in runs]
     if fmt == "json":
         echo(dumps(runs))
         return
+    from rich import box
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(header_style="bold")
-    alerting = any(r["alert_state"] for r in runs)
-    for name in ("run", "job", "trigger", "status", "started", "targets ok/failed",
-                 "AssumeRole", "throttled", "s", *(["alert"] if alerting else [])):  # fmt: skip
-        table.add_column(name)
-    for r in runs:
-        trigger = r.get("trigger") or "manual"
-        if r.get("scheduled_for"):
-            trigger += f" {r['scheduled_for']}"
-        if r.get("attempt"):
-            trigger += f" (retry {r['attempt']})"
-        cells = (
-            r["run_id"],
-            r["job"],
-            _lineage_note(trigger, r),
-            _status_note(r),
-            r["started_at"] or "",
-            f"{r['targets_ok'] or 0}/{r['targets_failed'] or 0} of {r['targets'] or 0}",
-            str(r["assume_calls"] if r["assume_calls"] is not None else ""),
-            str(r["throttled"] if r["throttled"] is not None else ""),
-            f"{r['elapsed_seconds']:.1f}" if r["elapsed_seconds"] is not None else "",
-            *([r["alert_state"] or ""] if alerting else []),
-        )
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for name, whole in view.columns(alerting=alerting):
+        table.add_column(name, no_wrap=whole, overflow="fold")
+    for cells in rows:
         table.add_row(*(Text(printable(str(c))) for c in cells))
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    wide = sys.stdout.isatty() or "COLUMNS" in os.environ
+    Console(width=None if wide else 160).print(table)
+    note = view.clock_note(runs)
+    if note:
+        echo(f"note: {note}", err=True)
     if not runs:
         echo("no runs recorded", err=True)
-
-
-def _lineage_note(trigger: str, run: dict[str, Any]) -> str:
-    """``resume of RUN`` / ``retry-failed of RUN``: the run a manual resume continues."""
-    if run.get("retry_of") and trigger in ("resume", "retry-failed"):
-        return f"{trigger} of {run['retry_of']}"
-    return trigger
-
-
-def _status_note(run: dict[str, Any]) -> str:
-    """``crashed (63 units unfinished)``: what a crash left undone."""
-    status = str(run["status"])
-    if status == "crashed" and run.get("unfinished"):
-        left = run["unfinished"]
-        return f"crashed ({left} unit{'s' if left != 1 else ''} unfinished)"
-    return status

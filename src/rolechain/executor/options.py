@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from rolechain.model.regions import region_problem
 from rolechain.planner.plan import EngineKind, RunSettings
 
 DEFAULT_CONCURRENCY = 16
@@ -157,6 +158,10 @@ class RunOptions:
                 if isinstance(value, str):
                     value = (value,)
                 object.__setattr__(self, name, tuple(value) or None)
+        for region in self.regions or ():
+            problem = region_problem(region) if region != "all" else None
+            if problem is not None:
+                raise ValueError(problem)
         if self.concurrency is not None and self.concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {self.concurrency}")
         if self.deadline is not None and not self.deadline > 0:

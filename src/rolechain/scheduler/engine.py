@@ -365,7 +365,9 @@ class Scheduler:
         result = handle.result or RunResult(request.run_id, name, ERROR, reason="no result")
         self.finished.append(result)
         self.runs_finished += 1
-        seconds = (now - state.started_at).total_seconds() if state.started_at else 0.0
+        seconds = run_seconds(result)
+        if seconds is None:
+            seconds = (now - state.started_at).total_seconds() if state.started_at else 0.0
         level = "info" if result.status == OK else "warning"
         self.log.emit("run_finished", level, job=name, run_id=result.run_id,
                       status=result.status, targets=result.targets,
@@ -678,3 +680,16 @@ class MemoryHistory:
         for r in drop:
             self.rows.remove(r)
         return len(drop)
+
+
+def run_seconds(result: RunResult) -> float | None:
+    """How long the run took in real seconds, from its own start and end times (a
+    rehearsal's clock runs faster, but a run's work does not); None if it has neither."""
+    if not result.started_at or not result.finished_at:
+        return None
+    try:
+        start = datetime.fromisoformat(result.started_at)
+        end = datetime.fromisoformat(result.finished_at)
+    except ValueError:
+        return None
+    return max(0.0, (end - start).total_seconds())

@@ -6,8 +6,8 @@ scheduled row (trigger, cron time, attempt) is written first, so even a run that
 start (a plan, credentials or identity error) is in the history with status ``error`` and
 why.
 
-The run bounds itself: the job's ``runtime`` (scheduler time, converted to real seconds)
-is its deadline, and :meth:`ExecutorHandle.cancel` (shutdown, ``overlap: replace``) is
+The run bounds itself: the job's ``runtime`` (real seconds, also in a rehearsal) is its
+deadline, and :meth:`ExecutorHandle.cancel` (shutdown, ``overlap: replace``) is
 :meth:`Run.cancel`: no new task starts, tasks in flight get the grace period, then every
 unit left gets an ``Interrupted`` record. Either way the run writes a record for every
 unit and its summary, and its final status (``ok``, ``failed``, ``interrupted``,
@@ -228,9 +228,10 @@ class ExecutorHandle:
             request.job,
             targets=list(request.targets) if request.targets else None,
             run_id=request.run_id,
-            # The scheduler's deadline, in real seconds (a rehearsal scales it); none when
-            # the job has no runtime, whatever the run would otherwise default to.
-            deadline=launcher.real_seconds(request.deadline) if request.deadline else math.inf,
+            # The job's runtime, in real seconds: a rehearsal (--time-scale) compresses the
+            # schedule, not the run's own limits, since its AWS calls take real time. None
+            # when the job has no runtime, whatever the run would otherwise default to.
+            deadline=request.deadline if request.deadline else math.inf,
             grace=launcher.grace,
             store=store,
             credentials=launcher.credentials_for(chain, request.job),
@@ -407,11 +408,11 @@ class ExecutorLauncher:
     """Starts each run with :func:`rolechain.run` on a worker thread, writing to ``store``.
 
     ``credentials_for(chain, job)`` supplies the starting credentials (None: the
-    principal's own source, as ``rolechain run`` does); ``time_scale`` converts a job's
-    runtime (scheduler time) into real seconds; ``grace`` is how long tasks in flight of a
-    cancelled run may finish (real seconds); ``cancel_grace`` is the backstop's margin past
-    that (see the module docs); ``log`` gets what a run has to say before it ends (a
-    principal planned again as a session).
+    principal's own source, as ``rolechain run`` does); ``time_scale`` is the rehearsal's
+    (it scales the schedule only: a job's runtime stays real seconds); ``grace`` is how
+    long tasks in flight of a cancelled run may finish (real seconds); ``cancel_grace``
+    is the backstop's margin past that (see the module docs); ``log`` gets what a run has
+    to say before it ends (a principal planned again as a session).
     """
 
     def __init__(
@@ -437,9 +438,6 @@ class ExecutorLauncher:
         if self._credentials_for is None:
             return None
         return self._credentials_for(chain, job)
-
-    def real_seconds(self, seconds: float) -> float:
-        return seconds / self.time_scale
 
     def launch(
         self, chain: Chain, request: LaunchRequest, on_done: Callable[[], None]
