@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# `make demo` needs only rolechain and its sandbox extra (moto, cheroot), not the dev
+# toolchain; a venv that has the dev install already has them.
+DEMO_STAMP := $(VENV)/.demo-installed
 
 .PHONY: help install demo test lint typecheck pytest bench image clean
 
@@ -32,7 +35,12 @@ $(ACTIONLINT): | $(BIN)/python
 
 install: $(STAMP) $(ACTIONLINT)
 
-demo: $(STAMP)
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	@if [ -f $(STAMP) ] && [ $(STAMP) -nt pyproject.toml ]; then :; else \
+		$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[sandbox]'; fi
+	@touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(BIN)/rolechain run chains/demo.yaml --job inventory --sandbox --format table
 
 lint: $(STAMP)

@@ -24,6 +24,7 @@ BENCHES = [
     "bench_dask",
     "bench_ascode",
     "bench_inventory",
+    "bench_store",
 ]
 
 

@@ -10,6 +10,7 @@ from rolechain.model.targets import (
     expand_targets,
     is_discoverable_member,
     member_name,
+    no_match_message,
     set_members,
     split_member,
     target_names,
@@ -81,6 +82,9 @@ def test_target_names_roles_first_then_members() -> None:
         (["org@999999999999"], ["org@999999999999"], []),
         (["hub", "hub", "prod-*", "prod-web"], ["hub", "prod-db", "prod-web"], []),
         (["nope", "x-*", "hub"], ["hub"], ["nope", "x-*"]),
+        # A glob over a listed set that matches no member is unmatched, never "every member".
+        (["audit@9*"], [], ["audit@9*"]),
+        (["audit@4*", "audit@9*"], ["audit@444444444444"], ["audit@9*"]),
         ([], [], []),
     ],
 )
@@ -95,6 +99,20 @@ def test_expand_with_resolved_organization() -> None:
         [],
     )
     assert expand_targets(MODEL, ["org@2*"], resolved) == (["org@222222222222"], [])
+    # Once the accounts are listed, a glob that matches none of them is unmatched.
+    assert expand_targets(MODEL, ["org@9*"], resolved) == ([], ["org@9*"])
+
+
+def test_no_match_message_lists_the_members() -> None:
+    text = no_match_message(MODEL, "audit@9*")
+    assert text is not None
+    assert "matches none of the 2 members of role set audit" in text
+    assert "audit@444444444444, audit@555555555555" in text
+    resolved = {"org": ["111111111111"]}
+    text = no_match_message(MODEL, "org@9*", resolved)
+    assert text is not None
+    assert "accounts AWS Organizations listed" in text
+    assert no_match_message(MODEL, "prod-x*") is None
 
 
 def test_members_of_an_organization_set_must_be_real_accounts_not_excluded() -> None:

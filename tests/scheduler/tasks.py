@@ -16,3 +16,12 @@ def nap(session: Any, context: Any) -> dict[str, Any]:
     seconds = 0.0 if account in context.args.get("quick", ()) else float(context.args["seconds"])
     time.sleep(seconds)
     return {"slept": seconds}
+
+
+def flaky(session: Any, context: Any) -> dict[str, Any]:
+    """Fail until the file ``args.fixed`` exists (the fix is deployed), then answer."""
+    from pathlib import Path
+
+    if not Path(context.args["fixed"]).exists():
+        raise RuntimeError("broken until fixed")
+    return {"fixed": True}

@@ -27,6 +27,7 @@ from rolechain.scheduler.types import (
     OK,
     STATUSES,
     LaunchRequest,
+    RunResult,
     Trigger,
 )
 from scheduler.fakes import record_codes
@@ -158,15 +159,15 @@ def test_one_vocabulary_of_statuses() -> None:
 def test_the_deadline_stops_the_run_and_keeps_what_finished(
     tmp_path: Path, sandboxed: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The job's runtime (scheduler time, scaled to real seconds) is the run's deadline:
+    """The job's runtime (real seconds, whatever the time scale) is the run's deadline:
     the finished target is kept, the stuck task gets TaskTimeout, the one not started
     DeadlineExceeded, and both are to be retried."""
     _, env = sandboxed
     chain = chain_of(more=ONE_DONE_ONE_STUCK)
     go = launcher(tmp_path, env, monkeypatch, time_scale=2.0)
-    result = launch(go, chain, request("r4", deadline=8.0)).result  # 4 real seconds
+    result = launch(go, chain, request("r4", deadline=4.0)).result  # not scaled by 2
     assert result.status == DEADLINE_EXCEEDED
-    assert result.reason == "the job's runtime (8s) was reached"
+    assert result.reason == "the job's runtime (4s) was reached"
     # the run's accounting: a task cut off by the deadline failed (TaskTimeout), a target
     # not started is unfinished; the scheduler retries both
     assert (result.targets, result.targets_ok, result.targets_failed) == (3, 1, 1)
@@ -326,3 +327,34 @@ def test_a_principal_planned_again_as_a_session_is_logged(
     (line,) = out.getvalue().splitlines()
     assert line.startswith("WARNING plan_note job=j run_id=r8 note=")
     assert "planned again" in line
+
+
+def test_a_rehearsal_scales_the_schedule_not_the_runs_runtime(
+    tmp_path: Path, sandboxed: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--time-scale compresses the schedule; a run's AWS calls take real time, so its
+    runtime stays in real seconds (a 30m runtime at scale 3600 is not half a second)."""
+    import rolechain.executor
+
+    chain, env = sandboxed
+    seen: list[float] = []
+    real_run = rolechain.executor.run
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs["deadline"])
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(rolechain.executor, "run", spy)
+    go = launcher(tmp_path, env, monkeypatch, time_scale=3600.0)
+    handle = launch(go, chain, request("r9", deadline=1800.0))
+    assert handle.result.status == OK
+    assert seen == [1800.0]
+
+
+def test_run_finished_seconds_are_the_runs_own_real_seconds() -> None:
+    from rolechain.scheduler.engine import run_seconds
+
+    result = RunResult("r", "j", OK, started_at="2026-06-01T03:00:00+00:00",
+                       finished_at="2026-06-01T03:00:02.500000+00:00")  # fmt: skip
+    assert run_seconds(result) == 2.5
+    assert run_seconds(RunResult("r", "j", OK)) is None

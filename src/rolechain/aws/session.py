@@ -354,6 +354,7 @@ def principal_credentials(
     profile: str | None = None,
     *,
     botocore_session: botocore.session.Session | None = None,
+    refresh: bool = True,
 ) -> Credentials:
     """The principal's starting credentials, as the chain file's ``principal`` says.
 
@@ -362,7 +363,9 @@ def principal_credentials(
 
     Credentials that are expired from the start (``AWS_CREDENTIAL_EXPIRATION`` in the past,
     as left behind by an old ``rolechain env``) or that botocore cannot read raise
-    CredentialsError with what to do, before any call is made.
+    CredentialsError with what to do, before any call is made. ``refresh=False`` only
+    finds them: credentials that refresh through a call (an assume-role or SSO profile) are
+    not refreshed, so no AWS call is made.
     """
     creds: Credentials | None
     try:
@@ -375,7 +378,7 @@ def principal_credentials(
                 # A session of its own: botocore sessions cache the credentials they
                 # resolve, and the shared session outlives runs.
                 creds = (botocore_session or botocore.session.Session()).get_credentials()
-            if creds is not None:
+            if creds is not None and refresh:
                 creds.get_frozen_credentials()  # refreshable ones refresh (and fail) here
     except (RuntimeError, ValueError) as exc:
         # botocore raises RuntimeError for credentials still expired after a refresh, and

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "credentials": "rolechain.cli.creds:credentials",
     "cache": "rolechain.cli.creds:cache",
     "exec": "rolechain.cli.creds:exec_",
+    "console": "rolechain.cli.creds:console",
     "env": "rolechain.cli.creds:env",
     "import-aws-config": "rolechain.cli.creds:import_aws_config",
     "export-aws-config": "rolechain.cli.creds:export_aws_config",
@@ -50,7 +51,8 @@ SUMMARIES: dict[str, str] = {
     "sandbox": "Serve a local AWS that enforces the role rules, provisioned from a chain file.",
     "credentials": "Print credential_process JSON for a target.",
     "cache": "List or clear the credential cache.",
-    "exec": "Run a command with a target's credentials.",
+    "exec": "Run a command with a target's credentials (or serve them to it).",
+    "console": "Print (or open) an AWS console sign-in URL for a target's session.",
     "env": "Print shell export lines for a target's credentials.",
     "import-aws-config": "Turn AWS config profiles into a chain file.",
     "export-aws-config": "Write AWS config profiles that use rolechain as credential_process.",
@@ -99,7 +101,7 @@ def cli() -> None:
 
     \b
     Example:
-      rolechain validate chains/
+      rolechain validate chains/demo.yaml chains/platform/
       rolechain plan chains/org-inventory.yaml --job inventory
       rolechain run chains/org-inventory.yaml --job inventory --format jsonl
     """

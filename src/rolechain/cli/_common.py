@@ -40,6 +40,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_INVALID = 2
+EXIT_STORE = 3  # the run went on, but --store could not be written (disk full, read-only, locked)
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 DEFAULT_STORE_ENV = "ROLECHAIN_STORE"  # the store of run, history and schedule

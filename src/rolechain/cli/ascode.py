@@ -120,7 +120,7 @@ def review(paths: tuple[Path, ...], base: str | None, fmt: str, output: Path | N
     \b
     Example:
       rolechain review old.yaml chains/demo.yaml
-      rolechain review --git origin/main chains/ --format markdown
+      rolechain review --git origin/main chains/demo.yaml --format markdown
     """
     from rolechain.errors import RolechainError
 

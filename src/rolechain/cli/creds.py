@@ -313,6 +313,14 @@ def cache_clear(cache_dir: Path | None, expired: bool) -> None:
     help="How long the command may run ('45m', '2h'): cached credentials that would expire "
     "sooner are not used, and a warning says when even fresh ones will not last.",
 )
+@click.option(
+    "--server",
+    "serve",
+    is_flag=True,
+    help="Serve the credentials to the command through the container-credentials endpoint "
+    "(AWS_CONTAINER_CREDENTIALS_FULL_URI on loopback, with a token) instead of keys in its "
+    "environment: SDKs ask again before they expire and get fresh ones, for as long as it runs.",
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @handle_errors
 def exec_(
@@ -323,6 +331,7 @@ def exec_(
     cache_dir: Path | None,
     verbose: bool,
     expect_runtime: int | None,
+    serve: bool,
     command: tuple[str, ...],
 ) -> None:
     """Run a command with a target's credentials and region in its environment.
@@ -332,14 +341,17 @@ def exec_(
     variables that would make an SDK pick other credentials (AWS_PROFILE,
     AWS_SECURITY_TOKEN, AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE, container credentials...)
     are removed. Its exit
-    status is passed through; SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded to it. The
-    credentials do not refresh inside the child: for long commands pass --expect-runtime, or
-    use a profile with credential_process (SDKs refresh it) or `rolechain run`.
+    status is passed through; SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded to it. Keys
+    in the environment do not refresh inside the child: for long commands pass --server
+    (the child's SDK fetches fresh credentials from rolechain as they run out), or
+    --expect-runtime to get keys that last that long.
 
     \b
     Examples:
       rolechain exec chains/three-hop-deploy.yaml -t prod-deploy -- aws sts get-caller-identity
-      rolechain exec chains/x.yaml -t audit@222222222222 --expect-runtime 2h -- ./inventory.sh
+      rolechain exec chains/demo.yaml -t audit@333333333333 -j inventory --expect-runtime 2h \\
+          -- ./inventory.sh
+      rolechain exec chains/demo.yaml -t audit@333333333333 -j inventory --server -- ./inventory.sh
     """
     from rolechain.credentials.process import RECURSION_MARKER
     from rolechain.credentials.shells import apply, environment_for
@@ -348,6 +360,12 @@ def exec_(
     if shutil.which(command[0]) is None and not os.path.exists(command[0]):
         echo(f"error: command not found: {command[0]}", err=True)
         sys.exit(127)
+    if serve:
+
+        def resolve(at_least: float) -> TargetCredentials:
+            return _resolve(path, target, job, no_cache, cache_dir, verbose, at_least=at_least)
+
+        sys.exit(_exec_serving(resolve, verbose, list(command)))
     creds = _resolve(
         path, target, job, no_cache, cache_dir, verbose, at_least=float(expect_runtime or 0)
     )
@@ -372,6 +390,29 @@ def exec_(
     env.pop(RECURSION_MARKER, None)
     env["ROLECHAIN_TARGET"] = creds.target
     sys.exit(run_forwarding_signals(list(command), env))
+
+
+def _exec_serving(
+    resolve: Callable[[float], TargetCredentials], verbose: bool, command: list[str]
+) -> int:
+    """``exec --server``: the child's SDK gets the target's credentials from a loopback
+    endpoint that refreshes them (through ``resolve(at_least)``)."""
+    from rolechain.credentials.process import RECURSION_MARKER
+    from rolechain.credentials.server import RefreshingCredentials, serve_credentials
+
+    source = RefreshingCredentials(resolve)
+    first = source.get()  # fail here, before the child starts, if there are none
+    errors: list[BaseException] = []
+    with serve_credentials(source, errors) as served:
+        env = served.environment(dict(os.environ), first.region)
+        env.pop(RECURSION_MARKER, None)
+        env["ROLECHAIN_TARGET"] = first.target
+        if verbose:
+            echo(f"serving the credentials of {first.target} at {served.uri}", err=True)
+        code = run_forwarding_signals(command, env)
+    for exc in errors[:1]:
+        echo(f"warning: a refresh for the command failed: {exc}", err=True)
+    return code
 
 
 FORWARDED_SIGNALS = tuple(
@@ -420,6 +461,82 @@ def run_forwarding_signals(argv: list[str], env: dict[str, str]) -> int:
     return code
 
 
+# -- console -------------------------------------------------------------------------------
+
+
+@click.command()
+@chain_path_argument()
+@_target_options
+@click.option(
+    "--open",
+    "open_",
+    is_flag=True,
+    help="Open the URL in the default web browser instead of printing it.",
+)
+@click.option(
+    "--duration",
+    "session_duration",
+    callback=duration,
+    metavar="DURATION",
+    help="How long the console session lasts ('1h', 15m..12h) [default: AWS's]. AWS refuses "
+    "it for credentials from role chaining, whose console session lasts as long as they do.",
+)
+@click.option(
+    "--destination",
+    metavar="URL",
+    default=None,
+    help="The console page to open [default: the console home in the target's region].",
+)
+@handle_errors
+def console(
+    path: Path,
+    target: str,
+    job: str | None,
+    no_cache: bool,
+    cache_dir: Path | None,
+    verbose: bool,
+    open_: bool,
+    session_duration: int | None,
+    destination: str | None,
+) -> None:
+    """Print (or --open) an AWS console sign-in URL for a target's role session.
+
+    The target's credentials (cached like 'rolechain credentials') go to the AWS federation
+    endpoint (Action=getSigninToken) and come back as a sign-in URL (Action=login). The URL
+    signs in whoever opens it in the next 15 minutes: treat it as a secret. With a
+    sandbox's AWS_ENDPOINT_URL set, the sandbox answers the federation endpoint.
+
+    \b
+    Example:
+      rolechain console chains/demo.yaml -t audit@333333333333 -j inventory
+      rolechain console chains/three-hop-deploy.yaml -t prod-deploy \\
+          --destination https://console.aws.amazon.com/s3/home
+    """
+    from rolechain.credentials.console import signin_url
+    from rolechain.credentials.process import choose_job, plan_target
+
+    chain = _load(path)
+    job = choose_job(chain, target, job)
+    planned, planned_target = plan_target(chain, job, target)
+    chained = planned.hop(planned_target.hop_id).chained
+    creds = _resolve(path, target, job, no_cache, cache_dir, verbose, at_least=60.0)
+    url = signin_url(
+        creds,
+        chained=chained,
+        duration=session_duration,
+        destination=destination,
+        environ=os.environ,
+    )
+    if open_:
+        import webbrowser
+
+        if webbrowser.open(url):
+            echo(f"opened the console as {creds.target} ({creds.role_arn})", err=True)
+            return
+        echo("warning: no web browser could be opened; the URL:", err=True)
+    echo(url)
+
+
 # -- env -----------------------------------------------------------------------------------
 
 
@@ -449,9 +566,9 @@ def env(
 
     \b
     Examples:
-      eval "$(rolechain env chains/x.yaml --target prod-deploy)"          # sh, bash, zsh
-      rolechain env chains/x.yaml --target prod-deploy --shell fish | source
-      rolechain env chains/x.yaml -t prod-deploy --shell powershell | Invoke-Expression
+      eval "$(rolechain env chains/three-hop-deploy.yaml --target prod-deploy)"   # sh, bash, zsh
+      rolechain env chains/three-hop-deploy.yaml --target prod-deploy --shell fish | source
+      rolechain env chains/three-hop-deploy.yaml -t prod-deploy --shell powershell | iex
     """
     from rolechain.credentials.shells import detect_shell, environment_for, render, usage_hint
 
@@ -627,8 +744,8 @@ def export_aws_config(
     \b
     Examples:
       rolechain export-aws-config chains/three-hop-deploy.yaml >> ~/.aws/config
-      rolechain export-aws-config chains/org-inventory.yaml --job inventory -o aws-config
-      AWS_CONFIG_FILE=aws-config aws sts get-caller-identity --profile audit@222222222222
+      rolechain export-aws-config chains/org-inventory.yaml --job legacy-buckets -o aws-config
+      AWS_CONFIG_FILE=aws-config aws sts get-caller-identity --profile legacy@555555555555
     """
     from rolechain.credentials.awsconfig import (
         ExportedProfile,

@@ -25,6 +25,7 @@ from rolechain.cli._common import (
     sandbox_environment,
     sandbox_options,
 )
+from rolechain.cli._regions import check_regions
 
 if TYPE_CHECKING:
     from botocore.credentials import Credentials
@@ -104,7 +105,7 @@ def verify(
     Example:
       rolechain verify chains/demo.yaml
       rolechain verify chains/demo.yaml --job inventory --format json --output drift.json
-      rolechain verify chains/demo.yaml --sandbox --provision chains/demo-drifted.yaml
+      rolechain verify chains/demo.yaml --sandbox --provision chains/demo-drifted.yaml  # exits 1
     """
     from rolechain.live.render import verify_lines
     from rolechain.live.verify import verify as run_verify
@@ -205,6 +206,7 @@ def _accounts(values: tuple[str, ...]) -> tuple[str, ...]:
     default=None,
     metavar="REGION",
     help="Region for STS, IAM and Organizations calls [default: us-east-1].",
+    callback=check_regions,
 )
 @click.option(
     "--concurrency",
@@ -268,9 +270,10 @@ def discover(
 
     \b
     Example:
-      rolechain discover --from security-audit --organization --via OrgReader \\
-          --reader audit/ReadOnly --output discovered.yaml
-      rolechain discover --from env --account 111111111111,222222222222 --reader Reader
+      rolechain discover --from env --account 333333333333,444444444444 --reader audit/Reader \\
+          --output discovered.yaml
+      rolechain discover --sandbox chains/demo.yaml --from inventory-bot --reader audit/Reader \\
+          -a 555555555555 -a 666666666666
     """
     from rolechain.live.discover import DiscoverRequest, parse_source
     from rolechain.live.discover import discover as run_discover
@@ -359,7 +362,9 @@ def reach(path: Path, target: str, principals: tuple[str, ...], limit: int, fmt:
     """Who can reach TARGET: every principal and path in the trust graph that ends at it.
 
     Offline, from the chain file (declared, or written by 'rolechain discover'). TARGET is
-    a role, a role-set member ('set@account') or a role ARN. Paths never repeat a role, so
+    a role, a role-set member ('set@account'), a role ARN, or a role set or glob ('audit',
+    'audit@3*'): then paths that differ only in the member they end at are one line
+    (with --format json, a list of one object per role). Paths never repeat a role, so
     trust cycles are harmless; each is listed with its hop count and checked by the
     planner as a job pinned to it would be (the one-hour cap on chained sessions,
     MaxSessionDuration, MFA...). Identities outside the file that roles on the way trust
@@ -368,15 +373,19 @@ def reach(path: Path, target: str, principals: tuple[str, ...], limit: int, fmt:
     \b
     Example:
       rolechain reach chains/demo.yaml audit@333333333333
+      rolechain reach chains/demo.yaml 'audit@*'
       rolechain reach chains/org-inventory.yaml security-hub --from scheduler --format json
     """
-    from rolechain.live.render import reach_lines
+    from rolechain.live.render import reach_all_lines
     from rolechain.model.loader import load
-    from rolechain.planner.reach import reach as find
+    from rolechain.planner.reach import reach_all
 
-    found = find(load(path), target, principals=list(principals) or None, limit=limit)
+    chain = load(path)
+    found = reach_all(chain, target, principals=list(principals) or None, limit=limit)
+    many = target in chain.model.role_sets or any(ch in target for ch in "*?[")
     if fmt == "json":
-        click.echo(json.dumps(found.to_dict(), indent=2))
+        document: Any = [r.to_dict() for r in found] if many else found[0].to_dict()
+        click.echo(json.dumps(document, indent=2))
     else:
-        for line in reach_lines(found):
+        for line in reach_all_lines(found):
             click.echo(line)

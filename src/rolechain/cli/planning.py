@@ -21,6 +21,7 @@ from rolechain.cli._common import (
     handle_errors,
     write_text,
 )
+from rolechain.cli._jobs import JobOption
 
 if TYPE_CHECKING:
     from rolechain.model.chain import Chain
@@ -106,6 +107,8 @@ def validate(paths: tuple[Path, ...], fmt: str, strict_env: bool, allow_empty: b
         if fmt == "text":
             for warning in chain.warnings:
                 echo(f"warning: {warning}", err=True)
+        # A violation of a role set (or role) is hit by every job that uses it: say it once.
+        said: dict[str, str] = {}
         for job in chain.model.jobs:
             try:
                 planned = make_plan(chain, job)
@@ -113,7 +116,17 @@ def validate(paths: tuple[Path, ...], fmt: str, strict_env: bool, allow_empty: b
                 report["ok"] = False
                 report["jobs"][job] = {"violations": [_violation_dict(v) for v in exc.violations]}
                 if fmt == "text":
-                    echo(str(exc), err=True)
+                    fresh = [v for v in exc.violations if str(v) not in said]
+                    repeats = sorted({said[str(v)] for v in exc.violations if str(v) in said})
+                    same = len(exc.violations) - len(fresh)
+                    where = f"as job {', '.join(repeats)} (above)"
+                    said.update({str(v): job for v in fresh})
+                    if not fresh:
+                        echo(f"job {job!r} cannot be planned: the same {_count(same, 'violation')} "
+                             f"{where}", err=True)  # fmt: skip
+                    else:
+                        note = f"and {same} more, the same {where}" if same else None
+                        echo(str(PlanError(job, fresh, note=note)), err=True)
                 continue
             report["jobs"][job] = {
                 "targets": len(planned.targets),
@@ -178,7 +191,7 @@ def _violation_dict(violation: Any) -> dict[str, Any]:
 
 @click.command()
 @chain_path_argument()
-@click.option("--job", "-j", required=True, help="The job to plan.")
+@click.option("--job", "-j", required=True, cls=JobOption, help="The job to plan.")
 @click.option(
     "--target",
     "-t",
@@ -242,12 +255,17 @@ def _plan(path: Path, job: str, targets: tuple[str, ...], *, strict_env: bool) -
     show_default=True,
 )
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write to FILE.")
+@click.option("--expand", is_flag=True, help="One node per role-set member, never collapsed.")
 @strict_env_option
 @handle_errors
-def graph(path: Path, job: str | None, fmt: str, output: Path | None, strict_env: bool) -> None:
+def graph(
+    path: Path, job: str | None, fmt: str, output: Path | None, strict_env: bool, expand: bool
+) -> None:
     """Draw the trust graph: an arrow from each trusted identity to the role that trusts it.
 
-    With --job, the hops of that job's plan are highlighted.
+    With --job, the hops of that job's plan are highlighted, and the members of a role set
+    that the job reaches alike are one node ('audit (5 accounts)'), as 'plan' shows them;
+    --expand draws one node per account. A whole graph collapses groups of 8 or more.
 
     \b
     Examples:
@@ -255,7 +273,7 @@ def graph(path: Path, job: str | None, fmt: str, output: Path | None, strict_env
       rolechain graph chains/three-hop-deploy.yaml --format dot -o graph.dot
     """
     from rolechain.graph import build_graph
-    from rolechain.graph.render import to_dot, to_mermaid
+    from rolechain.graph.render import COLLAPSE_AT, to_dot, to_mermaid
 
     chain = _load(path, strict_env=strict_env)
     planned = None
@@ -264,7 +282,11 @@ def graph(path: Path, job: str | None, fmt: str, output: Path | None, strict_env
 
         planned = make_plan(chain, job)
     trust_graph = build_graph(chain)
-    text = to_mermaid(trust_graph, planned) if fmt == "mermaid" else to_dot(trust_graph, planned)
+    # A job's role-set members collapse as the plan shows them (from two alike); a whole
+    # graph from COLLAPSE_AT; --expand draws every member.
+    collapse_at = None if expand else (2 if planned is not None else COLLAPSE_AT)
+    render = to_mermaid if fmt == "mermaid" else to_dot
+    text = render(trust_graph, planned, collapse_at=collapse_at)
     write_text(text, output)
 
 

@@ -20,6 +20,7 @@ from rolechain.cli._common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_STORE,
     EXIT_TERMINATED,
     chain_path_argument,
     check_sandbox_options,
@@ -33,6 +34,8 @@ from rolechain.cli._common import (
     sandbox_environment,
     sandbox_options,
 )
+from rolechain.cli._jobs import JobOption, check_job
+from rolechain.cli._regions import check_regions
 from rolechain.errors import printable
 
 if TYPE_CHECKING:
@@ -205,15 +208,17 @@ class _StopOnSignals:
             with contextlib.suppress(OSError):
                 os.write(2, text.encode())
 
-    def exit_status(self, summary: Summary) -> int:
+    def exit_status(self, summary: Summary, *, store_failed: bool = False) -> int:
         if summary.stop == "interrupted":
             return EXIT_TERMINATED if self.received == signal.SIGTERM else EXIT_INTERRUPTED
+        if store_failed:
+            return EXIT_STORE
         return EXIT_OK if summary.ok else EXIT_FAILED
 
 
 @click.command()
 @chain_path_argument()
-@click.option("--job", "-j", required=True, help="The job to run.")
+@click.option("--job", "-j", required=True, cls=JobOption, help="The job to run.")
 @click.option(
     "--target",
     "-t",
@@ -230,6 +235,7 @@ class _StopOnSignals:
     metavar="REGION",
     help="Run tasks in these regions instead of the job's ('all': every enabled region). "
     "Repeatable. A task's own 'regions' still win.",
+    callback=check_regions,
 )
 @click.option(
     "--concurrency",
@@ -260,6 +266,22 @@ class _StopOnSignals:
     default=None,
     help="Record the run and its results in this SQLite database (query it with SQL; "
     "see 'rolechain history').",
+)
+@click.option(
+    "--resume",
+    "resume_id",
+    metavar="RUN_ID",
+    default=None,
+    help="With --store: run only the units of RUN_ID (a crashed, interrupted or "
+    "deadline-exceeded run of this job) that have no final record. Refused (exit 2) if the "
+    "chain file changed the job since.",
+)
+@click.option(
+    "--retry-failed",
+    "retry_id",
+    metavar="RUN_ID",
+    default=None,
+    help="With --store: run again the units of RUN_ID that failed or did not finish.",
 )
 @click.option(
     "--deadline",
@@ -336,6 +358,8 @@ def run(
     fmt: str | None,
     output: Path | None,
     store: Path | None,
+    resume_id: str | None,
+    retry_id: str | None,
     deadline: float | None,
     grace: int,
     engine: str | None,
@@ -366,17 +390,23 @@ def run(
     or --cluster ADDRESS): each worker starts from the principal in its own environment,
     and only this process writes the records.
 
+    With --store, each record is committed to the store before it is printed, and the run's
+    row (pid, host, heartbeat) is written when it starts: a run killed outright shows as
+    'crashed' in 'rolechain history', and --resume RUN_ID runs only its missing units.
+
     Exit status: 0 every target ok; 1 some target failed, or the --deadline passed; 2 the
-    chain file or plan is invalid, or the engine cannot be used (nothing was called);
-    130 SIGINT; 143 SIGTERM.
+    chain file or plan is invalid, the engine cannot be used, or --resume refused (nothing
+    was called); 3 the run went on but --store could not be written (disk full, read-only,
+    locked): its records are on stdout/--output only; 130 SIGINT; 143 SIGTERM.
 
     \b
     Example:
       rolechain run chains/org-inventory.yaml --job inventory
-      rolechain run chains/org-inventory.yaml -j inventory -t 'audit@1111*' \\
+      rolechain run chains/org-inventory.yaml -j legacy-buckets -t 'legacy@5*' \\
           --format jsonl --output inventory.jsonl --store runs.db
       rolechain run chains/demo.yaml --job inventory --sandbox --time-scale 60
       rolechain run chains/org-inventory.yaml -j inventory --engine dask --workers 4
+      rolechain run chains/org-inventory.yaml -j inventory --store runs.db --resume RUN_ID
     """
     from rolechain.model.loader import load
 
@@ -387,7 +417,14 @@ def run(
         sts_rate=sts_rate is not None,
         connect_latency=bool(connect_latency),
     )
+    if (resume_id or retry_id) and store is None:
+        raise click.UsageError("--resume and --retry-failed need --store (the run's records)")
+    if resume_id and retry_id:
+        raise click.UsageError("give --resume or --retry-failed, not both")
     chain = load(path)
+    check_job(chain, job)  # before a sandbox or a cluster starts
+    if store is not None and not store.parent.is_dir():
+        raise click.BadParameter(f"no directory {str(store.parent)!r}", param_hint="--store")
     chosen = _engine(chain, engine, cluster, workers, batch_size, ship_credentials)
     if fmt is None:
         fmt = "table" if (output is None and sys.stdout.isatty()) else "jsonl"
@@ -434,6 +471,7 @@ def run(
             verbose=verbose,
             credentials=credentials,
             engine=chosen,
+            continues=(retry_id, True) if retry_id else (resume_id, False) if resume_id else None,
         )
     sys.exit(status)
 
@@ -498,6 +536,7 @@ def _run(
     verbose: bool,
     credentials: Any,
     engine: EngineOptions | None = None,
+    continues: tuple[str, bool] | None = None,
 ) -> int:
     """Run the job, write its records and summary; the exit status."""
     from rolechain.executor import run as start_run
@@ -505,11 +544,29 @@ def _run(
     from rolechain.results.store import Store
 
     reporter = _Reporter(quiet=quiet, verbose=verbose)
-    database = Store(store) if store is not None else None
+    new_store = store is not None and not store.exists()
+    database = Store(store, on_error=_store_failed(reporter)) if store is not None else None
+    skip: frozenset[tuple[str, str, str]] = frozenset()
     try:
+        if database is not None:
+            _say_crashed(database.crashed, reporter)
+        if continues is not None:
+            assert database is not None
+            resumed = _resumption(chain, job, targets, database, *continues)
+            if not resumed.targets:
+                reporter.log(f"run {resumed.run_id}: every unit has a final record; nothing to run")
+                return EXIT_OK
+            reporter.log(
+                f"{resumed.trigger} of run {resumed.run_id}: {resumed.missing} unit"
+                f"{'s' if resumed.missing != 1 else ''} on {len(resumed.targets)} target"
+                f"{'s' if len(resumed.targets) != 1 else ''}"
+            )
+            database.lineage(resumed.trigger, resumed.run_id, resumed.skip)
+            targets, skip = resumed.targets, resumed.skip
         execution = start_run(
             chain,
             job,
+            skip=skip,
             targets=list(targets) or None,
             regions=list(regions) or None,
             concurrency=concurrency,
@@ -536,13 +593,58 @@ def _run(
             writer.close(execution.summary)
             if stream is not sys.stdout:
                 stream.close()
+    except BaseException:
+        if database is not None and new_store and not database.runs(limit=1):
+            # A run that could not start leaves no empty database behind.
+            database.close()
+            database = None
+            assert store is not None
+            for leftover in (store, *(Path(f"{store}{end}") for end in ("-wal", "-shm"))):
+                leftover.unlink(missing_ok=True)
+        raise
     finally:
         if database is not None:
             database.close()
     if not quiet:
         for line in summary_lines(execution.summary):
             echo(line, err=True)
-    return signals.exit_status(execution.summary)
+    failed = database is not None and database.failure is not None
+    return signals.exit_status(execution.summary, store_failed=failed)
+
+
+def _store_failed(reporter: _Reporter) -> Any:
+    """Say, once, when it happens, that the store cannot be written (the run goes on);
+    said even with --quiet: it is an error, not progress."""
+
+    def say(failure: Any) -> None:
+        if reporter.quiet:
+            echo(f"error: {failure}", err=True)
+        else:
+            reporter.log(f"error: {failure}")
+
+    return say
+
+
+def _say_crashed(crashed: list[dict[str, Any]], reporter: _Reporter) -> None:
+    for run in crashed:
+        left = run.get("unfinished")
+        reporter.log(
+            f"warning: run {run['run_id']} of job {run['job']} crashed (its process "
+            f"{run.get('host')}/{run.get('pid')} ended without finishing it)"
+            + (f"; {left} unit{'s' if left != 1 else ''} without a record" if left else "")
+            + f": 'rolechain run ... --job {run['job']} --resume {run['run_id']}' runs them"
+        )
+
+
+def _resumption(
+    chain: Any, job: str, targets: tuple[str, ...], database: Any, run_id: str, failed_too: bool
+) -> Any:
+    """What --resume/--retry-failed runs (checked against the job planned now, offline)."""
+    from rolechain.planner import plan as make_plan
+    from rolechain.results.resume import resumption
+
+    plan = make_plan(chain, job, targets=list(targets) or None, run_id=run_id)
+    return resumption(database, run_id, job, plan, failed_too=failed_too)
 
 
 @click.command()
@@ -554,59 +656,104 @@ def _run(
     help=f"The SQLite database given to 'rolechain run --store' (or ${DEFAULT_STORE_ENV}).",
 )
 @click.option("--job", "-j", default=None, help="Only runs of this job.")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    metavar="STATUS",
+    help="Only runs that ended so (ok, failed, interrupted, deadline-exceeded, error, ...); "
+    "repeatable.",
+)
+@click.option(
+    "--since",
+    default=None,
+    metavar="WHEN",
+    help="Only runs started since: a duration back from now ('2h', '7d') or a UTC date/time.",
+)
 @click.option("--limit", "-n", type=click.IntRange(1), default=20, show_default=True)
+@click.option(
+    "--run",
+    "run_id",
+    default=None,
+    metavar="ID",
+    help="Show one run: its counts, and its failures grouped by error code.",
+)
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
 @handle_errors
-def history(store: Path, job: str | None, limit: int, fmt: str) -> None:
-    """List runs recorded with --store, newest first.
+def history(
+    store: Path,
+    job: str | None,
+    statuses: tuple[str, ...],
+    since: str | None,
+    limit: int,
+    run_id: str | None,
+    fmt: str,
+) -> None:
+    """List runs recorded with --store, newest first; --run ID shows one.
 
-    Each run's records are in the same database, in table 'records' (data as JSON text).
+    Times are UTC. Each run's records are in the same database, in table 'records' (data
+    as JSON text).
 
     \b
     Example:
       rolechain history --store runs.db --job inventory
+      rolechain history --store runs.db --status failed --since 7d
       sqlite3 runs.db "SELECT account_id, data FROM records WHERE task='s3.list_buckets'"
     """
-    from rolechain.errors import RolechainError
+    from rolechain.cli import _history as view
+    from rolechain.errors import RolechainError, UsageError
     from rolechain.results.store import Store
 
     if not store.exists():
         raise RolechainError(
             f"no run database at {store}", hint="record runs with 'rolechain run --store PATH'"
         )
+    try:
+        cutoff = view.since_cutoff(since) if since else None
+    except ValueError:
+        raise click.BadParameter(
+            f"{since!r} is neither a duration ('2h', '7d') nor a date/time", param_hint="--since"
+        ) from None
     with Store(store) as database:
-        runs = database.runs(job=job, limit=limit)
+        if run_id is not None:
+            detail = view.run_detail(database, run_id)
+            if detail is None:
+                recent = [r["run_id"] for r in database.runs(limit=5)]
+                raise UsageError(
+                    f"no run {run_id!r} in {store}",
+                    hint="recent runs: " + (", ".join(recent) or "none"),
+                )
+            if fmt == "json":
+                echo(dumps(detail))
+            else:
+                for line in view.detail_lines(detail):
+                    echo(printable(line))
+            return
+        runs = view.select_runs(database, job=job, status=statuses, since=cutoff, limit=limit)
+        alerts = database.alert_states([r["run_id"] for r in runs])
+        for r in runs:
+            r["alert_state"] = alerts.get(r["run_id"])
+        alerting = any(r["alert_state"] for r in runs)
+        rows = [view.row_cells(database, r, alerting=alerting) for r in runs]
     if fmt == "json":
         echo(dumps(runs))
         return
+    from rich import box
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(header_style="bold")
-    for name in ("run", "job", "trigger", "status", "started", "targets ok/failed",
-                 "AssumeRole", "throttled", "s"):  # fmt: skip
-        table.add_column(name)
-    for r in runs:
-        trigger = r.get("trigger") or "manual"
-        if r.get("scheduled_for"):
-            trigger += f" {r['scheduled_for']}"
-        if r.get("attempt"):
-            trigger += f" (retry {r['attempt']})"
-        cells = (
-            r["run_id"],
-            r["job"],
-            trigger,
-            r["status"],
-            r["started_at"] or "",
-            f"{r['targets_ok'] or 0}/{r['targets_failed'] or 0} of {r['targets'] or 0}",
-            str(r["assume_calls"] if r["assume_calls"] is not None else ""),
-            str(r["throttled"] if r["throttled"] is not None else ""),
-            f"{r['elapsed_seconds']:.1f}" if r["elapsed_seconds"] is not None else "",
-        )
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for name, whole in view.columns(alerting=alerting):
+        table.add_column(name, no_wrap=whole, overflow="fold")
+    for cells in rows:
         table.add_row(*(Text(printable(str(c))) for c in cells))
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    wide = sys.stdout.isatty() or "COLUMNS" in os.environ
+    Console(width=None if wide else 160).print(table)
+    note = view.clock_note(runs)
+    if note:
+        echo(f"note: {note}", err=True)
     if not runs:
         echo("no runs recorded", err=True)

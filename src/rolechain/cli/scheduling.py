@@ -25,6 +25,7 @@ from rolechain.cli._common import (
     sandbox_environment,
     sandbox_options,
 )
+from rolechain.errors import UsageError
 
 DURATION = click.STRING
 
@@ -64,10 +65,15 @@ def schedule() -> None:
     """Run the jobs of a chain file that have a 'schedule', or export them to other
     schedulers.
 
+    'rolechain schedule PATH ...' is 'rolechain schedule run PATH ...': its options (--store,
+    --job, --list, --dry-run, --sandbox, --time-scale, --for, --check, --strict, --grace,
+    --metrics-port, ...) are listed by 'rolechain schedule run --help'.
+
     \b
     Example:
       rolechain schedule chains/demo.yaml --store runs.db
       rolechain schedule chains/demo.yaml --list
+      rolechain schedule chains/demo.yaml --sandbox --time-scale 600 --for 10m --store runs.db
       rolechain schedule export chains/demo.yaml --to systemd --output deploy/
     """
 
@@ -139,6 +145,19 @@ def schedule() -> None:
               show_default=True, metavar="N",
               help="With --sandbox or --dry-run: the schedule's clock (and the sandbox's) runs "
               "N times faster, so a day passes in 86400/N seconds.")  # fmt: skip
+@click.option(
+    "--check",
+    "check_",
+    is_flag=True,
+    help="At start, call sts:GetCallerIdentity once with each scheduled job's principal "
+    "(without it, credentials are only looked for: no AWS call).",
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Exit 2 instead of warning when a scheduled job's principal has no usable "
+    "credentials (or credentials that will not last unattended).",
+)
 @handle_errors
 def run(
     path: Path,
@@ -155,6 +174,8 @@ def run(
     use_sandbox: bool,
     provision: Path | None,
     time_scale: float,
+    check_: bool,
+    strict: bool,
 ) -> None:
     """Run every job of PATH that has a 'schedule' (or the --job ones) until stopped.
 
@@ -193,10 +214,22 @@ def run(
 
     clock = RealClock(time_scale)
     log = EventLog(sys.stderr, log_format, clock.now)
-    for warning in loader.warnings:
+    warnings = [*loader.warnings, *_credential_warnings(chain, specs, log, use_sandbox, check_)]
+    for warning in warnings:
         log.warning("credentials", problem=str(warning))
+    if warnings and strict:
+        raise UsageError(
+            f"{len(warnings)} credential problem{'s' if len(warnings) != 1 else ''} "
+            "(above); --strict refuses to start",
+            hint="give each principal credentials that last unattended, or drop --strict",
+        )
     with contextlib.ExitStack() as stack:
         credentials_for = None
+        if store is not None and not dry_run:
+            from rolechain.scheduler.lock import StoreLock
+
+            # One scheduler per store, said before a sandbox starts.
+            stack.enter_context(StoreLock(store))
         if use_sandbox:
             credentials_for = _sandbox(stack, chain, provision, time_scale, log)
         _schedule(
@@ -205,6 +238,21 @@ def run(
             for_s=for_s, watch=not no_watch, clock=clock, credentials_for=credentials_for,
         )  # fmt: skip
     sys.exit(EXIT_OK)
+
+
+def _credential_warnings(
+    chain: Any, specs: Any, log: Any, use_sandbox: bool, call: bool
+) -> list[Any]:
+    """Whether each scheduled job's principal has credentials (the sandbox gives its own)."""
+    if use_sandbox:
+        return []
+    from rolechain.scheduler.credcheck import check_principals, warnings_of
+
+    checks = check_principals(chain, list(specs), call=call)
+    for found in checks:
+        if found.caller is not None and found.problem is None:
+            log.emit("credentials_checked", principal=found.principal, caller=found.caller)
+    return warnings_of(chain, checks)
 
 
 def _sandbox(
@@ -242,14 +290,11 @@ def _schedule(
     from rolechain.scheduler.alerts import AlertSender
     from rolechain.scheduler.engine import MemoryHistory, Scheduler
     from rolechain.scheduler.launcher import ExecutorLauncher
-    from rolechain.scheduler.lock import StoreLock
 
     history: Any
     if store is not None:
         from rolechain.results.store import Store
 
-        if not dry_run:
-            stack.enter_context(StoreLock(store))
         history = stack.enter_context(Store(store))
     else:
         history = MemoryHistory()

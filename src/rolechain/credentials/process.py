@@ -365,6 +365,20 @@ def target_credentials(
     return _result(planned, planned_target, result, from_cache=served, calls=calls)
 
 
+def _loop_hint(source: str, env: Mapping[str, str]) -> str:
+    """What breaks the loop, for how the principal's credentials were looked for."""
+    profile = env.get("AWS_PROFILE")
+    if source != "profile" and profile:
+        return (
+            f"unset AWS_PROFILE (now {profile!r}) where this credential_process runs, or give "
+            "the principal 'source: profile' with a profile that holds its own credentials"
+        )
+    return (
+        "give the principal credentials that do not come from rolechain: 'source: profile' "
+        "naming a profile with its own keys or login, or 'source: env'"
+    )
+
+
 def _loop_key(chain: Chain, job: str, target: str) -> str:
     material = json.dumps([sorted(os.path.abspath(f) for f in chain.files), job, target])
     return hashlib.sha256(material.encode()).hexdigest()[:16]
@@ -388,8 +402,7 @@ def _principal(
             f"the starting credentials of principal {planned.principal!r} come from this same "
             f"rolechain credentials call (target {target!r}), e.g. through AWS_PROFILE naming "
             "the profile rolechain serves: that would loop forever",
-            hint="give the principal 'source: profile' with a profile that holds the starting "
-            "credentials (keys, SSO), or unset AWS_PROFILE in the credential_process profile",
+            hint=_loop_hint(planned.principal_source, env),
         )
     previous = os.environ.get(RECURSION_MARKER)
     os.environ[RECURSION_MARKER] = ",".join([*active, key])

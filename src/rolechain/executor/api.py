@@ -11,7 +11,7 @@ assuming each hop once and refreshing as needed.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from botocore.credentials import Credentials
@@ -160,6 +160,7 @@ def run(
     check_identity: bool = True,
     limiter: Pacing | AssumeLimiter | None = None,
     engine: EngineOptions | EngineKind | None = None,
+    skip: Iterable[tuple[str, str, str]] = (),
 ) -> Run:
     """Plan ``job`` of a chain (or take a ready plan) and return the :class:`Run`.
 
@@ -176,7 +177,9 @@ def run(
     one between runs that call from the same accounts at once); ``engine`` runs the units
     on ``"threads"`` (a pool in this process) or ``"dask"`` (a Dask cluster;
     :class:`EngineOptions` for its address, workers, batch size), default: the chain file's
-    ``settings.engine``. Raises :class:`~rolechain.errors.ChainFileError` /
+    ``settings.engine``; ``skip`` lists (target, region, task id) units not to run (done
+    by an earlier run: see :mod:`rolechain.results.resume`). Raises
+    :class:`~rolechain.errors.ChainFileError` /
     :class:`~rolechain.errors.PlanError` at once for an invalid chain or plan,
     :class:`~rolechain.errors.EngineError` for an engine that cannot be used.
     """
@@ -188,6 +191,7 @@ def run(
         check_identity=check_identity,
         run_id=run_id,
         engine=engine,
+        skip=frozenset(skip),
         **({"grace": grace} if grace is not None else {}),
     )
     context = RunContext.for_job(

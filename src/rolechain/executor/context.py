@@ -399,7 +399,7 @@ class RunContext:
             )
             resolved[discovery.role_set] = discover(discovery, orgs)
         options = RunOptions(targets=self.options.targets, run_id=plan.run_id)
-        new_plan = plan_job(self.chain, plan.job, options, resolved)
+        new_plan = with_discovery_hops(plan_job(self.chain, plan.job, options, resolved), plan)
         if self.identity is not None:
             new_plan = check_principal(
                 new_plan,
@@ -429,6 +429,23 @@ class RunContext:
         self.prepare()
         found = self.target(target) if isinstance(target, str) else target
         return self.tree.for_target(found)
+
+
+def with_discovery_hops(resolved: Plan, offline: Plan) -> Plan:
+    """``resolved`` with the hops ``offline`` took to list Organizations accounts (assumed
+    before the re-plan, so part of this run's AssumeRole calls and of its planned count)."""
+    have = {hop.id for hop in resolved.hops}
+    extra: list[Hop] = []
+    for discovery in offline.discoveries:
+        hop_id = discovery.via_hop
+        while hop_id is not None and hop_id not in have:
+            hop = offline.hop(hop_id)
+            extra.append(hop)
+            have.add(hop_id)
+            hop_id = hop.parent
+    if not extra:
+        return resolved
+    return dataclasses.replace(resolved, hops=(*resolved.hops, *reversed(extra)))
 
 
 __all__ = [

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from rolechain.model.regions import region_problem
 from rolechain.planner.plan import EngineKind, RunSettings
 
 DEFAULT_CONCURRENCY = 16
@@ -136,6 +137,8 @@ class RunOptions:
     that are a session). ``run_id``: the run's id (default: a new one when planning).
     ``engine``: where the units run (:class:`EngineOptions`, or
     ``"threads"``/``"dask"``); default: the chain file's ``settings.engine``, else threads.
+    ``skip``: units not to run, as (target, region, task id): those an earlier run of the
+    same plan already finished (``rolechain run --resume``).
     """
 
     targets: tuple[str, ...] | None = None
@@ -146,6 +149,7 @@ class RunOptions:
     check_identity: bool = True
     run_id: str | None = None
     engine: EngineOptions | EngineKind | None = None
+    skip: frozenset[tuple[str, str, str]] = frozenset()
 
     def __post_init__(self) -> None:
         for name in ("targets", "regions"):
@@ -154,6 +158,10 @@ class RunOptions:
                 if isinstance(value, str):
                     value = (value,)
                 object.__setattr__(self, name, tuple(value) or None)
+        for region in self.regions or ():
+            problem = region_problem(region) if region != "all" else None
+            if problem is not None:
+                raise ValueError(problem)
         if self.concurrency is not None and self.concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {self.concurrency}")
         if self.deadline is not None and not self.deadline > 0:

@@ -107,9 +107,11 @@ class Summary:
     throttled whatever the rate) and ``waited`` (seconds callers waited for slots).
 
     ``engine`` is where the units ran (``threads`` or ``dask``). On Dask, ``workers`` is
-    the number of worker processes that took part (W), ``batches`` the Dask tasks (each a
-    batch of targets sharing their hubs), ``assume_bound`` the most AssumeRole calls the run
-    may make: every hop once, plus each inner (shared) hop once more per extra worker
+    the number of worker processes that took part (W), ``cluster_workers`` how many the
+    cluster had (a run whose targets fit one batch uses one of them), ``batches`` the Dask
+    tasks (each a batch of targets sharing their hubs), ``assume_bound`` the most AssumeRole
+    calls the run may make: every hop once, plus each inner (shared) hop once more per extra
+    worker
     (``planned_assume_calls + (W - 1) x inner hops``; retries of transient errors,
     ``assume_retries``, come on top); ``duplicates_dropped`` counts records
     of a unit that arrived a second time (a batch re-run after its worker died) and were
@@ -147,6 +149,7 @@ class Summary:
     failed_targets: list[str] = field(default_factory=list)
     engine: str = "threads"
     workers: int = 0
+    cluster_workers: int = 0  # worker processes of the cluster (some may get no batch)
     batches: int = 0
     assume_bound: int | None = None
     duplicates_dropped: int = 0

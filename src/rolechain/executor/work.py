@@ -126,6 +126,9 @@ def expand_target(
                     env.close()
             chosen = enabled
         units.extend(units_for(plan, target, task, chosen))
+    skip = context.options.skip
+    if skip:  # a resumed run: what the run it resumes finished is not run again
+        units = [u for u in units if (u.target, u.region, u.task.id) not in skip]
     return units
 
 

@@ -6,8 +6,10 @@ thick and red, its targets filled. Node ids are sanitized (``n_`` plus letters, 
 ``_``, made unique) and labels escaped, so any role name renders.
 
 Big role sets: members of one role set that have exactly the same callers and the same
-callees are drawn as one node ``audit (1000 accounts)`` once a group reaches
-``collapse_at`` members (default 8; ``None`` draws every member).
+callees (and, with a plan, are planned the same way) are drawn as one node ``audit (1000
+accounts)`` once a group reaches ``collapse_at`` members (default 8; ``None`` draws every
+member). ``rolechain graph --job`` collapses from two members, as ``plan`` does, unless
+``--expand``.
 """
 
 from __future__ import annotations
@@ -99,21 +101,28 @@ def _view(graph: nx.DiGraph, plan: PlanLike | None, collapse_at: int | None) -> 
     drawn: dict[str, str] = {n: n for n in graph.nodes}
     labels: dict[str, str] = {}
     if collapse_at is not None:
-        groups: dict[tuple[str, frozenset[str], frozenset[str]], list[str]] = defaultdict(list)
+        groups: dict[tuple[object, ...], list[str]] = defaultdict(list)
         for node, data in graph.nodes(data=True):
-            if data.get("kind") == MEMBER and node not in on_path:
+            if data.get("kind") == MEMBER:
+                # Members on a plan's path group with members planned the same way only.
                 key = (
                     str(data.get("role_set")),
                     frozenset(graph.pred[node]),
                     frozenset(graph.succ[node]),
+                    node in on_path,
+                    node in targets,
+                    frozenset(c for c in graph.pred[node] if (c, node) in planned_edges),
+                    frozenset(c for c in graph.succ[node] if (node, c) in planned_edges),
                 )
                 groups[key].append(node)
-        for (role_set, _, _), members in groups.items():
+        for number, ((role_set, *_), members) in enumerate(groups.items()):
             if len(members) >= collapse_at:
-                name = f"{role_set}@[{len(members)}]"
+                name = f"{role_set}@[{len(members)}#{number}]"
                 for member in members:
                     drawn[member] = name
                 labels[name] = f"{role_set} ({len(members)} accounts)"
+    on_path = {drawn.get(n, n) for n in on_path}
+    targets = {drawn.get(n, n) for n in targets}
 
     kinds: dict[str, str] = {}
     for node, data in graph.nodes(data=True):

@@ -33,7 +33,7 @@ from rolechain.model.schema import (
     Job,
     closest,
 )
-from rolechain.model.targets import DISCOVERED, expand_targets, split_member
+from rolechain.model.targets import DISCOVERED, expand_targets, no_match_message, split_member
 from rolechain.model.yamlsource import PathKey, SourceMap, dotted
 
 MAX_LISTED = 20
@@ -302,7 +302,9 @@ class _Checker:
 
     def unmatched_message(self, selector: str) -> str:
         if any(ch in selector for ch in "*?["):
-            return f"glob {quote(selector)} matches no role or role-set member"
+            return no_match_message(self.model, selector) or (
+                f"glob {quote(selector)} matches no role or role-set member"
+            )
         if selector in self.model.principals:
             return f"{quote(selector)} is a principal; 'to' names roles, role sets or members"
         member = self.member_ok(selector)

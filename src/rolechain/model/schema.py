@@ -29,6 +29,7 @@ from pydantic import (
 
 from rolechain.cron import CronError, expand, zone
 from rolechain.model.durations import DURATION_PATTERN, parse_duration
+from rolechain.model.regions import region_problem
 from rolechain.tasks.registry import TASKS, check_jmespath, task_names, validate_task_params
 
 PARTITIONS = ("aws", "aws-cn", "aws-us-gov")
@@ -193,7 +194,15 @@ Duration = Annotated[
     ),
 ]
 
-Region = Annotated[str, StringConstraints(pattern=REGION_PATTERN)]
+
+def _known_region(value: str) -> str:
+    problem = region_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+Region = Annotated[str, StringConstraints(pattern=REGION_PATTERN), AfterValidator(_known_region)]
 
 AssumeRate = Annotated[
     float | Literal["auto"],

@@ -57,6 +57,21 @@ def is_discoverable_member(model: ChainFile, name: str) -> bool:
     return re.fullmatch(r"[0-9]{12}", account) is not None and account not in excluded
 
 
+def is_open_glob(
+    model: ChainFile, selector: str, resolved: Mapping[str, Sequence[str]] | None = None
+) -> bool:
+    """Whether ``selector`` is a glob over the members of an organization role set whose
+    accounts are not listed yet (``audit@4444*`` before discovery). A glob over a listed
+    set, or over a set already resolved, is matched against its members like any other."""
+    member = split_member(selector)
+    if member is None or not any(ch in member[1] for ch in "*?["):
+        return False
+    spec = model.role_sets.get(member[0])
+    if spec is None or spec.organization is None:
+        return False
+    return resolved is None or member[0] not in resolved
+
+
 def target_names(
     model: ChainFile, resolved: Mapping[str, Sequence[str]] | None = None
 ) -> list[str]:
@@ -73,8 +88,10 @@ def expand_targets(
     """Expand ``to`` selectors into target names.
 
     A selector is a role name, a role-set name (all its members), a member ``set@account``,
-    or an fnmatch glob (``*``, ``?``, ``[...]``) over role and member names. Returns the
-    targets in selector order without duplicates, and the selectors that matched nothing.
+    or an fnmatch glob (``*``, ``?``, ``[...]``) over role and member names. A glob that
+    matches nothing is unmatched, except a glob over the members of an organization role set
+    not resolved yet, which selects the set's placeholder (see :func:`is_open_glob`). Returns
+    the targets in selector order without duplicates, and the selectors that matched nothing.
     """
     names = target_names(model, resolved)
     known = set(names)
@@ -87,12 +104,11 @@ def expand_targets(
             matched = [selector]
         elif any(ch in selector for ch in "*?["):
             matched = fnmatch.filter(names, selector)
-            if not matched:
-                # An organization set's members are unknown offline: 'audit@*' style globs
-                # that name such a set match its placeholder.
-                owner = split_member(selector)
-                if owner and owner[0] in model.role_sets:
-                    matched = set_members(model, owner[0], resolved)
+            if not matched and is_open_glob(model, selector, resolved):
+                # An organization set's members are unknown offline: a glob such as
+                # 'audit@4444*' over such a set stands for its placeholder until the accounts
+                # are listed; the run then plans again and applies the glob to them.
+                matched = set_members(model, selector.rpartition("@")[0], resolved)
         else:
             matched = [selector] if is_discoverable_member(model, selector) else []
         if not matched:
@@ -100,3 +116,31 @@ def expand_targets(
         for name in matched:
             out.setdefault(name, None)
     return list(out), unmatched
+
+
+def is_glob(selector: str) -> bool:
+    return any(ch in selector for ch in "*?[")
+
+
+def no_match_message(
+    model: ChainFile,
+    selector: str,
+    resolved: Mapping[str, Sequence[str]] | None = None,
+    *,
+    limit: int = 20,
+) -> str | None:
+    """Why the glob ``selector`` over a role set's members matched none of them, naming the
+    members (None if ``selector`` is not such a glob)."""
+    member = split_member(selector)
+    if member is None or not is_glob(member[1]) or member[0] not in model.role_sets:
+        return None
+    name = member[0]
+    members = set_members(model, name, resolved)
+    listed = ", ".join(members[:limit]) + (
+        f", ... (+{len(members) - limit} more)" if len(members) > limit else ""
+    )
+    if model.role_sets[name].organization is not None:
+        source = f"accounts AWS Organizations listed for role set {name}"
+    else:
+        source = f"members of role set {name}"
+    return f"glob {selector!r} matches none of the {len(members)} {source}: {listed or 'none'}"

@@ -30,7 +30,7 @@ from rolechain.errors import PlanError, UsageError, Violation
 from rolechain.graph import PRINCIPAL, build_graph
 from rolechain.model.chain import Chain
 from rolechain.model.schema import Job, unknown_choice
-from rolechain.model.targets import DISCOVERED, member_name, split_member
+from rolechain.model.targets import DISCOVERED, expand_targets, member_name, split_member
 from rolechain.planner.plan import Hop
 from rolechain.planner.planner import plan
 
@@ -143,7 +143,53 @@ def resolve_target(chain: Chain, graph: nx.DiGraph, target: str) -> tuple[str, s
     if target in model.principals:
         raise UsageError(f"{target!r} is a principal; reach takes a role or a role-set member")
     roles = sorted(n for n, k in graph.nodes(data="kind") if k != PRINCIPAL)
-    raise UsageError(unknown_choice("role", target, roles))
+    raise UsageError(_unknown_role(target, graph, roles))
+
+
+def _unknown_role(target: str, graph: nx.DiGraph, roles: list[str]) -> str:
+    """'unknown role ...' with each role set's members as one entry (``audit@... (5)``)."""
+    sets: dict[str, int] = {}
+    for _, role_set in graph.nodes(data="role_set"):
+        if role_set:
+            sets[role_set] = sets.get(role_set, 0) + 1
+
+    def alone(name: str) -> bool:
+        member = split_member(name)
+        return member is None or member[0] not in sets
+
+    shown = [r for r in roles if alone(r)]
+    shown += [f"{name}@ACCOUNT ({count} accounts)" for name, count in sorted(sets.items())]
+    text = unknown_choice("role", target, shown).split("; did you mean")[0]
+    from rolechain.model.schema import closest
+
+    guess = closest(target, roles)
+    return text + (f"; did you mean {guess!r}?" if guess else "")
+
+
+def reach_all(
+    chain: Chain,
+    selector: str,
+    *,
+    principals: Sequence[str] | None = None,
+    limit: int = DEFAULT_LIMIT,
+) -> list[Reach]:
+    """:func:`reach` for every role ``selector`` names: one role, or a role set's members or
+    a glob over roles and members (``audit``, ``audit@1*``), in name order."""
+    graph = build_graph(chain)
+    model = chain.model
+    if selector not in model.role_sets and not any(ch in selector for ch in "*?["):
+        return [reach(chain, selector, principals=principals, limit=limit, graph=graph)]
+    names, unmatched = expand_targets(model, [selector])
+    if unmatched or not names:
+        roles = sorted(n for n, k in graph.nodes(data="kind") if k != PRINCIPAL)
+        raise UsageError(
+            f"{selector!r} matches no role or role-set member; "
+            + _unknown_role(selector, graph, roles).split("; ", 1)[1]
+        )
+    return [
+        reach(chain, name, principals=principals, limit=limit, graph=graph)
+        for name in sorted(names)
+    ]
 
 
 def reach(

@@ -6,7 +6,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rolechain.model.schema import unknown_choice
-from rolechain.model.targets import DISCOVERED, expand_targets, member_name, split_member
+from rolechain.model.targets import (
+    DISCOVERED,
+    expand_targets,
+    is_glob,
+    member_name,
+    no_match_message,
+    set_members,
+    split_member,
+)
 from rolechain.planner import rules as R
 from rolechain.planner.base import PlannerBase, abbreviate
 from rolechain.planner.plan import HOP_SEPARATOR, Discovery, Note
@@ -25,7 +33,8 @@ class TargetSelection(PlannerBase):
                 continue
             self.violate(
                 R.UNKNOWN_TARGET,
-                unknown_choice("target", selector, choices),
+                no_match_message(model, selector, self.resolved)
+                or unknown_choice("target", selector, choices),
                 "name a role, a role set, a member 'set@account' or a glob that matches one",
                 location=where,
                 target=selector,
@@ -34,9 +43,16 @@ class TargetSelection(PlannerBase):
         if self.requested is not None:
             picked, unmatched = expand_targets(model, self.requested, self.resolved)
             for selector in unmatched:
+                if is_glob(selector):
+                    message = (
+                        f"glob {selector!r} matches no target of job {self.job_name} "
+                        f"(its targets: {abbreviate(job_targets, 20)})"
+                    )
+                else:
+                    message = unknown_choice("target", selector, job_targets[:20])
                 self.violate(
                     R.UNKNOWN_TARGET,
-                    unknown_choice("target", selector, choices),
+                    message,
                     f"choose among the targets of job {self.job_name}",
                     target=selector,
                 )
@@ -61,8 +77,12 @@ class TargetSelection(PlannerBase):
     def empty_set(self, selector: str) -> bool:
         """True if ``selector`` names a role set that has no members (resolved to none)."""
         member = split_member(selector)
-        name = member[0] if member and any(c in member[1] for c in "*?[") else selector
-        return name in self.model.role_sets
+        if selector in self.model.role_sets:
+            return True
+        if member is None or not is_glob(member[1]) or member[0] not in self.model.role_sets:
+            return False
+        # A glob over a set with members that matches none of them is an error, never "all".
+        return not set_members(self.model, member[0], self.resolved)
 
     def discovery(self, set_name: str, via_nodes: Sequence[str]) -> Discovery:
         spec = self.model.role_sets[set_name]

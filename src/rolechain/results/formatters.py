@@ -212,9 +212,12 @@ def summary_lines(summary: Summary) -> list[str]:
             if summary.duplicates_dropped
             else ""
         )
+        size = max(summary.cluster_workers, summary.workers)
+        workers = f"{size} worker{'s' if size != 1 else ''}"
+        if size != summary.workers:
+            workers += f" ({summary.workers} took part)"
         lines.append(
-            f"  engine: {summary.engine}, {summary.workers} worker"
-            f"{'s' if summary.workers != 1 else ''}, {summary.batches} batch"
+            f"  engine: {summary.engine}, {workers}, {summary.batches} batch"
             f"{'es' if summary.batches != 1 else ''}{bound}{dropped}"
         )
         if summary.worker_pacing:

@@ -42,10 +42,27 @@ two statuses of its own: ``skipped`` (a fire that started no run: the previous o
 still going) and ``error`` (a run that could not start: plan, credentials, identity), and
 ``starting`` for a row written before its run begins.
 
-The database uses WAL, so readers are not blocked while a run writes. Records are buffered
-and written in batches (by count, and at least every second while records arrive) in short
-transactions, so several runs (the scheduler's) can share one file; every finished record
-is written when the run ends or is interrupted.
+The database uses WAL, so readers are not blocked while a run writes. Each record is
+committed before the executor yields it (so before ``rolechain run`` prints it or writes it
+to ``--output``): after ``kill -9`` at any moment, every record printed is in the store.
+With WAL and ``synchronous=NORMAL`` a commit is a write to the WAL file without an fsync
+(about 40 us), so the cost is small; a power cut (not a killed process) may lose the last
+commits.
+
+The run's row is written when it starts, with ``pid``, ``host``, ``version`` (of rolechain),
+``plan_hash`` and ``heartbeat_at``, renewed every 10 seconds while it runs; its planned
+units are in table ``units(run_id, target, region, task)``. A run whose process died
+without finishing is marked ``crashed`` (with ``unfinished``, the count of its units
+without a final record) by the next command that opens the store; see
+:mod:`rolechain.results.lifecycle`. ``rolechain run --resume RUN_ID`` runs its missing
+units.
+
+A store that cannot be written mid-run (disk full, read-only, locked) does not stop the
+run: the first failure is kept in :attr:`Store.failure` (and given to ``on_error``), and
+nothing more is written.
+
+Table ``alerts`` holds the scheduler's alerts until they are delivered (see
+:mod:`rolechain.scheduler.outbox`).
 
 A file written by an older rolechain is migrated when it is opened (``PRAGMA
 user_version`` is the schema version); a file from a newer one is refused.
@@ -53,12 +70,15 @@ user_version`` is the schema version); a file from a newer one is refused.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
+import socket
 import sqlite3
-import time
+import threading
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,6 +89,20 @@ from rolechain.private import ensure_private
 if TYPE_CHECKING:
     from rolechain.executor.records import Record, Summary
     from rolechain.planner.plan import Plan
+from rolechain.results.lifecycle import (
+    FINAL_SQL,
+    HEARTBEAT_SECONDS,
+    STALE_SECONDS,
+    WRITE_ERRORS,
+    Heartbeat,
+    StoreFailure,
+    Unit,
+    failure_of,
+    pid_alive,
+    plan_hash,
+    planned_units,
+    unfinished_units,
+)
 from rolechain.results.records import COLUMNS, from_row, to_row
 from rolechain.results.rows import RowSpec
 from rolechain.results.rows import specs as row_specs
@@ -156,6 +190,38 @@ CREATE VIEW IF NOT EXISTS latest_runs AS
 CREATE VIEW IF NOT EXISTS latest_rows AS
     SELECT * FROM rows WHERE run_id IN (SELECT run_id FROM latest_runs);
 """,
+    # 4 -> 5: crash-safe runs (issue 19): who runs it, its heartbeat, its planned units,
+    # and the scheduler's alerts until they are delivered
+    """
+ALTER TABLE runs ADD COLUMN pid INTEGER;
+ALTER TABLE runs ADD COLUMN host TEXT;
+ALTER TABLE runs ADD COLUMN version TEXT;
+ALTER TABLE runs ADD COLUMN heartbeat_at TEXT;
+ALTER TABLE runs ADD COLUMN plan_hash TEXT;
+ALTER TABLE runs ADD COLUMN unfinished INTEGER;
+ALTER TABLE runs ADD COLUMN alert TEXT;
+CREATE TABLE IF NOT EXISTS units (
+    run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,
+    target TEXT NOT NULL,
+    region TEXT NOT NULL,
+    task TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS units_run ON units(run_id);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    job TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at TEXT,
+    last_error TEXT,
+    payload TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    sent_at TEXT
+);
+CREATE INDEX IF NOT EXISTS alerts_state ON alerts(state, job);
+""",
 ]
 SCHEMA_VERSION = len(MIGRATIONS) + 1
 
@@ -171,16 +237,18 @@ COMPLETE = ("ok", "failed")
 
 # Every runs.status: a run's own (Summary.status), and the scheduler's rows.
 RUN_STATUSES = ("running", "ok", "failed", "interrupted", "deadline-exceeded")
-STATUSES = (*RUN_STATUSES, "starting", "error", "skipped")
+STATUSES = (*RUN_STATUSES, "starting", "error", "skipped", "crashed")
+# Rows of runs that may still be going (a crashed one is found among them).
+LIVE_STATUSES = ("running", "starting")
 
 SCHEDULED = ("schedule", "catch-up", "retry")
 _SCHEDULED_SQL = "('schedule', 'catch-up', 'retry')"
 _RUN_COLUMNS = (
     "run_id, job, principal, status, trigger, scheduled_for, attempt, retry_of, reason, "
     "started_at, finished_at, targets, targets_ok, targets_failed, records, records_failed, "
-    "assume_calls, retries, throttled, expired_token_refreshes, pacing, elapsed_seconds"
+    "assume_calls, retries, throttled, expired_token_refreshes, pacing, elapsed_seconds, "
+    "pid, host, version, heartbeat_at, plan_hash, unfinished, alert"
 )
-FLUSH_SECONDS = 1.0
 
 
 def pack_plan(text: str) -> bytes:
@@ -220,10 +288,26 @@ _INSERT_ROWS = "INSERT INTO record_rows (record_id, key, row) VALUES (?, ?, ?)"
 _SELECT = f"SELECT id, rows, row_key, {_COLUMN_LIST} FROM records WHERE run_id = ? ORDER BY id"  # noqa: S608
 
 
-class Store:
-    """A SQLite database of runs. Implements the executor's RecordSink."""
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
-    def __init__(self, path: str | Path, *, batch: int = 200) -> None:
+
+class Store:
+    """A SQLite database of runs. Implements the executor's RecordSink.
+
+    ``on_error`` is called once, with a :class:`StoreFailure`, when the store cannot be
+    written mid-run (the run goes on; see the module docs). ``reap`` (default True) marks
+    the runs whose process died ``crashed`` when the store is opened.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        batch: int = 200,
+        on_error: Callable[[StoreFailure], None] | None = None,
+        reap: bool = True,
+    ) -> None:
         self.path = Path(path)
         if str(path) != ":memory:":
             # task output lives here: 0600 in a 0700 directory when rolechain creates it
@@ -236,12 +320,16 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._migrate()
-        self._batch = batch
-        self._pending: list[dict[str, Any]] = []
-        self._pending_rows: list[tuple[int, list[tuple[str, str]]]] = []
+        self._batch = batch  # kept for callers; every record is committed as it comes
+        self._lock = threading.RLock()  # the heartbeat thread shares the connection
         self._specs: dict[str, RowSpec] = {}
-        self._flushed = time.monotonic()
         self._run_id: str | None = None
+        self._heartbeat: Heartbeat | None = None
+        self._lineage: tuple[str, str | None] = ("manual", None)
+        self._skip: frozenset[Unit] = frozenset()
+        self.on_error = on_error
+        self.failure: StoreFailure | None = None
+        self.crashed: list[dict[str, Any]] = self.reap() if reap else []
 
     def _migrate(self) -> None:
         with self._db:
@@ -270,82 +358,135 @@ class Store:
                         self._db.execute(statement)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
+    # -- writing, failing softly ---------------------------------------------------------
+
+    def _write(self, work: Callable[[sqlite3.Connection], object]) -> bool:
+        """Run ``work`` in a transaction; False (and the failure kept) if it cannot be
+        written. After the first failure nothing more is tried."""
+        if self.failure is not None:
+            return False
+        try:
+            with self._lock, self._db:
+                work(self._db)
+        except WRITE_ERRORS as exc:
+            self._fail(exc)
+            return False
+        return True
+
+    def _fail(self, exc: BaseException) -> None:
+        with self._lock:
+            if self.failure is not None:
+                return
+            self.failure = failure_of(exc, self.path)
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+        if self.on_error is not None:
+            self.on_error(self.failure)
+
+    def lineage(
+        self, trigger: str, retry_of: str | None, skip: frozenset[Unit] = frozenset()
+    ) -> None:
+        """The trigger (``resume``, ``retry-failed``), the run it continues and the units
+        it skips (done by that run), for the row of the next run :meth:`start` writes."""
+        self._lineage = (trigger, retry_of)
+        self._skip = skip
+
     # -- RecordSink ----------------------------------------------------------------------
 
     def start(self, plan: Plan) -> None:
         self._run_id = plan.run_id
         self._specs = {task: spec for task, spec in row_specs(plan).items() if spec.any}
-        with self._db:
+        trigger, retry_of = self._lineage
+        units = [u for u in planned_units(plan) if u not in self._skip]
+        now = _now_iso()
+        from rolechain import __version__
+
+        def write(db: sqlite3.Connection) -> None:
             # An upsert: the scheduler may have written the row (its trigger) already.
-            self._db.execute(
-                "INSERT INTO runs (run_id, job, principal, status, targets, "
-                "planned_assume_calls, plan) VALUES (?, ?, ?, 'running', ?, ?, ?) "
+            db.execute(
+                "INSERT INTO runs (run_id, job, principal, status, started_at, targets, "
+                "planned_assume_calls, plan, pid, host, version, heartbeat_at, plan_hash, "
+                "trigger, retry_of) "
+                "VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(run_id) DO UPDATE SET job=excluded.job, "
-                "principal=excluded.principal, status='running', targets=excluded.targets, "
-                "planned_assume_calls=excluded.planned_assume_calls, plan=excluded.plan",
+                "principal=excluded.principal, status='running', "
+                "started_at=coalesce(runs.started_at, excluded.started_at), "
+                "targets=excluded.targets, planned_assume_calls=excluded.planned_assume_calls, "
+                "plan=excluded.plan, pid=excluded.pid, host=excluded.host, "
+                "version=excluded.version, heartbeat_at=excluded.heartbeat_at, "
+                "plan_hash=excluded.plan_hash",
                 (
                     plan.run_id,
                     plan.job,
                     plan.principal,
+                    now,
                     len(plan.targets),
                     plan.assume_calls,
                     # no ${env:} value (an external id) is stored
                     pack_plan(json.dumps(redact_data(plan.to_dict()), default=str)),
+                    os.getpid(),
+                    socket.gethostname(),
+                    __version__,
+                    now,
+                    plan_hash(plan),
+                    trigger,
+                    retry_of,
                 ),
+            )
+            db.execute("DELETE FROM units WHERE run_id=?", (plan.run_id,))
+            db.executemany(
+                "INSERT INTO units (run_id, target, region, task) VALUES (?, ?, ?, ?)",
+                [(plan.run_id, *unit) for unit in units],
+            )
+
+        if self._write(write) and self._heartbeat is None:
+            self._heartbeat = Heartbeat(self._beat, HEARTBEAT_SECONDS).start()
+
+    def _beat(self) -> None:
+        run_id = self._run_id
+        if run_id is not None:
+            self._write(
+                lambda db: db.execute(
+                    "UPDATE runs SET heartbeat_at=? WHERE run_id=?", (_now_iso(), run_id)
+                )
             )
 
     def add(self, record: Record) -> None:
-        # Rows wait in memory, not in an open transaction: another run writing to the same
-        # file is never locked out while this one waits for its next record.
+        # Committed before the executor yields the record: what is printed is stored.
         spec = self._specs.get(record.task) if record.task is not None else None
         extracted = spec.extract(record.data) if spec is not None and record.ok else None
         if extracted is None or extracted.rows is None:
-            self._pending.append(to_row(record) | {"id": None, "rows": None, "row_key": None})
-        else:
-            assert spec is not None
-            rows, field = spec.stored(extracted.rows)
-            self._pending_rows.append((len(self._pending), rows))
-            extra = {"rows": len(rows), "row_key": field}
-            self._pending.append(to_row(record, data=extracted.rest) | extra)
-        if len(self._pending) >= self._batch or time.monotonic() - self._flushed >= FLUSH_SECONDS:
-            self.flush()
+            row = to_row(record) | {"id": None, "rows": None, "row_key": None}
+            self._write(lambda db: db.execute(_INSERT, row))
+            return
+        assert spec is not None
+        rows, field = spec.stored(extracted.rows)
+        row = to_row(record, data=extracted.rest) | {
+            "id": None,
+            "rows": len(rows),
+            "row_key": field,
+        }
+
+        def write(db: sqlite3.Connection) -> None:
+            record_id = db.execute(_INSERT, row).lastrowid
+            db.executemany(_INSERT_ROWS, ((record_id, key, text) for key, text in rows))
+
+        self._write(write)
 
     def flush(self) -> None:
-        if self._pending:
-            with self._db:
-                if self._pending_rows:
-                    # Records get their ids here, under the write lock, so that their rows
-                    # can point at them (another run may be writing to the same file).
-                    self._db.execute("BEGIN IMMEDIATE")
-                    (last,) = self._db.execute(
-                        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence "
-                        "WHERE name = 'records'), 0), coalesce((SELECT max(id) FROM records), 0))"
-                    ).fetchone()
-                    for offset, pending in enumerate(self._pending, start=int(last) + 1):
-                        pending["id"] = offset
-                    self._db.executemany(_INSERT, self._pending)
-                    self._db.executemany(
-                        _INSERT_ROWS,
-                        (
-                            (self._pending[index]["id"], key, text)
-                            for index, rows in self._pending_rows
-                            for key, text in rows
-                        ),
-                    )
-                else:
-                    self._db.executemany(_INSERT, self._pending)
-            self._pending = []
-            self._pending_rows = []
-        self._flushed = time.monotonic()
+        """Nothing waits: every record (and its rows) is committed by :meth:`add`."""
 
     def finish(self, summary: Summary) -> None:
-        self.flush()
-        with self._db:
-            self._db.execute(
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
+        self._write(
+            lambda db: db.execute(
                 "UPDATE runs SET status=?, reason=coalesce(?, reason), started_at=?, "
                 "finished_at=?, targets=?, targets_ok=?, targets_failed=?, records=?, "
                 "records_failed=?, assume_calls=?, retries=?, throttled=?, "
-                "expired_token_refreshes=?, pacing=?, elapsed_seconds=? WHERE run_id=?",
+                "expired_token_refreshes=?, pacing=?, elapsed_seconds=?, heartbeat_at=? "
+                "WHERE run_id=?",
                 (
                     summary.status,
                     redact(summary.stop_reason) if summary.stop_reason else None,
@@ -362,9 +503,188 @@ class Store:
                     summary.expired_token_refreshes,
                     json.dumps(summary.pacing),
                     summary.elapsed_seconds,
+                    _now_iso(),
                     summary.run_id,
                 ),
             )
+        )
+
+    # -- crashed runs --------------------------------------------------------------------
+
+    def reap(self, *, now: datetime | None = None) -> list[dict[str, Any]]:
+        """Mark ``crashed`` every run still ``running``/``starting`` whose process is gone
+        (on this host: its pid does not exist; elsewhere: no heartbeat for
+        :data:`STALE_SECONDS`), with ``unfinished``, its units without a final record.
+        Returns the runs marked now (run_id, job, trigger, attempt, unfinished...)."""
+        host = socket.gethostname()
+        moment = now or datetime.now(UTC)
+        found: list[dict[str, Any]] = []
+        live = ", ".join(f"'{s}'" for s in LIVE_STATUSES)
+        rows = self._db.execute(
+            "SELECT run_id, job, status, trigger, scheduled_for, attempt, retry_of, pid, "  # noqa: S608
+            f"host, heartbeat_at, started_at FROM runs WHERE status IN ({live})"
+        ).fetchall()
+        for row in rows:
+            if row["pid"] is None and row["heartbeat_at"] is None:
+                continue  # written by a rolechain before 0.2: nothing to judge it by
+            if row["host"] == host:
+                # A pid reused by another process hides a crash until that one ends.
+                dead = not pid_alive(int(row["pid"] or 0))
+            else:
+                beat = _utc(row["heartbeat_at"] or row["started_at"])
+                dead = beat is None or (moment - beat).total_seconds() > STALE_SECONDS
+            if dead:
+                found.append(dict(row))
+        marked: list[dict[str, Any]] = []
+        update = (
+            "UPDATE runs SET status='crashed', unfinished=?, reason=?, "  # noqa: S608
+            "records=(SELECT count(*) FROM records WHERE records.run_id=runs.run_id), "
+            f"finished_at=coalesce(finished_at, heartbeat_at) WHERE run_id=? AND status IN ({live})"
+        )
+        for run in found:
+            running = run["status"] == "running"
+            unfinished = len(self.missing_units(run["run_id"])) if running else None
+            reason = (
+                f"the process running it ({run['host']} pid {run['pid']}) ended without "
+                "finishing it (killed, out of memory, or its host lost)"
+            )
+            args = (unfinished, reason, run["run_id"])
+            done = self._write(lambda db, args=args: db.execute(update, args))  # type: ignore[misc]
+            if done:
+                marked.append({**run, "status": "crashed", "unfinished": unfinished})
+        return marked
+
+    def planned(self, run_id: str) -> list[Unit]:
+        return [
+            (r[0], r[1], r[2])
+            for r in self._db.execute(
+                "SELECT target, region, task FROM units WHERE run_id=? ORDER BY rowid", (run_id,)
+            )
+        ]
+
+    def missing_units(self, run_id: str) -> list[Unit]:
+        """The planned units of ``run_id`` without a final record, in plan order."""
+        return unfinished_units(self.planned(run_id), self.finished([run_id]))
+
+    def finished(
+        self, run_ids: list[str], *, ok_only: bool = False
+    ) -> set[tuple[str, str | None, str | None]]:
+        """(target, region, task) of the final records of these runs (``ok_only``: of their
+        ok ones); a target-level record (a hop failed) has no region or task."""
+        done_sql = "status = 'ok'" if ok_only else FINAL_SQL
+        marks = ", ".join("?" for _ in run_ids)
+        return {
+            (r[0], r[1], r[2])
+            for r in self._db.execute(
+                f"SELECT target, region, task FROM records WHERE run_id IN ({marks}) "  # noqa: S608
+                f"AND {done_sql}",
+                run_ids,
+            )
+        }
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        row = self._db.execute(
+            f"SELECT {_RUN_COLUMNS}, plan FROM runs WHERE run_id=?",  # noqa: S608
+            (run_id,),
+        ).fetchone()
+        return dict(row) if row else None
+
+    # -- the scheduler's alerts (see rolechain.scheduler.outbox) ---------------------------
+
+    def add_alert(self, run_id: str, job: str, kind: str, payload: dict[str, Any]) -> int | None:
+        """A pending alert; its id (None if the store cannot be written)."""
+        ids: list[int] = []
+
+        def write(db: sqlite3.Connection) -> None:
+            cursor = db.execute(
+                "INSERT INTO alerts (run_id, job, kind, state, payload, created_at, next_at) "
+                "VALUES (?, ?, ?, 'pending', ?, ?, ?)",
+                (run_id, job, kind, json.dumps(payload, default=str), _now_iso(), _now_iso()),
+            )
+            ids.append(int(cursor.lastrowid or 0))
+
+        return ids[0] if self._write(write) else None
+
+    def pending_alerts(self) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT id, run_id, job, kind, attempts, payload FROM alerts "
+            "WHERE state='pending' ORDER BY id"
+        ).fetchall()
+        return [{**dict(r), "payload": json.loads(r["payload"])} for r in rows]
+
+    def alert_attempted(
+        self, alert_id: int, *, state: str, error: str | None, next_at: datetime | None
+    ) -> None:
+        """One delivery attempt: ``sent``, still ``pending`` (with when to try again), or
+        ``failed`` (given up)."""
+        self._write(
+            lambda db: db.execute(
+                "UPDATE alerts SET state=?, attempts=attempts+1, last_error=?, next_at=?, "
+                "sent_at=CASE WHEN ?='sent' THEN ? ELSE sent_at END WHERE id=?",
+                (
+                    state,
+                    redact(error) if error else None,
+                    _iso(next_at) if next_at else None,
+                    state,
+                    _now_iso(),
+                    alert_id,
+                ),
+            )
+        )
+
+    def set_alert(self, run_id: str, decision: str) -> None:
+        """The scheduler's alert decision for a run (see the scheduler docs)."""
+        self._write(
+            lambda db: db.execute("UPDATE runs SET alert=? WHERE run_id=?", (decision, run_id))
+        )
+
+    def undecided(self, job: str) -> list[dict[str, Any]]:
+        """The job's scheduled runs that ended without an alert decision, or ``held`` for a
+        retry the scheduler no longer has (it stopped, or was killed, between a run's end and
+        its alert), oldest first."""
+        rows = self._db.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE job=? AND trigger IN {_SCHEDULED_SQL} "  # noqa: S608
+            "AND status NOT IN ('running', 'starting', 'skipped') "
+            "AND (alert IS NULL OR alert = 'held') "
+            "AND pid IS NOT NULL ORDER BY coalesce(scheduled_for, started_at), attempt, rowid",
+            (job,),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def retry_targets(self, run_id: str) -> tuple[str, ...] | None:
+        """Targets of ``run_id`` with a unit that failed or has no final record, in plan
+        order (None when the run recorded no units: it never started)."""
+        planned = self.planned(run_id)
+        if not planned:
+            return None
+        left = unfinished_units(planned, self.finished([run_id], ok_only=True))
+        return tuple(dict.fromkeys(unit[0] for unit in left))
+
+    def alert_states(self, run_ids: list[str]) -> dict[str, str]:
+        """Each run's alert state, for ``history``: ``failure sent``, ``failure pending (2
+        tries)``, ``recovery failed``, or the scheduler's decision (``held``: a retry may
+        cover it; ``covered``: one did; ``none``)."""
+        if not run_ids:
+            return {}
+        marks = ", ".join("?" for _ in run_ids)
+        out: dict[str, str] = {}
+        for r in self._db.execute(
+            f"SELECT run_id, alert FROM runs WHERE run_id IN ({marks})",  # noqa: S608
+            run_ids,
+        ):
+            if r["alert"]:
+                out[r["run_id"]] = r["alert"]
+        for r in self._db.execute(
+            f"SELECT run_id, kind, state, attempts FROM alerts WHERE run_id IN ({marks}) "  # noqa: S608
+            "ORDER BY id",
+            run_ids,
+        ):
+            text = f"{r['kind']} {r['state']}"
+            if r["state"] != "sent" and r["attempts"]:
+                text += f" ({r['attempts']} tries)"
+            previous = out.get(r["run_id"])
+            out[r["run_id"]] = text if previous in (None, "alerted") else f"{previous}, {text}"
+        return out
 
     # -- reading -------------------------------------------------------------------------
 
@@ -386,14 +706,15 @@ class Store:
         """The row of a run the scheduler starts (or of a fire it skipped)."""
         _check_status(status)
         started = _iso(started_at) if started_at else None
-        with self._db:
+        with self._lock, self._db:
             self._db.execute(
                 "INSERT INTO runs (run_id, job, status, trigger, scheduled_for, attempt, "
                 "retry_of, reason, started_at, finished_at, targets, targets_ok, "
-                "targets_failed, records, records_failed) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0, 0)",
+                "targets_failed, records, records_failed, pid, host) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0, 0, ?, ?)",
                 (run_id, job, status, trigger, _iso(scheduled_for), attempt, retry_of, reason,
-                 started, started if status == "skipped" else None),
+                 started, started if status == "skipped" else None,
+                 None if status == "skipped" else os.getpid(), socket.gethostname()),
             )  # fmt: skip
 
     def end_scheduled(self, run_id: str, *, status: str, reason: str | None, **counts: Any) -> None:
@@ -410,8 +731,7 @@ class Store:
                 sets.append(f"{key}=coalesce({key}, ?)" if key == "started_at" else f"{key}=?")
                 args.append(value)
         args.append(run_id)
-        self.flush()
-        with self._db:
+        with self._lock, self._db:
             self._db.execute(f"UPDATE runs SET {', '.join(sets)} WHERE run_id=?", args)  # noqa: S608
 
     def last_fire(self, job: str) -> datetime | None:
@@ -421,11 +741,15 @@ class Store:
         ).fetchone()
         return _utc(row[0]) if row else None
 
-    def last_outcome(self, job: str) -> str | None:
+    def last_outcome(self, job: str, *, decided: bool = False) -> str | None:
+        """The status of the job's newest finished fire (not a run a retry covered);
+        ``decided``: only among runs whose alerts were decided."""
         row = self._db.execute(
             "SELECT status FROM runs WHERE job=? AND trigger IN "  # noqa: S608
             f"{_SCHEDULED_SQL} AND status NOT IN ('skipped', 'running', 'starting') "
-            "ORDER BY scheduled_for DESC, attempt DESC, rowid DESC LIMIT 1",
+            "AND coalesce(alert, '') NOT IN ('held', 'covered') "
+            + ("AND (pid IS NULL OR alert IS NOT NULL) " if decided else "")
+            + "ORDER BY scheduled_for DESC, attempt DESC, rowid DESC LIMIT 1",
             (job,),
         ).fetchone()
         return str(row[0]) if row else None
@@ -447,7 +771,7 @@ class Store:
         """Delete the job's scheduled runs (and their records) beyond the newest
         ``keep_runs``, or scheduled before ``older_than``; the newest always stays."""
         keep = max(1, keep_runs)
-        with self._db:
+        with self._lock, self._db:
             cursor = self._db.execute(
                 f"DELETE FROM runs WHERE job=? AND trigger IN {_SCHEDULED_SQL} "  # noqa: S608
                 "AND status NOT IN ('running', 'starting') AND run_id NOT IN ("
@@ -529,8 +853,11 @@ class Store:
         return [dict(row) for row in self._db.execute(sql, args)]
 
     def close(self) -> None:
-        self.flush()
-        self._db.commit()
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+            self._heartbeat = None
+        with self._lock, contextlib.suppress(*WRITE_ERRORS):
+            self._db.commit()
         self._db.close()
 
     def __enter__(self) -> Store:

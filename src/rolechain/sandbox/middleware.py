@@ -37,6 +37,7 @@ from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
 from rolechain.sandbox.faults import FaultDice, Faults, StsQuota
+from rolechain.sandbox.federation import FEDERATION_PATH, Federation
 from rolechain.sandbox.responses import (
     EXPIRED_TOKEN,
     INVALID_TOKEN,
@@ -179,6 +180,7 @@ class Enforcer:
         self.admin_token = admin_token
         self.user_lookup = user_lookup
         self.role_lookup = role_lookup
+        self.federation = Federation(state)
 
     def set_faults(self, faults: Faults) -> None:
         """Inject ``faults`` from now on (a fresh STS quota, fresh random draws)."""
@@ -199,6 +201,9 @@ class Enforcer:
             return _forbidden(start_response, "cross-origin requests are not allowed")
         if str(environ.get("PATH_INFO", "")).startswith(ADMIN_PATH):
             return _forbidden(start_response, f"{ADMIN_PATH} needs the {ADMIN_HEADER} header")
+        if environ.get("PATH_INFO") == FEDERATION_PATH:
+            query = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
+            return self._send(self.federation.answer(query), start_response)
         picked = environ.pop("HTTP_X_MOTO_ACCOUNT_ID", None)  # callers may not pick their account
         if picked is not None:  # ... but it was signed: the signature check sees it
             environ[REMOVED_HEADERS] = {"X_MOTO_ACCOUNT_ID": picked}
@@ -369,6 +374,7 @@ class Enforcer:
                 source_identity=granted.source_identity,
                 transitive_tags=granted.transitive_tags,
                 token_digest=digest(token),
+                chained=caller.kind == "session",
                 secret=secret,
             ),
         )

@@ -401,7 +401,7 @@ class Provisioner:
         names = [f"rolechain-{purpose}-{account}" for purpose in BUCKET_PURPOSES]
         for bucket in names:
             if bucket not in have:
-                s3.create_bucket(Bucket=bucket)
+                s3.create_bucket(Bucket=bucket, **bucket_location(self.region))
         return names
 
     # -- all of it ---------------------------------------------------------------------------
@@ -539,6 +539,14 @@ def _admin_session() -> Any:
             core = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
             _SESSION = boto3.session.Session(botocore_session=core)
         return _SESSION
+
+
+def bucket_location(region: str) -> dict[str, Any]:
+    """CreateBucket's location for ``region``: none in us-east-1 (S3 refuses one there),
+    the region everywhere else (S3 refuses a bucket without one outside us-east-1)."""
+    if region == "us-east-1":
+        return {}
+    return {"CreateBucketConfiguration": {"LocationConstraint": region}}
 
 
 def _organizations_backend(account: str) -> Any:

@@ -94,7 +94,7 @@ def _require_moto() -> Any:
         )
     except ImportError as exc:
         raise SandboxError(
-            f"the sandbox needs moto, which is not installed ({exc.name or exc})",
+            f"the sandbox needs {exc.name or 'moto and cheroot'}, which is not installed",
             hint=INSTALL_HINT,
         ) from None
     return DomainDispatcherApplication(create_backend_app)

@@ -32,6 +32,7 @@ class Identity:
     source_identity: str | None = None
     transitive_tags: tuple[tuple[str, str], ...] = ()
     token_digest: str | None = None
+    chained: bool = False  # a session assumed with another session's credentials
     # The secret access key, to check request signatures as AWS does (kept in memory only,
     # never shown: None for identities registered without one, whose signatures are not
     # checked).

@@ -101,16 +101,27 @@ class AlertSender:
         for thread in threads:
             thread.join(max(0.0, end - time.monotonic()))
 
-    def _deliver(self, event: str, alert: Alert, payload: Mapping[str, Any], body: bytes) -> None:
+    def deliver(self, event: str, alert: Alert, payload: Mapping[str, Any]) -> str | None:
+        """Deliver on this thread (the scheduler's outbox calls it); why it failed, or
+        None once every part (command, webhook) was delivered."""
+        body = (json.dumps({"event": event, **payload}, default=str) + "\n").encode("utf-8")
+        return self._deliver(event, alert, payload, body)
+
+    def _deliver(
+        self, event: str, alert: Alert, payload: Mapping[str, Any], body: bytes
+    ) -> str | None:
         fields = {"alert": event, "job": payload.get("job"), "run_id": payload.get("run_id")}
+        problems = []
         if alert.command is not None or alert.shell is not None:
-            self._command(alert, payload, body, fields)
+            problems.append(self._command(alert, payload, body, fields))
         if alert.webhook is not None:
-            self._webhook(alert, body, fields)
+            problems.append(self._webhook(alert, body, fields))
+        failed = [p for p in problems if p]
+        return "; ".join(failed) if failed else None
 
     def _command(
         self, alert: Alert, payload: Mapping[str, Any], body: bytes, fields: dict[str, Any]
-    ) -> None:
+    ) -> str | None:
         argv = list(alert.command) if alert.command else ["/bin/sh", "-c", alert.shell or ""]
         env = alert_environment(alert, str(fields["alert"]), payload)
         try:
@@ -125,17 +136,18 @@ class AlertSender:
         except subprocess.TimeoutExpired:
             self.log.error("alert_failed", **fields, via="command",
                            reason=f"did not finish within {alert.timeout}s")  # fmt: skip
-            return
+            return f"command: did not finish within {alert.timeout}s"
         except OSError as exc:
             self.log.error("alert_failed", **fields, via="command", reason=str(exc))
-            return
+            return f"command: {exc}"
         if done.returncode != 0:
             self.log.error("alert_failed", **fields, via="command",
                            reason=f"exit {done.returncode}", stderr=_tail(done.stderr))  # fmt: skip
-            return
+            return f"command: exit {done.returncode}"
         self.log.emit("alert_sent", **fields, via="command")
+        return None
 
-    def _webhook(self, alert: Alert, body: bytes, fields: dict[str, Any]) -> None:
+    def _webhook(self, alert: Alert, body: bytes, fields: dict[str, Any]) -> str | None:
         assert alert.webhook is not None
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
         headers.update(alert.headers)
@@ -155,19 +167,20 @@ class AlertSender:
                                attempts=attempt + 1, location=answer.location,
                                reason="redirected; redirects are not followed: "
                                "give the final URL")  # fmt: skip
-                return
+                return f"webhook: HTTP {status} redirected (not followed)"
             if status >= 300:
                 if status not in (408, 429) and status < 500:
                     self.log.error("alert_failed", **fields, via="webhook", status=status,
                                    attempts=attempt + 1, reason="refused")  # fmt: skip
-                    return
+                    return f"webhook: HTTP {status} (refused)"
                 reason = f"HTTP {status}"
                 continue
             self.log.emit("alert_sent", **fields, via="webhook", status=status,
                           attempts=attempt + 1)  # fmt: skip
-            return
+            return None
         self.log.error("alert_failed", **fields, via="webhook", attempts=alert.retries + 1,
                        reason=reason)  # fmt: skip
+        return f"webhook: {reason}"
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

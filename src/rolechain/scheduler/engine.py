@@ -26,8 +26,10 @@ from rolechain.errors import ChainFileError, PlanError, RolechainError
 from rolechain.model.chain import Chain
 from rolechain.scheduler.alerts import AlertSender
 from rolechain.scheduler.logs import EventLog
+from rolechain.scheduler.outbox import AlertOutbox
 from rolechain.scheduler.policy import Fire, ScheduleSpec, catch_up, retention_cutoff
 from rolechain.scheduler.types import (
+    CRASHED,
     DEADLINE_EXCEEDED,
     ERROR,
     FAILED,
@@ -46,7 +48,7 @@ from rolechain.scheduler.types import (
 
 # With nothing scheduled the loop still wakes this often (scheduler time).
 IDLE_WAKE = timedelta(hours=1)
-RETRYABLE = frozenset({FAILED, DEADLINE_EXCEEDED, ERROR})
+RETRYABLE = frozenset({FAILED, DEADLINE_EXCEEDED, ERROR, CRASHED})
 
 Reloader = Callable[[], tuple[Chain, Mapping[str, ScheduleSpec]]]
 
@@ -56,6 +58,8 @@ class _Retry:
     due: datetime
     trigger: Trigger
     targets: tuple[str, ...] | None
+    # The run it retries, whose alert waits for the retry: sent if the retry is dropped.
+    held: tuple[LaunchRequest, RunResult] | None = None
 
 
 @dataclass
@@ -89,6 +93,7 @@ class Scheduler:
         reloader: Reloader | None = None,
         dry_run: bool = False,
         store_name: str | None = None,
+        outbox: AlertOutbox | None = None,
     ) -> None:
         self.chain = chain
         self.launcher = launcher
@@ -117,6 +122,15 @@ class Scheduler:
         # The latest finished runs (bounded: the scheduler runs for months), and a count.
         self.finished: deque[RunResult] = deque(maxlen=1000)
         self.runs_finished = 0
+        self.outbox = outbox or AlertOutbox(
+            history if hasattr(history, "add_alert") else None,  # type: ignore[arg-type]
+            lambda kind, alert, payload: self.alerts.deliver(kind, alert, payload),
+            self._alert_for,
+            log,
+            metrics=self.metrics,
+            synchronous=lambda: self.alerts.synchronous,
+        )
+        self._store_said = False
 
     # -- requests from other threads (signal handlers, the file watcher, finished runs) --
 
@@ -193,12 +207,16 @@ class Scheduler:
         self.metrics.started(list(self._specs))
         for name, spec in self._specs.items():
             self._add_job(name, spec, now, catching_up=True)
+        if not self.dry_run:
+            self.outbox.load()
 
     def _add_job(self, name: str, spec: ScheduleSpec, now: datetime, *, catching_up: bool) -> None:
         fires = spec.fires(now)
         state = _JobState(spec, fires, next(fires, None))
         state.last_outcome = self.history.last_outcome(name)
         self.jobs[name] = state
+        if catching_up and not self.dry_run:
+            self._recover(name, state, now)
         if catching_up:
             decision = catch_up(spec, self.history.last_fire(name), now)
             if decision.missed:
@@ -219,6 +237,7 @@ class Scheduler:
 
     def step(self, now: datetime) -> datetime:
         """Do everything due at ``now``; return when something is next due."""
+        self.outbox.retry_due()
         for name, state in list(self._orphans):
             if state.handle is not None and state.handle.done:
                 self._orphans.remove((name, state))
@@ -309,9 +328,7 @@ class Scheduler:
     ) -> None:
         spec = state.spec
         if trigger.kind != "retry" and state.retry is not None:
-            self.log.emit("retry_dropped", job=spec.job, retry_of=state.retry.trigger.retry_of,
-                          reason="a new scheduled run covers every target")  # fmt: skip
-            state.retry = None
+            self._release(state, "a new scheduled run covers every target", now)
         request = LaunchRequest(
             job=spec.job,
             run_id=self.new_run_id(now),
@@ -348,7 +365,9 @@ class Scheduler:
         result = handle.result or RunResult(request.run_id, name, ERROR, reason="no result")
         self.finished.append(result)
         self.runs_finished += 1
-        seconds = (now - state.started_at).total_seconds() if state.started_at else 0.0
+        seconds = run_seconds(result)
+        if seconds is None:
+            seconds = (now - state.started_at).total_seconds() if state.started_at else 0.0
         level = "info" if result.status == OK else "warning"
         self.log.emit("run_finished", level, job=name, run_id=result.run_id,
                       status=result.status, targets=result.targets,
@@ -365,7 +384,11 @@ class Scheduler:
         spec = state.spec
         if not self._stopping and not (result.status == INTERRUPTED and state.queue):
             self._after_run(name, state, request, result, now)
-        removed = self.history.prune(name, spec.keep_runs, retention_cutoff(spec, now))
+        else:  # stopped by shutdown, or replaced by a newer run: no alert
+            self._decide(result.run_id, "none")
+        removed = self._safely(
+            "prune", lambda: self.history.prune(name, spec.keep_runs, retention_cutoff(spec, now))
+        )
         if removed:
             self.log.emit("pruned", job=name, runs=removed, keep_runs=spec.keep_runs,
                           keep_days=spec.keep_days)  # fmt: skip
@@ -375,6 +398,8 @@ class Scheduler:
     ) -> None:
         spec = state.spec
         trigger = request.trigger
+        if trigger.kind == "retry" and trigger.retry_of:
+            self._decide(trigger.retry_of, "covered")  # this run's outcome is the fire's
         if result.status in RETRYABLE and trigger.attempt < spec.retry_times:
             targets = result.failed_targets or request.targets
             if result.status == ERROR:
@@ -384,22 +409,111 @@ class Scheduler:
                 due,
                 Trigger("retry", trigger.scheduled_for, due, trigger.attempt + 1, result.run_id),
                 tuple(targets) if targets else None,
+                held=(request, result),
             )
+            self._decide(result.run_id, "held")
             self.log.emit("retry_scheduled", job=name, retry_of=result.run_id, at=due,
                           attempt=trigger.attempt + 1, of=spec.retry_times,
                           targets=len(targets) if targets else "all")  # fmt: skip
             return
+        self._final(name, state, request, result)
+
+    def _final(
+        self,
+        name: str,
+        state: _JobState,
+        request: LaunchRequest,
+        result: RunResult,
+        why: str | None = None,
+    ) -> None:
+        """The fire's outcome is final (no retry will cover it): its alerts go out."""
+        spec = state.spec
         previous = state.last_outcome
         state.last_outcome = result.status
         payload = self._payload(request, result, previous)
+        if why:
+            payload["final_because"] = why
         if result.status == OK:
-            self._alert(spec, "success", payload)
-            if previous is not None and previous != OK:
-                self._alert(spec, "recovery", payload)
+            kinds = ["success"] + (["recovery"] if previous is not None and previous != OK else [])
         else:
-            self._alert(spec, "failure", payload)
+            kinds = ["failure"]
         if result.changes and result.changes.get("changed"):
-            self._alert(spec, "change", payload)
+            kinds.append("change")  # the run's rows differ from the last run's (issue 21)
+        kinds = [k for k in kinds if spec.alert(k) is not None]
+        self._decide(result.run_id, "alerted" if kinds else "none")
+        for kind in kinds:
+            self.outbox.enqueue(result.run_id, name, kind, payload)
+
+    def _release(self, state: _JobState, why: str, now: datetime) -> None:
+        """A pending retry that will not run: the run it was to retry is final."""
+        retry, state.retry = state.retry, None
+        assert retry is not None
+        self.log.emit("retry_dropped", job=state.spec.job, retry_of=retry.trigger.retry_of,
+                      reason=why)  # fmt: skip
+        if retry.held is not None:
+            request, result = retry.held
+            self._final(state.spec.job, state, request, result, why=f"its retry was dropped: {why}")
+
+    def _recover(self, name: str, state: _JobState, now: datetime) -> None:
+        """Runs the last scheduler left without an alert decision (it stopped or was killed
+        after they ended, or they crashed with it): the newest gets its retry again, if it
+        has one left; the others' outcomes are final."""
+        rows = self._safely("undecided", lambda: self.history.undecided(name)) or []
+        if not rows:
+            return
+        state.last_outcome = self.history.last_outcome(name, decided=True)
+        newest = self.history.last_fire(name)
+        for index, row in enumerate(rows):
+            request, result = self._rebuild(row)
+            latest = index == len(rows) - 1 and request.trigger.scheduled_for == newest
+            self.log.emit("recovered", job=name, run_id=result.run_id, status=result.status,
+                          alert=row.get("alert"))  # fmt: skip
+            if result.status == INTERRUPTED:
+                self._decide(result.run_id, "none")
+            elif latest:
+                self._after_run(name, state, request, result, now)
+            else:
+                self._final(name, state, request, result, why="a newer fire followed it")
+
+    def _rebuild(self, row: dict[str, Any]) -> tuple[LaunchRequest, RunResult]:
+        """The request and result of a stored run (for :meth:`_recover`)."""
+        run_id, status = str(row["run_id"]), str(row["status"])
+        scheduled = _parse(row.get("scheduled_for")) or self.clock.now()
+        trigger = Trigger(row.get("trigger") or "schedule", scheduled, scheduled,
+                          int(row.get("attempt") or 0), row.get("retry_of"))  # fmt: skip
+        retry = self._safely("retry_targets", lambda: self.history.retry_targets(run_id))
+        result = RunResult(
+            run_id=run_id, job=str(row["job"]), status=status,
+            targets=int(row.get("targets") or 0), targets_ok=int(row.get("targets_ok") or 0),
+            targets_failed=int(row.get("targets_failed") or 0),
+            targets_unfinished=int(row.get("unfinished") or 0),
+            failed_targets=tuple(retry or ()), records=int(row.get("records") or 0),
+            records_failed=int(row.get("records_failed") or 0),
+            started_at=row.get("started_at"), finished_at=row.get("finished_at"),
+            reason=row.get("reason"),
+        )  # fmt: skip
+        return LaunchRequest(job=str(row["job"]), run_id=run_id, trigger=trigger), result
+
+    def _decide(self, run_id: str, decision: str) -> None:
+        self._safely("set_alert", lambda: self.history.set_alert(run_id, decision))
+
+    def _safely(self, what: str, work: Callable[[], Any]) -> Any:
+        """A history call that must not stop the scheduler (a store that cannot be
+        written: disk full, read-only); said once."""
+        try:
+            return work()
+        except Exception as exc:
+            if not self._store_said:
+                self._store_said = True
+                self.log.error("store_failed", operation=what,
+                               reason=f"{type(exc).__name__}: {exc}",
+                               fix="free space on its disk or make it writable; alerts "
+                               "are still delivered")  # fmt: skip
+            return None
+
+    def _alert_for(self, job: str, kind: str) -> Any:
+        state = self.jobs.get(job)
+        return state.spec.alert(kind) if state is not None else None
 
     def _payload(
         self, request: LaunchRequest, result: RunResult, previous: str | None
@@ -417,11 +531,6 @@ class Scheduler:
             store=self.store_name,
         )
         return data
-
-    def _alert(self, spec: ScheduleSpec, event: str, payload: dict[str, Any]) -> None:
-        alert = spec.alert(event)
-        if alert is not None:
-            self.alerts.send(event, alert, payload)
 
     # -- reload and shutdown ------------------------------------------------------------
 
@@ -460,9 +569,12 @@ class Scheduler:
                 # Let it finish; it is collected when it ends, then forgotten.
                 state.next_fire = None
                 state.queue.clear()
-                state.retry = None
+                if state.retry is not None:
+                    self._release(state, "the job was removed from the chain file", now)
                 state.fires = iter(())
                 self._orphans.append((name, state))
+            elif state.retry is not None:
+                self._release(state, "the job was removed from the chain file", now)
             del self.jobs[name]
             self.metrics.next_fire(name, None)
         for name in changed:
@@ -504,9 +616,16 @@ class Scheduler:
             assert state.handle is not None
             state.handle.wait(None)
             self._finished(name, state, self.clock.now())
+        self.outbox.close()
         self.alerts.close()
         self.metrics.stopped()
         self.log.emit("stopped", runs=self.runs_finished)
+
+
+def _parse(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
 
 
 def _pid() -> int:
@@ -525,7 +644,7 @@ class MemoryHistory:
         fires = [r["scheduled_for"] for r in self.rows if r["job"] == job]
         return max(fires) if fires else None
 
-    def last_outcome(self, job: str) -> str | None:
+    def last_outcome(self, job: str, *, decided: bool = False) -> str | None:
         done = [r for r in self.rows if r["job"] == job and r["status"] != "skipped"]
         return str(done[-1]["status"]) if done else None
 
@@ -536,6 +655,17 @@ class MemoryHistory:
     def record(self, job: str, run_id: str, scheduled_for: datetime, status: str) -> None:
         self.rows.append({"job": job, "run_id": run_id, "status": status,
                           "scheduled_for": scheduled_for})  # fmt: skip
+
+    def set_alert(self, run_id: str, decision: str) -> None:
+        for row in self.rows:
+            if row["run_id"] == run_id:
+                row["alert"] = decision
+
+    def undecided(self, job: str) -> list[dict[str, Any]]:
+        return []  # nothing outlives the process
+
+    def retry_targets(self, run_id: str) -> tuple[str, ...] | None:
+        return None
 
     def prune(self, job: str, keep_runs: int, older_than: datetime) -> int:
         mine = [r for r in self.rows if r["job"] == job]
@@ -550,3 +680,16 @@ class MemoryHistory:
         for r in drop:
             self.rows.remove(r)
         return len(drop)
+
+
+def run_seconds(result: RunResult) -> float | None:
+    """How long the run took in real seconds, from its own start and end times (a
+    rehearsal's clock runs faster, but a run's work does not); None if it has neither."""
+    if not result.started_at or not result.finished_at:
+        return None
+    try:
+        start = datetime.fromisoformat(result.started_at)
+        end = datetime.fromisoformat(result.finished_at)
+    except ValueError:
+        return None
+    return max(0.0, (end - start).total_seconds())

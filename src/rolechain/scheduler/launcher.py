@@ -6,8 +6,8 @@ scheduled row (trigger, cron time, attempt) is written first, so even a run that
 start (a plan, credentials or identity error) is in the history with status ``error`` and
 why.
 
-The run bounds itself: the job's ``runtime`` (scheduler time, converted to real seconds)
-is its deadline, and :meth:`ExecutorHandle.cancel` (shutdown, ``overlap: replace``) is
+The run bounds itself: the job's ``runtime`` (real seconds, also in a rehearsal) is its
+deadline, and :meth:`ExecutorHandle.cancel` (shutdown, ``overlap: replace``) is
 :meth:`Run.cancel`: no new task starts, tasks in flight get the grace period, then every
 unit left gets an ``Interrupted`` record. Either way the run writes a record for every
 unit and its summary, and its final status (``ok``, ``failed``, ``interrupted``,
@@ -28,6 +28,7 @@ import dataclasses
 import math
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -227,9 +228,10 @@ class ExecutorHandle:
             request.job,
             targets=list(request.targets) if request.targets else None,
             run_id=request.run_id,
-            # The scheduler's deadline, in real seconds (a rehearsal scales it); none when
-            # the job has no runtime, whatever the run would otherwise default to.
-            deadline=launcher.real_seconds(request.deadline) if request.deadline else math.inf,
+            # The job's runtime, in real seconds: a rehearsal (--time-scale) compresses the
+            # schedule, not the run's own limits, since its AWS calls take real time. None
+            # when the job has no runtime, whatever the run would otherwise default to.
+            deadline=request.deadline if request.deadline else math.inf,
             grace=launcher.grace,
             store=store,
             credentials=launcher.credentials_for(chain, request.job),
@@ -249,7 +251,7 @@ class ExecutorHandle:
         launcher = self._launcher
         result: RunResult
         try:
-            with Store(launcher.store) as store:
+            with Store(launcher.store, on_error=self._store_failed) as store:
                 started = launcher.now()
                 self._started_at = started.isoformat()
                 store.begin_scheduled(
@@ -268,6 +270,10 @@ class ExecutorHandle:
                     finished = True
                     if request.changes:
                         result = self._with_changes(store, result)
+                    if store.failure is not None:
+                        # The run went on, but its records are not all in the store: an
+                        # error, retried and alerted like a run that could not start.
+                        result = replace(result, status=ERROR, reason=f"store: {store.failure}")
                 except RolechainError as exc:
                     result = self._partial_result(ERROR, _first_lines(redact(str(exc))))
                 except Exception as exc:  # a bug must not take the scheduler down
@@ -288,6 +294,12 @@ class ExecutorHandle:
                 if self._backstop is not None:
                     self._backstop.cancel()
             self._notify()
+
+    def _store_failed(self, failure: Any) -> None:
+        log = self._launcher.log
+        if log is not None:
+            log.error("store_failed", job=self._request.job, run_id=self._request.run_id,
+                      reason=failure.problem, fix=failure.fix)  # fmt: skip
 
     # -- results -----------------------------------------------------------------------
 
@@ -396,11 +408,11 @@ class ExecutorLauncher:
     """Starts each run with :func:`rolechain.run` on a worker thread, writing to ``store``.
 
     ``credentials_for(chain, job)`` supplies the starting credentials (None: the
-    principal's own source, as ``rolechain run`` does); ``time_scale`` converts a job's
-    runtime (scheduler time) into real seconds; ``grace`` is how long tasks in flight of a
-    cancelled run may finish (real seconds); ``cancel_grace`` is the backstop's margin past
-    that (see the module docs); ``log`` gets what a run has to say before it ends (a
-    principal planned again as a session).
+    principal's own source, as ``rolechain run`` does); ``time_scale`` is the rehearsal's
+    (it scales the schedule only: a job's runtime stays real seconds); ``grace`` is how
+    long tasks in flight of a cancelled run may finish (real seconds); ``cancel_grace``
+    is the backstop's margin past that (see the module docs); ``log`` gets what a run has
+    to say before it ends (a principal planned again as a session).
     """
 
     def __init__(
@@ -426,9 +438,6 @@ class ExecutorLauncher:
         if self._credentials_for is None:
             return None
         return self._credentials_for(chain, job)
-
-    def real_seconds(self, seconds: float) -> float:
-        return seconds / self.time_scale
 
     def launch(
         self, chain: Chain, request: LaunchRequest, on_done: Callable[[], None]

@@ -14,6 +14,10 @@ Metrics (all labelled by ``job`` where it applies):
   still running when the run stopped);
 - ``rolechain_tasks_still_running_total{job}``: of those, tasks still running when their
   run ended. Their threads cannot be stopped and live on until the task returns;
+- ``rolechain_alert_deliveries_total{job,kind,result}``: alert delivery attempts, by
+  ``result`` (``sent``, ``failed``: to be tried again, ``given-up``);
+- ``rolechain_alerts_pending``: alerts waiting to be delivered (in the store's ``alerts``
+  table; they survive a restart);
 - ``rolechain_scheduler_threads``: the process's live threads now. It climbs, run after
   run, when tasks never return: each keeps a thread (restart the scheduler to reclaim them).
 
@@ -66,6 +70,10 @@ class PrometheusMetrics(Metrics):
         self._still = Counter("rolechain_tasks_still_running",
                               "Tasks still running (on threads of their own) when their run "
                               "ended", ["job"], registry=r)  # fmt: skip
+        self._deliveries = Counter("rolechain_alert_deliveries", "Alert delivery attempts",
+                                   ["job", "kind", "result"], registry=r)  # fmt: skip
+        self._pending = Gauge("rolechain_alerts_pending", "Alerts waiting to be delivered",
+                              registry=r)  # fmt: skip
         threads = Gauge("rolechain_scheduler_threads", "Live threads of the scheduler process",
                         registry=r)  # fmt: skip
         threads.set_function(threading.active_count)
@@ -105,6 +113,12 @@ class PrometheusMetrics(Metrics):
 
     def beat(self) -> None:
         self.heartbeat = time.monotonic()
+
+    def alert_attempt(self, job: str, kind: str, result: str) -> None:
+        self._deliveries.labels(job, kind, result).inc()
+
+    def alerts_pending(self, count: int) -> None:
+        self._pending.set(count)
 
     @property
     def healthy(self) -> bool:

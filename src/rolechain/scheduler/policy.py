@@ -107,7 +107,7 @@ class ScheduleSpec:
         return out
 
     def alert(self, event: str) -> Alert | None:
-        found: Alert | None = getattr(self, f"on_{event}")
+        found: Alert | None = getattr(self, f"on_{event}", None)
         return found
 
 

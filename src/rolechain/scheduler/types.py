@@ -27,7 +27,8 @@ INTERRUPTED = "interrupted"  # stopped: shutdown, or replaced by a newer run
 DEADLINE_EXCEEDED = "deadline-exceeded"  # the job's runtime was reached
 ERROR = "error"  # the run could not start (plan, credentials, identity)
 SKIPPED = "skipped"  # the fire was skipped: the previous run was still going
-STATUSES = (OK, FAILED, INTERRUPTED, DEADLINE_EXCEEDED, ERROR, SKIPPED)
+CRASHED = "crashed"  # its process died; found when the store was next opened
+STATUSES = (OK, FAILED, INTERRUPTED, DEADLINE_EXCEEDED, ERROR, SKIPPED, CRASHED)
 
 
 def iso(moment: datetime) -> str:
@@ -121,8 +122,9 @@ class History(Protocol):
     def last_fire(self, job: str) -> datetime | None:
         """The newest scheduled_for of the job's scheduled runs (any status)."""
 
-    def last_outcome(self, job: str) -> str | None:
-        """The status of the job's newest finished scheduled run (skips excluded)."""
+    def last_outcome(self, job: str, *, decided: bool = False) -> str | None:
+        """The status of the job's newest finished scheduled run (skips excluded, and runs
+        a retry covered); ``decided``: only among runs whose alerts were decided."""
 
     def record_skipped(self, job: str, run_id: str, trigger: Trigger, reason: str) -> None:
         """A fire that started no run (overlap: skip)."""
@@ -130,6 +132,17 @@ class History(Protocol):
     def prune(self, job: str, keep_runs: int, older_than: datetime) -> int:
         """Delete the job's scheduled runs beyond the newest ``keep_runs`` or finished
         before ``older_than`` (always keeping the newest); the number deleted."""
+
+    def set_alert(self, run_id: str, decision: str) -> None:
+        """The alert decision for a run: ``held`` (a retry may cover it), ``covered`` (a
+        retry did), ``alerted`` (its alerts are in the outbox), ``none``."""
+
+    def undecided(self, job: str) -> list[dict[str, Any]]:
+        """The job's scheduled runs that ended with no alert decision, or ``held`` (the
+        scheduler stopped or was killed before deciding), oldest first."""
+
+    def retry_targets(self, run_id: str) -> tuple[str, ...] | None:
+        """Targets of the run with a unit that failed or has no record (None: all)."""
 
 
 class Clock(Protocol):
@@ -170,3 +183,9 @@ class Metrics:
 
     def beat(self) -> None:
         """The loop is alive (for /healthz)."""
+
+    def alert_attempt(self, job: str, kind: str, result: str) -> None:
+        """An alert delivery was tried: ``sent``, ``failed`` (to retry) or ``given-up``."""
+
+    def alerts_pending(self, count: int) -> None:
+        """Alerts waiting to be delivered now."""

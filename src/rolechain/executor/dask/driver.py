@@ -345,6 +345,7 @@ class DaskLoop(RunLoop):
             if w.process in self.batch_workers or w.counts.get("assume_calls", 0)
         ]
         summary.workers = len(taking_part)
+        summary.cluster_workers = self.cluster.workers
         summary.worker_pacing = (
             "; ".join(sorted({w.pacing for w in taking_part if w.pacing})) or None
         )
