@@ -206,7 +206,16 @@ def _crash_and_resume(tmp_path: Path, chain: Path, info: Any, engine: tuple[str,
             "resume", run_id, "ok",
         )  # fmt: skip
         targets = {r["target"] for r in resumed}
-        assert calls == newest["assume_calls"] == 1 + len(targets)  # the hub, each target left
+        # The hub and each target left, once each (an attempt the run retried, a read
+        # timeout on a loaded machine, is counted apart).
+        own = newest["assume_calls"]
+        assert 1 + len(targets) <= own <= 1 + len(targets) + (newest["retries"] or 0)
+        if engine:
+            # A cluster that outlives its driver may still finish the killed run's batches:
+            # the sandbox can see their calls too (their records are lost with the driver).
+            assert calls >= own
+        else:
+            assert calls == own
 
 
 # Each unit takes ``sleep`` seconds: the last moment leaves several units to run, so the
