@@ -10,6 +10,7 @@ credentials that sign it.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 import urllib.request
@@ -24,6 +25,10 @@ import pytest
 _TESTS = str(Path(__file__).resolve().parent)
 if _TESTS not in sys.path:
     sys.path.append(_TESTS)
+
+# A suite started in the background (`nohup make test &`, some CI runners) inherits SIGINT
+# ignored, and so would every child it starts: the Ctrl-C tests need the default action.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 DEFAULT_ACCOUNT = "123456789012"
 FAKE_KEY = "AKIAIOSFODNN7EXAMPLE"
