@@ -363,6 +363,9 @@ def check_output(argv: list[str], out: Outcome, where: Path) -> None:
         assert text.startswith("digraph" if fmt == "dot" else "flowchart")
     elif name == "schema":
         assert json.loads(text)["type"] == "object"
+    elif name == "run" and "--resume" in argv and "nothing to run" in out.stderr:
+        # A resumed run that was complete: nothing is run, and it says so.
+        assert re.search(r"run \S+: every unit has a final record", out.stderr), out.stderr
     elif name == "run":
         # The summary on stderr: every target ok, each planned hop assumed exactly once
         # (attempts throttled by a sandbox quota are counted apart).

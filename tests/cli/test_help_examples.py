@@ -5,6 +5,7 @@ the same parser, workspace (a copy of ``chains/``, a clean environment) and sand
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import shutil
@@ -112,6 +113,10 @@ def serves_forever(argv: list[str]) -> bool:
     return not {"--list", "--dry-run", "--for"} & set(argv)
 
 
+# The run ids of the workspace's stored runs, oldest first.
+RUN_IDS: list[str] = []
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     root = tmp_path_factory.mktemp("help")
@@ -124,12 +129,14 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     script.chmod(0o755)
     # What the examples of results, diff and report read: two runs of the demo's inventory.
     for _ in range(2):
-        subprocess.run(
+        done = subprocess.run(
             [sys.executable, "-m", "rolechain", "run", "chains/demo.yaml", "--job", "inventory",
              "--sandbox", "--store", "runs.db", "--quiet", "--format", "jsonl"],
             cwd=root, check=True, capture_output=True, timeout=120,
             env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
         )  # fmt: skip
+        # The run that `run --resume RUN_ID` names (complete: there is nothing left to run).
+        RUN_IDS.append(json.loads(done.stdout.splitlines()[0])["run_id"])
     # What review's examples compare with: an earlier version of a chain, and a git
     # checkout whose origin/main has the chains as they are.
     shutil.copy(root / "chains" / "demo.yaml", root / "old.yaml")
@@ -207,6 +214,8 @@ def test_help_example_runs(line: HelpLine, workspace: Workspace, sandboxes: Sand
             workspace.done.add(key)
             execute(expecting(earlier), workspace, sandboxes)
     workspace.done.add(hash(line))
+    # A placeholder for a run id names the workspace's first stored run.
+    line = dataclasses.replace(line, text=line.text.replace("RUN_ID", RUN_IDS[0]))
     reason = execute(expecting(line), workspace, sandboxes)
     if reason:
         pytest.skip(reason)

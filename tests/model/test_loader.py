@@ -365,6 +365,17 @@ def test_problem_keys_name_the_dotted_path() -> None:
     assert short.message == "roles.hub.duration: 5m (300 s) is below the minimum 15m (900 s)"
 
 
+def test_every_duration_field_says_its_bounds_as_durations() -> None:
+    # Which fields are durations is read from the schema (its Duration type), so a new
+    # duration setting such as throttle_budget is worded like the others.
+    with pytest.raises(ChainFileError) as caught:
+        loads("settings:\n  throttle_budget: 0s\n  max_hops: 0\n", env={}, allow_empty=True)
+    assert [p.message for p in caught.value.problems] == [
+        "settings.throttle_budget: 0s (0 s) is below the minimum 1s (1 s)",
+        "settings.max_hops: 0 is below the minimum 1",
+    ]
+
+
 def test_big_file_loads_with_one_source_entry_per_key() -> None:
     lines = ["version: 1", "principals:", "  ci: {source: env}", "roles:"]
     for i in range(1000):

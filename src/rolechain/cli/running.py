@@ -406,7 +406,7 @@ def run(
           --format jsonl --output inventory.jsonl --store runs.db
       rolechain run chains/demo.yaml --job inventory --sandbox --time-scale 60
       rolechain run chains/org-inventory.yaml -j inventory --engine dask --workers 4
-      rolechain run chains/org-inventory.yaml -j inventory --store runs.db --resume RUN_ID
+      rolechain run chains/demo.yaml -j inventory --store runs.db --resume RUN_ID
     """
     from rolechain.model.loader import load
 

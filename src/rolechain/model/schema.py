@@ -63,6 +63,25 @@ TAG_KEY_PATTERN = r"^[\w .:/=+@-]+$"
 TAG_VALUE_PATTERN = r"^[\w .:/=+@-]*$"
 REGION_PATTERN = r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]$"
 OU_PATTERN = r"^(ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}|r-[0-9a-z]{4,32})$"
+# What each pattern accepts, in words: how a value that does not match is explained.
+PATTERN_DESCRIPTIONS: dict[str, str] = {
+    NAME_PATTERN: "a valid name (letters, digits, '_', '.', '-'; starting with a letter "
+    "or digit; up to 64 characters)",
+    ACCOUNT_PATTERN: "a 12-digit AWS account id",
+    ROLE_ARN_PATTERN: "a valid role ARN (arn:<partition>:iam::<account>:role/<name>)",
+    PRINCIPAL_ARN_PATTERN: "an IAM principal ARN (user, role, account root or assumed-role)",
+    ROLE_NAME_PATTERN: "a valid role name (optionally with a path, 'ops/audit')",
+    MFA_SERIAL_PATTERN: "an MFA device ARN (arn:<partition>:iam::<account>:mfa/<name>) "
+    "or a hardware serial",
+    POLICY_ARN_PATTERN: "a managed policy ARN (arn:<partition>:iam::<account or aws>:"
+    "policy/<name>)",
+    EXTERNAL_ID_PATTERN: "a valid external id (letters, digits and _+=,.@:/-)",
+    SOURCE_IDENTITY_PATTERN: "a valid source identity (letters, digits and _+=,.@-)",
+    TAG_KEY_PATTERN: "a valid tag key (letters, digits, spaces and _.:/=+-@)",
+    TAG_VALUE_PATTERN: "a valid tag value (letters, digits, spaces and _.:/=+-@)",
+    REGION_PATTERN: "a region name such as 'us-east-1'",
+    OU_PATTERN: "an OU id ('ou-xxxx-xxxxxxxx') or root id ('r-xxxx')",
+}
 MAX_ROLE_PATH = 512  # IAM: a path is at most 512 characters, a name at most 64
 MAX_RUNTIME = 366 * 86400
 MAX_TIMEOUT = 7 * 86400
