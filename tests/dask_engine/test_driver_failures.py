@@ -158,3 +158,50 @@ def test_waiting_for_workers_keeps_the_cause(
     with pytest.raises(EngineError, match=said) as caught:
         cluster.connect()
     assert caught.value.__cause__ is raised  # the old code dropped it (from None)
+
+
+class KilledWorker(Exception):
+    """Dask's error for a task whose workers kept dying (matched by name, as Dask's is)."""
+
+
+def test_after_a_worker_dies_batches_wait_for_a_live_worker() -> None:
+    """A batch that kills its worker is split, and its parts go out only as worker threads
+    come back: none is queued on the surviving worker behind the innocent batch running
+    there (the next death would be blamed on both). The old code refreshed the window from
+    the cluster only every few seconds, and sent a part to the one live worker at once."""
+
+    class Client:
+        def __init__(self) -> None:
+            self.workers = {"tcp://127.0.0.1:1": 1, "tcp://127.0.0.1:2": 1}
+            self.submitted: list[str] = []
+
+        def nthreads(self) -> dict[str, int]:
+            return dict(self.workers)
+
+        def submit(self, *args: Any, key: str, pure: bool) -> Future:
+            self.submitted.append(key)
+            return Future(key)
+
+    class Feeder:
+        def add(self, futures: list[Any]) -> None: ...
+
+    client = Client()
+    loop, sink = loop_with(client, targets=6)
+    poisoned, innocent, last = (loop.targets[i : i + 2] for i in (0, 2, 4))
+    loop.ledger.queue([poisoned, innocent, last])
+    loop.feeder = Feeder()  # type: ignore[assignment]
+    loop.window = 2  # as _launch found it
+    loop._top_up()
+    assert len(client.submitted) == 2  # two worker threads: two batches out
+    first, second = client.submitted
+    # The first batch's task killed a worker each time it ran: one worker is left.
+    del client.workers["tcp://127.0.0.1:1"]
+    assert loop._handle(driver._BatchDone(Future(first), KilledWorker("died twice"))) == []
+    loop._look_around()
+    assert client.submitted == [first, second]  # the old code sent a part here too
+    # A worker is back (the nanny restarted it): one of the parts goes out.
+    client.workers["tcp://127.0.0.1:3"] = 1
+    loop._look_around()
+    assert len(client.submitted) == 3
+    assert len(loop.ledger.sent) == 2
+    assert sink.records == []

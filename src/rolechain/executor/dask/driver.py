@@ -211,7 +211,7 @@ class DaskLoop(RunLoop):
         self.cluster = Cluster(self.engine, local_env(self.context, self.engine))
         self.feeder: _Feeder | None = None
         self.ledger = BatchLedger(self.key)
-        self.window = 1  # batches sent at once: the cluster's worker threads
+        self.window = 1  # batches out at once: the cluster's live worker threads
         self.workers: dict[str, WorkerInfo] = {}  # by process: its latest counts
         self.batch_workers: set[str] = set()
         deadline = self.context.deadline
@@ -285,7 +285,6 @@ class DaskLoop(RunLoop):
         plan = self.context.plan
         nthreads = client.nthreads()
         workers = max(1, len(nthreads))
-        self.window = max(1, sum(nthreads.values()))
         size = self.engine.batch_size or default_batch_size(
             len(plan.targets), workers, self.context.concurrency
         )
@@ -303,8 +302,9 @@ class DaskLoop(RunLoop):
         it dies, so a queued batch would be blamed for another's crash; and a cancel finds
         every batch not running still here, never started.
         """
-        if self.stop is not None:
+        if self.stop is not None or not self.ledger.backlog:
             return
+        self._refresh_window()
         futures = []
         for batch in self.ledger.to_send(self.window):
             spec = self._spec(batch_plan(self.context.plan, batch.targets), self.share)
@@ -320,6 +320,20 @@ class DaskLoop(RunLoop):
         if futures:
             assert self.feeder is not None
             self.feeder.add(futures)
+
+    def _refresh_window(self) -> None:
+        """The window is the worker threads the cluster has now: after a worker dies (a
+        task that kills its process), fewer batches go out until it is back, so no batch
+        waits on a worker behind one that kills it and is blamed for its death. Kept as it
+        was if the scheduler does not answer (:meth:`_check_workers` handles that)."""
+        client = self.cluster.client
+        if client is None:
+            return
+        try:
+            nthreads = client.nthreads()
+        except Exception:
+            return
+        self.window = sum(nthreads.values())
 
     def _more(self) -> bool:
         return bool(self.ledger.pending) and not self._waited_enough()
@@ -470,7 +484,7 @@ class DaskLoop(RunLoop):
             self.unreachable = None
         if nthreads:
             self.no_workers_since = None
-            self.window = max(1, sum(nthreads.values()))  # workers come and go
+            self.window = sum(nthreads.values())  # workers come and go
             return []
         if self.no_workers_since is None:
             self.no_workers_since = now
