@@ -1,7 +1,9 @@
 """A run is bounded in time, keeps what finished, and keeps each failure to its unit.
 
 In-process, with the fake assumer (no AWS calls): tasks are ``python`` tasks whose
-functions block on events the test controls. The same behaviour through real signals on a
+functions block on events the test controls. Run time is a :class:`~rolechain.clock.
+ManualClock` the tasks move ("this task ran for two hours"), so a timeout or the deadline
+passes while a given task runs, whatever the machine's load. The same behaviour through real signals on a
 real ``rolechain run`` process is in tests/cli/test_signals.py.
 """
 
@@ -23,6 +25,7 @@ import pytest
 
 from aws.fakes import FakeClock, acct, fake_for, hub_plan
 from rolechain.aws.session import AwsSessions
+from rolechain.clock import ManualClock
 from rolechain.executor import Record, Run, RunContext, RunOptions, run
 from rolechain.planner.plan import Plan, TaskRef
 
@@ -117,8 +120,14 @@ def wait_for(event: threading.Event) -> None:
 
 def test_a_timed_out_task_frees_its_slot_at_once(tasks) -> None:  # type: ignore[no-untyped-def]
     made = tasks()
-    made.behaviour = {a: made.release.wait for a in ACCOUNTS}  # every task blocks
-    execution = start(job(concurrency=1, timeout=1, accounts=ACCOUNTS[:3]))
+    run_clock = ManualClock()
+
+    def overrun() -> None:  # every task runs past its timeout, then never returns
+        run_clock.advance(2)
+        made.release.wait()
+
+    made.behaviour = {a: overrun for a in ACCOUNTS}
+    execution = start(job(concurrency=1, timeout=1, accounts=ACCOUNTS[:3]), run_clock=run_clock)
     records = list(execution)
     assert codes(records) == {t: "TaskTimeout" for t in TARGETS[:3]}
     assert all(r.duration_ms == 1000 for r in records)
@@ -140,7 +149,8 @@ def test_a_late_result_is_dropped_and_counted(tasks) -> None:  # type: ignore[no
         while not condition() and time.monotonic() < deadline:
             time.sleep(0.01)
 
-    def late() -> str:  # returns once the runner has given up on it
+    def late() -> str:  # runs past its timeout; returns once the runner has given up on it
+        run_clock.advance(2)
         until(lambda: execution.summary.abandoned >= 1)
         return "too late"
 
@@ -148,8 +158,10 @@ def test_a_late_result_is_dropped_and_counted(tasks) -> None:  # type: ignore[no
         until(lambda: execution.summary.late_results >= 1)
         return "done"
 
+    run_clock = ManualClock()
     tasks(a0=late, a0_other=after_the_late_one)
-    execution = start(job(concurrency=1, timeout=1, accounts=ACCOUNTS[:1], second_task=True))
+    plan = job(concurrency=1, timeout=1, accounts=ACCOUNTS[:1], second_task=True)
+    execution = start(plan, run_clock=run_clock)
     records = list(execution)
     assert [(r.task, r.error.code if r.error else r.data) for r in records] == [
         ("task", "TaskTimeout"),
@@ -165,13 +177,14 @@ def test_the_timeout_counts_from_the_task_not_from_assuming_the_hops(tasks) -> N
     clock = FakeClock()
     fake = fake_for(plan, clock)
     slow_leaf = plan.hops[1].id
+    run_clock = ManualClock()
 
     class SlowAssumer:
         stats = fake.stats
 
         def assume(self, hop, caller, token_code=None):  # type: ignore[no-untyped-def]
             if hop.id == slow_leaf:
-                time.sleep(1.5)  # preparing the target takes longer than the task's timeout
+                run_clock.advance(5)  # preparing the target outlasts the task's timeout
             return fake.assume(hop, caller, token_code)
 
     execution = run(
@@ -181,6 +194,7 @@ def test_the_timeout_counts_from_the_task_not_from_assuming_the_hops(tasks) -> N
         clock=clock,
         aws_sessions=AwsSessions(),
         check_identity=False,
+        run_clock=run_clock,
     )
     assert codes(list(execution)) == {TARGETS[0]: "ok"}
 
@@ -270,11 +284,26 @@ def test_cancel_keeps_what_finishes_in_the_grace_and_marks_the_rest(tasks) -> No
 
 def test_the_grace_runs_out(tasks) -> None:  # type: ignore[no-untyped-def]
     made = tasks(a0=lambda: made.release.wait())
-    execution = start(job(concurrency=1, accounts=ACCOUNTS[:2]), grace=0.5)
-    threading.Thread(
-        target=lambda: (wait_for(made.started[ACCOUNTS[0]]), execution.cancel("enough"))
-    ).start()
-    assert codes(list(execution)) == {TARGETS[0]: "Interrupted", TARGETS[1]: "Interrupted"}
+    run_clock = ManualClock()
+    execution = start(job(concurrency=1, accounts=ACCOUNTS[:2]), grace=30, run_clock=run_clock)
+
+    ended = threading.Event()
+
+    def cancel_then_let_time_pass() -> None:
+        wait_for(made.started[ACCOUNTS[0]])
+        execution.cancel("enough")
+        while not ended.wait(0.01):
+            run_clock.advance(5)
+
+    helper = threading.Thread(target=cancel_then_let_time_pass)
+    helper.start()
+    try:
+        records = list(execution)
+    finally:
+        ended.set()
+        helper.join()
+    assert codes(records) == {TARGETS[0]: "Interrupted", TARGETS[1]: "Interrupted"}
+    assert execution.summary.elapsed_seconds >= 30  # the grace, on the run clock
     assert execution.summary.still_running == 1
 
 
@@ -333,11 +362,17 @@ def test_keyboard_interrupt_in_the_consumers_thread(tasks) -> None:  # type: ign
 
 
 def test_the_jobs_runtime_is_the_default_deadline(tasks) -> None:  # type: ignore[no-untyped-def]
-    made = tasks(a0=lambda: made.release.wait())
-    plan = dataclasses.replace(job(concurrency=1, second_task=True), runtime_seconds=2)
+    run_clock = ManualClock()
+
+    def past_the_deadline() -> None:  # runs for two hours, and more
+        run_clock.advance(7200)
+        made.release.wait()
+
+    made = tasks(a0=past_the_deadline)
+    plan = dataclasses.replace(job(concurrency=1, second_task=True), runtime_seconds=3600)
     sink = ListSink()
-    execution = start(plan, sink)
-    assert execution.deadline == 2
+    execution = start(plan, sink, run_clock=run_clock)
+    assert execution.deadline == 3600
     records = list(execution)
     by_unit = {(r.target, r.task): r.error.code if r.error else "ok" for r in records}
     assert by_unit[(TARGETS[0], "task")] == "TaskTimeout"  # running at the deadline
@@ -346,7 +381,8 @@ def test_the_jobs_runtime_is_the_default_deadline(tasks) -> None:  # type: ignor
     assert len(records) == 2 + 5
     summary = execution.summary
     assert summary.status == "deadline-exceeded"
-    assert summary.stop_reason == "deadline of 2s"
+    assert summary.stop_reason == "deadline of 1h"
+    assert summary.elapsed_seconds == 7200  # on the run clock
     assert sink.records == records
 
 
@@ -373,8 +409,19 @@ def test_an_exec_task_given_up_on_is_killed_with_its_children(tmp_path: Path) ->
         concurrency=1,
         tasks=(TaskRef("cmd", "exec", (("shell", script),)),),
     )
-    execution = start(plan, deadline=2)
+    run_clock = ManualClock()
+    execution = start(plan, deadline=3600, run_clock=run_clock)
+
+    def the_deadline_passes_once_it_runs() -> None:
+        limit = time.monotonic() + 60
+        while not pids.exists() and time.monotonic() < limit:
+            time.sleep(0.02)
+        run_clock.advance(3600)
+
+    helper = threading.Thread(target=the_deadline_passes_once_it_runs)
+    helper.start()
     records = list(execution)
+    helper.join()
     assert codes(records) == {TARGETS[0]: "TaskTimeout"}
     assert pids.exists()
     for pid in map(int, pids.read_text().split()):

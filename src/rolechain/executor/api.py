@@ -22,6 +22,7 @@ from rolechain.aws.pacer import Pacing
 from rolechain.aws.ratelimit import AssumeLimiter
 from rolechain.aws.retry import CallStats
 from rolechain.aws.session import AwsSessions
+from rolechain.clock import RunClock
 from rolechain.executor.context import RunContext
 from rolechain.executor.engine import runner_for
 from rolechain.executor.loop import ProgressCallback, StopSignal
@@ -161,6 +162,7 @@ def run(
     limiter: Pacing | AssumeLimiter | None = None,
     engine: EngineOptions | EngineKind | None = None,
     skip: Iterable[tuple[str, str, str]] = (),
+    run_clock: RunClock | None = None,
 ) -> Run:
     """Plan ``job`` of a chain (or take a ready plan) and return the :class:`Run`.
 
@@ -178,7 +180,9 @@ def run(
     on ``"threads"`` (a pool in this process) or ``"dask"`` (a Dask cluster;
     :class:`EngineOptions` for its address, workers, batch size), default: the chain file's
     ``settings.engine``; ``skip`` lists (target, region, task id) units not to run (done
-    by an earlier run: see :mod:`rolechain.results.resume`). Raises
+    by an earlier run: see :mod:`rolechain.results.resume`); ``run_clock`` measures the
+    deadline, the grace and task timeouts (:mod:`rolechain.clock`: real time by default, a
+    :class:`~rolechain.clock.ManualClock` to move by hand in tests). Raises
     :class:`~rolechain.errors.ChainFileError` /
     :class:`~rolechain.errors.PlanError` at once for an invalid chain or plan,
     :class:`~rolechain.errors.EngineError` for an engine that cannot be used.
@@ -204,6 +208,7 @@ def run(
         token_provider=token_provider,
         aws_sessions=aws_sessions,
         limiter=limiter,
+        run_clock=run_clock,
     )
     return Run(context, store=store, progress=progress, on_plan=on_plan)
 

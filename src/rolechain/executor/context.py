@@ -46,6 +46,7 @@ from rolechain.aws.pacer import Pacer, Pacing, as_pacing
 from rolechain.aws.ratelimit import AssumeLimiter
 from rolechain.aws.retry import CallStats, RetryPolicy
 from rolechain.aws.session import AwsSessions, principal_credentials
+from rolechain.clock import SYSTEM_CLOCK, RunClock
 from rolechain.errors import PlanError, RolechainError, Violation
 from rolechain.executor.options import (
     DEFAULT_CONCURRENCY,
@@ -124,7 +125,9 @@ class RunContext:
     :class:`~rolechain.aws.ratelimit.AssumeLimiter`); ``clock`` returns an aware datetime
     (tests compress time); ``token_provider(hop)`` gives MFA codes; ``aws_sessions``
     replaces the run's :class:`~rolechain.aws.session.AwsSessions`; ``sleep`` replaces
-    ``time.sleep`` between retries.
+    ``time.sleep`` between retries; ``run_clock`` is what the run's deadline, grace and
+    task timeouts are measured on (:mod:`rolechain.clock`; real time by default; it stays
+    on the process that drives the run).
 
     AssumeRole calls are paced per *calling account*: a hop's parent's account, or for a
     first hop the principal's (from the identity check, else its declared ARN).
@@ -144,6 +147,7 @@ class RunContext:
         token_provider: TokenProvider | None = None,
         aws_sessions: AwsSessions | None = None,
         sleep: Callable[[float], None] | None = None,
+        run_clock: RunClock | None = None,
     ) -> None:
         self.options = options or RunOptions()
         self.chain = chain
@@ -163,6 +167,7 @@ class RunContext:
         )
         self._plan = plan
         self.clock = clock
+        self.run_clock: RunClock = run_clock or SYSTEM_CLOCK
         self.token_provider = token_provider
         settings = plan.settings
         self.policy = RetryPolicy(
@@ -180,7 +185,7 @@ class RunContext:
         self.engine: EngineOptions = choose_engine(settings, self.options.engine)
         self.pacer: Pacing = as_pacing(limiter) if limiter is not None else default_pacer(settings)
         self.budget = ThrottleBudget(per_call=settings.throttle_budget)
-        self.deadline_at: float | None = None  # time.monotonic() of the deadline, once begun
+        self.deadline_at: float | None = None  # on the run clock, once begun
         self._accounts: dict[str, str] = {}  # hop id -> its account, of every plan seen
         if assumer is None:
             assumer = StsAssumer(
@@ -193,7 +198,7 @@ class RunContext:
                 clock=clock,
                 sleep=sleep,
                 calling_account=self.calling_account,
-                deadline=lambda: self.deadline_at,
+                deadline=self.calls_deadline,
             )
         else:
             # A fake or a custom assumer counts its own calls when it can.
@@ -245,12 +250,21 @@ class RunContext:
         return float(chosen)
 
     def begin(self, now: float | None = None) -> float | None:
-        """The run starts now (``time.monotonic()``): fix :attr:`deadline_at`, the moment
-        every paced call and retry stops waiting. Returns it (None: no deadline)."""
+        """The run starts ``now`` (on :attr:`run_clock`, default its present): fix
+        :attr:`deadline_at`, the moment every paced call and retry stops waiting. Returns
+        it (None: no deadline)."""
         deadline = self.deadline
-        start = time.monotonic() if now is None else now
+        start = self.run_clock.monotonic() if now is None else now
         self.deadline_at = start + deadline if deadline is not None else None
         return self.deadline_at
+
+    def calls_deadline(self) -> float | None:
+        """The run's deadline on ``time.monotonic``'s clock, where AWS calls wait (pacing,
+        retries): :attr:`deadline_at`, moved over from the run clock when it is another."""
+        deadline_at = self.deadline_at
+        if deadline_at is None or self.run_clock is SYSTEM_CLOCK:
+            return deadline_at
+        return time.monotonic() + (deadline_at - self.run_clock.monotonic())
 
     def calling_account(self, hop: Hop) -> Hashable:
         """The account whose credentials assume ``hop`` (STS charges the call to it): its

@@ -177,7 +177,8 @@ class RunLoop:
         self.stop: StopKind | None = None
         self.stop_reason: str | None = None
         self.grace_until: float | None = None
-        self.clock0 = time.monotonic()
+        self.clock = context.run_clock  # deadline, grace, timeouts: measured on it
+        self.clock0 = self.clock.monotonic()
         self.cpu0 = time.process_time()
         # The run begins: paced calls and retries stop waiting at its deadline too.
         self.deadline_at = context.begin(self.clock0)
@@ -223,7 +224,7 @@ class RunLoop:
         """Stop now, without yielding: the records left go to the sink only."""
         if self.stop is None and self._work_left():
             self.stop, self.stop_reason = "interrupted", reason
-        self.grace_until = time.monotonic()
+        self.grace_until = self.clock.monotonic()
         if not self.sink_started:  # stopped while preparing: every target is unfinished
             self._start_sink()
         for record, target in self._wind_down():
@@ -335,7 +336,11 @@ class RunLoop:
         return True
 
     def _get(self, timeout: float | None) -> object | None:
+        """The next item of the run's queue, waiting up to ``timeout`` seconds of the run
+        clock (its :meth:`~rolechain.clock.RunClock.real_seconds`); None if none came."""
         try:
+            if timeout is not None:
+                timeout = self.clock.real_seconds(timeout)
             if timeout is not None and timeout <= 0:
                 return self.queue.get_nowait()
             return self.queue.get(timeout=timeout)
@@ -347,7 +352,7 @@ class RunLoop:
     def _cancel(self, request: CancelRequest) -> bool:
         """Apply a cancel: stop, with the grace; a later one may shorten the grace. Whether
         anything changed."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         grace = self.context.grace if request.grace is None else max(0.0, request.grace)
         if self.stop is None and self._work_left():
             self.stop, self.stop_reason = "interrupted", request.reason
@@ -363,11 +368,12 @@ class RunLoop:
         """Stop if the deadline has come (and anything is left): the records that makes."""
         if self.deadline_at is None or self.stop == "deadline-exceeded":
             return []
-        if time.monotonic() < self.deadline_at or not self._work_left():
+        now = self.clock.monotonic()
+        if now < self.deadline_at or not self._work_left():
             return []
         self.stop = "deadline-exceeded"
         self.stop_reason = f"deadline of {_seconds(self.context.deadline or 0)}"
-        self.grace_until = time.monotonic()
+        self.grace_until = now
         return self._on_deadline()
 
     def _on_deadline(self) -> list[Out]:
@@ -431,7 +437,7 @@ class RunLoop:
     def _close_summary(self) -> None:
         summary = self.summary
         summary.stop, summary.stop_reason = self.stop, self.stop_reason
-        summary.elapsed_seconds = round(time.monotonic() - self.clock0, 3)
+        summary.elapsed_seconds = round(self.clock.monotonic() - self.clock0, 3)
         summary.finished_at = iso_now()
 
 

@@ -92,27 +92,28 @@ class _Flight:
         self.unit = unit
         self.timeout = timeout  # seconds, measured from when the unit's task starts
         self.state = QUEUED
-        self.started: float | None = None  # monotonic start of the current phase
+        self.started: float | None = None  # start of the current phase, on the run clock
         self.started_at: datetime | None = None
         self.returned = False  # the worker has come back from it (even if given up)
         self._lock = threading.Lock()
         self._callbacks: list[Callable[[], None]] = []
 
-    def begin(self) -> bool:
+    def begin(self, at: float) -> bool:
+        """It starts, ``at`` on the run clock."""
         with self._lock:
             if self.state != QUEUED:  # given up on, or finished without starting
                 return False
             self.state = RUNNING
-            self.started, self.started_at = time.monotonic(), now()
+            self.started, self.started_at = at, now()
             return True
 
-    def become_unit(self, unit: WorkUnit, timeout: float | None) -> bool:
-        """A prepared target's single unit runs in place: its timeout starts now."""
+    def become_unit(self, unit: WorkUnit, timeout: float | None, at: float) -> bool:
+        """A prepared target's single unit runs in place: its timeout starts now (``at``)."""
         with self._lock:
             if self.state != RUNNING:
                 return False
             self.kind, self.unit, self.timeout = "unit", unit, timeout
-            self.started, self.started_at = time.monotonic(), now()
+            self.started, self.started_at = at, now()
             return True
 
     def finish(self) -> bool:
@@ -319,7 +320,7 @@ class ThreadLoop(RunLoop):
                 # Cancelled after it was handed to this worker: never start it.
                 queue.put(_Finished(flight, _NotStarted()))
                 return False
-            if not flight.begin():
+            if not flight.begin(self.clock.monotonic()):
                 return False  # given up on before it started
             if flight.kind == "unit" and flight.timeout:
                 queue.put(_Started(flight))
@@ -337,7 +338,7 @@ class ThreadLoop(RunLoop):
         self.workers.submit(job)
 
     def _wait_seconds(self) -> float:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         wake = [now + MAX_WAIT]
         if self.deadline_at is not None:
             wake.append(self.deadline_at)
@@ -350,7 +351,7 @@ class ThreadLoop(RunLoop):
         return max(0.0, min(wake) - now)
 
     def _limit(self, flight: _Flight) -> float | None:
-        """When (monotonic) the runner gives up on a running unit, if ever."""
+        """When (on the run clock) the runner gives up on a running unit, if ever."""
         state, kind, started, timeout = flight.watch()
         if state != RUNNING or kind != "unit" or not timeout or started is None:
             return None
@@ -359,7 +360,7 @@ class ThreadLoop(RunLoop):
         return started + timeout + margin
 
     def _grace_over(self) -> bool:
-        return self.grace_until is not None and time.monotonic() >= self.grace_until
+        return self.grace_until is not None and self.clock.monotonic() >= self.grace_until
 
     # -- events --------------------------------------------------------------------------
 
@@ -403,7 +404,7 @@ class ThreadLoop(RunLoop):
 
     def _check_timeouts(self) -> list[Out]:
         out: list[Out] = []
-        now = time.monotonic()
+        now = self.clock.monotonic()
         for flight in list(self.inflight):
             limit = self._limit(flight)
             if limit is None or now < limit:
@@ -464,7 +465,7 @@ class ThreadLoop(RunLoop):
             return self._stop_target_record(flight.target, "before the target's tasks started")
         if not started:
             return self._stop_unit_record(flight.unit)
-        now = time.monotonic()
+        now = self.clock.monotonic()
         ms = int((now - flight.started) * 1000) if flight.started is not None else 0
         if self.stop == "deadline-exceeded":
             error = RecordError(TASK_TIMEOUT, self._stop_message("while the task was running"))
@@ -510,7 +511,7 @@ class ThreadLoop(RunLoop):
         # The common case (one task, one region): run it here rather than going back
         # through the scheduler. Its timeout counts from now, not from the preparation.
         unit = units[0]
-        if not flight.become_unit(unit, self.timeouts.get(unit.task.id)):
+        if not flight.become_unit(unit, self.timeouts.get(unit.task.id), self.clock.monotonic()):
             return units
         if flight.timeout:
             self.queue.put(_Started(flight))

@@ -100,7 +100,7 @@ def task_env(
         timeout,
         on_abandon,
         budget=context.budget,
-        deadline=context.deadline_at,
+        deadline=context.calls_deadline(),
     )
 
 

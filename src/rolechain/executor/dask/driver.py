@@ -380,7 +380,7 @@ class DaskLoop(RunLoop):
     # -- events --------------------------------------------------------------------------
 
     def _wait_seconds(self) -> float:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         wake = [now + MAX_WAIT, self.next_check]
         if self.deadline_at is not None and self.stop is None:
             wake.append(self.deadline_at)
@@ -405,7 +405,7 @@ class DaskLoop(RunLoop):
             return []
         assert self.grace_until is not None
         # Running batches get the grace left; the others never start.
-        left = max(0.0, self.grace_until - time.monotonic())
+        left = max(0.0, self.grace_until - self.clock.monotonic())
         return self._drop_queued(request.reason, left)
 
     def _on_deadline(self) -> list[Out]:
@@ -419,7 +419,7 @@ class DaskLoop(RunLoop):
 
     def _waited_enough(self) -> bool:
         grace_until = self.grace_until
-        return grace_until is not None and time.monotonic() >= grace_until + RETURN_MARGIN
+        return grace_until is not None and self.clock.monotonic() >= grace_until + RETURN_MARGIN
 
     def _drop_queued(self, reason: str | None, grace: float | None) -> list[Out]:
         """Cancel the run on the workers (running batches get ``grace``), then cancel the
@@ -467,7 +467,7 @@ class DaskLoop(RunLoop):
         """The end of a run whose cluster has had no worker for :data:`NO_WORKERS_LIMIT`
         seconds, or could not say which workers it has for as long: its batches fail (a run
         always ends), with the reason."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if now < self.next_check or not self.ledger.pending or self.stop is not None:
             return []
         self.next_check = now + MAX_WAIT
