@@ -51,8 +51,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The suite on pytest-xdist workers (one per core unless PYTEST_WORKERS says otherwise);
+# tests/conftest.py groups the tests (a module, the Dask tests, the real-signal tests).
+PYTEST_WORKERS ?= auto
 pytest: $(STAMP) $(ACTIONLINT)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
 
 test: lint typecheck pytest
 

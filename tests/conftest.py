@@ -30,6 +30,44 @@ if _TESTS not in sys.path:
 # ignored, and so would every child it starts: the Ctrl-C tests need the default action.
 signal.signal(signal.SIGINT, signal.default_int_handler)
 
+# `make test` runs the suite on pytest-xdist workers with `--dist loadgroup`. Each test
+# module is one group (its module-scoped servers start once, on one worker); the Dask
+# tests share one group (one LocalCluster for the package); the tests that drive real
+# processes with real signals share another, so they run one after the other on one
+# worker, never two of them at once against each other's load.
+SIGNAL_TESTS = frozenset(
+    {
+        "cli/test_signals.py",
+        "cli/test_crash_resume.py",
+        "credentials/test_end_to_end.py",
+        "sandbox/test_cli_sandboxing.py",
+        "scheduler/test_cli.py",
+        "scheduler/test_cli_alerts.py",
+    }
+)
+
+
+def xdist_group_of(path: Path) -> str:
+    """The xdist group of a test file (a path under tests/)."""
+    try:
+        relative = path.resolve().relative_to(_TESTS).as_posix()
+    except ValueError:  # not under tests/
+        return str(path)
+    if relative in SIGNAL_TESTS:
+        return "signals"
+    if relative.startswith("dask_engine/"):
+        return "dask"
+    return relative
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(xdist_group_of(item.path)))
+
+
 DEFAULT_ACCOUNT = "123456789012"
 FAKE_KEY = "AKIAIOSFODNN7EXAMPLE"
 FAKE_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"  # AWS's documented example key

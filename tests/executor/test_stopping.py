@@ -3,8 +3,8 @@
 In-process, with the fake assumer (no AWS calls): tasks are ``python`` tasks whose
 functions block on events the test controls. Run time is a :class:`~rolechain.clock.
 ManualClock` the tasks move ("this task ran for two hours"), so a timeout or the deadline
-passes while a given task runs, whatever the machine's load. The same behaviour through real signals on a
-real ``rolechain run`` process is in tests/cli/test_signals.py.
+passes while a given task runs, whatever the machine's load. The same behaviour through
+real signals on a real ``rolechain run`` process is in tests/cli/test_signals.py.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from rolechain.aws.session import static_credentials
+from rolechain.clock import ManualClock
 from rolechain.executor.records import RunStatus
 from rolechain.model.chain import Chain
 from rolechain.model.loader import loads
@@ -30,6 +31,7 @@ from rolechain.scheduler.types import (
     RunResult,
     Trigger,
 )
+from scheduler import tasks
 from scheduler.fakes import record_codes
 
 CHAIN = """
@@ -159,15 +161,26 @@ def test_one_vocabulary_of_statuses() -> None:
 def test_the_deadline_stops_the_run_and_keeps_what_finished(
     tmp_path: Path, sandboxed: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The job's runtime (real seconds, whatever the time scale) is the run's deadline:
-    the finished target is kept, the stuck task gets TaskTimeout, the one not started
-    DeadlineExceeded, and both are to be retried."""
+    """The job's runtime (on the run's clock, whatever the schedule's time scale) is the
+    run's deadline: the finished target is kept, the stuck task gets TaskTimeout, the one
+    not started DeadlineExceeded, and both are to be retried. The run's hour passes on a
+    manual clock once the stuck task is running."""
     _, env = sandboxed
     chain = chain_of(more=ONE_DONE_ONE_STUCK)
-    go = launcher(tmp_path, env, monkeypatch, time_scale=2.0)
-    result = launch(go, chain, request("r4", deadline=4.0)).result  # not scaled by 2
+    run_clock = ManualClock()
+    go = launcher(tmp_path, env, monkeypatch, time_scale=2.0, run_clock=run_clock)
+    tasks.HANGING.clear()
+    done = threading.Event()
+    handle = go.launch(chain, request("r4", deadline=3600.0), done.set)
+    wait_until(lambda: HUNG.split("@")[1] in tasks.HANGING, "the stuck task")
+    run_clock.advance(3599)  # not scaled by 2: the deadline is not there yet
+    wait_until(lambda: handle.run is not None and handle.run.summary.targets_ok == 1, "a target")
+    assert not done.wait(0.2)
+    run_clock.advance(1)
+    assert done.wait(90), "the run did not end"
+    result = handle.result
     assert result.status == DEADLINE_EXCEEDED
-    assert result.reason == "the job's runtime (4s) was reached"
+    assert result.reason == "the job's runtime (1h) was reached"
     # the run's accounting: a task cut off by the deadline failed (TaskTimeout), a target
     # not started is unfinished; the scheduler retries both
     assert (result.targets, result.targets_ok, result.targets_failed) == (3, 1, 1)

@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rolechain.clock import RunClock
 from rolechain.errors import RolechainError, redact
 from rolechain.executor.options import DEFAULT_GRACE
 from rolechain.executor.records import STOP_CODES, Record, Summary
@@ -237,6 +238,7 @@ class ExecutorHandle:
             credentials=launcher.credentials_for(chain, request.job),
             progress=self._progress,
             on_plan=self._plan_ready,
+            run_clock=launcher.run_clock,
         )
         with self._lock:
             self._run = execution
@@ -412,7 +414,8 @@ class ExecutorLauncher:
     (it scales the schedule only: a job's runtime stays real seconds); ``grace`` is how
     long tasks in flight of a cancelled run may finish (real seconds); ``cancel_grace``
     is the backstop's margin past that (see the module docs); ``log`` gets what a run has
-    to say before it ends (a principal planned again as a session).
+    to say before it ends (a principal planned again as a session); ``run_clock`` is the
+    runs' own time (deadline, grace: :mod:`rolechain.clock`; real unless a test moves it).
     """
 
     def __init__(
@@ -425,6 +428,7 @@ class ExecutorLauncher:
         cancel_grace: float = 5.0,
         now: Callable[[], datetime] = _now,
         log: EventLog | None = None,
+        run_clock: RunClock | None = None,
     ) -> None:
         self.store = Path(store)
         self._credentials_for = credentials_for
@@ -433,6 +437,7 @@ class ExecutorLauncher:
         self.cancel_grace = cancel_grace
         self.now = now
         self.log = log
+        self.run_clock = run_clock
 
     def credentials_for(self, chain: Chain, job: str) -> Any:
         if self._credentials_for is None:
