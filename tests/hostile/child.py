@@ -116,6 +116,28 @@ def _problems(case: dict[str, Any], stdout: str, stderr: str, result: Any) -> li
     return found
 
 
+REFERENCE_RUNS = 5
+
+
+def _reference_work() -> int:
+    total = 0
+    for i in range(1_000_000):
+        total += i * i
+    return total
+
+
+def _reference_cpu() -> float:
+    """CPU seconds of a fixed piece of plain Python work (the median of a few runs): what
+    a case costs is compared with it, so that a machine slowed down by load (shared caches
+    and cores slow CPU time too) or a slower machine is slower for both alike."""
+    costs = []
+    for _ in range(REFERENCE_RUNS):
+        cpu = time.process_time()
+        _reference_work()
+        costs.append(time.process_time() - cpu)
+    return sorted(costs)[REFERENCE_RUNS // 2]
+
+
 def main() -> None:
     cases = json.load(sys.stdin)
     limit = _status("VmSize") + ADDRESS_SPACE_HEADROOM
@@ -131,6 +153,7 @@ def main() -> None:
     _settle()
     started = floor = _status("VmRSS")
     per_case = _reset_peak()
+    reference = _reference_cpu()
     for case in cases:
         if _status("VmRSS") > floor + SETTLE_ABOVE:
             _settle()
@@ -161,6 +184,8 @@ def main() -> None:
         }
         sys.stdout.write(json.dumps(report) + "\n")
         sys.stdout.flush()
+    reference = max(reference, _reference_cpu())
+    sys.stdout.write(json.dumps({"reference_cpu_seconds": round(reference, 4)}) + "\n")
 
 
 if __name__ == "__main__":
