@@ -286,8 +286,11 @@ def test_history_filters_and_the_run_detail(store_of_runs: tuple[Path, list[str]
 
 
 def test_history_counts_an_interrupted_run_from_its_records(
-    store_of_runs: tuple[Path, list[str]],
+    store_of_runs: tuple[Path, list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A terminal wide enough for every column (the width is otherwise whatever the process
+    # that runs the tests has: a pytest-xdist worker has no terminal, so 80 columns).
+    monkeypatch.setenv("COLUMNS", "160")
     store, ids = store_of_runs
     with sqlite3.connect(store) as db:  # a run stopped before it wrote its summary
         db.execute(
