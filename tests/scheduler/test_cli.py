@@ -338,10 +338,16 @@ def test_metrics_and_healthz(tmp_path: Path, kill_leftovers: list[Scheduler]) ->
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as answer:
         assert answer.status == 200
         assert answer.read() == b"ok\n"
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
-        text = answer.read().decode()
+    # The job's next fire is set just after "scheduled" is logged: ask until it is there.
+    next_fire = re.compile(r'rolechain_next_fire_timestamp_seconds\{job="tick"\} \d')
+    for _ in range(300):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+            text = answer.read().decode()
+        if next_fire.search(text):
+            break
+        time.sleep(0.1)
     assert "rolechain_scheduler_up 1.0" in text
-    assert re.search(r'rolechain_next_fire_timestamp_seconds\{job="tick"\} \d', text)
+    assert next_fire.search(text), text
     s.signal(signal.SIGTERM)
     assert s.finish() == 0
 

@@ -203,13 +203,20 @@ def test_cancel_stops_a_run_whose_task_never_returns(
     not started are recorded Interrupted; the run returns by itself (no backstop)."""
     _, env = sandboxed
     chain = chain_of(more=ONE_DONE_ONE_STUCK)
-    go = launcher(tmp_path, env, monkeypatch, grace=0.5, cancel_grace=600)
+    run_clock = ManualClock()
+    go = launcher(tmp_path, env, monkeypatch, grace=30, cancel_grace=600, run_clock=run_clock)
+    tasks.HANGING.clear()
     done = threading.Event()
     handle = go.launch(chain, request("r5"), done.set)
+    wait_until(lambda: HUNG.split("@")[1] in tasks.HANGING, "the stuck task")
     wait_until(lambda: handle.run is not None and handle.run.summary.targets_ok == 1, "a target")
     assert not done.is_set()
     handle.cancel("the scheduler is stopping")
-    assert done.wait(90)
+    for _ in range(1800):  # the grace passes on the run's clock
+        if done.wait(0.05):
+            break
+        run_clock.advance(5)
+    assert done.is_set()
     result = handle.result
     assert (result.status, result.reason) == (INTERRUPTED, "the scheduler is stopping")
     assert (result.targets_ok, result.targets_unfinished, result.failed_targets) == (
