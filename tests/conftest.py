@@ -30,11 +30,13 @@ if _TESTS not in sys.path:
 # ignored, and so would every child it starts: the Ctrl-C tests need the default action.
 signal.signal(signal.SIGINT, signal.default_int_handler)
 
-# `make test` runs the suite on pytest-xdist workers with `--dist loadgroup`. Each test
-# module is one group (its module-scoped servers start once, on one worker); the Dask
-# tests share one group (one LocalCluster for the package); the tests that drive real
-# processes with real signals share another, so they run one after the other on one
-# worker, never two of them at once against each other's load.
+# `make test` runs the suite on pytest-xdist workers with `--dist loadgroup`, scheduled in
+# groups (pytest_xdist_make_scheduler below): each test module is one group (its
+# module-scoped servers start once, on one worker); the Dask tests share one group (one
+# LocalCluster for the package); the tests that drive real processes with real signals
+# share another, so they run one after the other on one worker, never two at once.
+# (xdist's own `xdist_group` marks no longer group anything on pytest 9.2: it marks the
+# groups in node ids that pytest no longer takes; pytest-xdist issue 1386.)
 SIGNAL_TESTS = frozenset(
     {
         "cli/test_signals.py",
@@ -47,25 +49,34 @@ SIGNAL_TESTS = frozenset(
 )
 
 
-def xdist_group_of(path: Path) -> str:
-    """The xdist group of a test file (a path under tests/)."""
-    try:
-        relative = path.resolve().relative_to(_TESTS).as_posix()
-    except ValueError:  # not under tests/
-        return str(path)
+def xdist_group_of(nodeid: str) -> str:
+    """The group of a test, from its node id (``tests/cli/test_signals.py::test_x``)."""
+    path = nodeid.split("::", 1)[0]
+    relative = path.removeprefix("tests/")
     if relative in SIGNAL_TESTS:
         return "signals"
     if relative.startswith("dask_engine/"):
         return "dask"
-    return relative
+    return path
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(xdist_group_of(item.path)))
+try:
+    from xdist.scheduler import LoadScopeScheduling
+except ImportError:  # pytest-xdist is a dev dependency: without it, no workers
+    pass
+else:
+
+    class GroupScheduling(LoadScopeScheduling):
+        """Whole groups (:func:`xdist_group_of`) to one worker each, as they free up."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group_of(nodeid)
+
+    @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's (-p no:xdist: none)
+    def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+        if config.getvalue("dist") != "loadgroup":
+            return None
+        return GroupScheduling(config, log)
 
 
 DEFAULT_ACCOUNT = "123456789012"
