@@ -50,16 +50,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             sys.path.remove(str(folder))
 
 
-@pytest.fixture(autouse=True)
-def _both_workers_up(request: pytest.FixtureRequest) -> None:
-    """A test on the cluster starts with both its workers running: one that an earlier
-    test's task killed may still be starting again (slowly, on a loaded machine), and a
-    run launched meanwhile sees one worker (and gives it the whole AssumeRole rate)."""
-    if "world" in request.fixturenames:
-        world: World = request.getfixturevalue("world")
-        world.cluster.wait_for_workers(2, timeout=120)
-
-
 @pytest.fixture
 def principal_env(world: World, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """This process's environment as the principal's (for the thread engine's runs)."""

@@ -208,6 +208,9 @@ def test_task_timeouts_and_the_deadline_hold_on_workers(world: World, tmp_path: 
 
 
 def test_each_worker_takes_its_share_of_the_assume_rate(world: World) -> None:
+    # Both workers up: one killed by an earlier test may still be starting again (slowly, on
+    # a loaded machine), and a run launched meanwhile gives one worker the whole rate.
+    world.cluster.wait_for_workers(2, timeout=90)
     job = chain(
         chain_text("inventory", ["sts.get_caller_identity"], accounts=20, concurrency=4).replace(
             "assume_rate: 100000", "assume_rate: 20"
