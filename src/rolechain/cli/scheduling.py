@@ -90,11 +90,21 @@ def schedule() -> None:
 )
 @click.option(
     "--store",
-    type=click.Path(dir_okay=False, path_type=Path),
     envvar=DEFAULT_STORE_ENV,
     default=None,
-    help=f"SQLite database of runs and history (or ${DEFAULT_STORE_ENV}). "
-    "Required, except with --list and --dry-run. One scheduler per store.",
+    metavar="FILE|URL",
+    help=f"SQLite file, or postgresql:// URL, of runs and history (or ${DEFAULT_STORE_ENV}). "
+    "Required, except with --list and --dry-run. One scheduler per SQLite file; on "
+    "PostgreSQL, any number of replicas, one of which leads (fires).",
+)
+@click.option(
+    "--lease",
+    default="15s",
+    show_default=True,
+    metavar="DURATION",
+    help="On PostgreSQL: how long a leader that stops renewing holds the schedule before a "
+    "standby takes over (real time, also with --time-scale). It renews every 2/15 of it and "
+    "stops firing when a renewal has not succeeded for 2/3 of it.",
 )
 @click.option(
     "--list",
@@ -145,6 +155,11 @@ def schedule() -> None:
               show_default=True, metavar="N",
               help="With --sandbox or --dry-run: the schedule's clock (and the sandbox's) runs "
               "N times faster, so a day passes in 86400/N seconds.")  # fmt: skip
+@click.option("--time-origin", type=click.DateTime(["%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S"]),
+              default=None, metavar="UTC-TIME",
+              help="With --time-scale: the real moment (UTC, 2026-12-01T03:00:00Z) the "
+              "rehearsal's time starts from [default: now]; replicas of one rehearsal are "
+              "given the same one, so they agree on the time.")  # fmt: skip
 @click.option(
     "--check",
     "check_",
@@ -162,7 +177,8 @@ def schedule() -> None:
 def run(
     path: Path,
     jobs: tuple[str, ...],
-    store: Path | None,
+    store: str | None,
+    lease: str,
     list_: bool,
     dry_run: bool,
     log_format: str,
@@ -174,6 +190,7 @@ def run(
     use_sandbox: bool,
     provision: Path | None,
     time_scale: float,
+    time_origin: datetime | None,
     check_: bool,
     strict: bool,
 ) -> None:
@@ -186,8 +203,13 @@ def run(
     invalid file keeps the running schedule); SIGTERM or Ctrl-C stops scheduling and gives
     running jobs --grace to finish; a second signal stops at once.
 
+    With --store postgresql://..., run it on several hosts: one replica leads (fires each
+    job once per scheduled time), the others stand by and take over within --lease when
+    it dies or loses the database ("Running more than one scheduler" in
+    docs/scheduling.md).
+
     Exit status: 0 stopped; 2 invalid chain file, plan, arguments, or another scheduler
-    holds the store; 130 stopped by a second signal.
+    holds the (SQLite) store; 130 stopped by a second signal.
 
     \b
     Example:
@@ -204,6 +226,11 @@ def run(
         raise click.UsageError(f"--store FILE (or ${DEFAULT_STORE_ENV}) is required")
     grace_s = _seconds(grace, "--grace") or 0.0
     for_s = _seconds(for_, "--for")
+    lease_s = _seconds(lease, "--lease") or 0.0
+    if lease_s < 1:
+        raise click.BadParameter("the lease must be at least 1s", param_hint="--lease")
+    if time_origin is not None and time_scale == 1.0:
+        raise click.UsageError("--time-origin needs --time-scale")
     loader = ScheduleLoader(path, jobs, check_credentials=not use_sandbox)
     chain, specs = loader()
     if list_:
@@ -212,7 +239,10 @@ def run(
     from rolechain.scheduler.clock import RealClock
     from rolechain.scheduler.logs import EventLog
 
-    clock = RealClock(time_scale)
+    if time_origin is None:
+        clock = RealClock(time_scale)
+    else:
+        clock = RealClock(time_scale, time_origin.replace(tzinfo=UTC))
     log = EventLog(sys.stderr, log_format, clock.now)
     warnings = [*loader.warnings, *_credential_warnings(chain, specs, log, use_sandbox, check_)]
     for warning in warnings:
@@ -225,19 +255,28 @@ def run(
         )
     with contextlib.ExitStack() as stack:
         credentials_for = None
-        if store is not None and not dry_run:
+        if store is not None and not dry_run and not _shared(store):
             from rolechain.scheduler.lock import StoreLock
 
             # One scheduler per store, said before a sandbox starts.
-            stack.enter_context(StoreLock(store))
+            stack.enter_context(StoreLock(Path(store)))
         if use_sandbox:
             credentials_for = _sandbox(stack, chain, provision, time_scale, log)
         _schedule(
             stack, loader, chain, specs, log=log, store=store, dry_run=dry_run,
             metrics_port=metrics_port, metrics_host=metrics_host, grace=grace_s,
             for_s=for_s, watch=not no_watch, clock=clock, credentials_for=credentials_for,
+            lease=lease_s,
         )  # fmt: skip
     sys.exit(EXIT_OK)
+
+
+def _shared(store: str) -> bool:
+    """Whether the store is PostgreSQL: replicas share it under a lease (else one
+    scheduler holds the SQLite file's lock)."""
+    from rolechain.scheduler.lease import is_postgres
+
+    return is_postgres(store)
 
 
 def _credential_warnings(
@@ -277,7 +316,7 @@ def _schedule(
     specs: Any,
     *,
     log: Any,
-    store: Path | None,
+    store: str | None,
     dry_run: bool,
     metrics_port: int | None,
     metrics_host: str,
@@ -286,12 +325,22 @@ def _schedule(
     watch: bool,
     clock: Any,
     credentials_for: Any,
+    lease: float,
 ) -> None:
     from rolechain.scheduler.alerts import AlertSender
     from rolechain.scheduler.engine import MemoryHistory, Scheduler
     from rolechain.scheduler.launcher import ExecutorLauncher
 
     history: Any
+    holder = None
+    if store is not None and not dry_run:
+        from rolechain.scheduler.lease import new_holder
+
+        holder = new_holder()
+        if _shared(store):
+            # Every connection of this replica (lease, claims, history, runs) carries its
+            # name, so the server can tell them apart (pg_stat_activity.application_name).
+            os.environ["PGAPPNAME"] = _app_name(holder)
     if store is not None:
         from rolechain.results.store import Store
 
@@ -315,11 +364,40 @@ def _schedule(
         store or Path(os.devnull), credentials_for=credentials_for, time_scale=clock.scale,
         grace=grace, now=lambda: datetime.now(UTC), log=log,
     )  # fmt: skip
-    scheduler = Scheduler(
-        chain, specs, launcher=launcher, history=history, clock=clock, log=log,
-        alerts=AlertSender(log), metrics=metrics, reloader=_reloader(loader, log),
-        dry_run=dry_run, store_name=str(store) if store else None,
-    )  # fmt: skip
+    claims = None
+    if store is not None and holder is not None:
+        from rolechain.scheduler.claims import Claims
+        from rolechain.scheduler.lease import Database, Lease, Timing
+
+        database = Database(store, application_name=_app_name(holder))
+        stack.callback(database.close)
+        if _shared(store):
+            from rolechain.scheduler.types import Metrics
+
+            metrics = metrics or Metrics()
+            replica_lease = Lease(
+                Database(store, application_name=_app_name(holder)),
+                timing=Timing.of(lease), holder=holder, log=log,
+            )  # fmt: skip
+            claims = Claims(database, holder=holder, lease=replica_lease)
+        else:
+            claims = Claims(database, holder=holder)
+
+    def make() -> Any:
+        return Scheduler(
+            chain, specs, launcher=launcher, history=history, clock=clock, log=log,
+            alerts=AlertSender(log), metrics=metrics, reloader=_reloader(loader, log),
+            dry_run=dry_run, store_name=_store_name(store), claims=claims,
+        )  # fmt: skip
+
+    scheduler: Any
+    if claims is not None and claims.lease is not None:
+        from rolechain.scheduler.replica import Replica
+
+        scheduler = Replica(claims.lease, make, clock=clock, log=log, metrics=metrics,
+                            prepare=history.reap)  # fmt: skip
+    else:
+        scheduler = make()
     if watch:
         from rolechain.scheduler.service import Watcher
 
@@ -329,6 +407,24 @@ def _schedule(
     until = clock.now() + timedelta(seconds=for_s) if for_s is not None else None
     with _signals(scheduler, log):
         scheduler.run(until=until, grace=grace)
+
+
+def _app_name(holder: str) -> str:
+    return f"rolechain-scheduler {holder}"[:63]  # PostgreSQL keeps 63 bytes
+
+
+def _store_name(store: str | None) -> str | None:
+    """The store as logs and alerts name it: a URL without its password."""
+    if store is None:
+        return None
+    if _shared(store):
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(store)
+        host = parts.netloc.rpartition("@")[2]
+        user = parts.username
+        return urlunsplit((parts.scheme, f"{user}@{host}" if user else host, parts.path, "", ""))
+    return store
 
 
 def _reloader(loader: Any, log: Any) -> Any:
@@ -386,15 +482,17 @@ def _signals(scheduler: Any, log: Any) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _list(chain: Any, specs: Any, store: Path | None) -> None:
+def _list(chain: Any, specs: Any, store: str | None) -> None:
     from rolechain.model.durations import format_duration
 
     now = datetime.now(UTC)
     database = None
-    if store is not None and store.exists():
+    if store is not None and (_shared(store) or Path(store).exists()):
         from rolechain.results.store import Store
 
         database = Store(store)
+        if _shared(store):
+            click.echo(_leader_line(store))
     try:
         for name, spec in specs.items():
             tz = spec.cron.tz
@@ -471,7 +569,26 @@ def _export_options(
     return options, warnings
 
 
-def _last_run(database: Any, job: str, store: Path | None) -> str:
+def _leader_line(store: str) -> str:
+    """Who leads the replicas on ``store``: host, pid, since when, and when its lease runs
+    out unless renewed."""
+    from rolechain.scheduler.lease import Database, read_leader
+
+    db = Database(store, application_name="rolechain-schedule-list")
+    try:
+        found = read_leader(db)
+    finally:
+        db.close()
+    if found is None or found.holder is None:
+        return "leader: none (no scheduler holds the lease)"
+    return (
+        f"leader: {found.host} pid {found.pid}, since {found.acquired_at}; lease renewed "
+        f"{found.renewed_at}, runs out {found.expires_at} unless renewed "
+        f"(lease {found.lease_seconds:g}s)"
+    )
+
+
+def _last_run(database: Any, job: str, store: str | None) -> str:
     if store is None:
         return "(no --store given)"
     if database is None:

@@ -25,6 +25,7 @@ from typing import Any
 from rolechain.errors import ChainFileError, PlanError, RolechainError
 from rolechain.model.chain import Chain
 from rolechain.scheduler.alerts import AlertSender
+from rolechain.scheduler.claims import Claim, Claims
 from rolechain.scheduler.logs import EventLog
 from rolechain.scheduler.outbox import AlertOutbox
 from rolechain.scheduler.policy import Fire, ScheduleSpec, catch_up, retention_cutoff
@@ -94,6 +95,7 @@ class Scheduler:
         dry_run: bool = False,
         store_name: str | None = None,
         outbox: AlertOutbox | None = None,
+        claims: Claims | None = None,
     ) -> None:
         self.chain = chain
         self.launcher = launcher
@@ -105,6 +107,8 @@ class Scheduler:
         self.reloader = reloader
         self.dry_run = dry_run
         self.store_name = store_name
+        # Each fire claimed in the store before it runs (None: a dry run, no store).
+        self.claims = claims
         self.jobs: dict[str, _JobState] = {}
         self._specs = dict(specs)
         self._wake = threading.Event()
@@ -289,9 +293,12 @@ class Scheduler:
         running = state.handle.request.run_id if state.handle is not None else None
         if spec.overlap == "skip":
             reason = f"run {running} is still going (overlap: skip)"
+            run_id = self.new_run_id(now)
+            if not self._claim(Claim(spec.job, run_id, trigger, "skipped", reason, trigger.due)):
+                return
             self.log.emit("skipped", job=spec.job, scheduled_for=trigger.scheduled_for,
                           running=running, overlap="skip")  # fmt: skip
-            self.history.record_skipped(spec.job, self.new_run_id(now), trigger, reason)
+            self.history.record_skipped(spec.job, run_id, trigger, reason)
             self.metrics.skipped(spec.job, "overlap")
         elif spec.overlap == "queue":
             state.queue.append(trigger)
@@ -327,8 +334,6 @@ class Scheduler:
         targets: tuple[str, ...] | None = None,
     ) -> None:
         spec = state.spec
-        if trigger.kind != "retry" and state.retry is not None:
-            self._release(state, "a new scheduled run covers every target", now)
         request = LaunchRequest(
             job=spec.job,
             run_id=self.new_run_id(now),
@@ -337,6 +342,10 @@ class Scheduler:
             deadline=float(spec.runtime) if spec.runtime else None,
             changes=spec.on_change is not None,
         )
+        if not self._claim(Claim(spec.job, request.run_id, trigger)):
+            return
+        if trigger.kind != "retry" and state.retry is not None:
+            self._release(state, "a new scheduled run covers every target", now)
         late = max(0.0, (now - trigger.due).total_seconds())
         self.log.emit("fire", job=spec.job, run_id=request.run_id, trigger=trigger.kind,
                       scheduled_for=trigger.scheduled_for, late_ms=round(late * 1000),
@@ -386,9 +395,14 @@ class Scheduler:
             self._after_run(name, state, request, result, now)
         else:  # stopped by shutdown, or replaced by a newer run: no alert
             self._decide(result.run_id, "none")
-        removed = self._safely(
-            "prune", lambda: self.history.prune(name, spec.keep_runs, retention_cutoff(spec, now))
-        )
+        removed = None
+        if self.claims is None or self.claims.leading():  # retention: the leader's alone
+            removed = self._safely(
+                "prune",
+                lambda: self.history.prune(name, spec.keep_runs, retention_cutoff(spec, now)),
+            )
+            if self.claims is not None:
+                self._safely("prune", lambda: self.claims.prune(name))  # type: ignore[union-attr]
         if removed:
             self.log.emit("pruned", job=name, runs=removed, keep_runs=spec.keep_runs,
                           keep_days=spec.keep_days)  # fmt: skip
@@ -493,6 +507,24 @@ class Scheduler:
             reason=row.get("reason"),
         )  # fmt: skip
         return LaunchRequest(job=str(row["job"]), run_id=run_id, trigger=trigger), result
+
+    def _claim(self, claim: Claim) -> bool:
+        """Claim the fire in the store (see :mod:`rolechain.scheduler.claims`); False,
+        said in the log, if another replica has it or this one no longer leads."""
+        if self.claims is None:
+            return True
+        fields = {"job": claim.job, "scheduled_for": claim.trigger.scheduled_for,
+                  "attempt": claim.trigger.attempt or None}  # fmt: skip
+        try:
+            if self.claims.claim(claim):
+                return True
+        except Exception as exc:  # the store cannot be reached: the next leader catches up
+            self.log.error("claim_failed", **fields, reason=f"{type(exc).__name__}: {exc}")
+            return False
+        why = "not the leader" if not self.claims.leading() else "claimed by another scheduler"
+        self.log.warning("not_fired", **fields, reason=why)
+        self.metrics.skipped(claim.job, "claimed")
+        return False
 
     def _decide(self, run_id: str, decision: str) -> None:
         self._safely("set_alert", lambda: self.history.set_alert(run_id, decision))

@@ -417,7 +417,7 @@ class ExecutorLauncher:
 
     def __init__(
         self,
-        store: Path,
+        store: Path | str,
         *,
         credentials_for: CredentialsFor | None = None,
         time_scale: float = 1.0,
@@ -426,7 +426,8 @@ class ExecutorLauncher:
         now: Callable[[], datetime] = _now,
         log: EventLog | None = None,
     ) -> None:
-        self.store = Path(store)
+        # A SQLite file, or a postgresql:// URL (kept as text: a Path would mangle it).
+        self.store: Path | str = store if str(store).startswith("postgres") else Path(store)
         self._credentials_for = credentials_for
         self.time_scale = time_scale
         self.grace = grace

@@ -162,9 +162,17 @@ class Metrics:
     """What the scheduler reports; the base class records nothing (see metrics.py)."""
 
     up: bool = field(default=False)
+    # With several replicas (issue 22): "leader" or "standby"; None for a lone scheduler.
+    replica_role: str | None = field(default=None)
 
     def started(self, jobs: list[str]) -> None:
         self.up = True
+
+    def role(self, role: str | None) -> None:
+        """This replica's role now (``leader``, ``standby``; None: it stopped). A standby
+        is up: it watches the lease, ready to lead."""
+        self.replica_role = role
+        self.up = role is not None
 
     def stopped(self) -> None:
         self.up = False
