@@ -106,7 +106,7 @@ class Database:
                 rows = list(cursor.fetchall()) if cursor.description else []
                 return rows, int(cursor.rowcount if cursor.rowcount is not None else -1)
             except Exception:
-                self._drop()
+                self._drop_if_broken()
                 raise
 
     @contextlib.contextmanager
@@ -125,8 +125,15 @@ class Database:
                         raise
                     self.conn.execute("COMMIT")
             except Exception:
-                self._drop()
+                self._drop_if_broken()
                 raise
+
+    def _drop_if_broken(self) -> None:
+        """After an error: a PostgreSQL connection that is closed or broken (the server
+        ended it, the network failed) is dropped, and the next call opens a new one."""
+        conn = self._conn
+        if conn is not None and self.postgres and (conn.closed or conn.broken):
+            self._drop()
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
@@ -256,6 +263,7 @@ class Lease:
     # -- one round -----------------------------------------------------------------------
 
     def tick(self) -> None:
+        self.check()  # past its renew deadline a leader stops, and renews no more
         with self._lock:
             leader = self._leader
         try:
@@ -300,6 +308,8 @@ class Lease:
 
     def _watch(self) -> None:
         now = self._mono()
+        if now < self._not_before:
+            return  # it just lost the lease: it starts watching again after one lease
         found = read_leader(self.db)
         if found is None:
             self._take(None, now)
@@ -308,8 +318,6 @@ class Lease:
         if key != self._seen:
             self._seen, self._seen_at = key, now
         wait = max(self.timing.lease, found.lease_seconds)
-        if now < self._not_before:
-            return
         if found.holder is None or now - self._seen_at >= wait:
             self._take(found.version, now)
 
