@@ -1,8 +1,9 @@
 """SQL over the store with DuckDB, Parquet out with pyarrow (``rolechain[analytics]``).
 
-DuckDB's SQLite scanner is an extension it downloads at run time, which fails offline and
-on air-gapped hosts, so it is not used: the store's tables are read with Python's
-the store's own connection (SQLite or PostgreSQL) in batches into Arrow tables, which DuckDB queries in place (no copy). Only
+DuckDB's SQLite and PostgreSQL scanners are extensions it downloads at run time, which
+fails offline and on air-gapped hosts, so they are not used: the store's tables are read
+through the store's own connection (SQLite or PostgreSQL) in batches into Arrow tables,
+which DuckDB queries in place (no copy). Only
 the tables a query names are read, and for ``latest_rows`` only the rows of each job's
 latest complete run.
 
