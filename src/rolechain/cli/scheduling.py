@@ -15,7 +15,6 @@ from typing import Any
 import click
 
 from rolechain.cli._common import (
-    DEFAULT_STORE_ENV,
     EXIT_INTERRUPTED,
     EXIT_OK,
     chain_path_argument,
@@ -25,6 +24,8 @@ from rolechain.cli._common import (
     sandbox_environment,
     sandbox_options,
 )
+from rolechain.cli._store import STORE_ENV, Location, exists, from_settings, store_option
+from rolechain.cli._store import name as store_name
 from rolechain.errors import UsageError
 
 DURATION = click.STRING
@@ -88,13 +89,9 @@ def schedule() -> None:
     metavar="JOB",
     help="Only these jobs (repeatable) [default: every job with a schedule].",
 )
-@click.option(
-    "--store",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar=DEFAULT_STORE_ENV,
-    default=None,
-    help=f"SQLite database of runs and history (or ${DEFAULT_STORE_ENV}). "
-    "Required, except with --list and --dry-run. One scheduler per store.",
+@store_option(
+    help="The store of runs and history; else the chain file's settings.store. Required, "
+    "except with --list and --dry-run. One scheduler per SQLite store."
 )
 @click.option(
     "--list",
@@ -162,7 +159,7 @@ def schedule() -> None:
 def run(
     path: Path,
     jobs: tuple[str, ...],
-    store: Path | None,
+    store: Location | None,
     list_: bool,
     dry_run: bool,
     log_format: str,
@@ -200,12 +197,15 @@ def run(
     check_sandbox_options(use_sandbox, provision=provision is not None)
     if time_scale != 1.0 and not (use_sandbox or dry_run):
         raise click.UsageError("--time-scale needs --sandbox or --dry-run")
-    if store is None and not (list_ or dry_run):
-        raise click.UsageError(f"--store FILE (or ${DEFAULT_STORE_ENV}) is required")
     grace_s = _seconds(grace, "--grace") or 0.0
     for_s = _seconds(for_, "--for")
     loader = ScheduleLoader(path, jobs, check_credentials=not use_sandbox)
     chain, specs = loader()
+    store = from_settings(store, chain)
+    if store is None and not (list_ or dry_run):
+        raise click.UsageError(
+            f"--store PATH|URL (or ${STORE_ENV}, or settings.store in the chain file) is required"
+        )
     if list_:
         _list(chain, specs, store)
         return
@@ -225,10 +225,13 @@ def run(
         )
     with contextlib.ExitStack() as stack:
         credentials_for = None
-        if store is not None and not dry_run:
+        if isinstance(store, Path) and not dry_run:
             from rolechain.scheduler.lock import StoreLock
 
-            # One scheduler per store, said before a sandbox starts.
+            # One scheduler per store, said before a sandbox starts. The lock is a file next
+            # to a SQLite store, so it holds on one host only; a PostgreSQL store (a URL) has
+            # no such file and is not locked here: several schedulers sharing one database
+            # agree among themselves in the database (see docs/scheduling.md).
             stack.enter_context(StoreLock(store))
         if use_sandbox:
             credentials_for = _sandbox(stack, chain, provision, time_scale, log)
@@ -277,7 +280,7 @@ def _schedule(
     specs: Any,
     *,
     log: Any,
-    store: Path | None,
+    store: Location | None,
     dry_run: bool,
     metrics_port: int | None,
     metrics_host: str,
@@ -318,7 +321,7 @@ def _schedule(
     scheduler = Scheduler(
         chain, specs, launcher=launcher, history=history, clock=clock, log=log,
         alerts=AlertSender(log), metrics=metrics, reloader=_reloader(loader, log),
-        dry_run=dry_run, store_name=str(store) if store else None,
+        dry_run=dry_run, store_name=store_name(store) if store else None,
     )  # fmt: skip
     if watch:
         from rolechain.scheduler.service import Watcher
@@ -386,12 +389,12 @@ def _signals(scheduler: Any, log: Any) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _list(chain: Any, specs: Any, store: Path | None) -> None:
+def _list(chain: Any, specs: Any, store: Location | None) -> None:
     from rolechain.model.durations import format_duration
 
     now = datetime.now(UTC)
     database = None
-    if store is not None and store.exists():
+    if store is not None and exists(store):
         from rolechain.results.store import Store
 
         database = Store(store)
@@ -471,11 +474,11 @@ def _export_options(
     return options, warnings
 
 
-def _last_run(database: Any, job: str, store: Path | None) -> str:
+def _last_run(database: Any, job: str, store: Location | None) -> str:
     if store is None:
         return "(no --store given)"
     if database is None:
-        return f"none ({store} does not exist yet)"
+        return f"none ({store_name(store)} does not exist yet)"
     runs = [r for r in database.runs(job=job, limit=50) if r["status"] != "skipped"]
     if not runs:
         return "none recorded"

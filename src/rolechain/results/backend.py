@@ -33,8 +33,9 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsp
 from rolechain.errors import RolechainError, redact, remember_env_value
 from rolechain.results.lifecycle import StoreFailure, failure_of
 
+SCHEMES = ("postgresql://", "postgres://")  # also in rolechain.cli._store (kept light)
+
 INSTALL = "pip install 'rolechain[postgres]'"
-SCHEMES = ("postgresql://", "postgres://")
 
 # What SQLite's schema says (in SCHEMA and MIGRATIONS) and PostgreSQL's way to say it.
 _JSON_SET = "json_set(k.row, '$.' || r.row_key, k.key)"
@@ -456,7 +457,7 @@ class PostgresConnection(Connection):
             )
             found = self.db.execute("SELECT version FROM rolechain_schema").fetchone()
             fresh = found is None
-            version = 1 if fresh else int(found[0])
+            version = 1 if found is None else int(found[0])
             if version > current:
                 raise too_new(self.shown, version, current)
             if fresh:
