@@ -123,3 +123,20 @@ def postgres_url(postgres_server: object) -> str:
 
     assert isinstance(postgres_server, postgres.PostgresServer)
     return postgres_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """Where a test's store lives, once per backend: a SQLite file under the test's
+    directory, then a fresh PostgreSQL database (its URL, password included). Every store
+    test takes this (or :func:`make_store`), so each runs on both backends."""
+    if request.param == "sqlite":
+        return tmp_path / "runs.db"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def backend(store_url: str | Path) -> str:
+    """The backend of :func:`store_url`: ``sqlite`` or ``postgresql``."""
+    return "postgresql" if str(store_url).startswith("postgresql://") else "sqlite"

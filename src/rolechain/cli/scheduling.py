@@ -15,7 +15,6 @@ from typing import Any
 import click
 
 from rolechain.cli._common import (
-    DEFAULT_STORE_ENV,
     EXIT_INTERRUPTED,
     EXIT_OK,
     chain_path_argument,
@@ -25,6 +24,8 @@ from rolechain.cli._common import (
     sandbox_environment,
     sandbox_options,
 )
+from rolechain.cli._store import STORE_ENV, Location, exists, from_settings, store_option
+from rolechain.cli._store import name as store_name
 from rolechain.errors import UsageError
 
 DURATION = click.STRING
@@ -88,14 +89,9 @@ def schedule() -> None:
     metavar="JOB",
     help="Only these jobs (repeatable) [default: every job with a schedule].",
 )
-@click.option(
-    "--store",
-    envvar=DEFAULT_STORE_ENV,
-    default=None,
-    metavar="FILE|URL",
-    help=f"SQLite file, or postgresql:// URL, of runs and history (or ${DEFAULT_STORE_ENV}). "
-    "Required, except with --list and --dry-run. One scheduler per SQLite file; on "
-    "PostgreSQL, any number of replicas, one of which leads (fires).",
+@store_option(
+    help="The store of runs and history; else the chain file's settings.store. Required, "
+    "except with --list and --dry-run. One scheduler per SQLite store."
 )
 @click.option(
     "--lease",
@@ -177,7 +173,7 @@ def schedule() -> None:
 def run(
     path: Path,
     jobs: tuple[str, ...],
-    store: str | None,
+    store: Location | None,
     lease: str,
     list_: bool,
     dry_run: bool,
@@ -222,8 +218,6 @@ def run(
     check_sandbox_options(use_sandbox, provision=provision is not None)
     if time_scale != 1.0 and not (use_sandbox or dry_run):
         raise click.UsageError("--time-scale needs --sandbox or --dry-run")
-    if store is None and not (list_ or dry_run):
-        raise click.UsageError(f"--store FILE (or ${DEFAULT_STORE_ENV}) is required")
     grace_s = _seconds(grace, "--grace") or 0.0
     for_s = _seconds(for_, "--for")
     lease_s = _seconds(lease, "--lease") or 0.0
@@ -233,6 +227,11 @@ def run(
         raise click.UsageError("--time-origin needs --time-scale")
     loader = ScheduleLoader(path, jobs, check_credentials=not use_sandbox)
     chain, specs = loader()
+    store = from_settings(store, chain)
+    if store is None and not (list_ or dry_run):
+        raise click.UsageError(
+            f"--store PATH|URL (or ${STORE_ENV}, or settings.store in the chain file) is required"
+        )
     if list_:
         _list(chain, specs, store)
         return
@@ -255,11 +254,14 @@ def run(
         )
     with contextlib.ExitStack() as stack:
         credentials_for = None
-        if store is not None and not dry_run and not _shared(store):
+        if isinstance(store, Path) and not dry_run:
             from rolechain.scheduler.lock import StoreLock
 
-            # One scheduler per store, said before a sandbox starts.
-            stack.enter_context(StoreLock(Path(store)))
+            # One scheduler per store, said before a sandbox starts. The lock is a file next
+            # to a SQLite store, so it holds on one host only; a PostgreSQL store (a URL) has
+            # no such file and is not locked here: several schedulers sharing one database
+            # agree among themselves in the database (see docs/scheduling.md).
+            stack.enter_context(StoreLock(store))
         if use_sandbox:
             credentials_for = _sandbox(stack, chain, provision, time_scale, log)
         _schedule(
@@ -271,12 +273,10 @@ def run(
     sys.exit(EXIT_OK)
 
 
-def _shared(store: str) -> bool:
+def _shared(store: Location) -> bool:
     """Whether the store is PostgreSQL: replicas share it under a lease (else one
     scheduler holds the SQLite file's lock)."""
-    from rolechain.scheduler.lease import is_postgres
-
-    return is_postgres(store)
+    return isinstance(store, str)
 
 
 def _credential_warnings(
@@ -316,7 +316,7 @@ def _schedule(
     specs: Any,
     *,
     log: Any,
-    store: str | None,
+    store: Location | None,
     dry_run: bool,
     metrics_port: int | None,
     metrics_host: str,
@@ -369,14 +369,14 @@ def _schedule(
         from rolechain.scheduler.claims import Claims
         from rolechain.scheduler.lease import Database, Lease, Timing
 
-        database = Database(store, application_name=_app_name(holder))
+        database = Database(str(store), application_name=_app_name(holder))
         stack.callback(database.close)
         if _shared(store):
             from rolechain.scheduler.types import Metrics
 
             metrics = metrics or Metrics()
             replica_lease = Lease(
-                Database(store, application_name=_app_name(holder)),
+                Database(str(store), application_name=_app_name(holder)),
                 timing=Timing.of(lease), holder=holder, log=log,
             )  # fmt: skip
             claims = Claims(database, holder=holder, lease=replica_lease)
@@ -387,7 +387,7 @@ def _schedule(
         return Scheduler(
             chain, specs, launcher=launcher, history=history, clock=clock, log=log,
             alerts=AlertSender(log), metrics=metrics, reloader=_reloader(loader, log),
-            dry_run=dry_run, store_name=_store_name(store), claims=claims,
+            dry_run=dry_run, store_name=store_name(store) if store else None, claims=claims,
         )  # fmt: skip
 
     scheduler: Any
@@ -411,20 +411,6 @@ def _schedule(
 
 def _app_name(holder: str) -> str:
     return f"rolechain-scheduler {holder}"[:63]  # PostgreSQL keeps 63 bytes
-
-
-def _store_name(store: str | None) -> str | None:
-    """The store as logs and alerts name it: a URL without its password."""
-    if store is None:
-        return None
-    if _shared(store):
-        from urllib.parse import urlsplit, urlunsplit
-
-        parts = urlsplit(store)
-        host = parts.netloc.rpartition("@")[2]
-        user = parts.username
-        return urlunsplit((parts.scheme, f"{user}@{host}" if user else host, parts.path, "", ""))
-    return store
 
 
 def _reloader(loader: Any, log: Any) -> Any:
@@ -482,12 +468,12 @@ def _signals(scheduler: Any, log: Any) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _list(chain: Any, specs: Any, store: str | None) -> None:
+def _list(chain: Any, specs: Any, store: Location | None) -> None:
     from rolechain.model.durations import format_duration
 
     now = datetime.now(UTC)
     database = None
-    if store is not None and (_shared(store) or Path(store).exists()):
+    if store is not None and exists(store):
         from rolechain.results.store import Store
 
         database = Store(store)
@@ -569,12 +555,12 @@ def _export_options(
     return options, warnings
 
 
-def _leader_line(store: str) -> str:
+def _leader_line(store: Location) -> str:
     """Who leads the replicas on ``store``: host, pid, since when, and when its lease runs
     out unless renewed."""
     from rolechain.scheduler.lease import Database, read_leader
 
-    db = Database(store, application_name="rolechain-schedule-list")
+    db = Database(str(store), application_name="rolechain-schedule-list")
     try:
         found = read_leader(db)
     finally:
@@ -588,11 +574,11 @@ def _leader_line(store: str) -> str:
     )
 
 
-def _last_run(database: Any, job: str, store: str | None) -> str:
+def _last_run(database: Any, job: str, store: Location | None) -> str:
     if store is None:
         return "(no --store given)"
     if database is None:
-        return f"none ({store} does not exist yet)"
+        return f"none ({store_name(store)} does not exist yet)"
     runs = [r for r in database.runs(job=job, limit=50) if r["status"] != "skipped"]
     if not runs:
         return "none recorded"

@@ -93,7 +93,7 @@ def pid_alive(pid: int) -> bool:
 class StoreFailure:
     """Why the store could not be written, and what to do about it."""
 
-    path: Path
+    path: str  # the store as messages name it (a URL without its password)
     problem: str
     fix: str
 
@@ -107,11 +107,18 @@ class StoreFailure:
 def failure_of(exc: BaseException, path: Path) -> StoreFailure:
     """A write error of SQLite or the OS, said with its fix."""
     text = str(exc) or type(exc).__name__
-    lower = text.lower()
     name = str(getattr(exc, "sqlite_errorname", ""))
-    if (name.startswith("SQLITE_IOERR") and "write" in name.lower()) or "disk i/o" in lower:
+    if (name.startswith("SQLITE_IOERR") and "write" in name.lower()) or "disk i/o" in text.lower():
         text += " (a write failed: the disk is full, the file size limit was reached, or "
         text += "the disk failed)"
+    problem, fix = sqlite_fix(text, path)
+    return StoreFailure(str(path), problem, fix)
+
+
+def sqlite_fix(text: str, path: Path) -> tuple[str, str]:
+    """(problem, fix) of a failed write to the SQLite file ``path``."""
+    lower = text.lower()
+    if "a write failed: the disk is full" in lower:
         lower = "full"
     if "full" in lower or "too large" in lower or "no space" in lower:
         fix = (
@@ -127,7 +134,7 @@ def failure_of(exc: BaseException, path: Path) -> StoreFailure:
         )
     else:
         fix = f"check the disk and permissions of {path}, or give --store another file"
-    return StoreFailure(path, text, fix)
+    return text, fix
 
 
 WRITE_ERRORS = (sqlite3.Error, OSError)

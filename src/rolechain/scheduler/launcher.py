@@ -39,6 +39,7 @@ from rolechain.executor.records import STOP_CODES, Record, Summary
 from rolechain.model.chain import Chain
 from rolechain.model.durations import format_duration
 from rolechain.planner.plan import Plan
+from rolechain.results.backend import location_of
 from rolechain.results.store import Store
 from rolechain.scheduler.logs import EventLog
 from rolechain.scheduler.types import (
@@ -417,7 +418,7 @@ class ExecutorLauncher:
 
     def __init__(
         self,
-        store: Path | str,
+        store: str | Path,
         *,
         credentials_for: CredentialsFor | None = None,
         time_scale: float = 1.0,
@@ -426,8 +427,7 @@ class ExecutorLauncher:
         now: Callable[[], datetime] = _now,
         log: EventLog | None = None,
     ) -> None:
-        # A SQLite file, or a postgresql:// URL (kept as text: a Path would mangle it).
-        self.store: Path | str = store if str(store).startswith("postgres") else Path(store)
+        self.store = location_of(store)  # a SQLite file, or a postgresql:// URL
         self._credentials_for = credentials_for
         self.time_scale = time_scale
         self.grace = grace

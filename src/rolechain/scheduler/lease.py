@@ -77,9 +77,11 @@ class Database:
         if self.postgres:
             import psycopg
 
+            from rolechain.results.backend import expand
+
             seconds = max(1, int(self.timeout))
             return psycopg.connect(
-                self.store, autocommit=True, application_name=self.application_name,
+                expand(self.store), autocommit=True, application_name=self.application_name,
                 connect_timeout=seconds, tcp_user_timeout=seconds * 1000,
                 keepalives=1, keepalives_idle=seconds, keepalives_interval=1,
                 keepalives_count=3, options=f"-c statement_timeout={seconds * 1000}",
