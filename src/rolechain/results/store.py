@@ -582,10 +582,13 @@ class Store:
     # -- the scheduler's alerts (see rolechain.scheduler.outbox) ---------------------------
 
     def add_alert(self, run_id: str, job: str, kind: str, payload: dict[str, Any]) -> int | None:
-        """A pending alert; its id (None if the store cannot be written)."""
+        """A pending alert; its id (None if the store cannot be written). The run's alert
+        decision (``alerted``) is written with it: a scheduler killed at any moment leaves
+        either both or neither."""
         ids: list[int] = []
 
         def write(db: Connection) -> None:
+            db.execute("UPDATE runs SET alert='alerted' WHERE run_id=?", (run_id,))
             ids.append(
                 db.insert(
                     "INSERT INTO alerts (run_id, job, kind, state, payload, created_at, next_at) "

@@ -454,9 +454,9 @@ class Scheduler:
         if result.changes and result.changes.get("changed"):
             kinds.append("change")  # the run's rows differ from the last run's (issue 21)
         kinds = [k for k in kinds if spec.alert(k) is not None]
-        self._decide(result.run_id, "alerted" if kinds else "none")
-        for kind in kinds:
+        for kind in kinds:  # each alert is written with the decision (Store.add_alert)
             self.outbox.enqueue(result.run_id, name, kind, payload)
+        self._decide(result.run_id, "alerted" if kinds else "none")
 
     def _release(self, state: _JobState, why: str, now: datetime) -> None:
         """A pending retry that will not run: the run it was to retry is final."""
@@ -477,7 +477,15 @@ class Scheduler:
             return
         state.last_outcome = self.history.last_outcome(name, decided=True)
         newest = self.history.last_fire(name)
+        # A run whose retry is among them was covered by it (the retry started, then the
+        # scheduler died): the retry's outcome is the fire's.
+        retried = {str(row["retry_of"]) for row in rows if row.get("retry_of")}
         for index, row in enumerate(rows):
+            if str(row["run_id"]) in retried and index < len(rows) - 1:
+                self.log.emit("recovered", job=name, run_id=row["run_id"], status=row["status"],
+                              alert="covered")  # fmt: skip
+                self._decide(str(row["run_id"]), "covered")
+                continue
             request, result = self._rebuild(row)
             latest = index == len(rows) - 1 and request.trigger.scheduled_for == newest
             self.log.emit("recovered", job=name, run_id=result.run_id, status=result.status,
