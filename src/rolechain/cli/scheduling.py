@@ -384,8 +384,12 @@ def _schedule(
             claims = Claims(database, holder=holder)
 
     def make() -> Any:
+        from rolechain.results.store import Store
+
+        # A replica opens the store for each term as leader (see Replica).
+        current = Store(store) if claims is not None and claims.lease is not None else history
         return Scheduler(
-            chain, specs, launcher=launcher, history=history, clock=clock, log=log,
+            chain, specs, launcher=launcher, history=current, clock=clock, log=log,
             alerts=AlertSender(log), metrics=metrics, reloader=_reloader(loader, log),
             dry_run=dry_run, store_name=store_name(store) if store else None, claims=claims,
         )  # fmt: skip
@@ -394,8 +398,7 @@ def _schedule(
     if claims is not None and claims.lease is not None:
         from rolechain.scheduler.replica import Replica
 
-        scheduler = Replica(claims.lease, make, clock=clock, log=log, metrics=metrics,
-                            prepare=history.reap)  # fmt: skip
+        scheduler = Replica(claims.lease, make, clock=clock, log=log, metrics=metrics)
     else:
         scheduler = make()
     if watch:

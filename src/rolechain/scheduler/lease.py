@@ -10,7 +10,8 @@ hosts' clocks need not agree (Kubernetes' leader election works the same way):
 
 - the leader renews every ``retry`` seconds; if no renewal has succeeded for
   ``renew_deadline`` seconds, measured from the *start* of the last one that did, it stops
-  leading (stops firing) at once;
+  leading (stops firing) at once; it stops at once, too, when its connection is lost
+  (the server ended it, or the network did);
 - a standby watches the row; when it has seen the same (holder, version) for ``lease``
   seconds of its own time, the leader has stopped renewing, and it takes the lease (a
   compare-and-set on the version it saw). A released lease (``holder`` NULL: the leader
@@ -72,6 +73,9 @@ class Database:
         self.timeout = timeout
         self._conn: Any = None
         self._lock = threading.RLock()
+        # Set when an error dropped a broken connection (the server ended it, the network
+        # failed); cleared by the next call that succeeds.
+        self.lost = False
 
     def _connect(self) -> Any:
         if self.postgres:
@@ -106,6 +110,7 @@ class Database:
             try:
                 cursor = self.conn.execute(self._sql(sql), tuple(args))
                 rows = list(cursor.fetchall()) if cursor.description else []
+                self.lost = False
                 return rows, int(cursor.rowcount if cursor.rowcount is not None else -1)
             except Exception:
                 self._drop_if_broken()
@@ -135,6 +140,7 @@ class Database:
         ended it, the network failed) is dropped, and the next call opens a new one."""
         conn = self._conn
         if conn is not None and self.postgres and (conn.closed or conn.broken):
+            self.lost = True
             self._drop()
 
     def _drop(self) -> None:
@@ -280,6 +286,10 @@ class Lease:
                 self.log.warning("lease_error", holder=self.holder,
                                  reason=text.splitlines()[0][:300])  # fmt: skip
             self._said_error = text
+            if leader and self.db.lost:
+                # The leader's own connection ended: it cannot tell a restarted server from
+                # a network cut, so it stops leading now rather than at its deadline.
+                self._lose("its connection to the store was lost")
         self.check()
 
     def check(self) -> None:

@@ -2,10 +2,10 @@
 lease (:mod:`rolechain.scheduler.lease`), then a :class:`~rolechain.scheduler.engine.
 Scheduler` for as long as it leads.
 
-Each term as leader starts a new scheduler, which does what a scheduler does when it
-starts: runs left by a replica that died are marked ``crashed`` (:meth:`Store.reap`), the
-undecided ones are retried or alerted (``retry_failed``), and the catch-up rules decide
-what to run of the fires missed while nobody led. When the lease is lost the scheduler
+Each term as leader starts a new scheduler on a store opened for the term, which does what
+a scheduler does when it starts: runs left by a replica that died are marked ``crashed``
+(:meth:`Store.reap`), the undecided ones are retried or alerted (``retry_failed``), and the
+catch-up rules decide what to run of the fires missed while nobody led. When the lease is lost the scheduler
 stops at once -- no new fire, retry or alert, no retention -- and its runs in flight are
 stopped as on SIGTERM (``--grace``, then ``interrupted``); the replica is a standby again,
 and sits out one more lease before it competes for the lease again.
@@ -35,14 +35,12 @@ class Replica:
         clock: Clock,
         log: EventLog,
         metrics: Metrics,
-        prepare: Callable[[], object] = lambda: None,
     ) -> None:
         self.lease = lease
         self.make = make
         self.clock = clock
         self.log = log
         self.metrics = metrics
-        self.prepare = prepare
         self.terms = 0
         self._current: Scheduler | None = None
         self._wake = threading.Event()
@@ -116,7 +114,8 @@ class Replica:
         self.terms += 1
         self.metrics.role("leader")
         self.log.emit("leader", holder=self.lease.holder, term=self.terms)
-        self.prepare()  # mark the runs of dead replicas crashed before recovery reads them
+        # A new scheduler on a new connection to the store, which marks the runs of
+        # replicas that died crashed before the scheduler's recovery reads them.
         scheduler = self.make()
         self._current = scheduler
         if self._reload_why is not None:
@@ -130,3 +129,6 @@ class Replica:
             scheduler.run(until=until, grace=grace)
         finally:
             self._current = None
+            close = getattr(scheduler.history, "close", None)
+            if close is not None:  # each term opens the store afresh (see make)
+                close()
