@@ -216,6 +216,7 @@ def test_chaos_kill_the_leader_every_few_seconds(replicas: tuple[Replicas, Sink]
     chaos_end = time.monotonic() + 60.0  # 60 scheduled minutes at --time-scale 60
     rng = random.Random(22)
     kills = 0
+    killed_at: list[datetime] = []
     while time.monotonic() < chaos_end:
         time.sleep(rng.uniform(3.0, 7.0))
         if time.monotonic() >= chaos_end:
@@ -224,6 +225,7 @@ def test_chaos_kill_the_leader_every_few_seconds(replicas: tuple[Replicas, Sink]
         live = group.live()
         if pid not in live:
             continue  # between leaders: the next one is killed next time
+        killed_at.append(scheduled_now(group.origin))
         live[pid].send_signal(signal.SIGKILL)
         live[pid].wait(10)
         kills += 1
@@ -264,7 +266,14 @@ def test_chaos_kill_the_leader_every_few_seconds(replicas: tuple[Replicas, Sink]
     fired = {(r[0], r[1]) for r in in_window if r[2] == 0}
     missed = [(job, at) for job, times in expected.items() for at in times if (job, at) not in fired]
     statuses = Counter(r[3] for r in in_window)
-    changes = len(group.events("lease_acquired"))
+    acquired = sorted(parse(e["ts"]) for e in group.events("lease_acquired"))
+    changes = len(acquired)
+    # Real seconds from each kill to the next leader (the log's times are scheduled time).
+    failovers = sorted(
+        (next(a for a in acquired if a >= k) - k).total_seconds() / SCALE
+        for k in killed_at
+        if any(a >= k for a in acquired)
+    )
 
     # Each fire's outcome is its last attempt; each one that did not succeed (and whose
     # alert was decided before the replicas stopped) alerted once.
@@ -283,7 +292,9 @@ def test_chaos_kill_the_leader_every_few_seconds(replicas: tuple[Replicas, Sink]
         f"{len(in_window)}, statuses {dict(statuses)}, duplicates {duplicates}, missed "
         f"{len(missed)}, kills {kills}, leader changes {changes}, failed fires alerted "
         f"{len(failed)}, alert rows {len(alerts)}, deliveries {sum(delivered.values())} "
-        f"(distinct {len(delivered)}), undecided at stop {len(undecided)}"
+        f"(distinct {len(delivered)}), undecided at stop {len(undecided)}; failover "
+        f"seconds median {failovers[len(failovers) // 2] if failovers else None}, max "
+        f"{failovers[-1] if failovers else None} (lease {LEASE})"
     )
     print(report)
     assert kills >= 6, report
@@ -327,6 +338,7 @@ def test_a_leader_cut_from_the_database_stops_firing_before_its_lease_runs_out(
         database,
     )
     assert int(cut.strip().splitlines()[-1]) >= 2  # its lease, claims, store connections
+    cut_at = scheduled_now(group.origin)
     wait_for(lambda: leader_pid(url) == other.pid, 60, "the other replica to take over")
     time.sleep(3)  # a few more fires by the new leader
     group.stop()
@@ -335,6 +347,12 @@ def test_a_leader_cut_from_the_database_stops_firing_before_its_lease_runs_out(
     assert lost[0]["lease_left_seconds"] > 0  # it stopped before its lease ran out
     acquired = [e for e in group.events("lease_acquired") if e["holder"] != holder]
     assert acquired
+    print(
+        f"cut: the leader stopped leading {lost[0]['lease_left_seconds']}s before its lease "
+        f"ran out; {(parse(lost[0]['ts']) - cut_at).total_seconds() / SCALE:.2f}s after the "
+        f"cut; the other led {(parse(acquired[0]['ts']) - cut_at).total_seconds() / SCALE:.2f}s"
+        " after the cut"
+    )
     claims = query(url, "SELECT holder, claimed_at, job, scheduled_for FROM fires")
     # Every fire the old leader claimed came before the first the new one claimed.
     old = [c[1] for c in claims if c[0] == holder]
