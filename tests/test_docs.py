@@ -214,6 +214,7 @@ class Workspace:
 
     root: Path
     done: set[int] = field(default_factory=set)  # line numbers already run
+    database: str | None = None  # a fresh PostgreSQL database, once a line names one
 
     @property
     def home(self) -> Path:
@@ -513,6 +514,8 @@ def check_schedule(argv: list[str], out: Outcome, where: Path) -> None:
     if "--list" in argv:
         fire = r"^  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d .*\(\S+Z\)(  starts .*)?$"  # nominal, start
         assert re.search(fire, out.stdout, re.M)
+        if str(option(argv, "--store")).startswith(PG_SCHEMES):  # replicas: who leads
+            assert out.stdout.startswith("leader: "), out.stdout
         return
     if "--dry-run" in argv:
         assert " would_fire job=" in out.stderr, out.stderr
@@ -549,11 +552,23 @@ def test_shown_command_parses(line: DocLine) -> None:
     resolve(argv, convert=False)
 
 
-def execute(line: DocLine, workspace: Workspace, sandboxes: Sandboxes) -> str | None:
-    """Run one documented line in its workspace and check it; the reason if it cannot run."""
+PG_SCHEMES = ("postgresql://", "postgres://")
+
+
+def execute(
+    line: DocLine, workspace: Workspace, sandboxes: Sandboxes, request: pytest.FixtureRequest
+) -> str | None:
+    """Run one documented line in its workspace and check it; the reason if it cannot run.
+    A ``postgresql://`` URL in the line stands for a fresh database of the session's
+    throwaway server (one per doc file, shared by its lines)."""
     workspace.done.add(line.lineno)
     command = parse_shell(line.text)
     argv = command.argv
+    if any(arg.startswith(PG_SCHEMES) for arg in argv):
+        if workspace.database is None:
+            server = request.getfixturevalue("postgres_server")
+            workspace.database = server.create_database()  # type: ignore[attr-defined]
+        argv = [workspace.database if a.startswith(PG_SCHEMES) else a for a in argv]
     assert argv, f"{line.id}: no rolechain command in {line.text!r}"
     with pytest.MonkeyPatch.context() as monkeypatch:
         clean_environment(monkeypatch, workspace)
@@ -602,7 +617,10 @@ def execute(line: DocLine, workspace: Workspace, sandboxes: Sandboxes) -> str | 
 
 @pytest.mark.parametrize("line", ROLECHAIN_LINES, ids=lambda line: line.id)
 def test_documented_command(
-    line: DocLine, workspaces: dict[str, Workspace], sandboxes: Sandboxes
+    line: DocLine,
+    workspaces: dict[str, Workspace],
+    sandboxes: Sandboxes,
+    request: pytest.FixtureRequest,
 ) -> None:
     workspace = workspaces[line.doc]
     # The lines above this one, in the same file, run first (each in its own test when the
@@ -610,8 +628,8 @@ def test_documented_command(
     for earlier in ROLECHAIN_LINES:
         before = earlier.doc == line.doc and earlier.lineno < line.lineno
         if before and earlier.lineno not in workspace.done:
-            execute(earlier, workspace, sandboxes)
-    reason = execute(line, workspace, sandboxes)
+            execute(earlier, workspace, sandboxes, request)
+    reason = execute(line, workspace, sandboxes, request)
     if reason:
         pytest.skip(reason)
 

@@ -50,7 +50,16 @@ class Claims:
         return self.lease is None or self.lease.leading()
 
     def claim(self, claim: Claim) -> bool:
-        """True if this replica now owns the fire (and its run's row is written)."""
+        """True if this replica now owns the fire (and its run's row is written). A
+        connection the server had ended (idle timeout, restart) is opened again once."""
+        try:
+            return self._claim(claim)
+        except Exception:
+            if not self.db.lost:
+                raise
+        return self._claim(claim)
+
+    def _claim(self, claim: Claim) -> bool:
         if not self.leading():
             return False
         trigger = claim.trigger
