@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -25,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from rolechain.cli import cli
 from rolechain.cron import CronSchedule
 from scheduler.test_cli import environment
 
@@ -77,7 +80,7 @@ class Sink:
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 sink.received.append(json.loads(body or b"{}"))
                 self.send_response(200)
@@ -239,9 +242,7 @@ def test_chaos_kill_the_leader_every_few_seconds(replicas: tuple[Replicas, Sink]
         return found if set(found) == set(jobs) else None
 
     first = wait_for(first_fires, 30, "both jobs' first fires")
-    expected = {
-        job: fires_between(cron, parse(first[job]), end) for job, cron in jobs.items()
-    }
+    expected = {job: fires_between(cron, parse(first[job]), end) for job, cron in jobs.items()}
 
     def caught_up() -> bool:
         fired = {
@@ -264,7 +265,9 @@ def test_chaos_kill_the_leader_every_few_seconds(replicas: tuple[Replicas, Sink]
     attempts = Counter((r[0], r[1], r[2]) for r in in_window)
     duplicates = sum(n - 1 for n in attempts.values())
     fired = {(r[0], r[1]) for r in in_window if r[2] == 0}
-    missed = [(job, at) for job, times in expected.items() for at in times if (job, at) not in fired]
+    missed = [
+        (job, at) for job, times in expected.items() for at in times if (job, at) not in fired
+    ]
     statuses = Counter(r[3] for r in in_window)
     acquired = sorted(parse(e["ts"]) for e in group.events("lease_acquired"))
     changes = len(acquired)
@@ -330,6 +333,11 @@ def test_a_leader_cut_from_the_database_stops_firing_before_its_lease_runs_out(
     pid = wait_for(lambda: leader_pid(url) in group.live() and leader_pid(url), 120, "a leader")
     other = second if pid == first.pid else first
     wait_for(lambda: query(url, "SELECT count(*) FROM fires")[0][0] >= 3, 60, "fires")
+    listed = CliRunner().invoke(cli, ["schedule", str(group.chain), "--list", "--store", url])
+    assert listed.exit_code == 0, listed.output
+    assert re.match(rf"leader: \S+ pid {pid}, since \S+Z; lease renewed \S+Z, runs out \S+Z "
+                    r"unless renewed \(lease 3s\)", listed.output), listed.output  # fmt: skip
+    assert group.url.split("@")[0].split(":")[-1] not in listed.output  # no password
     holder = query(url, "SELECT holder FROM scheduler_lease")[0][0]
     database = url.rsplit("/", 1)[1]
     cut = postgres_server.psql(
@@ -357,7 +365,9 @@ def test_a_leader_cut_from_the_database_stops_firing_before_its_lease_runs_out(
     # Every fire the old leader claimed came before the first the new one claimed.
     old = [c[1] for c in claims if c[0] == holder]
     new = [c[1] for c in claims if c[0] != holder]
-    assert old and new and max(old) < min(new)
+    assert old
+    assert new
+    assert max(old) < min(new)
     keys = query(url, "SELECT job, scheduled_for, attempt, count(*) FROM runs GROUP BY 1, 2, 3")
     assert all(n == 1 for *_, n in keys)
     assert os.environ.get("PGAPPNAME") is None  # the test's own connections are unnamed

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from rolechain.results.store import Store
-from rolechain.scheduler.claims import Claim, Claims
+from rolechain.scheduler.claims import Claims
 from rolechain.scheduler.lease import Database, Lease, Timing, read_leader
 from rolechain.scheduler.logs import EventLog
-from rolechain.scheduler.types import Trigger
+from rolechain.scheduler.types import Claim, Trigger
 from scheduler.fakes import Outcome, at, chain_with, rig
 
 TIMING = Timing.of(15.0)  # renew deadline 10 s, a try every 2 s
@@ -29,7 +29,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     else:
         location = request.getfixturevalue("postgres_url")
     Store(location).close()
-    yield location
+    return location
 
 
 class Clock:
@@ -47,7 +47,8 @@ def lease(store: str, clock: Clock, name: str, **kwargs: Any) -> Lease:
 
 
 def events(found: Lease, name: str) -> list[dict[str, Any]]:
-    assert found.log is not None and found.log.lines is not None
+    assert found.log is not None
+    assert found.log.lines is not None
     return [e for e in found.log.lines if e["event"] == name]
 
 
@@ -63,8 +64,11 @@ def test_one_leader_renewing_keeps_the_lease(store: str) -> None:
         b.tick()
         assert (a.leading(), b.leading()) == (True, False)
     found = read_leader(a.db)
-    assert found is not None and found.holder == "a" and found.version == 101
-    assert found.lease_seconds == 15.0 and found.expires_at is not None
+    assert found is not None
+    assert found.holder == "a"
+    assert found.version == 101
+    assert found.lease_seconds == 15.0
+    assert found.expires_at is not None
 
 
 def test_a_leader_that_stops_renewing_stops_firing_before_anyone_takes_over(store: str) -> None:
@@ -134,7 +138,8 @@ def test_a_released_lease_is_taken_at_once_and_a_demoted_leader_sits_out(store: 
     a.release()
     clock.now += TIMING.retry
     b.tick()
-    assert b.leading() and not a.leading()
+    assert b.leading()
+    assert not a.leading()
     # b is demoted (no renewal for its deadline); a takes over after a lease of b's
     # silence; b, which lost it, does not compete again for one more lease.
     clock.now += TIMING.renew_deadline
@@ -144,7 +149,8 @@ def test_a_released_lease_is_taken_at_once_and_a_demoted_leader_sits_out(store: 
         clock.now += TIMING.retry
         b.tick()
         a.tick()
-    assert a.leading() and not b.leading()
+    assert a.leading()
+    assert not b.leading()
 
 
 def test_a_leader_that_cannot_reach_the_store_is_demoted_at_its_deadline(
@@ -215,14 +221,15 @@ def test_claims_are_fenced_by_the_lease(store: str) -> None:
     a, b = lease(store, clock, "a"), lease(store, clock, "b")
     a.tick()
     b.tick()
-    mine, theirs = Claims(Database(store), holder="a", lease=a), Claims(
-        Database(store), holder="b", lease=b
+    mine, theirs = (
+        Claims(Database(store), holder="a", lease=a),
+        Claims(Database(store), holder="b", lease=b),
     )
     assert not theirs.claim(Claim("j", "rb", fire("j", "2026-12-01T03:00:00Z")))  # standby
     assert mine.claim(Claim("j", "ra", fire("j", "2026-12-01T03:00:00Z")))
     # b believes it leads (say its clock jumped) while the row still names a: fenced
     b.db.execute("UPDATE scheduler_lease SET renewed_at=renewed_at")
-    b._leader, b._valid_until = True, clock.now + 5  # noqa: SLF001
+    b._leader, b._valid_until = True, clock.now + 5
     assert b.leading()
     assert not theirs.claim(Claim("j", "rb2", fire("j", "2026-12-01T03:05:00Z")))
     assert [r[0] for r in runs_of(store)] == ["ra"]
@@ -235,8 +242,11 @@ def test_two_schedulers_on_one_store_start_each_fire_once(tmp_path: Path) -> Non
     chain = chain_with('schedule: "*/5 * * * *", retry_failed: {times: 1, after: 1m}')
 
     def flaky(request: Any) -> Outcome:
-        return Outcome(seconds=30, status="failed" if request.trigger.attempt == 0 else "ok",
-                       failed=("audit@333333333333",) if request.trigger.attempt == 0 else ())
+        return Outcome(
+            seconds=30,
+            status="failed" if request.trigger.attempt == 0 else "ok",
+            failed=("audit@333333333333",) if request.trigger.attempt == 0 else (),
+        )
 
     rigs = []
     for name in ("a", "b"):
@@ -273,3 +283,35 @@ def test_the_scaled_clock_with_an_origin_agrees_across_processes() -> None:
     gap = abs((one.now() - two.now()).total_seconds())
     assert gap < 60  # both about 10 minutes past the origin, not each from its own start
     assert (one.now() - origin).total_seconds() >= 600
+
+
+def test_healthz_and_metrics_say_the_replica_role() -> None:
+    import socket
+    import urllib.request
+
+    from rolechain.scheduler.metrics import PrometheusMetrics, serve
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    metrics = PrometheusMetrics()
+    stop = serve(metrics, port)
+    try:
+
+        def get(path: str) -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+                return str(r.read().decode())
+
+        metrics.role("standby")
+        assert get("/healthz") == "ok standby\n"
+        assert "rolechain_scheduler_leader 0.0" in get("/metrics")
+        assert 'rolechain_scheduler_role{role="standby"} 1.0' in get("/metrics")
+        metrics.role("leader")
+        metrics.started(["j"])
+        assert get("/healthz") == "ok leader\n"
+        text = get("/metrics")
+        assert "rolechain_scheduler_leader 1.0" in text
+        assert 'rolechain_scheduler_role{role="leader"} 1.0' in text
+        assert 'rolechain_scheduler_role{role="standby"} 0.0' in text
+    finally:
+        stop()

@@ -387,7 +387,8 @@ def _schedule(
         from rolechain.results.store import Store
 
         # A replica opens the store for each term as leader (see Replica).
-        current = Store(store) if claims is not None and claims.lease is not None else history
+        replica = store is not None and claims is not None and claims.lease is not None
+        current = Store(store) if replica and store is not None else history
         return Scheduler(
             chain, specs, launcher=launcher, history=current, clock=clock, log=log,
             alerts=AlertSender(log), metrics=metrics, reloader=_reloader(loader, log),

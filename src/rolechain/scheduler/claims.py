@@ -17,25 +17,12 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from rolechain.scheduler.lease import LEASE_NAME, Database, Lease, _wall
-from rolechain.scheduler.types import Trigger, iso
+from rolechain.scheduler.types import Claim, iso
 
 _FENCE = " AND EXISTS (SELECT 1 FROM scheduler_lease WHERE name=? AND holder=?)"
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A fire to claim: the run that will carry it and its first row."""
-
-    job: str
-    run_id: str
-    trigger: Trigger
-    status: str = "starting"
-    reason: str | None = None
-    started_at: datetime | None = None
 
 
 class Claims:
@@ -81,7 +68,7 @@ class Claims:
             if count != 1:
                 # A first attempt, or a retry whose claim was pruned (or predates claims).
                 _, count = self.db.execute(
-                    "INSERT INTO fires (job, scheduled_for, attempt, run_id, holder, "  # noqa: S608
+                    "INSERT INTO fires (job, scheduled_for, attempt, run_id, holder, "
                     f"claimed_at) SELECT ?, ?, ?, ?, ?, ? WHERE 1=1{where} "
                     "ON CONFLICT (job, scheduled_for) DO NOTHING",
                     (claim.job, scheduled, trigger.attempt, claim.run_id, self.holder, stamp,

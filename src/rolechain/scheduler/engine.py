@@ -25,7 +25,6 @@ from typing import Any
 from rolechain.errors import ChainFileError, PlanError, RolechainError
 from rolechain.model.chain import Chain
 from rolechain.scheduler.alerts import AlertSender
-from rolechain.scheduler.claims import Claim, Claims
 from rolechain.scheduler.logs import EventLog
 from rolechain.scheduler.outbox import AlertOutbox
 from rolechain.scheduler.policy import Fire, ScheduleSpec, catch_up, retention_cutoff
@@ -36,7 +35,9 @@ from rolechain.scheduler.types import (
     FAILED,
     INTERRUPTED,
     OK,
+    Claim,
     Clock,
+    FireClaims,
     History,
     Launcher,
     LaunchRequest,
@@ -95,7 +96,7 @@ class Scheduler:
         dry_run: bool = False,
         store_name: str | None = None,
         outbox: AlertOutbox | None = None,
-        claims: Claims | None = None,
+        claims: FireClaims | None = None,
     ) -> None:
         self.chain = chain
         self.launcher = launcher

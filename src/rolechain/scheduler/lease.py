@@ -51,6 +51,7 @@ from rolechain.scheduler.logs import EventLog
 LEASE_NAME = "scheduler"
 DEFAULT_LEASE = 15.0
 
+
 def is_postgres(store: str) -> bool:
     return store.startswith(("postgresql://", "postgres://"))
 

@@ -26,7 +26,8 @@ Metrics (all labelled by ``job`` where it applies):
 
 ``/healthz`` answers 200 ``ok`` while the scheduler loop is alive (it has stepped in the
 last two minutes), 503 otherwise; a replica of several says its role after it (``ok
-leader``, ``ok standby``: a standby is healthy). prometheus-client is imported only with --metrics-port.
+leader``, ``ok standby``: a standby is healthy). prometheus-client is imported only with
+--metrics-port.
 """
 
 from __future__ import annotations

@@ -5,10 +5,10 @@ Scheduler` for as long as it leads.
 Each term as leader starts a new scheduler on a store opened for the term, which does what
 a scheduler does when it starts: runs left by a replica that died are marked ``crashed``
 (:meth:`Store.reap`), the undecided ones are retried or alerted (``retry_failed``), and the
-catch-up rules decide what to run of the fires missed while nobody led. When the lease is lost the scheduler
-stops at once -- no new fire, retry or alert, no retention -- and its runs in flight are
-stopped as on SIGTERM (``--grace``, then ``interrupted``); the replica is a standby again,
-and sits out one more lease before it competes for the lease again.
+catch-up rules decide what to run of the fires missed while nobody led. When the lease is
+lost the scheduler stops at once -- no new fire, retry or alert, no retention -- and its
+runs in flight are stopped as on SIGTERM (``--grace``, then ``interrupted``); the replica
+is a standby again, and sits out one more lease before it competes for the lease again.
 
 It answers the signal handlers as a scheduler does (:meth:`request_stop`,
 :meth:`request_reload`, :attr:`running`).

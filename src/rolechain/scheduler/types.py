@@ -197,3 +197,30 @@ class Metrics:
 
     def alerts_pending(self, count: int) -> None:
         """Alerts waiting to be delivered now."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A fire to claim before it runs (:mod:`rolechain.scheduler.claims`): the run that
+    will carry it and its first row."""
+
+    job: str
+    run_id: str
+    trigger: Trigger
+    status: str = "starting"
+    reason: str | None = None
+    started_at: datetime | None = None
+
+
+class FireClaims(Protocol):
+    """Where fires are claimed (the store's ``fires`` table, through
+    :class:`rolechain.scheduler.claims.Claims`)."""
+
+    def claim(self, claim: Claim) -> bool:
+        """True if this scheduler now owns the fire."""
+
+    def leading(self) -> bool:
+        """Whether this scheduler may fire (and prune) now."""
+
+    def prune(self, job: str) -> int:
+        """Forget claims no fire can need again."""
