@@ -349,6 +349,8 @@ class _Cursor:
         return self
 
     def __next__(self) -> Any:
+        if self._cursor.description is None:  # a statement that gives no rows
+            raise StopIteration
         row = self._cursor.fetchone()
         if row is None:
             raise StopIteration
@@ -361,7 +363,7 @@ class _Cursor:
         return list(self._cursor.fetchmany(size))
 
     def fetchall(self) -> list[Any]:
-        return list(self._cursor.fetchall())
+        return list(self._cursor.fetchall()) if self._cursor.description is not None else []
 
 
 # A fixed key for pg_advisory_xact_lock while migrating ("rolechain" in ASCII, truncated).
