@@ -9,12 +9,13 @@ credentials that sign it.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
 import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,14 +127,21 @@ def postgres_url(postgres_server: object) -> str:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
-    """Where a test's store lives, once per backend: a SQLite file under the test's
-    directory, then a fresh PostgreSQL database (its URL, password included). Every store
-    test takes this (or :func:`make_store`), so each runs on both backends."""
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], str | Path]:
+    """Where new stores live, once per backend: each call gives a new one, a SQLite file
+    under the test's directory or a fresh PostgreSQL database (its URL, password included).
+    Every store test takes this or :func:`store_url`, so each runs on both backends."""
     if request.param == "sqlite":
-        return tmp_path / "runs.db"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
+        names = itertools.count(1)
+        return lambda: tmp_path / f"runs-{next(names)}.db"
+    server = request.getfixturevalue("postgres_server")
+    return server.create_database  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def store_url(make_store: Callable[[], str | Path]) -> str | Path:
+    """One new store (see :func:`make_store`)."""
+    return make_store()
 
 
 @pytest.fixture

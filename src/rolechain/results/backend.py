@@ -194,6 +194,11 @@ class Connection:
         raise NotImplementedError
 
     def transaction(self) -> contextlib.AbstractContextManager[Any]:
+        """A block whose writes are committed together when it ends."""
+        raise NotImplementedError
+
+    def write(self, sql: str, args: Any = ()) -> None:
+        """One statement, committed."""
         raise NotImplementedError
 
     def migrate(self, schema: str, migrations: Sequence[str]) -> None:
@@ -259,6 +264,10 @@ class SqliteConnection(Connection):
 
     def transaction(self) -> contextlib.AbstractContextManager[Any]:
         return self.db
+
+    def write(self, sql: str, args: Any = ()) -> None:
+        with self.db:
+            self.db.execute(sql, args)
 
     def migrate(self, schema: str, migrations: Sequence[str]) -> None:
         current = len(migrations) + 1
@@ -340,6 +349,8 @@ class _Cursor:
         return self
 
     def __next__(self) -> Any:
+        if self._cursor.description is None:  # a statement that gives no rows
+            raise StopIteration
         row = self._cursor.fetchone()
         if row is None:
             raise StopIteration
@@ -352,17 +363,25 @@ class _Cursor:
         return list(self._cursor.fetchmany(size))
 
     def fetchall(self) -> list[Any]:
-        return list(self._cursor.fetchall())
+        return list(self._cursor.fetchall()) if self._cursor.description is not None else []
 
 
 # A fixed key for pg_advisory_xact_lock while migrating ("rolechain" in ASCII, truncated).
 MIGRATION_LOCK = 0x726F6C65636861
 
 
-def connect_error(url: str, exc: BaseException) -> RolechainError:
+class StoreUnavailable(RolechainError):
+    """The store's database cannot be reached, or refused us (exit 2: nothing was done)."""
+
+    exit_code = 2
+
+
+def connect_error(url: str, exc: BaseException, doing: str = "open") -> StoreUnavailable:
     text = scrub(str(exc).strip() or type(exc).__name__, url)
     lower = text.lower()
-    if "password" in lower or "authentication" in lower:
+    if "role" in lower and "does not exist" in lower:
+        fix = "name a user the server knows in the URL (or PGUSER), or create it (createuser)"
+    elif "password" in lower or "authentication" in lower:
         fix = (
             "give the password in PGPASSWORD, ~/.pgpass or a ${env:NAME} reference in the "
             "URL, and check the user may log in (pg_hba.conf)"
@@ -374,7 +393,7 @@ def connect_error(url: str, exc: BaseException) -> RolechainError:
             "check that the server is running and accepts connections at the URL's host and "
             "port (PGHOST/PGPORT when the URL leaves them out)"
         )
-    return RolechainError(f"cannot open the store {shown(url)}: {text}", hint=fix)
+    return StoreUnavailable(f"cannot {doing} the store {shown(url)}: {text}", hint=fix)
 
 
 def scrub(text: str, url: str) -> str:
@@ -407,7 +426,7 @@ class PostgresConnection(Connection):
         self._psycopg = psycopg
         self.url = url
         self.shown = shown(url)
-        self.errors = (psycopg.Error, OSError)
+        self.errors = (psycopg.Error, StoreUnavailable, OSError)
         try:
             self.db = psycopg.connect(
                 expand(url),
@@ -421,33 +440,66 @@ class PostgresConnection(Connection):
         # A commit returns once the server has it, before its WAL reaches the disk: as
         # SQLite's synchronous=NORMAL, a killed client loses nothing (the server has every
         # commit); a crash of the server's host may lose the last few.
-        self.db.execute("SET synchronous_commit = off")
+        with self._said():
+            self.db.execute("SET synchronous_commit = off")
+
+    @contextlib.contextmanager
+    def _said(self) -> Iterator[None]:
+        """A lost connection (server down, network cut, terminated) as a StoreUnavailable
+        with its fix, not a driver's traceback; other errors as they are."""
+        try:
+            yield
+        except self._psycopg.OperationalError as exc:
+            raise connect_error(self.url, exc, "read or write") from None
 
     def execute(self, sql: str, args: Any = ()) -> Rows:
-        cursor = self.db.cursor(row_factory=_named_rows)
-        cursor.execute(to_format(sql), args if isinstance(args, dict) else list(args))
+        with self._said():
+            cursor = self.db.cursor(row_factory=_named_rows)
+            cursor.execute(to_format(sql), args if isinstance(args, dict) else list(args))
         return _Cursor(cursor)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         rows = list(rows)
         if rows:
-            self.db.cursor().executemany(to_format(sql), rows)
+            with self._said():
+                self.db.cursor().executemany(to_format(sql), rows)
 
     def insert(self, sql: str, args: Any) -> int:
-        cursor = self.db.cursor()
-        cursor.execute(to_format(sql + " RETURNING id"), args)
-        found = cursor.fetchone()
+        with self._said():
+            cursor = self.db.cursor()
+            cursor.execute(to_format(sql + " RETURNING id"), args)
+            found = cursor.fetchone()
         return int(found[0]) if found else 0
 
     def tuples(self, sql: str, args: Sequence[Any] = ()) -> Rows:
-        cursor = self.db.cursor()
-        cursor.execute(to_format(sql), list(args))
+        with self._said():
+            cursor = self.db.cursor()
+            cursor.execute(to_format(sql), list(args))
         return _Cursor(cursor)
 
     def transaction(self) -> contextlib.AbstractContextManager[Any]:
+        # (psycopg's pipeline mode measured no quicker for these few small statements)
         return self.db.transaction()
 
+    def write(self, sql: str, args: Any = ()) -> None:
+        # autocommit: one statement is its own transaction, one round trip (BEGIN and
+        # COMMIT around it would be two more)
+        self.execute(sql, args)
+
     def migrate(self, schema: str, migrations: Sequence[str]) -> None:
+        try:
+            self._migrate(schema, migrations)
+        except self._psycopg.OperationalError as exc:
+            raise connect_error(self.url, exc) from None
+        except self._psycopg.Error as exc:
+            raise StoreUnavailable(
+                f"cannot make or update the schema of the store {self.shown}: "
+                f"{scrub(str(exc).strip(), self.url)}",
+                hint="the URL's user needs CREATE on the database's schema the first time and "
+                "after an upgrade (run rolechain once as the database's owner)",
+            ) from None
+
+    def _migrate(self, schema: str, migrations: Sequence[str]) -> None:
         current = len(migrations) + 1
         with self.db.transaction():
             # Two processes opening a new database at once: the second waits here, then

@@ -351,14 +351,19 @@ class Store:
 
     # -- writing, failing softly ---------------------------------------------------------
 
-    def _write(self, work: Callable[[Connection], object]) -> bool:
-        """Run ``work`` in a transaction; False (and the failure kept) if it cannot be
-        written. After the first failure nothing more is tried."""
+    def _write(self, work: Callable[[Connection], object] | str, args: Any = ()) -> bool:
+        """Run ``work`` in a transaction (or the one statement ``work``, with ``args``); False
+        (and the failure kept) if it cannot be written. After the first failure nothing more
+        is tried."""
         if self.failure is not None:
             return False
         try:
-            with self._lock, self._db.transaction():
-                work(self._db)
+            with self._lock:
+                if isinstance(work, str):
+                    self._db.write(work, args)
+                else:
+                    with self._db.transaction():
+                        work(self._db)
         except self._db.errors as exc:
             self._fail(exc)
             return False
@@ -436,11 +441,7 @@ class Store:
     def _beat(self) -> None:
         run_id = self._run_id
         if run_id is not None:
-            self._write(
-                lambda db: db.execute(
-                    "UPDATE runs SET heartbeat_at=? WHERE run_id=?", (_now_iso(), run_id)
-                )
-            )
+            self._write("UPDATE runs SET heartbeat_at=? WHERE run_id=?", (_now_iso(), run_id))
 
     def add(self, record: Record) -> None:
         # Committed before the executor yields the record: what is printed is stored.
@@ -448,7 +449,7 @@ class Store:
         extracted = spec.extract(record.data) if spec is not None and record.ok else None
         if extracted is None or extracted.rows is None:
             row = to_row(record) | {"rows": None, "row_key": None}
-            self._write(lambda db: db.execute(_INSERT, row))
+            self._write(_INSERT, row)
             return
         assert spec is not None
         rows, field = spec.stored(extracted.rows)
@@ -471,32 +472,30 @@ class Store:
             self._heartbeat.stop()
             self._heartbeat = None
         self._write(
-            lambda db: db.execute(
-                "UPDATE runs SET status=?, reason=coalesce(?, reason), started_at=?, "
-                "finished_at=?, targets=?, targets_ok=?, targets_failed=?, records=?, "
-                "records_failed=?, assume_calls=?, retries=?, throttled=?, "
-                "expired_token_refreshes=?, pacing=?, elapsed_seconds=?, heartbeat_at=? "
-                "WHERE run_id=?",
-                (
-                    summary.status,
-                    redact(summary.stop_reason) if summary.stop_reason else None,
-                    summary.started_at,
-                    summary.finished_at,
-                    summary.targets,
-                    summary.targets_ok,
-                    summary.targets_failed,
-                    summary.records,
-                    summary.records_failed,
-                    summary.assume_calls,
-                    summary.retries,
-                    summary.throttled,
-                    summary.expired_token_refreshes,
-                    json.dumps(summary.pacing),
-                    summary.elapsed_seconds,
-                    _now_iso(),
-                    summary.run_id,
-                ),
-            )
+            "UPDATE runs SET status=?, reason=coalesce(?, reason), started_at=?, "
+            "finished_at=?, targets=?, targets_ok=?, targets_failed=?, records=?, "
+            "records_failed=?, assume_calls=?, retries=?, throttled=?, "
+            "expired_token_refreshes=?, pacing=?, elapsed_seconds=?, heartbeat_at=? "
+            "WHERE run_id=?",
+            (
+                summary.status,
+                redact(summary.stop_reason) if summary.stop_reason else None,
+                summary.started_at,
+                summary.finished_at,
+                summary.targets,
+                summary.targets_ok,
+                summary.targets_failed,
+                summary.records,
+                summary.records_failed,
+                summary.assume_calls,
+                summary.retries,
+                summary.throttled,
+                summary.expired_token_refreshes,
+                json.dumps(summary.pacing),
+                summary.elapsed_seconds,
+                _now_iso(),
+                summary.run_id,
+            ),
         )
 
     # -- crashed runs --------------------------------------------------------------------
@@ -539,7 +538,7 @@ class Store:
                 "finishing it (killed, out of memory, or its host lost)"
             )
             args = (unfinished, reason, run["run_id"])
-            done = self._write(lambda db, args=args: db.execute(update, args))  # type: ignore[misc]
+            done = self._write(update, args)
             if done:
                 marked.append({**run, "status": "crashed", "unfinished": unfinished})
         return marked
@@ -612,25 +611,21 @@ class Store:
         """One delivery attempt: ``sent``, still ``pending`` (with when to try again), or
         ``failed`` (given up)."""
         self._write(
-            lambda db: db.execute(
-                "UPDATE alerts SET state=?, attempts=attempts+1, last_error=?, next_at=?, "
-                "sent_at=CASE WHEN ?='sent' THEN ? ELSE sent_at END WHERE id=?",
-                (
-                    state,
-                    redact(error) if error else None,
-                    _iso(next_at) if next_at else None,
-                    state,
-                    _now_iso(),
-                    alert_id,
-                ),
-            )
+            "UPDATE alerts SET state=?, attempts=attempts+1, last_error=?, next_at=?, "
+            "sent_at=CASE WHEN ?='sent' THEN ? ELSE sent_at END WHERE id=?",
+            (
+                state,
+                redact(error) if error else None,
+                _iso(next_at) if next_at else None,
+                state,
+                _now_iso(),
+                alert_id,
+            ),
         )
 
     def set_alert(self, run_id: str, decision: str) -> None:
         """The scheduler's alert decision for a run (see the scheduler docs)."""
-        self._write(
-            lambda db: db.execute("UPDATE runs SET alert=? WHERE run_id=?", (decision, run_id))
-        )
+        self._write("UPDATE runs SET alert=? WHERE run_id=?", (decision, run_id))
 
     def undecided(self, job: str) -> list[dict[str, Any]]:
         """The job's scheduled runs that ended without an alert decision, or ``held`` for a
