@@ -315,3 +315,44 @@ def test_healthz_and_metrics_say_the_replica_role() -> None:
         assert 'rolechain_scheduler_role{role="standby"} 0.0' in text
     finally:
         stop()
+
+
+class Standby:
+    """Claims of a replica that has lost the lease: nothing may be claimed or pruned."""
+
+    def __init__(self, claims: Claims) -> None:
+        self.inner, self.leads = claims, True
+
+    def claim(self, claim: Claim) -> bool:
+        return self.leads and self.inner.claim(claim)
+
+    def leading(self) -> bool:
+        return self.leads
+
+    def prune(self, job: str) -> int:
+        return self.inner.prune(job)
+
+
+def test_retention_runs_on_the_leader_only(tmp_path: Path) -> None:
+    location = tmp_path / "runs.db"
+    chain = chain_with('schedule: "*/5 * * * *", keep: {runs: 1}')
+    claims = Standby(Claims(Database(str(location)), holder="a"))
+    r = rig(chain, Store(location), "2026-12-01T00:00:30Z", claims=claims)
+    r.scheduler.start()
+    r.clock.advance(at("2026-12-01T00:20:30Z"))
+    r.scheduler.step(r.clock.now())
+    r.clock.advance(at("2026-12-01T00:21:30Z"))  # the last run ends
+    r.scheduler.step(r.clock.now())
+    kept = r.store.runs(limit=None)
+    assert len(kept) == 1 and r.events("pruned")  # as leader: keep 1
+    pruned = len(r.events("pruned"))
+    r.clock.advance(at("2026-12-01T00:25:30Z"))  # fires at 00:25, ends at 00:26
+    r.scheduler.step(r.clock.now())
+    claims.leads = False  # the lease is lost while it runs
+    for moment in ("00:26:30", "00:30:30", "00:35:30"):
+        r.clock.advance(at(f"2026-12-01T{moment}Z"))
+        r.scheduler.step(r.clock.now())
+    assert r.events("run_finished")[-1]["ts"] == at("2026-12-01T00:26:30Z")
+    assert len(r.store.runs(limit=None)) == 2  # the run that ended was not pruned after
+    assert len(r.events("pruned")) == pruned
+    assert len(r.events("not_fired")) == 2  # 00:30, 00:35: not the leader
