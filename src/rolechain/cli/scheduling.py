@@ -341,7 +341,14 @@ def _schedule(
             # Every connection of this replica (lease, claims, history, runs) carries its
             # name, so the server can tell them apart (pg_stat_activity.application_name).
             os.environ["PGAPPNAME"] = _app_name(holder)
-    if store is not None:
+    if store is not None and holder is not None and _shared(store):
+        from rolechain.results.store import Store
+
+        # The schema made current (or refused) before anything else; each term as leader
+        # opens the store for itself (see make below).
+        Store(store, reap=False).close()
+        history = None
+    elif store is not None:
         from rolechain.results.store import Store
 
         history = stack.enter_context(Store(store))
