@@ -372,23 +372,21 @@ def _schedule(
         grace=grace, now=lambda: datetime.now(UTC), log=log,
     )  # fmt: skip
     claims = None
-    if store is not None and holder is not None:
+    if store is not None and holder is not None and _shared(store):
+        # Replicas: a lease, and each fire claimed. (On SQLite the file lock is the whole
+        # story, and a fire goes on when the store cannot be written, as on a full disk.)
         from rolechain.scheduler.claims import Claims
         from rolechain.scheduler.lease import Database, Lease, Timing
+        from rolechain.scheduler.types import Metrics
 
         database = Database(str(store), application_name=_app_name(holder))
         stack.callback(database.close)
-        if _shared(store):
-            from rolechain.scheduler.types import Metrics
-
-            metrics = metrics or Metrics()
-            replica_lease = Lease(
-                Database(str(store), application_name=_app_name(holder)),
-                timing=Timing.of(lease), holder=holder, log=log,
-            )  # fmt: skip
-            claims = Claims(database, holder=holder, lease=replica_lease)
-        else:
-            claims = Claims(database, holder=holder)
+        metrics = metrics or Metrics()
+        replica_lease = Lease(
+            Database(str(store), application_name=_app_name(holder)),
+            timing=Timing.of(lease), holder=holder, log=log,
+        )  # fmt: skip
+        claims = Claims(database, holder=holder, lease=replica_lease)
 
     def make() -> Any:
         from rolechain.results.store import Store
