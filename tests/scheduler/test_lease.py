@@ -4,6 +4,7 @@ monotonic clock: who leads when, and that a fire is claimed once whatever two re
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -357,3 +358,96 @@ def test_retention_runs_on_the_leader_only(tmp_path: Path) -> None:
     assert len(r.store.runs(limit=None)) == 2  # the run that ended was not pruned after
     assert len(r.events("pruned")) == pruned
     assert len(r.events("not_fired")) == 2  # 00:30, 00:35: not the leader
+
+
+class FakeLease:
+    """A lease the test hands out and takes back."""
+
+    def __init__(self) -> None:
+        self.leads = False
+        self.timing = Timing.of(1.5)
+        self.holder = "h:1:abc"
+        self.on_elected: Any = None
+        self.on_lost: Any = None
+        self.stopped = False
+
+    def start(self) -> FakeLease:
+        return self
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def leading(self) -> bool:
+        return self.leads
+
+    def hand_out(self) -> None:
+        self.leads = True
+        self.on_elected()
+
+    def take_back(self) -> None:
+        self.leads = False
+        self.on_lost("another replica holds the lease")
+
+
+class StillClock:
+    """Time stands still; a wait is a short real one (the replica's loop goes round)."""
+
+    def __init__(self) -> None:
+        self.moment = at("2026-12-01T00:00:30Z")
+
+    def now(self) -> datetime:
+        return self.moment
+
+    def wait(self, until: datetime, wake: Any) -> None:
+        wake.wait(0.02)
+
+    def real_seconds(self, seconds: float) -> float:
+        return seconds
+
+
+def test_a_replica_leads_for_each_term_it_holds_the_lease(tmp_path: Path) -> None:
+    import threading
+
+    from rolechain.scheduler.replica import Replica
+    from rolechain.scheduler.types import Metrics
+
+    chain = chain_with('schedule: "0 3 * * *"')
+    fake = FakeLease()
+    log = EventLog(io.StringIO(), "json")
+    log.lines = []
+    metrics = Metrics()
+    made: list[Any] = []
+
+    def make() -> Any:
+        r = rig(chain, Store(tmp_path / "runs.db"), "2026-12-01T00:00:30Z")
+        r.scheduler.clock = StillClock()  # type: ignore[assignment]
+        made.append(r.scheduler)
+        return r.scheduler
+
+    replica = Replica(fake, make, clock=StillClock(), log=log, metrics=metrics)  # type: ignore[arg-type]
+    thread = threading.Thread(target=replica.run, kwargs={"grace": 0.0})
+    thread.start()
+
+    def until(check: Any) -> None:
+        end = time.monotonic() + 30
+        while not check():
+            assert time.monotonic() < end
+            time.sleep(0.01)
+
+    until(lambda: metrics.replica_role == "standby")
+    fake.hand_out()
+    until(lambda: made and made[-1]._started)
+    assert metrics.replica_role == "leader"
+    fake.take_back()  # the scheduler of the term stops; the replica stands by again
+    until(lambda: metrics.replica_role == "standby" and replica._current is None)
+    assert made[0]._stopping
+    fake.hand_out()
+    until(lambda: len(made) == 2 and made[-1]._started)
+    replica.request_stop("SIGTERM")
+    thread.join(30)
+    assert not thread.is_alive()
+    assert fake.stopped  # the lease given up
+    names = [e["event"] for e in log.lines if e["event"] in ("standby", "leader")]
+    assert names == ["standby", "leader", "standby", "leader"]
+    assert [e["term"] for e in log.lines if e["event"] == "leader"] == [1, 2]
+    assert metrics.replica_role is None
