@@ -96,7 +96,7 @@ def expand(url: str, env: dict[str, str] | None = None) -> str:
 
 def shown(url: str) -> str:
     """``url`` as it may be printed: its password (in the URL or a ``password=``
-    parameter) is ``***``; a ``${env:NAME}`` reference stays as it is."""
+    parameter) is ``***``; a ``${env:NAME}`` reference in its place stays as it is."""
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -105,7 +105,9 @@ def shown(url: str) -> str:
     if "@" in netloc:
         user, _, host = netloc.rpartition("@")
         if ":" in user:
-            user = user.split(":", 1)[0] + ":***"
+            name, secret = user.split(":", 1)
+            # a ${env:NAME} reference says where the password is, not what it is
+            user = f"{name}:{secret if _ENV_REF.fullmatch(secret) else '***'}"
         netloc = f"{user}@{host}"
     query = parts.query
     if query:
