@@ -324,3 +324,21 @@ def test_a_row_as_it_was_is_the_same_text_on_both_backends(postgres_url: str) ->
             sql = shape.format(POSTGRES_ROW_SQL, *(f"%({n})s::text" for n in args))
             [(b,)] = pg.execute(sql, args).fetchall()
             assert a == b, (row, key)
+
+
+def test_an_export_never_writes_a_password_into_a_file(tmp_path: Path) -> None:
+    written = CliRunner().invoke(
+        cli, ["schedule", "export", DEMO, "--to", "cron", "--store", "postgresql://rc:pw@db/runs"]
+    )
+    assert written.exit_code == 2
+    assert "PGPASSWORD" in written.output
+    assert "rc:pw@" not in written.output
+    reference = "postgresql://rc:${env:RC_PGPASSWORD}@db/runs"
+    for target in ("cron", "systemd", "kubernetes"):
+        out = tmp_path / target
+        done = CliRunner().invoke(
+            cli, ["schedule", "export", DEMO, "--to", target, "--store", reference, "-o", str(out)]
+        )
+        assert done.exit_code == 0, done.output
+        text = "".join(p.read_text() for p in out.iterdir())
+        assert reference in text  # read when the job runs, from its environment

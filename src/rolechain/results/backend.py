@@ -118,6 +118,15 @@ def shown(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+def has_password(url: str) -> bool:
+    """Whether ``url`` holds a password itself (not a ``${env:NAME}`` reference)."""
+    parts = urlsplit(url)
+    written = [parts.password or ""] + [
+        value for key, value in parse_qsl(parts.query) if key.lower() == "password"
+    ]
+    return any(value and not _ENV_REF.fullmatch(unquote(value)) for value in written)
+
+
 def _password(url: str) -> str | None:
     """The password written in ``url`` (after ``${env:}`` expansion), to scrub it from
     a driver's messages."""
