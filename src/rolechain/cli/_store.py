@@ -28,6 +28,7 @@ SCHEMES = ("postgresql://", "postgres://")
 def is_url(value: object) -> bool:
     return isinstance(value, str) and value.startswith(SCHEMES)
 
+
 STORE_ENV = "ROLECHAIN_STORE"
 METAVAR = "PATH|URL"
 F = TypeVar("F", bound=Callable[..., Any])

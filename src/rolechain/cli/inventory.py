@@ -23,7 +23,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-
 def inventory_errors(func: Callable[P, R]) -> Callable[P, R]:
     """:func:`handle_errors`, with every RolechainError (no store, no such run, DuckDB
     missing, bad SQL) exiting 2: ``diff`` exits 1 for "changed"."""
@@ -40,9 +39,7 @@ def inventory_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 
 def store_option(func: Callable[P, R]) -> Callable[P, R]:
-    return any_store_option(required=True, help="The store given to 'rolechain run --store'.")(
-        func
-    )
+    return any_store_option(required=True, help="The store given to 'rolechain run --store'.")(func)
 
 
 def _open(path: Location) -> Any:
