@@ -21,8 +21,9 @@ from click.testing import CliRunner
 from aws.fakes import hub_plan
 from rolechain.cli import cli
 from rolechain.errors import RolechainError
+from rolechain.errors import redact_url as shown
 from rolechain.results import store as store_module
-from rolechain.results.backend import POSTGRES_ROW_SQL, SQLITE_ROW_SQL, shown, to_format
+from rolechain.results.backend import POSTGRES_ROW_SQL, SQLITE_ROW_SQL, to_format
 from rolechain.results.lifecycle import STALE_SECONDS
 from rolechain.results.store import SCHEMA_VERSION, Store
 

@@ -15,9 +15,10 @@ from typing import Any, ParamSpec, TypeVar
 import click
 
 from rolechain.cli._common import EXIT_INVALID, echo, handle_errors, write_text
-from rolechain.cli._store import Location, require_existing
+from rolechain.cli._store import require_existing
 from rolechain.cli._store import store_option as any_store_option
 from rolechain.errors import RolechainError, printable, redact_data
+from rolechain.results.locations import Location
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -117,9 +117,9 @@ class ExportOptions:
                 )
         url = self.store.startswith(("postgresql://", "postgres://"))
         if url:
-            from rolechain.results.backend import has_password
+            from rolechain.errors import url_has_password
 
-            if has_password(self.store):
+            if url_has_password(self.store):
                 raise UsageError(
                     "--store: the URL holds a password, which an exported file would keep in "
                     "clear text",
