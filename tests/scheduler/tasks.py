@@ -9,9 +9,12 @@ from typing import Any
 
 def nap(session: Any, context: Any) -> dict[str, Any]:
     """Sleep ``args.seconds`` (real time), then answer. Accounts listed in ``args.quick``
-    answer at once; accounts listed in ``args.hang`` never return."""
+    answer at once; accounts listed in ``args.hang`` never return (after making the file
+    ``args.hanging``, when given)."""
     account = context.account_id
     if account in context.args.get("hang", ()):
+        if context.args.get("hanging"):
+            open(context.args["hanging"], "a").close()
         threading.Event().wait()
     seconds = 0.0 if account in context.args.get("quick", ()) else float(context.args["seconds"])
     time.sleep(seconds)

@@ -20,19 +20,11 @@ from typing import Any, TypeVar
 import click
 
 from rolechain.errors import RolechainError
-
-# The store's modules are imported when a store is named, not for every command's start.
-SCHEMES = ("postgresql://", "postgres://")
-
-
-def is_url(value: object) -> bool:
-    return isinstance(value, str) and value.startswith(SCHEMES)
+from rolechain.results.locations import Location, is_url
 
 STORE_ENV = "ROLECHAIN_STORE"
 METAVAR = "PATH|URL"
 F = TypeVar("F", bound=Callable[..., Any])
-
-Location = str | Path  # a URL (str) or a SQLite file (Path)
 
 
 class StoreType(click.ParamType):  # type: ignore[type-arg]
@@ -93,9 +85,9 @@ def from_settings(store: Location | None, chain: Any) -> Location | None:
 def name(store: Location) -> str:
     """How messages name a store (a URL without its password)."""
     if isinstance(store, str):
-        from rolechain.results.backend import shown
+        from rolechain.errors import redact_url
 
-        return shown(store)
+        return redact_url(store)
     return str(store)
 
 

@@ -15,13 +15,13 @@ from typing import Any, ParamSpec, TypeVar
 import click
 
 from rolechain.cli._common import EXIT_INVALID, echo, handle_errors, write_text
-from rolechain.cli._store import Location, require_existing
+from rolechain.cli._store import require_existing
 from rolechain.cli._store import store_option as any_store_option
 from rolechain.errors import RolechainError, printable, redact_data
+from rolechain.results.locations import Location
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
 
 
 def inventory_errors(func: Callable[P, R]) -> Callable[P, R]:
@@ -40,9 +40,7 @@ def inventory_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 
 def store_option(func: Callable[P, R]) -> Callable[P, R]:
-    return any_store_option(required=True, help="The store given to 'rolechain run --store'.")(
-        func
-    )
+    return any_store_option(required=True, help="The store given to 'rolechain run --store'.")(func)
 
 
 def _open(path: Location) -> Any:

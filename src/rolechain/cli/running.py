@@ -36,13 +36,13 @@ from rolechain.cli._common import (
 from rolechain.cli._jobs import JobOption, check_job
 from rolechain.cli._regions import check_regions
 from rolechain.cli._store import (
-    Location,
     check_directory,
     from_settings,
     require_existing,
     store_option,
 )
 from rolechain.errors import printable
+from rolechain.results.locations import Location
 
 if TYPE_CHECKING:
     from rolechain.executor import Run

@@ -24,9 +24,10 @@ from rolechain.cli._common import (
     sandbox_environment,
     sandbox_options,
 )
-from rolechain.cli._store import STORE_ENV, Location, exists, from_settings, store_option
+from rolechain.cli._store import STORE_ENV, exists, from_settings, store_option
 from rolechain.cli._store import name as store_name
 from rolechain.errors import UsageError
+from rolechain.results.locations import Location
 
 DURATION = click.STRING
 

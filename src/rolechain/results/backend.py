@@ -28,12 +28,13 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
+from rolechain.errors import ENV_REFERENCE as _ENV_REF
 from rolechain.errors import RolechainError, redact, remember_env_value
+from rolechain.errors import redact_url as shown
 from rolechain.results.lifecycle import StoreFailure, failure_of
-
-SCHEMES = ("postgresql://", "postgres://")  # also in rolechain.cli._store (kept light)
+from rolechain.results.locations import is_url
 
 INSTALL = "pip install 'rolechain[postgres]'"
 
@@ -62,19 +63,6 @@ class Rows(Protocol):
     def rowcount(self) -> int: ...
 
 
-def is_url(location: str | Path) -> bool:
-    return isinstance(location, str) and location.startswith(SCHEMES)
-
-
-def location_of(value: str | Path) -> str | Path:
-    """A ``--store`` value as a location: a URL stays text, anything else is a path."""
-    text = str(value)
-    return text if is_url(text) else Path(text)
-
-
-_ENV_REF = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
 def expand(url: str, env: dict[str, str] | None = None) -> str:
     """``url`` with each ``${env:NAME}`` replaced by its value (remembered for
     :func:`~rolechain.errors.redact`), URL-quoted where it is a user or password."""
@@ -92,28 +80,6 @@ def expand(url: str, env: dict[str, str] | None = None) -> str:
         return quote(found, safe="")
 
     return _ENV_REF.sub(value, url)
-
-
-def shown(url: str) -> str:
-    """``url`` as it may be printed: its password (in the URL or a ``password=``
-    parameter) is ``***``; a ``${env:NAME}`` reference stays as it is."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "postgresql://***"
-    netloc = parts.netloc
-    if "@" in netloc:
-        user, _, host = netloc.rpartition("@")
-        if ":" in user:
-            user = user.split(":", 1)[0] + ":***"
-        netloc = f"{user}@{host}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode(
-            [(k, "***" if k.lower() == "password" else v) for k, v in pairs], safe="*${}:"
-        )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def _password(url: str) -> str | None:

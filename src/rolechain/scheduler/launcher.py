@@ -39,7 +39,7 @@ from rolechain.executor.records import STOP_CODES, Record, Summary
 from rolechain.model.chain import Chain
 from rolechain.model.durations import format_duration
 from rolechain.planner.plan import Plan
-from rolechain.results.backend import location_of
+from rolechain.results.locations import location_of
 from rolechain.results.store import Store
 from rolechain.scheduler.logs import EventLog
 from rolechain.scheduler.types import (
