@@ -49,6 +49,9 @@ _APPEND_KEY = (
 POSTGRES_ROW_SQL = SQLITE_ROW_SQL.replace(_JSON_SET, _APPEND_KEY)
 
 
+_INSERT_ROWS = "INSERT INTO record_rows (record_id, key, row) VALUES (?, ?, ?)"
+
+
 class Rows(Protocol):
     """A cursor over a query's rows (tuples, or rows read by name and position)."""
 
@@ -159,6 +162,11 @@ class Connection:
     def tuples(self, sql: str, args: Sequence[Any] = ()) -> Rows:
         raise NotImplementedError
 
+    def insert_with_rows(self, sql: str, record: Any, rows: Sequence[tuple[str, str]]) -> None:
+        """A record (``sql``, an INSERT into ``records``) and its rows (key, row JSON), in
+        ``record_rows`` in their order, committed together."""
+        raise NotImplementedError
+
     def transaction(self) -> contextlib.AbstractContextManager[Any]:
         """A block whose writes are committed together when it ends."""
         raise NotImplementedError
@@ -228,6 +236,11 @@ class SqliteConnection(Connection):
         cursor.row_factory = None
         return cursor.execute(sql, args)
 
+    def insert_with_rows(self, sql: str, record: Any, rows: Sequence[tuple[str, str]]) -> None:
+        with self.db:
+            record_id = self.db.execute(sql, record).lastrowid
+            self.db.executemany(_INSERT_ROWS, ((record_id, key, text) for key, text in rows))
+
     def transaction(self) -> contextlib.AbstractContextManager[Any]:
         return self.db
 
@@ -277,10 +290,11 @@ class _Row(tuple):  # type: ignore[type-arg]
     """A row read by position or by column name, as :class:`sqlite3.Row` is."""
 
     names: tuple[str, ...] = ()
+    positions: dict[str, int] = {}  # noqa: RUF012  # set per query, on its own subclass
 
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, str):
-            return tuple.__getitem__(self, self.names.index(key))
+            return tuple.__getitem__(self, self.positions[key])
         return tuple.__getitem__(self, key)
 
     def keys(self) -> tuple[str, ...]:
@@ -289,7 +303,8 @@ class _Row(tuple):  # type: ignore[type-arg]
 
 def _named_rows(cursor: Any) -> Callable[[Sequence[Any]], _Row]:
     names = tuple(d.name for d in cursor.description or ())
-    kind = type("Row", (_Row,), {"names": names, "__slots__": ()})
+    positions = {name: index for index, name in enumerate(names)}
+    kind = type("Row", (_Row,), {"names": names, "positions": positions, "__slots__": ()})
 
     def make(values: Sequence[Any]) -> _Row:
         return kind(values)  # type: ignore[no-any-return]
@@ -441,6 +456,18 @@ class PostgresConnection(Connection):
             cursor = self.db.cursor()
             cursor.execute(to_format(sql), list(args))
         return _Cursor(cursor)
+
+    def insert_with_rows(self, sql: str, record: Any, rows: Sequence[tuple[str, str]]) -> None:
+        # one statement, so one round trip and its own transaction: the record, then its
+        # rows numbered in their order
+        statement = (  # sql is the store's own constant; values are bound parameters
+            f"WITH r AS ({sql} RETURNING id) INSERT INTO record_rows (record_id, key, row) "  # noqa: S608
+            "SELECT r.id, k.key, k.row FROM r, unnest(:keys::text[], :texts::text[]) "
+            "WITH ORDINALITY AS k(key, row, n) ORDER BY k.n"
+        )
+        keys = [key for key, _ in rows]
+        texts = [text for _, text in rows]
+        self.execute(statement, {**record, "keys": keys, "texts": texts})
 
     def transaction(self) -> contextlib.AbstractContextManager[Any]:
         # (psycopg's pipeline mode measured no quicker for these few small statements)
