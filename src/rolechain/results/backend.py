@@ -290,7 +290,7 @@ class _Row(tuple):  # type: ignore[type-arg]
     """A row read by position or by column name, as :class:`sqlite3.Row` is."""
 
     names: tuple[str, ...] = ()
-    positions: dict[str, int] = {}  # noqa: RUF012  # set per query, on its own subclass
+    positions: dict[str, int] = {}  # set per query, on its own subclass
 
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, str):
