@@ -1,7 +1,7 @@
 """The store on PostgreSQL against SQLite, as whole processes.
 
     .venv/bin/python benchmarks/bench_store_postgres.py [--runs 10000] [--targets 1000]
-        [--repeat 5]
+        [--repeat 5]     (--runs 0 or --targets 0 leaves that part out)
 
 A throwaway PostgreSQL server is started from the machine's binaries (``tests/postgres.py``;
 PostgreSQL's default durability settings: the store itself turns ``synchronous_commit`` off
@@ -80,13 +80,17 @@ def main(argv: list[str] | None = None) -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
-            history = _history(server, work, args.runs, args.repeat)
-            runs = _runs(server, work, args.targets, args.repeat)
+            history = _history(server, work, args.runs, args.repeat) if args.runs else None
+            runs = _runs(server, work, args.targets, args.repeat) if args.targets else None
     finally:
         server.stop()
     print()
-    for title, figures in (("history written", history[0]), ("history read", history[1]),
-                           (f"run of {args.targets} targets", runs)):  # fmt: skip
+    results: list[tuple[str, dict[str, Figures]]] = []
+    if history is not None:
+        results += [("history written", history[0]), ("history read", history[1])]
+    if runs is not None:
+        results.append((f"run of {args.targets} targets", runs))
+    for title, figures in results:
         lite, pg = figures["sqlite"], figures["postgresql"]
         ratio = pg.median("wall") / lite.median("wall")
         goal = (

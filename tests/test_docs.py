@@ -583,7 +583,10 @@ def postgres_env(request: pytest.FixtureRequest) -> dict[str, str]:
 
 
 def execute(
-    line: DocLine, workspace: Workspace, sandboxes: Sandboxes, pg_env: dict[str, str]
+    line: DocLine,
+    workspace: Workspace,
+    sandboxes: Sandboxes,
+    pg_env: dict[str, str] | None = None,
 ) -> str | None:
     """Run one documented line in its workspace and check it; the reason if it cannot run."""
     workspace.done.add(line.lineno)
@@ -593,6 +596,7 @@ def execute(
     with pytest.MonkeyPatch.context() as monkeypatch:
         clean_environment(monkeypatch, workspace)
         if "postgresql://" in line.text:
+            assert pg_env, f"{line.id}: a PostgreSQL store needs the suite's server"
             for name, value in pg_env.items():
                 monkeypatch.setenv(name, value)
         for name, value in command.env.items():

@@ -266,6 +266,13 @@ def test_a_password_from_an_environment_reference_is_used_and_redacted(
     # an empty value is a wrong password: refused by the server, said without it
     assert unset.returncode == 2
     assert "${env:RC_TEST_PGPASSWORD}" in unset.stderr
+    absent = subprocess.run(
+        [sys.executable, "-m", "rolechain", "history", "--store", reference],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={k: v for k, v in os.environ.items() if k != "RC_TEST_PGPASSWORD"},
+    )  # fmt: skip
+    assert absent.returncode == 2
+    assert "names ${env:RC_TEST_PGPASSWORD}, which is not set" in absent.stderr
     # PGPASSWORD, as libpq reads it: no password in the URL at all
     bare = postgres_url.replace(f":{secret}@", "@")
     libpq = _rolechain("history", "--store", bare, env={"PGPASSWORD": secret})

@@ -303,7 +303,6 @@ _INSERT = (
     f"INSERT INTO records (rows, row_key, {_COLUMN_LIST}) "  # noqa: S608
     f"VALUES (:rows, :row_key, {_PLACEHOLDERS})"
 )
-_INSERT_ROWS = "INSERT INTO record_rows (record_id, key, row) VALUES (?, ?, ?)"
 _SELECT = f"SELECT id, rows, row_key, {_COLUMN_LIST} FROM records WHERE run_id = ? ORDER BY id"  # noqa: S608
 
 
@@ -356,15 +355,22 @@ class Store:
         """Run ``work`` in a transaction (or the one statement ``work``, with ``args``); False
         (and the failure kept) if it cannot be written. After the first failure nothing more
         is tried."""
+        if isinstance(work, str):
+            return self._attempt(lambda: self._db.write(work, args))
+
+        def block() -> None:
+            with self._db.transaction():
+                work(self._db)
+
+        return self._attempt(block)
+
+    def _attempt(self, write: Callable[[], object]) -> bool:
+        """``write`` (committed when it returns), failing softly (see :meth:`_write`)."""
         if self.failure is not None:
             return False
         try:
             with self._lock:
-                if isinstance(work, str):
-                    self._db.write(work, args)
-                else:
-                    with self._db.transaction():
-                        work(self._db)
+                write()
         except self._db.errors as exc:
             self._fail(exc)
             return False
@@ -459,11 +465,7 @@ class Store:
             "row_key": field,
         }
 
-        def write(db: Connection) -> None:
-            record_id = db.insert(_INSERT, row)
-            db.executemany(_INSERT_ROWS, ((record_id, key, text) for key, text in rows))
-
-        self._write(write)
+        self._attempt(lambda: self._db.insert_with_rows(_INSERT, row, rows))
 
     def flush(self) -> None:
         """Nothing waits: every record (and its rows) is committed by :meth:`add`."""
