@@ -207,6 +207,7 @@ def parse(text: str) -> datetime:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # about 90 s; more on a loaded machine (each restart starts a sandbox)
 def test_chaos_kill_the_leader_every_few_seconds(replicas: tuple[Replicas, Sink]) -> None:
     """Three replicas, a job every minute and one every five (which always fails, is retried
     once and then alerts), 60 scheduled minutes, the leader killed with SIGKILL every 3-7
@@ -321,6 +322,7 @@ def test_chaos_kill_the_leader_every_few_seconds(replicas: tuple[Replicas, Sink]
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(240)
 def test_a_leader_cut_from_the_database_stops_firing_before_its_lease_runs_out(
     replicas: tuple[Replicas, Sink], postgres_server: Any
 ) -> None:
