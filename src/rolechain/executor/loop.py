@@ -47,9 +47,10 @@ from rolechain.executor.records import (
     StopKind,
     Summary,
     iso_now,
+    no_match_record,
 )
 from rolechain.model.durations import format_duration
-from rolechain.planner.plan import Plan, Target
+from rolechain.planner.plan import NoMatch, Plan, Target
 
 ProgressCallback = Callable[[str, bool, int, int], None]  # target, ok, done, total
 
@@ -199,6 +200,7 @@ class RunLoop:
             self._setup()
         self._start_sink()
         if self.set_up and self.stop is None:
+            yield from self._no_matches()
             self._launch()
             while self._more():
                 yield from self._step()
@@ -245,7 +247,7 @@ class RunLoop:
         run's; the sink and ``on_plan`` get the plan (once)."""
         plan = self.context.plan
         self.targets = self._planned()
-        self.summary.targets = len(self.targets)
+        self.summary.targets = len(self.targets) + len(self._unmatched())
         self.summary.planned_assume_calls = plan.assume_calls
         if self.sink_started:
             return
@@ -254,6 +256,20 @@ class RunLoop:
         self.sink_started = True
         if self.on_plan is not None:
             self.on_plan(plan)
+
+    def _unmatched(self) -> tuple[NoMatch, ...]:
+        """Globs over Organizations role sets that matched no listed account: each is a
+        failed target of the whole run with one error record (not of a batch of it)."""
+        return self.context.plan.unmatched if self.only is None else ()
+
+    def _no_matches(self) -> Iterator[Record]:
+        for miss in self._unmatched():
+            record = no_match_record(self.context.plan, miss, iso_now())
+            self._count(record)
+            self._target_done(record.target)
+            if self.sink is not None:
+                self.sink.add(record)
+            yield record
 
     def _planned(self) -> tuple[Target, ...]:
         """The targets this iteration runs: the plan's, or those the runner was given."""
@@ -410,8 +426,11 @@ class RunLoop:
             failed.add(record.target)
 
     def _finish_target(self, target: Target) -> None:
+        self._target_done(target.name)
+
+    def _target_done(self, name: str) -> None:
+        """The target's last record is in: count its outcome, report progress."""
         summary = self.summary
-        name = target.name
         self.done_targets += 1
         unfinished = name in self.unfinished
         ok = not unfinished and name not in self.failed
