@@ -47,7 +47,7 @@ install: $(STAMP) $(ACTIONLINT)
 $(DEMO_STAMP): pyproject.toml
 	@if [ -f $(STAMP) ] && [ $(STAMP) -nt pyproject.toml ]; then exit 0; fi; \
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv --without-pip $(VENV) || exit 1; \
-	uv="$(UV)"; \
+	uv="$(UV)"; [ -n "$$uv" ] || [ ! -x $(VENV)/uv/bin/uv ] || uv=$(VENV)/uv/bin/uv; \
 	if [ -z "$$uv" ] && $(PYTHON) -m pip install $(PIP_QUIET) --target $(VENV)/uv uv >/dev/null 2>&1; \
 		then uv=$(VENV)/uv/bin/uv; fi; \
 	if [ -n "$$uv" ]; then echo "installing rolechain[sandbox] with $$uv"; fi; \
