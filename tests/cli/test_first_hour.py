@@ -464,6 +464,12 @@ def test_make_demo_installs_only_the_sandbox_extra() -> None:
     assert "'.[sandbox]'" in recipe
     assert ".[dev]" not in recipe
     assert "\ndemo: $(DEMO_STAMP)\n" in text
+    # uv first (seconds instead of pip's ~15 s on a fresh clone), pip when uv cannot install.
+    assert "$$uv pip install --quiet --python $(BIN)/python -e '.[sandbox]'" in recipe
+    assert "$(BIN)/python -m pip install $(PIP_QUIET) --no-compile -e '.[sandbox]'" in recipe
+    # A venv made by `make demo` may have no pip: the dev install adds it first.
+    dev = text.split("\n$(STAMP):", 1)[1].split("\n\n", 1)[0]
+    assert dev.index("ensurepip") < dev.index("pip install")
 
 
 def test_graph_job_collapses_role_set_members_and_expand_draws_them() -> None:

@@ -586,6 +586,20 @@ def test_a_glob_over_resolved_organization_accounts_matching_none_is_a_no_match(
     assert [n.kind for n in alone.notes if n.kind == "no-targets"] == []
 
 
+def test_a_requested_glob_matching_listed_accounts_outside_the_job_is_a_no_match() -> None:
+    data = org_chain()
+    data["jobs"]["inv"]["to"] = f"audit@{acct(500)}*"
+    resolved = {"audit": [acct(500), acct(501)]}
+    p = plan(make_chain(data), "inv", targets=[f"audit@{acct(501)}*"], run_id="r1",
+             resolved=resolved)  # fmt: skip
+    assert p.targets == ()
+    (miss,) = p.unmatched
+    assert miss.message == (
+        f"glob 'audit@{acct(501)}*' matches none of the 1 targets of job inv among the "
+        f"accounts AWS Organizations listed for role set audit: audit@{acct(500)}"
+    )
+
+
 def test_one_member_of_an_unresolved_organization_set() -> None:
     p = plan(make_chain(org_chain()), "inv", targets=[f"audit@{acct(500)}"], run_id="r1")
     (target,) = p.targets

@@ -24,8 +24,10 @@ queue, what is left when the run stops (:meth:`~RunLoop._wind_down`), and what i
 the summary at the end.
 
 Every unit of every planned target gets exactly one record (a target that fails before
-its units exist gets one record for the target), and every record goes to the sink (the
-store) before it is yielded, so the store holds them even if the consumer stops reading.
+its units exist gets one record for the target; a glob over an Organizations role set that
+matched none of the listed accounts gets one ``NoMatchingAccounts`` record and counts as a
+failed target), and every record goes to the sink (the store) before it is yielded, so the
+store holds them even if the consumer stops reading.
 """
 
 from __future__ import annotations

@@ -114,17 +114,20 @@ class TargetSelection(PlannerBase):
         set_name = selector.rpartition("@")[0]
         members = set_members(self.model, set_name, self.resolved)
         in_job = [name for name in job_targets or () if name.startswith(set_name + "@")]
-        listed = "accounts AWS Organizations listed"
         if job_targets is not None and len(in_job) < len(members):
-            listed = f"targets of job {self.job_name} among the {listed}"
-            members = in_job
+            message = (
+                f"glob {selector!r} matches none of the {len(in_job)} targets of job "
+                f"{self.job_name} among the accounts AWS Organizations listed for role set "
+                f"{set_name}: {abbreviate(in_job, 20) or 'none'}"
+            )
+        else:
+            message = no_match_message(self.model, selector, self.resolved) or selector
         spec = self.model.role_sets[set_name]
         assert spec.organization is not None
         self.unmatched[selector] = NoMatch(
             selector=selector,
             role_set=set_name,
-            message=f"glob {selector!r} matches none of the {len(members)} {listed} for role "
-            f"set {set_name}: {abbreviate(members, 20) or 'none'}",
+            message=message,
             fix=f"match one of those accounts; if an account is missing, check role_sets."
             f"{set_name}.organization (ous, tags, exclude) and that it is ACTIVE in AWS "
             f"Organizations (listed through {spec.organization.via})",
