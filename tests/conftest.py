@@ -92,3 +92,34 @@ def _forget_env_values() -> Iterator[None]:
     forget_env_values()
     yield
     forget_env_values()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[object]:
+    """A throwaway PostgreSQL server for the session (see tests/postgres.py).
+
+    Without PostgreSQL on the machine the tests that need it are skipped, except under
+    ``CI=true``, where a missing server fails them: CI must run them.
+    """
+    import postgres
+
+    found = postgres.bindir()
+    if found is None:
+        message = "PostgreSQL's initdb/pg_ctl not found (pg_config --bindir, /usr/lib/postgresql)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{message}; CI=true needs them")
+        pytest.skip(message)
+    server = postgres.PostgresServer(found).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: object) -> str:
+    """The URL (password included) of a fresh, empty database on the session's server."""
+    import postgres
+
+    assert isinstance(postgres_server, postgres.PostgresServer)
+    return postgres_server.create_database()
