@@ -108,6 +108,17 @@ def test_an_organization_glob_is_applied_to_the_listed_accounts(
         run = db.execute("SELECT status, targets, targets_failed FROM runs").fetchall()
     assert stored == [("audit@nomatch*", "error", "NoMatchingAccounts")]
     assert run == [("failed", 1, 1)]
+    # --retry-failed applies the glob again (to the accounts listed then), as a schedule's
+    # retry_failed does; --resume has nothing left to run.
+    again = ["run", str(ORG), "--job", "inventory", "--sandbox", "--target", "audit@nomatch*",
+             "--format", "jsonl", "--store", str(store)]  # fmt: skip
+    retried = invoke(*again, "--retry-failed", record["run_id"])
+    assert retried.exit_code == 1, retried.output
+    (retry_record,) = jsonl(retried.stdout)
+    no_match_error(retry_record, "audit@nomatch*")
+    resumed = invoke(*again, "--resume", record["run_id"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "nothing to run" in resumed.output
     # A glob that matches some of them runs only those.
     every = invoke("run", str(ORG), "--job", "legacy-buckets", "--sandbox", "--format", "jsonl",
                    "--target", "legacy@5*")  # fmt: skip
