@@ -414,7 +414,7 @@ def test_usage_errors() -> None:
     root = Path(__file__).resolve().parents[2]
     demo = str(root / "chains" / "demo.yaml")
     for argv, message in (
-        ([demo], "--store FILE"),
+        ([demo], "--store PATH|URL"),
         ([demo, "--store", "x.db", "--time-scale", "5"], "--time-scale needs"),
         ([demo, "--list", "--job", "nope"], "no job 'nope'"),
     ):
