@@ -51,8 +51,10 @@ class StoreType(click.ParamType):  # type: ignore[type-arg]
         return Path(text)
 
 
-def store_option(*, required: bool = False, help: str) -> Callable[[F], F]:
-    """``--store PATH|URL`` (or ``$ROLECHAIN_STORE``)."""
+def store_option(*, required: bool = False, help: str, settings: bool = False) -> Callable[[F], F]:
+    """``--store PATH|URL``, else ``$ROLECHAIN_STORE`` (else, with ``settings``, the chain
+    file's ``settings.store``: the command resolves that with :func:`from_settings`)."""
+    fallback = f"else ${STORE_ENV}" + (", else the chain file's settings.store" if settings else "")
     return click.option(
         "--store",
         type=StoreType(),
@@ -60,8 +62,8 @@ def store_option(*, required: bool = False, help: str) -> Callable[[F], F]:
         metavar=METAVAR,
         required=required,
         default=None,
-        show_envvar=False,  # the help text names it; click would show nothing more
-        help=f"{help} A SQLite file or a postgresql:// URL (or ${STORE_ENV}).",
+        show_envvar=False,  # the help names it; its value is never shown
+        help=f"{help} A SQLite file or a postgresql:// URL; {fallback}.",
     )
 
 

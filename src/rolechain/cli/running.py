@@ -270,7 +270,8 @@ class _StopOnSignals:
 )
 @store_option(
     help="Record the run and its results in this store (query it with SQL; see "
-    "'rolechain history'); else the chain file's settings.store."
+    "'rolechain history').",
+    settings=True,
 )
 @click.option(
     "--resume",

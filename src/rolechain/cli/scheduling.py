@@ -91,8 +91,9 @@ def schedule() -> None:
     help="Only these jobs (repeatable) [default: every job with a schedule].",
 )
 @store_option(
-    help="The store of runs and history; else the chain file's settings.store. Required, "
-    "except with --list and --dry-run. One scheduler per SQLite store."
+    help="The store of runs and history. Required, except with --list and --dry-run. One "
+    "scheduler per SQLite store.",
+    settings=True,
 )
 @click.option(
     "--lease",

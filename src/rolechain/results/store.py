@@ -1,4 +1,9 @@
-"""Runs and their records in SQLite, for inventory queried with SQL across runs.
+"""Runs and their records in SQLite or PostgreSQL, for inventory queried with SQL across
+runs.
+
+The store is a SQLite file (the default) or a PostgreSQL database (a ``postgresql://``
+URL, shared by several hosts); what differs between the two is in
+:mod:`rolechain.results.backend`, and this module's SQL is the same for both.
 
 Three tables::
 
@@ -64,8 +69,9 @@ nothing more is written.
 Table ``alerts`` holds the scheduler's alerts until they are delivered (see
 :mod:`rolechain.scheduler.outbox`).
 
-A file written by an older rolechain is migrated when it is opened (``PRAGMA
-user_version`` is the schema version); a file from a newer one is refused.
+A store written by an older rolechain is migrated when it is opened (the schema version is
+SQLite's ``PRAGMA user_version``, PostgreSQL's table ``rolechain_schema``); one from a newer
+rolechain is refused.
 """
 
 from __future__ import annotations
@@ -311,7 +317,8 @@ def _now_iso() -> str:
 
 
 class Store:
-    """A SQLite database of runs. Implements the executor's RecordSink.
+    """A database of runs (a SQLite file or a ``postgresql://`` URL). Implements the
+    executor's RecordSink.
 
     ``on_error`` is called once, with a :class:`StoreFailure`, when the store cannot be
     written mid-run (the run goes on; see the module docs). ``reap`` (default True) marks
