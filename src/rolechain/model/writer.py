@@ -71,7 +71,7 @@ _RESOLVER = yaml.resolver.Resolver()
 
 def _plain_is_text(text: str) -> bool:
     """Whether YAML reads ``text`` unquoted as a string (not a date, 0x1f, 1:20, .inf)."""
-    tag = _RESOLVER.resolve(yaml.ScalarNode, text, (True, False))
+    tag = _RESOLVER.resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
     return bool(tag == "tag:yaml.org,2002:str")
 
 
