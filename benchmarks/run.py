@@ -25,6 +25,7 @@ BENCHES = [
     "bench_ascode",
     "bench_inventory",
     "bench_store",
+    "bench_store_postgres",
 ]
 
 

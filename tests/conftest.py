@@ -9,12 +9,13 @@ credentials that sign it.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
 import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,3 +173,27 @@ def postgres_url(postgres_server: object) -> str:
 
     assert isinstance(postgres_server, postgres.PostgresServer)
     return postgres_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], str | Path]:
+    """Where new stores live, once per backend: each call gives a new one, a SQLite file
+    under the test's directory or a fresh PostgreSQL database (its URL, password included).
+    Every store test takes this or :func:`store_url`, so each runs on both backends."""
+    if request.param == "sqlite":
+        names = itertools.count(1)
+        return lambda: tmp_path / f"runs-{next(names)}.db"
+    server = request.getfixturevalue("postgres_server")
+    return server.create_database  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def store_url(make_store: Callable[[], str | Path]) -> str | Path:
+    """One new store (see :func:`make_store`)."""
+    return make_store()
+
+
+@pytest.fixture
+def backend(store_url: str | Path) -> str:
+    """The backend of :func:`store_url`: ``sqlite`` or ``postgresql``."""
+    return "postgresql" if str(store_url).startswith("postgresql://") else "sqlite"

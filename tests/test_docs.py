@@ -10,6 +10,11 @@ in document order in the same directory, so a later line sees what an earlier on
 that talk to AWS (``credentials``, ``exec``, ``env``, ``run`` without ``--sandbox``) run
 against a sandbox provisioned from the chain they name, one sandbox per chain file.
 
+A line naming a PostgreSQL store (``postgresql:///rolechain``, host and credentials left to
+libpq's environment, as the docs show) runs with ``PGHOST``, ``PGPORT``, ``PGUSER`` and
+``PGPASSWORD`` set for the suite's throwaway server (``tests/postgres.py``), whose database
+``rolechain`` the docs' lines share.
+
 Shell syntax is taken apart with :mod:`shlex`: ``VAR=value`` prefixes set the environment,
 ``eval "$(...)"`` runs what is inside, and the command stops at ``|``, ``>``/``>>`` (whose
 output is written to the named file, ``~`` being the temporary ``HOME``) or a ``#`` comment.
@@ -37,6 +42,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -269,7 +275,7 @@ def sandboxes() -> Iterator[Sandboxes]:
 def clean_environment(monkeypatch: pytest.MonkeyPatch, workspace: Workspace) -> None:
     """No real credentials or config; HOME, the cache and the cwd in the workspace."""
     for name in list(os.environ):
-        if name.startswith(("AWS_", "ROLECHAIN_")):
+        if name.startswith(("AWS_", "ROLECHAIN_", "PG")):
             monkeypatch.delenv(name)
     monkeypatch.setenv("HOME", str(workspace.home))
     monkeypatch.setenv("ROLECHAIN_CACHE_DIR", str(workspace.cache))
@@ -396,7 +402,7 @@ def check_output(argv: list[str], out: Outcome, where: Path) -> None:
             assert all(r["status"] == "ok" for r in rows)
         store = option(argv, "--store")
         if store:
-            with contextlib.closing(sqlite3.connect(where / store)) as db:
+            with contextlib.closing(connect_store(store, where)) as db:
                 (count,) = db.execute("SELECT count(*) FROM records").fetchone()
             assert count > 0
     elif name == "history":
@@ -481,6 +487,16 @@ def check_output(argv: list[str], out: Outcome, where: Path) -> None:
         assert word not in secret_free, f"stderr of {name} mentions {word}"
 
 
+def connect_store(store: str, where: Path) -> Any:
+    """A connection to a documented store: a SQLite file in the workspace, or the
+    PostgreSQL database a URL names (on the suite's server: see :func:`postgres_env`)."""
+    if store.startswith("postgresql://"):
+        import psycopg
+
+        return psycopg.connect(store)
+    return sqlite3.connect(where / store)
+
+
 def check_table_output(fmt: str | None, text: str, written: Path | None) -> None:
     """What ``results`` and ``sql`` print: something, in the format asked for."""
     if fmt == "parquet":
@@ -513,13 +529,15 @@ def check_schedule(argv: list[str], out: Outcome, where: Path) -> None:
     if "--list" in argv:
         fire = r"^  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d .*\(\S+Z\)(  starts .*)?$"  # nominal, start
         assert re.search(fire, out.stdout, re.M)
+        if str(option(argv, "--store")).startswith("postgresql://"):  # replicas: who leads
+            assert out.stdout.startswith("leader: "), out.stdout
         return
     if "--dry-run" in argv:
         assert " would_fire job=" in out.stderr, out.stderr
         return
     store = option(argv, "--store")
     assert store, "a documented 'rolechain schedule' line runs with --store"
-    with contextlib.closing(sqlite3.connect(where / store)) as db:
+    with contextlib.closing(connect_store(store, where)) as db:
         query = "SELECT status FROM runs WHERE trigger != 'manual' AND status != 'skipped'"
         statuses = [r[0] for r in db.execute(query)]
     assert statuses
@@ -549,7 +567,27 @@ def test_shown_command_parses(line: DocLine) -> None:
     resolve(argv, convert=False)
 
 
-def execute(line: DocLine, workspace: Workspace, sandboxes: Sandboxes) -> str | None:
+def postgres_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """libpq's environment for the suite's PostgreSQL server, with the database the docs
+    name (``rolechain``): a documented ``postgresql:///rolechain`` reaches it as a user's
+    PGHOST, PGUSER and PGPASSWORD would have it reach theirs."""
+    server = request.getfixturevalue("postgres_server")
+    if not server.psql("SELECT 1 FROM pg_database WHERE datname = 'rolechain'").strip():
+        server.psql("CREATE DATABASE rolechain")
+    return {
+        "PGHOST": "127.0.0.1",
+        "PGPORT": str(server.port),
+        "PGUSER": "postgres",
+        "PGPASSWORD": server.password,
+    }
+
+
+def execute(
+    line: DocLine,
+    workspace: Workspace,
+    sandboxes: Sandboxes,
+    pg_env: dict[str, str] | None = None,
+) -> str | None:
     """Run one documented line in its workspace and check it; the reason if it cannot run."""
     workspace.done.add(line.lineno)
     command = parse_shell(line.text)
@@ -557,6 +595,10 @@ def execute(line: DocLine, workspace: Workspace, sandboxes: Sandboxes) -> str | 
     assert argv, f"{line.id}: no rolechain command in {line.text!r}"
     with pytest.MonkeyPatch.context() as monkeypatch:
         clean_environment(monkeypatch, workspace)
+        if "postgresql://" in line.text:
+            assert pg_env, f"{line.id}: a PostgreSQL store needs the suite's server"
+            for name, value in pg_env.items():
+                monkeypatch.setenv(name, value)
         for name, value in command.env.items():
             monkeypatch.setenv(name, os.path.expandvars(value))
 
@@ -602,16 +644,25 @@ def execute(line: DocLine, workspace: Workspace, sandboxes: Sandboxes) -> str | 
 
 @pytest.mark.parametrize("line", ROLECHAIN_LINES, ids=lambda line: line.id)
 def test_documented_command(
-    line: DocLine, workspaces: dict[str, Workspace], sandboxes: Sandboxes
+    line: DocLine,
+    workspaces: dict[str, Workspace],
+    sandboxes: Sandboxes,
+    request: pytest.FixtureRequest,
 ) -> None:
     workspace = workspaces[line.doc]
     # The lines above this one, in the same file, run first (each in its own test when the
     # whole file is selected): this one may use what they wrote.
-    for earlier in ROLECHAIN_LINES:
-        before = earlier.doc == line.doc and earlier.lineno < line.lineno
-        if before and earlier.lineno not in workspace.done:
-            execute(earlier, workspace, sandboxes)
-    reason = execute(line, workspace, sandboxes)
+    earlier_lines = [
+        earlier
+        for earlier in ROLECHAIN_LINES
+        if earlier.doc == line.doc and earlier.lineno < line.lineno
+    ]
+    needs_postgres = any("postgresql://" in each.text for each in [*earlier_lines, line])
+    pg_env = postgres_env(request) if needs_postgres else {}
+    for earlier in earlier_lines:
+        if earlier.lineno not in workspace.done:
+            execute(earlier, workspace, sandboxes, pg_env)
+    reason = execute(line, workspace, sandboxes, pg_env)
     if reason:
         pytest.skip(reason)
 

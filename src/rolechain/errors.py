@@ -401,3 +401,45 @@ def printable(text: object, *, newlines: bool = False) -> str:
     """What rolechain prints for ``text``: redacted, then control characters escaped
     (``newlines``: newlines and tabs too, for a value printed inside one line)."""
     return escape_controls(redact(str(text)), newlines=newlines)
+
+
+# -- URLs with a password (a PostgreSQL store's) ------------------------------------------
+
+ENV_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def redact_url(url: str) -> str:
+    """``url`` as it may be printed: its password (in the URL or a ``password=``
+    parameter) is ``***``; a ``${env:NAME}`` reference in its place stays as it is (it
+    says where the password is, not what it is)."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url.split(":", 1)[0] + "://***"
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        if ":" in user:
+            name, secret = user.split(":", 1)
+            user = f"{name}:{secret if ENV_REFERENCE.fullmatch(secret) else '***'}"
+        netloc = f"{user}@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode(
+            [(k, "***" if k.lower() == "password" else v) for k, v in pairs], safe="*${}:"
+        )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def url_has_password(url: str) -> bool:
+    """Whether ``url`` holds a password itself (not a ``${env:NAME}`` reference)."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    parts = urlsplit(url)
+    written = [parts.password or ""] + [
+        value for key, value in parse_qsl(parts.query) if key.lower() == "password"
+    ]
+    return any(value and not ENV_REFERENCE.fullmatch(unquote(value)) for value in written)

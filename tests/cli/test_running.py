@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from results.stores import connect
 from rolechain.cli import cli
 
 ACCOUNTS = ["222222222201", "222222222202", "222222222203"]
@@ -122,16 +124,15 @@ def test_invalid_chain_exits_2_and_calls_nothing(tmp_path: Path) -> None:
     assert result.exit_code == 2
 
 
-def test_store_and_history(aws, chain_file: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    db = tmp_path / "runs.db"
+def test_store_and_history(aws, chain_file: Path, tmp_path: Path, store_url) -> None:  # type: ignore[no-untyped-def]
+    db = store_url
     assert invoke("run", str(chain_file), "-j", "whoami", "--store", str(db), "-q").exit_code == 0
     assert invoke("run", str(chain_file), "-j", "broken", "--store", str(db), "-q").exit_code == 1
-    rows = (
-        sqlite3.connect(db)
-        .execute("SELECT job, status, count(*) FROM records GROUP BY job, status ORDER BY job")
-        .fetchall()
-    )
-    assert rows == [("broken", "error", 3), ("whoami", "ok", 3)]
+    with contextlib.closing(connect(db)) as raw:
+        rows = raw.execute(
+            "SELECT job, status, count(*) FROM records GROUP BY job, status ORDER BY job"
+        ).fetchall()
+    assert [tuple(r) for r in rows] == [("broken", "error", 3), ("whoami", "ok", 3)]
     result = invoke("history", "--store", str(db), "--format", "json")
     assert result.exit_code == 0
     runs = json.loads(result.stdout)

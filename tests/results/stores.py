@@ -44,3 +44,28 @@ def store_run(
         Summary("inv", run_id, started_at=when, finished_at=when, targets_failed=len(failed))
     )
     assert store.query("SELECT status FROM runs WHERE run_id = ?", run_id)[0]["status"] == status
+
+
+def connect(where: Any) -> Any:
+    """A plain connection of the backend's own driver (sqlite3 or psycopg), as a user's
+    SQL client has: for looking at a store from outside rolechain."""
+    if str(where).startswith("postgresql://"):
+        import psycopg
+
+        return psycopg.connect(str(where), autocommit=True)
+    import sqlite3
+
+    return sqlite3.connect(where)
+
+
+def set_version(where: Any, version: int) -> None:
+    """Say the store at ``where`` (made by rolechain) has schema ``version``."""
+    db = connect(where)
+    try:
+        if str(where).startswith("postgresql://"):
+            db.execute("UPDATE rolechain_schema SET version = %s", (version,))
+        else:
+            db.execute(f"PRAGMA user_version={int(version)}")
+            db.commit()
+    finally:
+        db.close()

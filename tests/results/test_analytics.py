@@ -25,22 +25,22 @@ ROWS_B = {
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    path = tmp_path / "runs.db"
+def db(store_url: Path | str) -> Path | str:
+    path = store_url
     with Store(path) as store:
         store_run(store, "A", ROWS_A, when="2026-01-01T03:00:00Z")
         store_run(store, "B", ROWS_B, when="2026-01-02T03:00:00Z", failed={ACCOUNTS[2]})
     return path
 
 
-def sql(db: Path, query: str, *more: str) -> list[dict[str, object]]:
+def sql(db: Path | str, query: str, *more: str) -> list[dict[str, object]]:
     answer = CliRunner().invoke(cli, ["sql", query, "--store", str(db), "--format", "json", *more])
     assert answer.exit_code == 0, answer.output
     found: list[dict[str, object]] = json.loads(answer.stdout)
     return found
 
 
-def test_views_and_json_functions(db: Path) -> None:
+def test_views_and_json_functions(db: Path | str) -> None:
     assert sql(db, "SELECT count(*) AS n FROM rows") == [{"n": 4}]
     assert sql(db, "SELECT count(*) AS n FROM latest_rows") == [{"n": 2}]
     assert sql(db, "SELECT run_id, status FROM latest_runs") == [
@@ -61,13 +61,13 @@ def test_views_and_json_functions(db: Path) -> None:
     assert plans == [{"job": "inv"}, {"job": "inv"}]
 
 
-def test_sql_errors_exit_2_with_the_views_named(db: Path) -> None:
+def test_sql_errors_exit_2_with_the_views_named(db: Path | str) -> None:
     answer = CliRunner().invoke(cli, ["sql", "SELECT * FROM nowhere", "--store", str(db)])
     assert answer.exit_code == 2
     assert "latest_rows" in answer.output
 
 
-def test_results_as_parquet_and_csv(db: Path, tmp_path: Path) -> None:
+def test_results_as_parquet_and_csv(db: Path | str, tmp_path: Path) -> None:
     out = tmp_path / "rows.parquet"
     answer = CliRunner().invoke(
         cli, ["results", "--store", str(db), "--format", "parquet", "--output", str(out)]
@@ -89,7 +89,7 @@ def test_results_as_parquet_and_csv(db: Path, tmp_path: Path) -> None:
     assert "--output" in missing.output
 
 
-def test_export_is_hive_partitioned(db: Path, tmp_path: Path) -> None:
+def test_export_is_hive_partitioned(db: Path | str, tmp_path: Path) -> None:
     out = tmp_path / "parquet"
     for _ in range(2):  # exporting again replaces, never duplicates
         answer = CliRunner().invoke(
@@ -108,7 +108,7 @@ def test_export_is_hive_partitioned(db: Path, tmp_path: Path) -> None:
     assert [(str(d), n) for d, n in found] == [("2026-01-01", 2), ("2026-01-02", 2)]
 
 
-def test_without_the_analytics_extra(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_the_analytics_extra(db: Path | str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "duckdb", None)  # import duckdb raises ImportError
     answer = CliRunner().invoke(cli, ["sql", "SELECT 1", "--store", str(db)])
     assert answer.exit_code == 2
@@ -119,7 +119,7 @@ def test_without_the_analytics_extra(db: Path, monkeypatch: pytest.MonkeyPatch) 
     assert "pip install 'rolechain[analytics]'" in answer.output
 
 
-def test_columns_left_out_only_when_the_query_cannot_see_them(db: Path) -> None:
+def test_columns_left_out_only_when_the_query_cannot_see_them(db: Path | str) -> None:
     # count(*) reads no row text; '*' and a view named twice read every column
     assert sql(db, "SELECT count(*) AS n FROM latest_rows WHERE account_id = '222222222222'") == [
         {"n": 1}

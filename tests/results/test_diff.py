@@ -3,7 +3,6 @@ know. The property test compares it with the set difference computed independent
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +20,17 @@ ROW = st.fixed_dictionaries({"size": st.integers(0, 3), "tags": st.dictionaries(
 ROWS = st.dictionaries(st.sampled_from(ACCOUNTS), st.dictionaries(KEYS, ROW, max_size=6))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(a=ROWS, b=ROWS, failed=st.sets(st.sampled_from(ACCOUNTS), max_size=1))
-def test_diff_is_the_set_difference(a: Any, b: Any, failed: set[str]) -> None:
-    with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "runs.db") as store:
+def test_diff_is_the_set_difference(
+    store_url: Path | str, a: Any, b: Any, failed: set[str]
+) -> None:
+    with Store(store_url) as store:
+        store.query("DELETE FROM runs")  # each example from an empty store (records go too)
         store_run(store, "A", a, when="2026-01-01T00:00:00Z")
         store_run(store, "B", b, failed=failed, when="2026-01-02T00:00:00Z")
         found = diff(store, "inv", "A", "B")
@@ -57,9 +63,9 @@ def test_diff_is_the_set_difference(a: Any, b: Any, failed: set[str]) -> None:
     assert found.changed == bool(expected)
 
 
-def test_unknown_targets_failed_or_not_run_in_either_run(tmp_path: Path) -> None:
+def test_unknown_targets_failed_or_not_run_in_either_run(store_url: Path | str) -> None:
     rows = {acct: {"k1": {"size": 1}} for acct in ACCOUNTS}
-    with Store(tmp_path / "runs.db") as store:
+    with Store(store_url) as store:
         store_run(store, "A", rows, failed={ACCOUNTS[0]}, when="2026-01-01T00:00:00Z")
         store_run(store, "B", {}, skipped={ACCOUNTS[1]}, when="2026-01-02T00:00:00Z")
         found = diff(store, "inv", "A", "B")
@@ -75,12 +81,12 @@ def test_unknown_targets_failed_or_not_run_in_either_run(tmp_path: Path) -> None
     assert "not run" in reasons[ACCOUNTS[1]]
 
 
-def test_diff_exit_status_is_2_on_an_error(tmp_path: Path) -> None:
+def test_diff_exit_status_is_2_on_an_error(tmp_path: Path, store_url: Path | str) -> None:
     from click.testing import CliRunner
 
     from rolechain.cli import cli
 
-    db = tmp_path / "runs.db"
+    db = store_url
     with Store(db) as store:
         store_run(store, "A", {}, when="2026-01-01T00:00:00Z")
     for argv in (["diff", "nope"], ["diff"], ["results", "nope"]):  # no such run; one run only

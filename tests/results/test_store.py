@@ -34,8 +34,8 @@ def summary(**values: object) -> Summary:
     return base
 
 
-def test_runs_and_records_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    path = tmp_path / "runs.db"
+def test_runs_and_records_round_trip(store_url) -> None:  # type: ignore[no-untyped-def]
+    path = store_url
     plan = hub_plan(["222222222222", "333333333333"])
     with Store(path, batch=1) as store:
         store.start(plan)
@@ -51,28 +51,41 @@ def test_runs_and_records_round_trip(tmp_path) -> None:  # type: ignore[no-untyp
         assert list(store.records(plan.run_id)) == [OK, BAD]
 
 
-def test_queryable_with_sql_and_json(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    path = tmp_path / "runs.db"
+# A field of a row's JSON, in each backend's own SQL (as docs/inventory.md shows them).
+NAME_FIELD = {"sqlite": "json_extract(row, '$.name')", "postgresql": "row::jsonb->>'name'"}
+
+
+def test_queryable_with_sql_and_json(store_url, backend) -> None:  # type: ignore[no-untyped-def]
     plan = hub_plan(["222222222222"])
-    with Store(path) as store:
+    with Store(store_url) as store:
         store.start(plan)
         store.add(OK)
         store.finish(summary(run_id=plan.run_id))
-    db = sqlite3.connect(path)
+    db = connect(store_url)
     rows = db.execute(
-        "SELECT account_id, key, json_extract(row, '$.name') FROM rows "
-        "WHERE task = 's3.list_buckets'"
+        f"SELECT account_id, key, {NAME_FIELD[backend]} FROM rows WHERE task = 's3.list_buckets'"
     ).fetchall()
     assert rows == [("222222222222", "b", "b")]
     # what the rows hold is not stored twice: the record keeps the rest of the result
     [(data,)] = db.execute("SELECT data FROM records").fetchall()
     assert data == '{"count":1}'
-    assert db.execute("SELECT count(*) FROM latest_rows").fetchone() == (1,)
-    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert tuple(db.execute("SELECT count(*) FROM latest_rows").fetchone()) == (1,)
+    if backend == "sqlite":
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.close()
 
 
-def test_interrupted_run_keeps_finished_records(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    path = tmp_path / "runs.db"
+def connect(where):  # type: ignore[no-untyped-def]
+    """A plain connection of the backend's own driver, as a user's SQL client has."""
+    if str(where).startswith("postgresql://"):
+        import psycopg
+
+        return psycopg.connect(str(where), autocommit=True)
+    return sqlite3.connect(where)
+
+
+def test_interrupted_run_keeps_finished_records(store_url) -> None:  # type: ignore[no-untyped-def]
+    path = store_url
     plan = hub_plan(["222222222222"])
     store = Store(path, batch=1000)
     store.start(plan)
@@ -84,16 +97,16 @@ def test_interrupted_run_keeps_finished_records(tmp_path) -> None:  # type: igno
         assert len(list(again.records("r1"))) == 1
 
 
-def test_a_run_past_its_deadline_says_so(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_run_past_its_deadline_says_so(store_url) -> None:  # type: ignore[no-untyped-def]
     plan = hub_plan(["222222222222"])
-    with Store(tmp_path / "runs.db") as store:
+    with Store(store_url) as store:
         store.start(plan)
         store.finish(summary(run_id=plan.run_id, stop="deadline-exceeded"))
         assert store.runs()[0]["status"] == "deadline-exceeded"
 
 
-def test_runs_newest_first_and_by_job(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    with Store(tmp_path / "runs.db") as store:
+def test_runs_newest_first_and_by_job(store_url) -> None:  # type: ignore[no-untyped-def]
+    with Store(store_url) as store:
         for n, job in enumerate(["a", "b", "a"]):
             plan = dataclasses.replace(hub_plan(["222222222222"]), run_id=f"r{n}", job=job)
             store.start(plan)
@@ -106,8 +119,14 @@ def test_runs_newest_first_and_by_job(tmp_path) -> None:  # type: ignore[no-unty
 PACING = [{"key": "111111111111", "calls": 40, "throttled": 3, "rate": 48.2, "cuts": 1}]
 
 
-def test_throttles_and_pacing_are_stored(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    path = tmp_path / "runs.db"
+RATE = {
+    "sqlite": "json_extract(pacing, '$[0].rate')",
+    "postgresql": "(pacing::jsonb->0->>'rate')::float",
+}
+
+
+def test_throttles_and_pacing_are_stored(store_url, backend) -> None:  # type: ignore[no-untyped-def]
+    path = store_url
     plan = hub_plan(["222222222222"])
     with Store(path) as store:
         store.start(plan)
@@ -116,7 +135,7 @@ def test_throttles_and_pacing_are_stored(tmp_path) -> None:  # type: ignore[no-u
         [run] = store.runs()
         assert (run["throttled"], run["expired_token_refreshes"]) == (3, 1)
         assert run["pacing"] == PACING
-        [row] = store.query("SELECT json_extract(pacing, '$[0].rate') AS rate FROM runs")
+        [row] = store.query(f"SELECT {RATE[backend]} AS rate FROM runs")
         assert row["rate"] == 48.2
 
 
@@ -140,9 +159,12 @@ def test_a_store_from_before_pacing_gains_its_columns(tmp_path) -> None:  # type
         store.start(hub_plan(["222222222222"]))
         store.finish(summary(throttled=2, pacing=PACING))
         assert {run["run_id"]: run for run in store.runs()}["r1"]["throttled"] == 2
-        assert store.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 5
+        assert store.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 6
         # version 5: who runs a run and its heartbeat, its planned units, pending alerts
         columns = {row["name"] for row in store.query("PRAGMA table_info(runs)")}
         assert {"pid", "host", "version", "heartbeat_at", "plan_hash", "unfinished"} <= columns
         assert store.query("SELECT count(*) AS n FROM units")[0]["n"] == 1
         assert store.query("SELECT count(*) AS n FROM alerts")[0]["n"] == 0
+        # version 6: several schedulers (the leader's lease, one claim per fire)
+        assert store.query("SELECT count(*) AS n FROM scheduler_lease")[0]["n"] == 0
+        assert store.query("SELECT count(*) AS n FROM fires")[0]["n"] == 0

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import io
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -172,17 +171,14 @@ class FakeLauncher:
         return handle
 
 
-def record_codes(store: Path, run_id: str) -> list[str]:
+def record_codes(store: Path | str, run_id: str) -> list[str]:
     """Each stored record of the run, by target: ``ok``, or its error code."""
-    db = sqlite3.connect(store)
-    try:
-        found = db.execute(
+    with Store(store, reap=False) as db:
+        found = db.tuples(
             "SELECT coalesce(error_code, status) FROM records WHERE run_id=? ORDER BY target",
             (run_id,),
         )
         return [code for (code,) in found]
-    finally:
-        db.close()
 
 
 def at(text: str) -> datetime:

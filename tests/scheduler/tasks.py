@@ -6,16 +6,15 @@ import threading
 import time
 from typing import Any
 
-HANGING: list[str] = []  # accounts whose nap has started hanging (in this process)
-
 
 def nap(session: Any, context: Any) -> dict[str, Any]:
     """Sleep ``args.seconds`` (real time), then answer. Accounts listed in ``args.quick``
-    answer at once; accounts listed in ``args.hang`` never return (and are put on
-    :data:`HANGING` first)."""
+    answer at once; accounts listed in ``args.hang`` never return (after making the file
+    ``args.hanging``, when given)."""
     account = context.account_id
     if account in context.args.get("hang", ()):
-        HANGING.append(account)
+        if context.args.get("hanging"):
+            open(context.args["hanging"], "a").close()
         threading.Event().wait()
     seconds = 0.0 if account in context.args.get("quick", ()) else float(context.args["seconds"])
     time.sleep(seconds)

@@ -23,8 +23,8 @@ from scheduler.fakes import TARGETS, Outcome, at, chain_with, rig
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store(tmp_path / "runs.db") as db:
+def store(store_url: Path | str) -> Iterator[Store]:
+    with Store(store_url) as db:
         yield db
 
 
@@ -165,12 +165,12 @@ def test_a_run_that_ended_before_its_alert_was_decided_alerts_after_a_restart(
 
 
 def test_a_run_that_crashed_with_its_scheduler_is_retried_then_alerted(
-    tmp_path: Path,
+    tmp_path: Path, store_url: Path | str
 ) -> None:
     """The scheduler died with a run going (kill -9): the next one finds it crashed, retries
     its unfinished targets (retry_failed), and alerts when that fails too."""
     out = tmp_path / "alerts.jsonl"
-    path = tmp_path / "runs.db"
+    path = store_url
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     with Store(path) as first:
@@ -233,13 +233,15 @@ def test_failed_deliveries_are_retried_with_backoff_recorded_and_counted(
     assert backoff(1) < backoff(2) < backoff(3)
 
 
-def test_an_alert_is_delivered_when_the_store_cannot_take_it(tmp_path: Path) -> None:
+def test_an_alert_is_delivered_when_the_store_cannot_take_it(
+    tmp_path: Path, store_url: Path | str
+) -> None:
     """The outbox keeps in memory what the store refuses (a full disk)."""
     out = tmp_path / "alerts.jsonl"
     chain = chain_with(
         f"schedule: '0 * * * *', jitter: 0, retry_failed: {{times: 0}}, on_failure: {_writer(out)}"
     )
-    with Store(tmp_path / "runs.db") as store:
+    with Store(store_url) as store:
         r = rig(chain, store, "2026-06-01T00:30:00Z", lambda req: Outcome(10, failed=TARGETS))
 
         def full(*args: Any, **kwargs: Any) -> Any:

@@ -9,7 +9,6 @@ import queue
 import re
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ import pytest
 from click.testing import CliRunner
 
 from rolechain.cli import cli
+from rolechain.results.store import Store
 from rolechain.scheduler.clock import VirtualClock
 from scheduler.fakes import record_codes as codes
 
@@ -125,17 +125,17 @@ def kill_leftovers() -> Iterator[list[Scheduler]]:
             s.proc.wait(10)
 
 
-def rows(store: Path) -> list[dict[str, Any]]:
-    db = sqlite3.connect(store)
-    db.row_factory = sqlite3.Row
-    return [dict(r) for r in db.execute("SELECT * FROM runs ORDER BY scheduled_for")]
+def rows(store: Path | str) -> list[dict[str, Any]]:
+    with Store(store, reap=False) as db:
+        return db.query("SELECT * FROM runs ORDER BY scheduled_for")
 
 
 @pytest.mark.slow
-def test_two_scheduled_runs_against_the_sandbox(tmp_path: Path) -> None:
-    """End to end: a subprocess, the sandbox, compressed time, two runs in the store."""
+def test_two_scheduled_runs_against_the_sandbox(tmp_path: Path, store_url: Path | str) -> None:
+    """End to end: a subprocess, the sandbox, compressed time, two runs in the store (a
+    SQLite file, then a PostgreSQL database)."""
     chain = write_chain(tmp_path / "c.yaml")
-    store = tmp_path / "runs.db"
+    store = store_url
     done = subprocess.run(
         [
             sys.executable,
@@ -168,10 +168,10 @@ def test_two_scheduled_runs_against_the_sandbox(tmp_path: Path) -> None:
     for run in found:
         assert run["status"] == "ok"
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d[05]:00Z", run["scheduled_for"])
-        db = sqlite3.connect(store)
-        (count,) = db.execute(
-            "SELECT count(*) FROM records WHERE run_id=?", (run["run_id"],)
-        ).fetchone()
+        with Store(store, reap=False) as db:
+            [(count,)] = db.tuples(
+                "SELECT count(*) FROM records WHERE run_id=?", (run["run_id"],)
+            ).fetchall()
         assert count == run["records"] == 2
     listed = CliRunner().invoke(cli, ["schedule", str(chain), "--list", "--store", str(store)])
     assert listed.exit_code == 0, listed.output
@@ -420,7 +420,7 @@ def test_usage_errors() -> None:
     root = Path(__file__).resolve().parents[2]
     demo = str(root / "chains" / "demo.yaml")
     for argv, message in (
-        ([demo], "--store FILE"),
+        ([demo], "--store PATH|URL"),
         ([demo, "--store", "x.db", "--time-scale", "5"], "--time-scale needs"),
         ([demo, "--list", "--job", "nope"], "no job 'nope'"),
     ):

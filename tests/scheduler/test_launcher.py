@@ -3,7 +3,7 @@ with their trigger; stopped by cancel or by their deadline, whatever their tasks
 
 from __future__ import annotations
 
-import sqlite3
+import json
 import threading
 import typing
 from collections.abc import Iterator
@@ -31,7 +31,6 @@ from rolechain.scheduler.types import (
     RunResult,
     Trigger,
 )
-from scheduler import tasks
 from scheduler.fakes import record_codes
 
 CHAIN = """
@@ -75,11 +74,11 @@ def sandboxed() -> Iterator[tuple[Chain, dict[str, str]]]:
 
 
 def launcher(
-    tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch, **kwargs: Any
+    store: Path | str, env: dict[str, str], monkeypatch: pytest.MonkeyPatch, **kwargs: Any
 ) -> ExecutorLauncher:
     monkeypatch.setenv("AWS_ENDPOINT_URL", env["AWS_ENDPOINT_URL"])
     creds = static_credentials(env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
-    return ExecutorLauncher(tmp_path / "runs.db", credentials_for=lambda c, j: creds, **kwargs)
+    return ExecutorLauncher(store, credentials_for=lambda c, j: creds, **kwargs)
 
 
 def request(run_id: str, **kwargs: Any) -> LaunchRequest:
@@ -96,14 +95,14 @@ def launch(launch_with: ExecutorLauncher, chain: Chain, req: LaunchRequest) -> A
 
 
 def test_a_run_is_recorded_with_its_trigger(
-    tmp_path: Path, sandboxed: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, sandboxed: Any, monkeypatch: pytest.MonkeyPatch, store_url: Path | str
 ) -> None:
     chain, env = sandboxed
-    handle = launch(launcher(tmp_path, env, monkeypatch), chain, request("r1"))
+    handle = launch(launcher(store_url, env, monkeypatch), chain, request("r1"))
     result = handle.result
     assert result.status == OK
     assert (result.targets, result.targets_ok, result.records) == (3, 3, 3)
-    with Store(tmp_path / "runs.db") as store:
+    with Store(store_url) as store:
         (row,) = store.runs()
         assert row["status"] == OK
         assert row["trigger"] == "schedule"
@@ -113,17 +112,17 @@ def test_a_run_is_recorded_with_its_trigger(
 
 
 def test_only_the_requested_targets_run(
-    tmp_path: Path, sandboxed: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, sandboxed: Any, monkeypatch: pytest.MonkeyPatch, store_url: Path | str
 ) -> None:
     chain, env = sandboxed
     req = request("r2", targets=("audit@444444444444",))
-    result = launch(launcher(tmp_path, env, monkeypatch), chain, req).result
+    result = launch(launcher(store_url, env, monkeypatch), chain, req).result
     assert result.status == OK
     assert result.targets == 1
 
 
 def test_a_run_that_cannot_start_is_recorded_as_error(
-    tmp_path: Path, sandboxed: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, sandboxed: Any, monkeypatch: pytest.MonkeyPatch, store_url: Path | str
 ) -> None:
     chain, _ = sandboxed
     for name in [n for n in list(__import__("os").environ) if n.startswith("AWS_")]:
@@ -131,10 +130,10 @@ def test_a_run_that_cannot_start_is_recorded_as_error(
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    result = launch(ExecutorLauncher(tmp_path / "runs.db"), chain, request("r3")).result
+    result = launch(ExecutorLauncher(store_url), chain, request("r3")).result
     assert result.status == ERROR
     assert "no starting credentials" in (result.reason or "")
-    with Store(tmp_path / "runs.db") as store:
+    with Store(store_url) as store:
         (row,) = store.runs()
         assert (row["status"], row["trigger"]) == (ERROR, "schedule")
         assert "no starting credentials" in row["reason"]
@@ -159,20 +158,20 @@ def test_one_vocabulary_of_statuses() -> None:
 
 @pytest.mark.slow
 def test_the_deadline_stops_the_run_and_keeps_what_finished(
-    tmp_path: Path, sandboxed: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, sandboxed: Any, monkeypatch: pytest.MonkeyPatch, store_url: Path | str
 ) -> None:
     """The job's runtime (on the run's clock, whatever the schedule's time scale) is the
     run's deadline: the finished target is kept, the stuck task gets TaskTimeout, the one
     not started DeadlineExceeded, and both are to be retried. The run's hour passes on a
     manual clock once the stuck task is running."""
     _, env = sandboxed
-    chain = chain_of(more=ONE_DONE_ONE_STUCK)
+    hanging = tmp_path / "hanging"
+    chain = chain_of(more=f"{ONE_DONE_ONE_STUCK}, hanging: {json.dumps(str(hanging))}")
     run_clock = ManualClock()
-    go = launcher(tmp_path, env, monkeypatch, time_scale=2.0, run_clock=run_clock)
-    tasks.HANGING.clear()
+    go = launcher(store_url, env, monkeypatch, time_scale=2.0, run_clock=run_clock)
     done = threading.Event()
     handle = go.launch(chain, request("r4", deadline=3600.0), done.set)
-    wait_until(lambda: HUNG.split("@")[1] in tasks.HANGING, "the stuck task")
+    wait_until(hanging.exists, "the stuck task")
     run_clock.advance(3599)  # not scaled by 2: the deadline is not there yet
     wait_until(lambda: handle.run is not None and handle.run.summary.targets_ok == 1, "a target")
     assert not done.wait(0.2)
@@ -188,27 +187,27 @@ def test_the_deadline_stops_the_run_and_keeps_what_finished(
     assert result.failed_targets == (HUNG, LAST)
     assert (result.records, result.records_failed) == (3, 2)
     assert (result.abandoned, result.still_running) == (1, 1)
-    with Store(tmp_path / "runs.db") as store:
+    with Store(store_url) as store:
         (row,) = store.runs()
         assert (row["status"], row["reason"]) == (DEADLINE_EXCEEDED, result.reason)
         assert (row["targets_ok"], row["records"]) == (1, 3)
-    assert record_codes(tmp_path / "runs.db", "r4") == ["ok", "TaskTimeout", "DeadlineExceeded"]
+    assert record_codes(store_url, "r4") == ["ok", "TaskTimeout", "DeadlineExceeded"]
 
 
 @pytest.mark.slow
 def test_cancel_stops_a_run_whose_task_never_returns(
-    tmp_path: Path, sandboxed: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, sandboxed: Any, monkeypatch: pytest.MonkeyPatch, store_url: Path | str
 ) -> None:
     """A cancel is Run.cancel: the task in flight gets the grace, then it and the target
     not started are recorded Interrupted; the run returns by itself (no backstop)."""
     _, env = sandboxed
-    chain = chain_of(more=ONE_DONE_ONE_STUCK)
+    hanging = tmp_path / "hanging"
+    chain = chain_of(more=f"{ONE_DONE_ONE_STUCK}, hanging: {json.dumps(str(hanging))}")
     run_clock = ManualClock()
-    go = launcher(tmp_path, env, monkeypatch, grace=30, cancel_grace=600, run_clock=run_clock)
-    tasks.HANGING.clear()
+    go = launcher(store_url, env, monkeypatch, grace=30, cancel_grace=600, run_clock=run_clock)
     done = threading.Event()
     handle = go.launch(chain, request("r5"), done.set)
-    wait_until(lambda: HUNG.split("@")[1] in tasks.HANGING, "the stuck task")
+    wait_until(hanging.exists, "the second target's task in flight")
     wait_until(lambda: handle.run is not None and handle.run.summary.targets_ok == 1, "a target")
     assert not done.is_set()
     handle.cancel("the scheduler is stopping")
@@ -225,15 +224,15 @@ def test_cancel_stops_a_run_whose_task_never_returns(
         (HUNG, LAST),
     )
     assert result.still_running == 1
-    with Store(tmp_path / "runs.db") as store:
+    with Store(store_url) as store:
         (row,) = store.runs()
         assert (row["status"], row["reason"]) == (INTERRUPTED, "the scheduler is stopping")
-    assert record_codes(tmp_path / "runs.db", "r5") == ["ok", "Interrupted", "Interrupted"]
+    assert record_codes(store_url, "r5") == ["ok", "Interrupted", "Interrupted"]
 
 
 @pytest.mark.slow
 def test_a_cancel_before_the_run_exists_applies_when_it_does(
-    tmp_path: Path, sandboxed: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, sandboxed: Any, monkeypatch: pytest.MonkeyPatch, store_url: Path | str
 ) -> None:
     _, env = sandboxed
     monkeypatch.setenv("AWS_ENDPOINT_URL", env["AWS_ENDPOINT_URL"])
@@ -245,7 +244,7 @@ def test_a_cancel_before_the_run_exists_applies_when_it_does(
         assert release.wait(60)
         return creds
 
-    go = ExecutorLauncher(tmp_path / "runs.db", credentials_for=credentials_for)
+    go = ExecutorLauncher(store_url, credentials_for=credentials_for)
     done = threading.Event()
     handle = go.launch(chain_of(), request("r6"), done.set)
     assert asked.wait(60)
@@ -256,7 +255,7 @@ def test_a_cancel_before_the_run_exists_applies_when_it_does(
     result = handle.result
     assert result.status == INTERRUPTED
     assert (result.targets_ok, result.targets_unfinished, result.records) == (0, 3, 3)
-    assert record_codes(tmp_path / "runs.db", "r6") == ["Interrupted"] * 3
+    assert record_codes(store_url, "r6") == ["Interrupted"] * 3
 
 
 class _Deaf:
@@ -276,7 +275,7 @@ class _Deaf:
 
 
 def test_the_backstop_gives_up_on_a_run_that_never_returns(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_url: Path | str
 ) -> None:
     from rolechain import executor
     from rolechain.executor.records import Summary
@@ -285,7 +284,7 @@ def test_the_backstop_gives_up_on_a_run_that_never_returns(
     chain = chain_of()
     deaf = _Deaf(plan(chain, "j", run_id="r7"))
     monkeypatch.setattr(executor, "run", lambda *args, **kwargs: deaf)
-    go = ExecutorLauncher(tmp_path / "runs.db", grace=0.1, cancel_grace=0.2)
+    go = ExecutorLauncher(store_url, grace=0.1, cancel_grace=0.2)
     done = threading.Event()
     handle: ExecutorHandle = go.launch(chain, request("r7"), done.set)
     handle.cancel("the scheduler is stopping")
@@ -295,21 +294,21 @@ def test_the_backstop_gives_up_on_a_run_that_never_returns(
     assert given_up.status == INTERRUPTED
     assert "was given up on" in (given_up.reason or "")
     assert given_up.failed_targets == (QUICK, HUNG, LAST)
-    with Store(tmp_path / "runs.db") as store:
+    with Store(store_url) as store:
         assert store.runs()[0]["status"] == INTERRUPTED
     # It comes back after all: the result stays as the scheduler saw it.
     deaf.summary = Summary(job="j", run_id="r7", targets=3, finished_at="x")
     deaf.summary.stop, deaf.summary.stop_reason = "interrupted", "late"
     deaf.release.set()
-    db = sqlite3.connect(tmp_path / "runs.db")
-    wait_until(
-        lambda: db.execute("SELECT reason FROM runs").fetchone() == ("late",), "the late write"
-    )
+    with Store(store_url, reap=False) as db:
+        wait_until(
+            lambda: db.query("SELECT reason FROM runs") == [{"reason": "late"}], "the late write"
+        )
     assert handle.result is given_up
 
 
 def test_a_principal_planned_again_as_a_session_is_logged(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_url: Path | str
 ) -> None:
     """As 'rolechain run' warns when user keys turn out to be a session (the plan is made
     again with the one-hour cap), the scheduler logs it for the run."""
@@ -342,7 +341,7 @@ def test_a_principal_planned_again_as_a_session_is_logged(
 
     monkeypatch.setattr(executor, "run", lambda *a, **kw: Resolving(kw["on_plan"]))
     out = io.StringIO()
-    go = ExecutorLauncher(tmp_path / "runs.db", log=EventLog(out))
+    go = ExecutorLauncher(store_url, log=EventLog(out))
     launch(go, chain, request("r8"))
     (line,) = out.getvalue().splitlines()
     assert line.startswith("WARNING plan_note job=j run_id=r8 note=")
@@ -350,7 +349,7 @@ def test_a_principal_planned_again_as_a_session_is_logged(
 
 
 def test_a_rehearsal_scales_the_schedule_not_the_runs_runtime(
-    tmp_path: Path, sandboxed: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, sandboxed: Any, monkeypatch: pytest.MonkeyPatch, store_url: Path | str
 ) -> None:
     """--time-scale compresses the schedule; a run's AWS calls take real time, so its
     runtime stays in real seconds (a 30m runtime at scale 3600 is not half a second)."""
@@ -365,7 +364,7 @@ def test_a_rehearsal_scales_the_schedule_not_the_runs_runtime(
         return real_run(*args, **kwargs)
 
     monkeypatch.setattr(rolechain.executor, "run", spy)
-    go = launcher(tmp_path, env, monkeypatch, time_scale=3600.0)
+    go = launcher(store_url, env, monkeypatch, time_scale=3600.0)
     handle = launch(go, chain, request("r9", deadline=1800.0))
     assert handle.result.status == OK
     assert seen == [1800.0]

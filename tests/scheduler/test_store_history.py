@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from results.stores import set_version
 from rolechain.errors import RolechainError
 from rolechain.results.store import SCHEMA_VERSION, Store
 from rolechain.scheduler.lock import LockedError, StoreLock, lock_path
@@ -50,16 +51,29 @@ def test_a_version_1_store_is_migrated_and_keeps_its_runs(tmp_path: Path) -> Non
         assert len(store.runs()) == 2
 
 
-def test_a_store_from_a_newer_rolechain_is_refused(tmp_path: Path) -> None:
+def test_a_store_from_a_newer_rolechain_is_refused(store_url: Path | str) -> None:
+    Store(store_url).close()
+    set_version(store_url, SCHEMA_VERSION + 1)
+    with pytest.raises(RolechainError, match="written by a newer rolechain") as refused:
+        Store(store_url)
+    assert f"store version {SCHEMA_VERSION + 1}" in str(refused.value)
+    assert "pg-" not in str(refused.value)  # a URL's password is never shown
+    # and it was left as it was
+    set_version(store_url, SCHEMA_VERSION)
+    with Store(store_url) as store:
+        assert store.runs() == []
+
+
+def test_an_empty_sqlite_file_of_a_newer_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "new.db"
     sqlite3.connect(path).execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     with pytest.raises(RolechainError, match="written by a newer rolechain"):
         Store(path)
 
 
-def test_history_queries_and_retention(tmp_path: Path) -> None:
+def test_history_queries_and_retention(store_url: Path | str) -> None:
     base = datetime(2026, 6, 1, tzinfo=UTC)
-    with Store(tmp_path / "runs.db") as store:
+    with Store(store_url) as store:
         for i in range(10):
             when = base + timedelta(days=i)
             store.begin_scheduled(
@@ -82,14 +96,16 @@ def test_history_queries_and_retention(tmp_path: Path) -> None:
         assert [r["run_id"] for r in store.runs(job="j", limit=None)] == ["s9"]
 
 
-def test_records_of_two_runs_interleave_without_locking_each_other(tmp_path: Path) -> None:
-    """Records wait in memory, not in an open transaction: two stores on one file."""
+def test_records_of_two_runs_interleave_without_locking_each_other(
+    store_url: Path | str,
+) -> None:
+    """Each record is its own transaction, none left open: two stores on one database."""
     import dataclasses
 
     sys.path.insert(0, str(HERE.parent))
     from results.test_store import OK, hub_plan, summary
 
-    first, second = Store(tmp_path / "runs.db"), Store(tmp_path / "runs.db")
+    first, second = Store(store_url), Store(store_url)
     plans = [dataclasses.replace(hub_plan(["222222222222"]), run_id=f"r{n}") for n in (1, 2)]
     first.start(plans[0])
     second.start(plans[1])
@@ -127,7 +143,7 @@ def test_one_scheduler_per_store(tmp_path: Path) -> None:
         pass
 
 
-def test_a_stopped_run_keeps_its_status_and_says_why(tmp_path: Path) -> None:
+def test_a_stopped_run_keeps_its_status_and_says_why(store_url: Path | str) -> None:
     """The run writes its own status (and why it stopped); the scheduler's end_scheduled
     adds its reason in the same words and refuses any other spelling."""
     from rolechain.executor.records import Summary
@@ -136,7 +152,7 @@ def test_a_stopped_run_keeps_its_status_and_says_why(tmp_path: Path) -> None:
     plan = Plan(job="j", principal="bot", principal_kind="user", run_id="r1", regions=(),
                 hops=(), targets=())  # fmt: skip
     when = datetime(2026, 6, 1, tzinfo=UTC)
-    with Store(tmp_path / "runs.db") as store:
+    with Store(store_url) as store:
         store.begin_scheduled("r1", "j", trigger="schedule", scheduled_for=when)
         store.start(plan)
         summary = Summary(job="j", run_id="r1", finished_at="2026-06-01T00:00:05Z")

@@ -15,12 +15,13 @@ from typing import Any, ParamSpec, TypeVar
 import click
 
 from rolechain.cli._common import EXIT_INVALID, echo, handle_errors, write_text
+from rolechain.cli._store import require_existing
+from rolechain.cli._store import store_option as any_store_option
 from rolechain.errors import RolechainError, printable, redact_data
+from rolechain.results.locations import Location
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-STORE_ENV = "ROLECHAIN_STORE"
 
 
 def inventory_errors(func: Callable[P, R]) -> Callable[P, R]:
@@ -39,22 +40,13 @@ def inventory_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 
 def store_option(func: Callable[P, R]) -> Callable[P, R]:
-    return click.option(
-        "--store",
-        type=click.Path(dir_okay=False, path_type=Path),
-        envvar=STORE_ENV,
-        required=True,
-        help=f"The SQLite database given to 'rolechain run --store' (or ${STORE_ENV}).",
-    )(func)
+    return any_store_option(required=True, help="The store given to 'rolechain run --store'.")(func)
 
 
-def _open(path: Path) -> Any:
+def _open(path: Location) -> Any:
     from rolechain.results.store import Store
 
-    if not path.exists():
-        raise RolechainError(
-            f"no run database at {path}", hint="record runs with 'rolechain run --store PATH'"
-        )
+    require_existing(path)
     return Store(path)
 
 
@@ -144,7 +136,7 @@ OUTPUT = click.option(
 @inventory_errors
 def results(
     run_id: str | None,
-    store: Path,
+    store: Location,
     job: str | None,
     task: str | None,
     account: str | None,
@@ -229,7 +221,7 @@ def _markdown(found: Any) -> str:
 def diff(
     run_a: str | None,
     run_b: str | None,
-    store: Path,
+    store: Location,
     job: str | None,
     task: str | None,
     fmt: str,
@@ -281,7 +273,7 @@ def diff(
 @TABLE_FORMATS
 @OUTPUT
 @inventory_errors
-def sql(query: str, store: Path, fmt: str, output: Path | None) -> None:
+def sql(query: str, store: Location, fmt: str, output: Path | None) -> None:
     """SQL over the store with DuckDB (pip install 'rolechain[analytics]').
 
     Views: runs, latest_runs, records, rows, latest_rows (each job's latest complete run).
@@ -314,7 +306,7 @@ def sql(query: str, store: Path, fmt: str, output: Path | None) -> None:
 )
 @click.option("--job", "-j", default=None, help="Only this job's runs.")
 @inventory_errors
-def export(store: Path, target: tuple[str, Path], job: str | None) -> None:
+def export(store: Location, target: tuple[str, Path], job: str | None) -> None:
     """Write the store as Hive-partitioned Parquet, for Athena, Spark or DuckDB elsewhere.
 
     DIR/rows and DIR/records are partitioned job=/task=/run_date=, DIR/runs job=/run_date=;
@@ -351,7 +343,7 @@ def export(store: Path, target: tuple[str, Path], job: str | None) -> None:
     help="The HTML file to write.",
 )
 @inventory_errors
-def report(run_id: str | None, store: Path, job: str | None, output: Path) -> None:
+def report(run_id: str | None, store: Location, job: str | None, output: Path) -> None:
     """One run as a self-contained HTML page (default: the job's latest complete run).
 
     Summary, a sortable table of every target, failures grouped by cause with the hop and

@@ -16,7 +16,6 @@ from typing import IO, TYPE_CHECKING, Any
 import click
 
 from rolechain.cli._common import (
-    DEFAULT_STORE_ENV,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -36,7 +35,14 @@ from rolechain.cli._common import (
 )
 from rolechain.cli._jobs import JobOption, check_job
 from rolechain.cli._regions import check_regions
+from rolechain.cli._store import (
+    check_directory,
+    from_settings,
+    require_existing,
+    store_option,
+)
 from rolechain.errors import printable
+from rolechain.results.locations import Location
 
 if TYPE_CHECKING:
     from rolechain.executor import Run
@@ -102,7 +108,9 @@ class _Reporter:
                 self.log(f"note: {note}")
             elif note.kind == SESSION_NOTE:
                 self.log(f"warning: {note}")
-        self.started(plan.job, len(plan.targets))
+        for miss in plan.unmatched:  # each is a failed target of the run (an error record)
+            self.log(f"error: {miss.message}")
+        self.started(plan.job, len(plan.targets) + len(plan.unmatched))
 
     def started(self, job: str, targets: int) -> None:
         if self._progress is not None:
@@ -260,12 +268,10 @@ class _StopOnSignals:
     default=None,
     help="Write results to FILE instead of stdout.",
 )
-@click.option(
-    "--store",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Record the run and its results in this SQLite database (query it with SQL; "
-    "see 'rolechain history').",
+@store_option(
+    help="Record the run and its results in this store (query it with SQL; see "
+    "'rolechain history').",
+    settings=True,
 )
 @click.option(
     "--resume",
@@ -357,7 +363,7 @@ def run(
     concurrency: int | None,
     fmt: str | None,
     output: Path | None,
-    store: Path | None,
+    store: Location | None,
     resume_id: str | None,
     retry_id: str | None,
     deadline: float | None,
@@ -417,14 +423,15 @@ def run(
         sts_rate=sts_rate is not None,
         connect_latency=bool(connect_latency),
     )
-    if (resume_id or retry_id) and store is None:
-        raise click.UsageError("--resume and --retry-failed need --store (the run's records)")
     if resume_id and retry_id:
         raise click.UsageError("give --resume or --retry-failed, not both")
     chain = load(path)
+    store = from_settings(store, chain)
+    if (resume_id or retry_id) and store is None:
+        raise click.UsageError("--resume and --retry-failed need --store (the run's records)")
     check_job(chain, job)  # before a sandbox or a cluster starts
-    if store is not None and not store.parent.is_dir():
-        raise click.BadParameter(f"no directory {str(store.parent)!r}", param_hint="--store")
+    if store is not None:
+        check_directory(store)
     chosen = _engine(chain, engine, cluster, workers, batch_size, ship_credentials)
     if fmt is None:
         fmt = "table" if (output is None and sys.stdout.isatty()) else "jsonl"
@@ -531,7 +538,7 @@ def _run(
     grace: int,
     fmt: str,
     output: Path | None,
-    store: Path | None,
+    store: Location | None,
     quiet: bool,
     verbose: bool,
     credentials: Any,
@@ -544,7 +551,7 @@ def _run(
     from rolechain.results.store import Store
 
     reporter = _Reporter(quiet=quiet, verbose=verbose)
-    new_store = store is not None and not store.exists()
+    new_store = isinstance(store, Path) and not store.exists()
     database = Store(store, on_error=_store_failed(reporter)) if store is not None else None
     skip: frozenset[tuple[str, str, str]] = frozenset()
     try:
@@ -598,7 +605,7 @@ def _run(
             # A run that could not start leaves no empty database behind.
             database.close()
             database = None
-            assert store is not None
+            assert isinstance(store, Path)
             for leftover in (store, *(Path(f"{store}{end}") for end in ("-wal", "-shm"))):
                 leftover.unlink(missing_ok=True)
         raise
@@ -648,13 +655,7 @@ def _resumption(
 
 
 @click.command()
-@click.option(
-    "--store",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar=DEFAULT_STORE_ENV,
-    required=True,
-    help=f"The SQLite database given to 'rolechain run --store' (or ${DEFAULT_STORE_ENV}).",
-)
+@store_option(required=True, help="The store given to 'rolechain run --store'.")
 @click.option("--job", "-j", default=None, help="Only runs of this job.")
 @click.option(
     "--status",
@@ -683,7 +684,7 @@ def _resumption(
 )
 @handle_errors
 def history(
-    store: Path,
+    store: Location,
     job: str | None,
     statuses: tuple[str, ...],
     since: str | None,
@@ -703,13 +704,10 @@ def history(
       sqlite3 runs.db "SELECT account_id, data FROM records WHERE task='s3.list_buckets'"
     """
     from rolechain.cli import _history as view
-    from rolechain.errors import RolechainError, UsageError
+    from rolechain.errors import UsageError
     from rolechain.results.store import Store
 
-    if not store.exists():
-        raise RolechainError(
-            f"no run database at {store}", hint="record runs with 'rolechain run --store PATH'"
-        )
+    require_existing(store)
     try:
         cutoff = view.since_cutoff(since) if since else None
     except ValueError:
@@ -722,7 +720,7 @@ def history(
             if detail is None:
                 recent = [r["run_id"] for r in database.runs(limit=5)]
                 raise UsageError(
-                    f"no run {run_id!r} in {store}",
+                    f"no run {run_id!r} in {database.name}",
                     hint="recent runs: " + (", ".join(recent) or "none"),
                 )
             if fmt == "json":

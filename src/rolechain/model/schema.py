@@ -905,6 +905,13 @@ class Settings(_Model):
         description="where jobs run: 'threads' (default) or 'dask', or a mapping with the "
         "Dask cluster's address or local worker count",
     )
+    store: str | None = Field(
+        default=None,
+        min_length=1,
+        description="where 'run' and 'schedule' record runs when neither --store nor "
+        "$ROLECHAIN_STORE says: a SQLite file (relative to the chain file's directory) or a "
+        "postgresql:// URL (a password in it as ${env:NAME}, or from PGPASSWORD/~/.pgpass)",
+    )
 
 
 class ChainFile(_Model):

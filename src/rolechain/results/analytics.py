@@ -1,8 +1,9 @@
 """SQL over the store with DuckDB, Parquet out with pyarrow (``rolechain[analytics]``).
 
-DuckDB's SQLite scanner is an extension it downloads at run time, which fails offline and
-on air-gapped hosts, so it is not used: the store's tables are read with Python's
-``sqlite3`` in batches into Arrow tables, which DuckDB queries in place (no copy). Only
+DuckDB's SQLite and PostgreSQL scanners are extensions it downloads at run time, which
+fails offline and on air-gapped hosts, so they are not used: the store's tables are read
+through the store's own connection (SQLite or PostgreSQL) in batches into Arrow tables,
+which DuckDB queries in place (no copy). Only
 the tables a query names are read, and for ``latest_rows`` only the rows of each job's
 latest complete run.
 
@@ -20,7 +21,7 @@ from typing import Any
 
 from rolechain.errors import RolechainError
 from rolechain.results.records import COLUMNS
-from rolechain.results.store import ROW_SQL, Store, unpack_plan
+from rolechain.results.store import Store, unpack_plan
 
 INSTALL = "pip install 'rolechain[analytics]'"
 BATCH = 65536
@@ -124,7 +125,7 @@ def _select(
     schema = pa.schema([(name, getattr(pa, kind)()) for name, kind in columns])
     made = expressions or {}
     pairs = ", ".join(f"'{name}', {made.get(name, name)}" for name, _ in columns)
-    cursor = store.tuples(f"SELECT json_object({pairs}) FROM {table} {where}")  # noqa: S608
+    cursor = store.tuples(f"SELECT {store.json_object(pairs)} FROM {table} {where}")  # noqa: S608
     options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
     tables = []
     while True:
@@ -198,7 +199,7 @@ def connect(store: Store, sql: str = "") -> Any:
     )
     rows_from = "record_rows k JOIN records r ON r.id = k.record_id"
     # || '' makes json_set's result plain text again (JSON lines carry the row as a string)
-    rows_made = {"record_id": "k.record_id", "key": "k.key", "row": f"({ROW_SQL}) || ''"}
+    rows_made = {"record_id": "k.record_id", "key": "k.key", "row": f"({store.row_sql}) || ''"}
     tables["_record_rows"] = (
         read(_ROW_COLUMNS, rows_from, "", rows_made) if "rows" in words else empty_rows
     )
@@ -289,7 +290,7 @@ def export(store: Store, directory: Path, *, job: str | None = None) -> dict[str
     # Column names and clauses are constants of this module; the job is a bound parameter.
     datasets = {
         "rows": (
-            f"SELECT r.run_id, r.job, r.task, r.target, r.account_id, r.region, k.key, {ROW_SQL} AS row, "  # noqa: E501, S608
+            f"SELECT r.run_id, r.job, r.task, r.target, r.account_id, r.region, k.key, {store.row_sql} AS row, "  # noqa: E501, S608
             f"u.started_at AS run_started_at, {date} AS run_date FROM record_rows k "
             f"JOIN records r ON r.id = k.record_id JOIN runs u ON u.run_id = r.run_id {where}",
             ["job", "task", "run_date"],
@@ -351,8 +352,9 @@ def rows_parquet(
 
     where, args = run_filter(run_id, task, account)
     pairs = ", ".join(f"'{c}', {'k' if c == 'key' else 'r'}.{c}" for c in ROW_COLUMNS)
+    made = store.json_object(f"{pairs}, 'row', {store.json_value(store.row_sql)}")
     cursor = store.tuples(
-        f"SELECT json_object({pairs}, 'row', json({ROW_SQL})) FROM record_rows k "  # noqa: S608
+        f"SELECT {made} FROM record_rows k "  # noqa: S608
         f"JOIN records r ON r.id = k.record_id WHERE {where} ORDER BY r.id, k.rowid",
         args,
     )

@@ -16,7 +16,7 @@ from typing import Any
 
 from rolechain.errors import RolechainError
 from rolechain.results.rows import flatten
-from rolechain.results.store import COMPLETE, ROW_SQL, Store
+from rolechain.results.store import COMPLETE, Store
 
 Unit = tuple[str, str, str]  # (task, target, region)
 
@@ -290,7 +290,7 @@ def run_job(store: Store, run_id: str) -> str:
     row = next(store.tuples("SELECT job FROM runs WHERE run_id = ?", (run_id,)), None)
     if row is None:
         raise RolechainError(
-            f"no run {run_id!r} in {store.path}", hint="'rolechain history' lists the runs"
+            f"no run {run_id!r} in {store.name}", hint="'rolechain history' lists the runs"
         )
     return str(row[0])
 
@@ -300,9 +300,9 @@ def only_job(store: Store) -> str:
     if len(jobs) == 1:
         return jobs[0]
     if not jobs:
-        raise RolechainError(f"no runs in {store.path}", hint="record runs with --store")
+        raise RolechainError(f"no runs in {store.name}", hint="record runs with --store")
     raise RolechainError(
-        f"{store.path} has runs of {len(jobs)} jobs ({', '.join(jobs[:10])})",
+        f"{store.name} has runs of {len(jobs)} jobs ({', '.join(jobs[:10])})",
         hint="name one with --job",
     )
 
@@ -313,7 +313,7 @@ def latest_run(store: Store, job: str | None) -> str:
     found = complete_runs(store, job, 1)
     if not found:
         raise RolechainError(
-            f"job {job!r} has no complete run in {store.path}",
+            f"job {job!r} has no complete run in {store.name}",
             hint="a run that was interrupted or is still going is not read",
         )
     return found[0]
@@ -338,7 +338,7 @@ def runs_to_compare(
         latest = complete_runs(store, job, 2)
         if len(latest) < 2:
             raise RolechainError(
-                f"job {job!r} has {len(latest)} complete run(s) in {store.path}; a diff needs two",
+                f"job {job!r} has {len(latest)} complete run(s) in {store.name}; a diff needs two",
                 hint="run the job again with --store, or name the runs",
             )
         return job, latest[1], latest[0]
@@ -391,7 +391,7 @@ def iter_rows(
     """The run's rows, each flattened (``tags.team``), after the columns of ROW_COLUMNS."""
     where, args = run_filter(run_id, task, account)
     head = "r.run_id, r.job, r.task, r.target, r.account_id, r.region, k.key"
-    sql = f"SELECT {head}, {ROW_SQL} FROM records r JOIN record_rows k ON k.record_id = r.id WHERE {where} ORDER BY r.id, k.rowid"  # noqa: E501, S608
+    sql = f"SELECT {head}, {store.row_sql} FROM records r JOIN record_rows k ON k.record_id = r.id WHERE {where} ORDER BY r.id, k.rowid"  # noqa: E501, S608
     for *head, text in store.tuples(sql, args):
         out = dict(zip(ROW_COLUMNS, head, strict=True))
         row = json.loads(text)

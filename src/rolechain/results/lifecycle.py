@@ -24,7 +24,7 @@ from pathlib import Path
 
 from rolechain.executor.records import STOP_CODES
 from rolechain.executor.units import task_regions
-from rolechain.planner.plan import Plan
+from rolechain.planner.plan import Plan, Target
 
 HEARTBEAT_SECONDS = 10.0
 STALE_SECONDS = 60.0  # six heartbeats missed: the run's host is gone or its process hung
@@ -41,7 +41,11 @@ def planned_units(plan: Plan) -> list[Unit]:
     """One (target, region, task) per unit the plan runs; a task in ``all`` regions is one
     unit per target (its regions are known only once the target account is asked)."""
     units: list[Unit] = []
-    for target in plan.targets:
+    # A glob over an Organizations role set that matched none of the listed accounts is
+    # planned as a target of its own: its one error record (target-level) ends its units,
+    # and --retry-failed (or a schedule's retry_failed) applies the glob again.
+    stand_ins = [Target(m.selector, "", "", (), 0, False) for m in plan.unmatched]
+    for target in (*plan.targets, *stand_ins):
         for task in plan.tasks:
             regions = task_regions(plan, target, task)
             for region in ("all",) if "all" in regions else regions:
@@ -93,7 +97,7 @@ def pid_alive(pid: int) -> bool:
 class StoreFailure:
     """Why the store could not be written, and what to do about it."""
 
-    path: Path
+    path: str  # the store as messages name it (a URL without its password)
     problem: str
     fix: str
 
@@ -107,11 +111,18 @@ class StoreFailure:
 def failure_of(exc: BaseException, path: Path) -> StoreFailure:
     """A write error of SQLite or the OS, said with its fix."""
     text = str(exc) or type(exc).__name__
-    lower = text.lower()
     name = str(getattr(exc, "sqlite_errorname", ""))
-    if (name.startswith("SQLITE_IOERR") and "write" in name.lower()) or "disk i/o" in lower:
+    if (name.startswith("SQLITE_IOERR") and "write" in name.lower()) or "disk i/o" in text.lower():
         text += " (a write failed: the disk is full, the file size limit was reached, or "
         text += "the disk failed)"
+    problem, fix = sqlite_fix(text, path)
+    return StoreFailure(str(path), problem, fix)
+
+
+def sqlite_fix(text: str, path: Path) -> tuple[str, str]:
+    """(problem, fix) of a failed write to the SQLite file ``path``."""
+    lower = text.lower()
+    if "a write failed: the disk is full" in lower:
         lower = "full"
     if "full" in lower or "too large" in lower or "no space" in lower:
         fix = (
@@ -127,7 +138,7 @@ def failure_of(exc: BaseException, path: Path) -> StoreFailure:
         )
     else:
         fix = f"check the disk and permissions of {path}, or give --store another file"
-    return StoreFailure(path, text, fix)
+    return text, fix
 
 
 WRITE_ERRORS = (sqlite3.Error, OSError)

@@ -402,7 +402,7 @@ def render(store: Store, run_id: str) -> str:
     run = runs.get(run_id)
     if run is None:
         raise RolechainError(
-            f"no run {run_id!r} in {store.path}", hint="'rolechain history' lists the runs"
+            f"no run {run_id!r} in {store.name}", hint="'rolechain history' lists the runs"
         )
     plan = store.plan(run_id)
     targets = _targets(store, run_id, plan)

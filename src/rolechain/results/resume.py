@@ -49,7 +49,7 @@ def resumption(store: Store, run_id: str, job: str, plan: Plan, *, failed_too: b
     run = store.run(run_id)
     if run is None:
         raise UsageError(
-            f"{flag} {run_id}: no such run in {store.path}",
+            f"{flag} {run_id}: no such run in {store.name}",
             hint="'rolechain history --store FILE' lists the runs",
         )
     if run["job"] != job:

@@ -1,4 +1,9 @@
-"""Runs and their records in SQLite, for inventory queried with SQL across runs.
+"""Runs and their records in SQLite or PostgreSQL, for inventory queried with SQL across
+runs.
+
+The store is a SQLite file (the default) or a PostgreSQL database (a ``postgresql://``
+URL, shared by several hosts); what differs between the two is in
+:mod:`rolechain.results.backend`, and this module's SQL is the same for both.
 
 Three tables::
 
@@ -64,8 +69,9 @@ nothing more is written.
 Table ``alerts`` holds the scheduler's alerts until they are delivered (see
 :mod:`rolechain.scheduler.outbox`).
 
-A file written by an older rolechain is migrated when it is opened (``PRAGMA
-user_version`` is the schema version); a file from a newer one is refused.
+A store written by an older rolechain is migrated when it is opened (the schema version is
+SQLite's ``PRAGMA user_version``, PostgreSQL's table ``rolechain_schema``); one from a newer
+rolechain is refused.
 """
 
 from __future__ import annotations
@@ -75,7 +81,6 @@ import dataclasses
 import json
 import os
 import socket
-import sqlite3
 import threading
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -83,8 +88,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rolechain.errors import RolechainError, redact, redact_data
-from rolechain.private import ensure_private
+from rolechain.errors import redact, redact_data
+from rolechain.results.backend import SQLITE_ROW_SQL, Connection, Rows, open_connection
+from rolechain.results.locations import is_url
 
 if TYPE_CHECKING:
     from rolechain.executor.records import Record, Summary
@@ -93,11 +99,9 @@ from rolechain.results.lifecycle import (
     FINAL_SQL,
     HEARTBEAT_SECONDS,
     STALE_SECONDS,
-    WRITE_ERRORS,
     Heartbeat,
     StoreFailure,
     Unit,
-    failure_of,
     pid_alive,
     plan_hash,
     planned_units,
@@ -222,15 +226,36 @@ CREATE TABLE IF NOT EXISTS alerts (
 );
 CREATE INDEX IF NOT EXISTS alerts_state ON alerts(state, job);
 """,
+    # 5 -> 6: several schedulers on one store (issue 22): the leader's lease, and one
+    # claim per fire (rolechain.scheduler.lease, rolechain.scheduler.claims)
+    """
+CREATE TABLE IF NOT EXISTS scheduler_lease (
+    name TEXT PRIMARY KEY,
+    holder TEXT,
+    host TEXT,
+    pid INTEGER,
+    version INTEGER NOT NULL DEFAULT 0,
+    lease_seconds REAL NOT NULL,
+    acquired_at TEXT,
+    renewed_at TEXT
+);
+CREATE TABLE IF NOT EXISTS fires (
+    job TEXT NOT NULL,
+    scheduled_for TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    run_id TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    claimed_at TEXT NOT NULL,
+    PRIMARY KEY (job, scheduled_for)
+);
+""",
 ]
 SCHEMA_VERSION = len(MIGRATIONS) + 1
 
 # A row as it was, in SQL over ``record_rows k JOIN records r``: when every row of a record
 # is keyed by one field holding a string (``name``), that field is kept once, as the key,
 # and ``records.row_key`` names it.
-ROW_SQL = (
-    "CASE WHEN r.row_key IS NULL THEN k.row ELSE json_set(k.row, '$.' || r.row_key, k.key) END"
-)
+ROW_SQL = SQLITE_ROW_SQL  # SQLite's; on either backend, Store.row_sql
 
 # A run that ran to its end (some targets may have failed): what results and diff read.
 COMPLETE = ("ok", "failed")
@@ -281,10 +306,9 @@ def _iso(moment: datetime) -> str:
 _COLUMN_LIST = ", ".join(COLUMNS)
 _PLACEHOLDERS = ", ".join(":" + c for c in COLUMNS)
 _INSERT = (
-    f"INSERT INTO records (id, rows, row_key, {_COLUMN_LIST}) "  # noqa: S608
-    f"VALUES (:id, :rows, :row_key, {_PLACEHOLDERS})"
+    f"INSERT INTO records (rows, row_key, {_COLUMN_LIST}) "  # noqa: S608
+    f"VALUES (:rows, :row_key, {_PLACEHOLDERS})"
 )
-_INSERT_ROWS = "INSERT INTO record_rows (record_id, key, row) VALUES (?, ?, ?)"
 _SELECT = f"SELECT id, rows, row_key, {_COLUMN_LIST} FROM records WHERE run_id = ? ORDER BY id"  # noqa: S608
 
 
@@ -293,7 +317,8 @@ def _now_iso() -> str:
 
 
 class Store:
-    """A SQLite database of runs. Implements the executor's RecordSink.
+    """A database of runs (a SQLite file or a ``postgresql://`` URL). Implements the
+    executor's RecordSink.
 
     ``on_error`` is called once, with a :class:`StoreFailure`, when the store cannot be
     written mid-run (the run goes on; see the module docs). ``reap`` (default True) marks
@@ -308,18 +333,18 @@ class Store:
         on_error: Callable[[StoreFailure], None] | None = None,
         reap: bool = True,
     ) -> None:
-        self.path = Path(path)
-        if str(path) != ":memory:":
-            # task output lives here: 0600 in a 0700 directory when rolechain creates it
-            # (SQLite gives its -wal and -shm files the database's mode), never a symlink
-            ensure_private(self.path)
-        self._db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # With WAL, NORMAL never corrupts the file; a power cut may lose the last commits.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        # a SQLite file, or a postgresql:// URL (see rolechain.results.backend)
+        self._db: Connection = open_connection(path)
+        self.url = str(path) if is_url(str(path)) else None  # as given: it may hold a password
+        self.path = Path(path) if self.url is None else None
+        self.name = self._db.shown  # how messages name the store: never with a password
+        self.kind = self._db.kind
+        self.row_sql = self._db.row_sql
+        try:
+            self._db.migrate(SCHEMA, MIGRATIONS)
+        except BaseException:
+            self._db.close()
+            raise
         self._batch = batch  # kept for callers; every record is committed as it comes
         self._lock = threading.RLock()  # the heartbeat thread shares the connection
         self._specs: dict[str, RowSpec] = {}
@@ -331,44 +356,29 @@ class Store:
         self.failure: StoreFailure | None = None
         self.crashed: list[dict[str, Any]] = self.reap() if reap else []
 
-    def _migrate(self) -> None:
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            (version,) = self._db.execute("PRAGMA user_version").fetchone()
-            fresh = not self._db.execute(
-                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='runs'"
-            ).fetchone()
-            if version > SCHEMA_VERSION:
-                raise RolechainError(
-                    f"{self.path} was written by a newer rolechain (store version {version}; "
-                    f"this one reads up to {SCHEMA_VERSION})",
-                    hint="upgrade rolechain, or use another --store file",
-                )
-            if fresh or version < SCHEMA_VERSION:
-                # Version 1's tables (CREATE ... IF NOT EXISTS: a table of an older file
-                # stays as it is), then every step from the file's version on.
-                for statement in SCHEMA.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-            if fresh:
-                version = 1
-            for step in range(max(version, 1), SCHEMA_VERSION):
-                for statement in MIGRATIONS[step - 1].split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-
     # -- writing, failing softly ---------------------------------------------------------
 
-    def _write(self, work: Callable[[sqlite3.Connection], object]) -> bool:
-        """Run ``work`` in a transaction; False (and the failure kept) if it cannot be
-        written. After the first failure nothing more is tried."""
+    def _write(self, work: Callable[[Connection], object] | str, args: Any = ()) -> bool:
+        """Run ``work`` in a transaction (or the one statement ``work``, with ``args``); False
+        (and the failure kept) if it cannot be written. After the first failure nothing more
+        is tried."""
+        if isinstance(work, str):
+            return self._attempt(lambda: self._db.write(work, args))
+
+        def block() -> None:
+            with self._db.transaction():
+                work(self._db)
+
+        return self._attempt(block)
+
+    def _attempt(self, write: Callable[[], object]) -> bool:
+        """``write`` (committed when it returns), failing softly (see :meth:`_write`)."""
         if self.failure is not None:
             return False
         try:
-            with self._lock, self._db:
-                work(self._db)
-        except WRITE_ERRORS as exc:
+            with self._lock:
+                write()
+        except self._db.errors as exc:
             self._fail(exc)
             return False
         return True
@@ -377,7 +387,7 @@ class Store:
         with self._lock:
             if self.failure is not None:
                 return
-            self.failure = failure_of(exc, self.path)
+            self.failure = self._db.failure(exc)
         if self._heartbeat is not None:
             self._heartbeat.stop()
         if self.on_error is not None:
@@ -401,7 +411,7 @@ class Store:
         now = _now_iso()
         from rolechain import __version__
 
-        def write(db: sqlite3.Connection) -> None:
+        def write(db: Connection) -> None:
             # An upsert: the scheduler may have written the row (its trigger) already.
             db.execute(
                 "INSERT INTO runs (run_id, job, principal, status, started_at, targets, "
@@ -445,33 +455,24 @@ class Store:
     def _beat(self) -> None:
         run_id = self._run_id
         if run_id is not None:
-            self._write(
-                lambda db: db.execute(
-                    "UPDATE runs SET heartbeat_at=? WHERE run_id=?", (_now_iso(), run_id)
-                )
-            )
+            self._write("UPDATE runs SET heartbeat_at=? WHERE run_id=?", (_now_iso(), run_id))
 
     def add(self, record: Record) -> None:
         # Committed before the executor yields the record: what is printed is stored.
         spec = self._specs.get(record.task) if record.task is not None else None
         extracted = spec.extract(record.data) if spec is not None and record.ok else None
         if extracted is None or extracted.rows is None:
-            row = to_row(record) | {"id": None, "rows": None, "row_key": None}
-            self._write(lambda db: db.execute(_INSERT, row))
+            row = to_row(record) | {"rows": None, "row_key": None}
+            self._write(_INSERT, row)
             return
         assert spec is not None
         rows, field = spec.stored(extracted.rows)
         row = to_row(record, data=extracted.rest) | {
-            "id": None,
             "rows": len(rows),
             "row_key": field,
         }
 
-        def write(db: sqlite3.Connection) -> None:
-            record_id = db.execute(_INSERT, row).lastrowid
-            db.executemany(_INSERT_ROWS, ((record_id, key, text) for key, text in rows))
-
-        self._write(write)
+        self._attempt(lambda: self._db.insert_with_rows(_INSERT, row, rows))
 
     def flush(self) -> None:
         """Nothing waits: every record (and its rows) is committed by :meth:`add`."""
@@ -481,32 +482,30 @@ class Store:
             self._heartbeat.stop()
             self._heartbeat = None
         self._write(
-            lambda db: db.execute(
-                "UPDATE runs SET status=?, reason=coalesce(?, reason), started_at=?, "
-                "finished_at=?, targets=?, targets_ok=?, targets_failed=?, records=?, "
-                "records_failed=?, assume_calls=?, retries=?, throttled=?, "
-                "expired_token_refreshes=?, pacing=?, elapsed_seconds=?, heartbeat_at=? "
-                "WHERE run_id=?",
-                (
-                    summary.status,
-                    redact(summary.stop_reason) if summary.stop_reason else None,
-                    summary.started_at,
-                    summary.finished_at,
-                    summary.targets,
-                    summary.targets_ok,
-                    summary.targets_failed,
-                    summary.records,
-                    summary.records_failed,
-                    summary.assume_calls,
-                    summary.retries,
-                    summary.throttled,
-                    summary.expired_token_refreshes,
-                    json.dumps(summary.pacing),
-                    summary.elapsed_seconds,
-                    _now_iso(),
-                    summary.run_id,
-                ),
-            )
+            "UPDATE runs SET status=?, reason=coalesce(?, reason), started_at=?, "
+            "finished_at=?, targets=?, targets_ok=?, targets_failed=?, records=?, "
+            "records_failed=?, assume_calls=?, retries=?, throttled=?, "
+            "expired_token_refreshes=?, pacing=?, elapsed_seconds=?, heartbeat_at=? "
+            "WHERE run_id=?",
+            (
+                summary.status,
+                redact(summary.stop_reason) if summary.stop_reason else None,
+                summary.started_at,
+                summary.finished_at,
+                summary.targets,
+                summary.targets_ok,
+                summary.targets_failed,
+                summary.records,
+                summary.records_failed,
+                summary.assume_calls,
+                summary.retries,
+                summary.throttled,
+                summary.expired_token_refreshes,
+                json.dumps(summary.pacing),
+                summary.elapsed_seconds,
+                _now_iso(),
+                summary.run_id,
+            ),
         )
 
     # -- crashed runs --------------------------------------------------------------------
@@ -549,7 +548,7 @@ class Store:
                 "finishing it (killed, out of memory, or its host lost)"
             )
             args = (unfinished, reason, run["run_id"])
-            done = self._write(lambda db, args=args: db.execute(update, args))  # type: ignore[misc]
+            done = self._write(update, args)
             if done:
                 marked.append({**run, "status": "crashed", "unfinished": unfinished})
         return marked
@@ -592,16 +591,20 @@ class Store:
     # -- the scheduler's alerts (see rolechain.scheduler.outbox) ---------------------------
 
     def add_alert(self, run_id: str, job: str, kind: str, payload: dict[str, Any]) -> int | None:
-        """A pending alert; its id (None if the store cannot be written)."""
+        """A pending alert; its id (None if the store cannot be written). The run's alert
+        decision (``alerted``) is written with it: a scheduler killed at any moment leaves
+        either both or neither."""
         ids: list[int] = []
 
-        def write(db: sqlite3.Connection) -> None:
-            cursor = db.execute(
-                "INSERT INTO alerts (run_id, job, kind, state, payload, created_at, next_at) "
-                "VALUES (?, ?, ?, 'pending', ?, ?, ?)",
-                (run_id, job, kind, json.dumps(payload, default=str), _now_iso(), _now_iso()),
+        def write(db: Connection) -> None:
+            db.execute("UPDATE runs SET alert='alerted' WHERE run_id=?", (run_id,))
+            ids.append(
+                db.insert(
+                    "INSERT INTO alerts (run_id, job, kind, state, payload, created_at, next_at) "
+                    "VALUES (?, ?, ?, 'pending', ?, ?, ?)",
+                    (run_id, job, kind, json.dumps(payload, default=str), _now_iso(), _now_iso()),
+                )
             )
-            ids.append(int(cursor.lastrowid or 0))
 
         return ids[0] if self._write(write) else None
 
@@ -618,25 +621,21 @@ class Store:
         """One delivery attempt: ``sent``, still ``pending`` (with when to try again), or
         ``failed`` (given up)."""
         self._write(
-            lambda db: db.execute(
-                "UPDATE alerts SET state=?, attempts=attempts+1, last_error=?, next_at=?, "
-                "sent_at=CASE WHEN ?='sent' THEN ? ELSE sent_at END WHERE id=?",
-                (
-                    state,
-                    redact(error) if error else None,
-                    _iso(next_at) if next_at else None,
-                    state,
-                    _now_iso(),
-                    alert_id,
-                ),
-            )
+            "UPDATE alerts SET state=?, attempts=attempts+1, last_error=?, next_at=?, "
+            "sent_at=CASE WHEN ?='sent' THEN ? ELSE sent_at END WHERE id=?",
+            (
+                state,
+                redact(error) if error else None,
+                _iso(next_at) if next_at else None,
+                state,
+                _now_iso(),
+                alert_id,
+            ),
         )
 
     def set_alert(self, run_id: str, decision: str) -> None:
         """The scheduler's alert decision for a run (see the scheduler docs)."""
-        self._write(
-            lambda db: db.execute("UPDATE runs SET alert=? WHERE run_id=?", (decision, run_id))
-        )
+        self._write("UPDATE runs SET alert=? WHERE run_id=?", (decision, run_id))
 
     def undecided(self, job: str) -> list[dict[str, Any]]:
         """The job's scheduled runs that ended without an alert decision, or ``held`` for a
@@ -706,12 +705,17 @@ class Store:
         """The row of a run the scheduler starts (or of a fire it skipped)."""
         _check_status(status)
         started = _iso(started_at) if started_at else None
-        with self._lock, self._db:
+        with self._lock, self._db.transaction():
             self._db.execute(
                 "INSERT INTO runs (run_id, job, status, trigger, scheduled_for, attempt, "
                 "retry_of, reason, started_at, finished_at, targets, targets_ok, "
                 "targets_failed, records, records_failed, pid, host) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0, 0, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0, 0, ?, ?) "
+                # The scheduler's claim of the fire may have written the row first.
+                "ON CONFLICT(run_id) DO UPDATE SET status=excluded.status, "
+                "reason=excluded.reason, started_at=coalesce(excluded.started_at, "
+                "runs.started_at), finished_at=excluded.finished_at, pid=excluded.pid, "
+                "host=excluded.host",
                 (run_id, job, status, trigger, _iso(scheduled_for), attempt, retry_of, reason,
                  started, started if status == "skipped" else None,
                  None if status == "skipped" else os.getpid(), socket.gethostname()),
@@ -731,7 +735,7 @@ class Store:
                 sets.append(f"{key}=coalesce({key}, ?)" if key == "started_at" else f"{key}=?")
                 args.append(value)
         args.append(run_id)
-        with self._lock, self._db:
+        with self._lock, self._db.transaction():
             self._db.execute(f"UPDATE runs SET {', '.join(sets)} WHERE run_id=?", args)  # noqa: S608
 
     def last_fire(self, job: str) -> datetime | None:
@@ -771,7 +775,7 @@ class Store:
         """Delete the job's scheduled runs (and their records) beyond the newest
         ``keep_runs``, or scheduled before ``older_than``; the newest always stays."""
         keep = max(1, keep_runs)
-        with self._lock, self._db:
+        with self._lock, self._db.transaction():
             cursor = self._db.execute(
                 f"DELETE FROM runs WHERE job=? AND trigger IN {_SCHEDULED_SQL} "  # noqa: S608
                 "AND status NOT IN ('running', 'starting') AND run_id NOT IN ("
@@ -815,7 +819,7 @@ class Store:
                 rows = [
                     json.loads(text)
                     for (text,) in self._db.execute(
-                        f"SELECT {ROW_SQL} FROM record_rows k JOIN records r "  # noqa: S608
+                        f"SELECT {self.row_sql} FROM record_rows k JOIN records r "  # noqa: S608
                         "ON r.id = k.record_id WHERE k.record_id = ? ORDER BY k.rowid",
                         (found["id"],),
                     )
@@ -842,12 +846,19 @@ class Store:
         tasks = json.loads(unpack_plan(row[0])).get("tasks", [])
         return {t["id"]: RowSpec.named(t["task"], t.get("rows"), t.get("key")) for t in tasks}
 
-    def tuples(self, sql: str, args: Sequence[Any] = ()) -> sqlite3.Cursor:
+    def tuples(self, sql: str, args: Sequence[Any] = ()) -> Rows:
         """A cursor giving the rows of a query as plain tuples (quicker than :meth:`query`
-        for many rows)."""
-        cursor = self._db.cursor()
-        cursor.row_factory = None
-        return cursor.execute(sql, args)
+        for many rows). SQL is SQLite's, with ``?`` placeholders; on PostgreSQL, a row as
+        stored is :attr:`row_sql` and JSON text is made by :meth:`json_object`."""
+        return self._db.tuples(sql, args)
+
+    def json_object(self, pairs: str) -> str:
+        """SQL giving a row's JSON text from ``'name', expression, ...``."""
+        return self._db.json_object(pairs)
+
+    def json_value(self, text: str) -> str:
+        """SQL making the JSON text ``text`` a JSON value inside :meth:`json_object`."""
+        return self._db.json_value(text)
 
     def query(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         return [dict(row) for row in self._db.execute(sql, args)]
@@ -856,7 +867,7 @@ class Store:
         if self._heartbeat is not None:
             self._heartbeat.stop()
             self._heartbeat = None
-        with self._lock, contextlib.suppress(*WRITE_ERRORS):
+        with self._lock, contextlib.suppress(*self._db.errors):
             self._db.commit()
         self._db.close()
 

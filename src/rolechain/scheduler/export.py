@@ -115,8 +115,21 @@ class ExportOptions:
                     "cannot name it safely",
                     hint="rename the file or directory, or pass another value",
                 )
+        url = self.store.startswith(("postgresql://", "postgres://"))
+        if url:
+            from rolechain.errors import url_has_password
+
+            if url_has_password(self.store):
+                raise UsageError(
+                    "--store: the URL holds a password, which an exported file would keep in "
+                    "clear text",
+                    hint="leave it out of the URL: PGPASSWORD or ~/.pgpass where the job runs, "
+                    "or a ${env:NAME} reference in the URL",
+                )
         if target in ("cron", "systemd"):
             for name in ("rolechain", "store", "lock_dir", "path"):
+                if name == "store" and url:
+                    continue
                 if not getattr(self, name).startswith("/"):
                     raise UsageError(
                         f"{_OPTION[name]} {one_line(getattr(self, name))!r} is not an absolute "
@@ -129,7 +142,7 @@ class ExportOptions:
                 "a backslash, or '.', '..' or empty components",
                 hint="install rolechain at a plain path (a venv or pipx) and pass that",
             )
-        if target == "kubernetes" and not self.store.startswith("/"):
+        if target == "kubernetes" and not url and not self.store.startswith("/"):
             raise UsageError(
                 f"--store {one_line(self.store)!r} is not an absolute path in the container",
                 hint=f"for example --store {DEFAULT_STORE}",

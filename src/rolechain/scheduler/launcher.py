@@ -40,6 +40,7 @@ from rolechain.executor.records import STOP_CODES, Record, Summary
 from rolechain.model.chain import Chain
 from rolechain.model.durations import format_duration
 from rolechain.planner.plan import Plan
+from rolechain.results.locations import location_of
 from rolechain.results.store import Store
 from rolechain.scheduler.logs import EventLog
 from rolechain.scheduler.types import (
@@ -420,7 +421,7 @@ class ExecutorLauncher:
 
     def __init__(
         self,
-        store: Path,
+        store: str | Path,
         *,
         credentials_for: CredentialsFor | None = None,
         time_scale: float = 1.0,
@@ -430,7 +431,7 @@ class ExecutorLauncher:
         log: EventLog | None = None,
         run_clock: RunClock | None = None,
     ) -> None:
-        self.store = Path(store)
+        self.store = location_of(store)  # a SQLite file, or a postgresql:// URL
         self._credentials_for = credentials_for
         self.time_scale = time_scale
         self.grace = grace
