@@ -6,6 +6,13 @@ STAMP := $(VENV)/.installed
 # `make demo` needs only rolechain and its sandbox extra (moto, cheroot), not the dev
 # toolchain; a venv that has the dev install already has them.
 DEMO_STAMP := $(VENV)/.demo-installed
+PIP_QUIET := --quiet --disable-pip-version-check
+# The demo's packages are installed with uv (the one on PATH, else uv from PyPI into
+# .venv/uv): on a fresh clone that is seconds where pip takes ~15 s. If uv cannot be had or
+# cannot install (no pip for $(PYTHON), or a package index only pip is configured for), pip
+# does the same install. Neither compiles every module ahead: the demo compiles what it
+# imports.
+UV ?= $(shell command -v uv 2>/dev/null)
 
 .PHONY: help install demo test lint typecheck pytest bench image clean
 
@@ -19,6 +26,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(BIN)/python
+	@# A venv made by `make demo` may have no pip (uv installed into it).
+	@$(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip --default-pip >/dev/null
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
@@ -35,9 +44,17 @@ $(ACTIONLINT): | $(BIN)/python
 
 install: $(STAMP) $(ACTIONLINT)
 
-$(DEMO_STAMP): pyproject.toml | $(BIN)/python
-	@if [ -f $(STAMP) ] && [ $(STAMP) -nt pyproject.toml ]; then :; else \
-		$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[sandbox]'; fi
+$(DEMO_STAMP): pyproject.toml
+	@if [ -f $(STAMP) ] && [ $(STAMP) -nt pyproject.toml ]; then exit 0; fi; \
+	[ -x $(BIN)/python ] || $(PYTHON) -m venv --without-pip $(VENV) || exit 1; \
+	uv="$(UV)"; [ -n "$$uv" ] || [ ! -x $(VENV)/uv/bin/uv ] || uv=$(VENV)/uv/bin/uv; \
+	if [ -z "$$uv" ] && $(PYTHON) -m pip install $(PIP_QUIET) --target $(VENV)/uv uv >/dev/null 2>&1; \
+		then uv=$(VENV)/uv/bin/uv; fi; \
+	if [ -n "$$uv" ]; then echo "installing rolechain[sandbox] with $$uv"; fi; \
+	if [ -n "$$uv" ] && $$uv pip install --quiet --python $(BIN)/python -e '.[sandbox]'; then exit 0; fi; \
+	echo "installing rolechain[sandbox] with pip"; \
+	$(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip --default-pip >/dev/null; \
+	$(BIN)/python -m pip install $(PIP_QUIET) --no-compile -e '.[sandbox]'
 	@touch $(DEMO_STAMP)
 
 demo: $(DEMO_STAMP)

@@ -68,41 +68,123 @@ def test_a_to_glob_matching_no_member_of_a_listed_set_fails_validate(tmp_path: P
     assert "glob 'audit@9*' matches none of the 5 members of role set audit" in result.output
 
 
-def test_an_organization_glob_is_applied_to_the_listed_accounts(no_aws_env: None) -> None:
+def jsonl(output: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in output.splitlines()]
+
+
+def no_match_error(record: dict[str, Any], glob: str) -> str:
+    """The record's message, after checking it is the NoMatchingAccounts error of ``glob``."""
+    assert record["target"] == glob
+    assert record["status"] == "error"
+    assert record["error"]["code"] == "NoMatchingAccounts"
+    message = str(record["error"]["message"])
+    assert f"glob {glob!r} matches none of the 3 accounts AWS Organizations listed for role " in (
+        message
+    )
+    assert re.search(r"set audit: audit@\d{12}, audit@\d{12}, audit@\d{12}\. Fix: ", message)
+    return message
+
+
+def test_an_organization_glob_is_applied_to_the_listed_accounts(
+    tmp_path: Path, no_aws_env: None
+) -> None:
     pytest.importorskip("moto")
     # Offline the glob stands for the set's unknown accounts...
     planned = invoke("plan", str(ORG), "--job", "inventory", "--target", "audit@nomatch*")
     assert planned.exit_code == 0, planned.output
-    # ...once Organizations has listed them, a glob matching none of them is an error.
+    # ...once Organizations has listed them, a glob matching none of them is an error
+    # record (stored), never "all"; the run fails (exit 1).
+    store = tmp_path / "runs.db"
     result = invoke(
         "run", str(ORG), "--job", "inventory", "--sandbox", "--target", "audit@nomatch*",
-        "--format", "jsonl",
+        "--format", "jsonl", "--store", str(store),
     )  # fmt: skip
-    assert result.exit_code == 2, result.output
-    assert result.stdout == ""
-    assert "glob 'audit@nomatch*' matches no target of job inventory" in result.output
+    assert result.exit_code == 1, result.output
+    (record,) = jsonl(result.stdout)
+    no_match_error(record, "audit@nomatch*")
+    assert "targets: 0 ok, 1 failed of 1" in result.stderr
+    with sqlite3.connect(store) as db:
+        stored = db.execute("SELECT target, status, error_code FROM records").fetchall()
+        run = db.execute("SELECT status, targets, targets_failed FROM runs").fetchall()
+    assert stored == [("audit@nomatch*", "error", "NoMatchingAccounts")]
+    assert run == [("failed", 1, 1)]
+    # --retry-failed applies the glob again (to the accounts listed then), as a schedule's
+    # retry_failed does; --resume has nothing left to run.
+    again = ["run", str(ORG), "--job", "inventory", "--sandbox", "--target", "audit@nomatch*",
+             "--format", "jsonl", "--store", str(store)]  # fmt: skip
+    retried = invoke(*again, "--retry-failed", record["run_id"])
+    assert retried.exit_code == 1, retried.output
+    (retry_record,) = jsonl(retried.stdout)
+    no_match_error(retry_record, "audit@nomatch*")
+    resumed = invoke(*again, "--resume", record["run_id"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "nothing to run" in resumed.output
     # A glob that matches some of them runs only those.
     every = invoke("run", str(ORG), "--job", "legacy-buckets", "--sandbox", "--format", "jsonl",
                    "--target", "legacy@5*")  # fmt: skip
     assert every.exit_code == 0, every.output
-    records = [json.loads(line) for line in every.stdout.splitlines()]
-    assert {r["target"] for r in records} == {"legacy@555555555555"}
+    assert {r["target"] for r in jsonl(every.stdout)} == {"legacy@555555555555"}
 
 
-def test_an_organization_to_glob_matching_no_live_account_is_an_error(
-    tmp_path: Path, no_aws_env: None
+def test_an_organization_glob_beside_one_that_matches(no_aws_env: None) -> None:
+    """The matching glob runs (3 accounts x 2 regions x 2 tasks), the other is an error
+    record, and the run is failed."""
+    pytest.importorskip("moto")
+    result = invoke(
+        "run", str(ORG), "--job", "inventory", "--sandbox", "--format", "jsonl",
+        "--target", "audit@[0-9]*", "--target", "audit@nomatch*",
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    records = jsonl(result.stdout)
+    errors = [r for r in records if r["status"] != "ok"]
+    assert len(errors) == 1
+    no_match_error(errors[0], "audit@nomatch*")
+    assert len({r["target"] for r in records if r["status"] == "ok"}) == 3
+    assert len(records) == 3 * 2 * 2 + 1
+    assert "targets: 3 ok, 1 failed of 4" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("to", "ok_targets"),
+    [('"audit@nomatch*"', 0), ('["audit@[0-9]*", "audit@nomatch*"]', 3)],
+)
+def test_an_organization_to_glob_matching_no_live_account_is_an_error_record(
+    to: str, ok_targets: int, tmp_path: Path, no_aws_env: None
 ) -> None:
     pytest.importorskip("moto")
-    text = ORG.read_text().replace("    to: audit\n", '    to: "audit@nomatch*"\n', 1)
+    text = ORG.read_text().replace("    to: audit\n", f"    to: {to}\n", 1)
     path = tmp_path / "org.yaml"
     path.write_text(text)
     assert invoke("validate", str(path)).exit_code == 0
     result = invoke("run", str(path), "--job", "inventory", "--sandbox", "--format", "jsonl")
+    assert result.exit_code == 1, result.output
+    records = jsonl(result.stdout)
+    (error,) = [r for r in records if r["status"] != "ok"]
+    no_match_error(error, "audit@nomatch*")
+    assert len({r["target"] for r in records if r["status"] == "ok"}) == ok_targets
+
+
+def test_an_organization_glob_on_the_dask_engine(no_aws_env: None) -> None:
+    """The worker that lists the accounts re-plans; the driver gives the error record once
+    (not once per batch)."""
+    pytest.importorskip("moto")
+    pytest.importorskip("distributed")
+    result = invoke(
+        "run", str(ORG), "--job", "inventory", "--sandbox", "--format", "jsonl",
+        "--workers", "1", "--target", "audit@[0-9]*", "--target", "audit@nomatch*",
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    records = jsonl(result.stdout)
+    (error,) = [r for r in records if r["status"] != "ok"]
+    no_match_error(error, "audit@nomatch*")
+    assert len(records) == 3 * 2 * 2 + 1
+
+
+def test_credentials_refuse_a_glob() -> None:
+    result = invoke("credentials", str(ORG), "--job", "inventory", "--target", "audit@9*")
     assert result.exit_code == 2, result.output
-    assert result.stdout == ""
-    assert "matches none of the 3 accounts AWS Organizations listed for role set audit" in (
-        result.output
-    )
+    assert "'audit@9*' is a glob; credentials are for one role" in result.output
+    assert "--target audit@ACCOUNT_ID" in result.output
 
 
 # -- 2. the sandbox works in every region -------------------------------------------------
@@ -393,6 +475,12 @@ def test_make_demo_installs_only_the_sandbox_extra() -> None:
     assert "'.[sandbox]'" in recipe
     assert ".[dev]" not in recipe
     assert "\ndemo: $(DEMO_STAMP)\n" in text
+    # uv first (seconds instead of pip's ~15 s on a fresh clone), pip when uv cannot install.
+    assert "$$uv pip install --quiet --python $(BIN)/python -e '.[sandbox]'" in recipe
+    assert "$(BIN)/python -m pip install $(PIP_QUIET) --no-compile -e '.[sandbox]'" in recipe
+    # A venv made by `make demo` may have no pip: the dev install adds it first.
+    dev = text.split("\n$(STAMP):", 1)[1].split("\n\n", 1)[0]
+    assert dev.index("ensurepip") < dev.index("pip install")
 
 
 def test_graph_job_collapses_role_set_members_and_expand_draws_them() -> None:

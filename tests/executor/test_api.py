@@ -147,7 +147,8 @@ jobs:
 """
 
 
-def test_organizations_discovery_end_to_end(aws) -> None:  # type: ignore[no-untyped-def]
+def make_organization() -> tuple[str, list[str]]:
+    """An organization in moto: the workloads OU and six accounts (see the test below)."""
     setup = AwsSessions()
     org = setup.client("organizations", "us-east-1", assume(setup, HUB, "hub"))
     org.create_organization(FeatureSet="ALL")
@@ -171,9 +172,18 @@ def test_organizations_discovery_end_to_end(aws) -> None:  # type: ignore[no-unt
         if parent != root:
             org.move_account(AccountId=account, SourceParentId=root, DestinationParentId=parent)
         ids.append(account)
+    return ou, ids
+
+
+def org_chain(ou: str, ids: list[str], to: str = "audit") -> Any:
     text = ORG_CHAIN.replace("{ou}", ou).replace("{excluded}", f'"{ids[5]}"')
+    return chain(text.replace("    to: audit\n", f"    to: {to}\n"))
+
+
+def test_organizations_discovery_end_to_end(aws) -> None:  # type: ignore[no-untyped-def]
+    ou, ids = make_organization()
     faults_sessions = private_sessions()
-    result = run(chain(text), "inventory", aws_sessions=faults_sessions)
+    result = run(org_chain(ou, ids), "inventory", aws_sessions=faults_sessions)
     assert result.plan.discoveries  # planned with a placeholder until run time
     records = list(result)
     expected = sorted([ids[0], ids[1], ids[2]])  # in the OU tree, env=prod, not excluded
@@ -181,6 +191,55 @@ def test_organizations_discovery_end_to_end(aws) -> None:  # type: ignore[no-unt
     assert all(r.status == "ok" and r.data["account"] == r.account_id for r in records)
     assert not result.plan.discoveries
     assert result.summary.assume_calls == 1 + 3  # the hub is shared by discovery and targets
+
+
+def test_an_organizations_glob_matching_no_listed_account_is_an_error_record(aws) -> None:  # type: ignore[no-untyped-def]
+    """Issue 20: a glob over an Organizations set is applied to the accounts listed at run
+    time; one that matches none of them is a failed target with an error record, never
+    every account, and the part that matches still runs."""
+    ou, ids = make_organization()
+    listed = sorted(ids[:3])  # in the OU tree, env=prod, not excluded
+    dev = f"audit@{ids[3]}*"  # a real account of the organization, but env=dev: not listed
+    result = run(org_chain(ou, ids), "inventory", targets=[f"audit@{ids[0]}*", dev])
+    records = list(result)
+    by_target = {r.target: r for r in records}
+    assert set(by_target) == {f"audit@{ids[0]}", dev}
+    assert by_target[f"audit@{ids[0]}"].ok
+    error = by_target[dev].error
+    assert by_target[dev].status == "error"
+    assert error is not None
+    assert error.code == "NoMatchingAccounts"
+    assert f"glob '{dev}' matches none of the 3 accounts AWS Organizations listed" in (
+        error.message
+    )
+    assert ", ".join(f"audit@{a}" for a in listed) in error.message
+    assert "Fix: " in error.message
+    summary = result.summary
+    assert (summary.status, summary.targets, summary.targets_ok) == ("failed", 2, 1)
+    assert summary.failed_targets == [dev]
+    assert [m.selector for m in result.plan.unmatched] == [dev]
+
+
+def test_an_organizations_to_glob_alone_runs_nothing_and_fails(aws) -> None:  # type: ignore[no-untyped-def]
+    ou, ids = make_organization()
+    result = run(org_chain(ou, ids, to='"audit@nomatch*"'), "inventory")
+    records = list(result)
+    assert [(r.target, r.status, r.error and r.error.code) for r in records] == [
+        ("audit@nomatch*", "error", "NoMatchingAccounts")
+    ]
+    assert result.summary.status == "failed"
+    assert result.summary.assume_calls == 1  # the hub, to list the accounts; no target
+
+
+def test_sessions_say_which_glob_matched_no_listed_account(aws) -> None:  # type: ignore[no-untyped-def]
+    ou, ids = make_organization()
+    factory = sessions(org_chain(ou, ids), "inventory", targets=["audit@*", "audit@nomatch*"])
+    assert factory.targets == [f"audit@{a}" for a in sorted(ids[:3])]
+    assert [(m.selector, m.code) for m in factory.unmatched] == [
+        ("audit@nomatch*", "NoMatchingAccounts")
+    ]
+    with pytest.raises(rolechain.RolechainError, match="matches none of the 3 accounts"):
+        factory.credentials("audit@nomatch*")
 
 
 def test_hours_long_run_against_moto_with_compressed_time(aws, monkeypatch) -> None:  # type: ignore[no-untyped-def]

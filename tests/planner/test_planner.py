@@ -561,6 +561,45 @@ def test_organization_set_with_resolved_accounts_plans_real_members() -> None:
     assert p.assume_calls == 3
 
 
+def test_a_glob_over_resolved_organization_accounts_matching_none_is_a_no_match() -> None:
+    """Offline the glob stands for the set's placeholder; with the accounts resolved, a glob
+    that matches none of them selects nothing (never every account) and is carried in the
+    plan, through JSON, for the run to give its error record."""
+    chain = make_chain(org_chain())
+    offline = plan(chain, "inv", targets=["audit@9*"], run_id="r1")
+    assert [t.name for t in offline.targets] == ["audit@*"]
+    assert offline.unmatched == ()
+    resolved = {"audit": [acct(500), acct(501)]}
+    p = plan(chain, "inv", targets=["audit@9*", f"audit@{acct(501)}"], run_id="r1",
+             resolved=resolved)  # fmt: skip
+    assert [t.name for t in p.targets] == [f"audit@{acct(501)}"]
+    (miss,) = p.unmatched
+    assert (miss.selector, miss.role_set, miss.code) == ("audit@9*", "audit", "NoMatchingAccounts")
+    assert miss.message == (
+        "glob 'audit@9*' matches none of the 2 accounts AWS Organizations listed for role set "
+        f"audit: audit@{acct(500)}, audit@{acct(501)}"
+    )
+    assert "role_sets.audit.organization" in miss.fix
+    assert Plan.from_dict(json.loads(json.dumps(p.to_dict()))) == p
+    alone = plan(chain, "inv", targets=["audit@9*"], run_id="r1", resolved=resolved)
+    assert alone.targets == ()
+    assert [n.kind for n in alone.notes if n.kind == "no-targets"] == []
+
+
+def test_a_requested_glob_matching_listed_accounts_outside_the_job_is_a_no_match() -> None:
+    data = org_chain()
+    data["jobs"]["inv"]["to"] = f"audit@{acct(500)}*"
+    resolved = {"audit": [acct(500), acct(501)]}
+    p = plan(make_chain(data), "inv", targets=[f"audit@{acct(501)}*"], run_id="r1",
+             resolved=resolved)  # fmt: skip
+    assert p.targets == ()
+    (miss,) = p.unmatched
+    assert miss.message == (
+        f"glob 'audit@{acct(501)}*' matches none of the 1 targets of job inv among the "
+        f"accounts AWS Organizations listed for role set audit: audit@{acct(500)}"
+    )
+
+
 def test_one_member_of_an_unresolved_organization_set() -> None:
     p = plan(make_chain(org_chain()), "inv", targets=[f"audit@{acct(500)}"], run_id="r1")
     (target,) = p.targets

@@ -108,7 +108,9 @@ class _Reporter:
                 self.log(f"note: {note}")
             elif note.kind == SESSION_NOTE:
                 self.log(f"warning: {note}")
-        self.started(plan.job, len(plan.targets))
+        for miss in plan.unmatched:  # each is a failed target of the run (an error record)
+            self.log(f"error: {miss.message}")
+        self.started(plan.job, len(plan.targets) + len(plan.unmatched))
 
     def started(self, job: str, targets: int) -> None:
         if self._progress is not None:

@@ -48,6 +48,7 @@ from rolechain.model.targets import (
     DISCOVERED,
     expand_targets,
     is_discoverable_member,
+    is_glob,
     split_member,
     target_names,
 )
@@ -216,6 +217,14 @@ def choose_job(chain: Chain, target: str, job: str | None) -> str:
             f"{target!r} stands for every account of role set {member[0]!r}; credentials are "
             "for one role",
             hint=f"name one member: --target {member[0]}@ACCOUNT_ID",
+        )
+    if is_glob(target):
+        # A glob is never widened to "all" nor narrowed to a guess: name the one role.
+        raise UsageError(
+            f"{target!r} is a glob; credentials are for one role, not a selection",
+            hint=f"name one member: --target {member[0]}@ACCOUNT_ID"
+            if member
+            else "name one role or one role-set member 'set@account'",
         )
     if job is not None:
         if job not in model.jobs:

@@ -28,7 +28,7 @@ from rolechain.executor.loop import ProgressCallback, StopSignal
 from rolechain.executor.options import EngineKind, EngineOptions, RunOptions
 from rolechain.executor.records import Record, RecordSink, RunStatus, Summary
 from rolechain.model.chain import Chain
-from rolechain.planner.plan import Plan
+from rolechain.planner.plan import NoMatch, Plan
 
 if TYPE_CHECKING:
     import boto3
@@ -238,6 +238,13 @@ class SessionFactory:
     @property
     def targets(self) -> list[str]:
         return [t.name for t in self.plan.targets]
+
+    @property
+    def unmatched(self) -> tuple[NoMatch, ...]:
+        """Requested globs over Organizations role sets that matched none of the accounts
+        AWS Organizations listed (each with its message and fix): they select nothing,
+        never every account; asking for one of them raises that message."""
+        return self.plan.unmatched
 
     def credentials(self, target: str) -> HopCredentials:
         """The target's refreshable botocore credentials."""

@@ -419,6 +419,9 @@ class RunContext:
         try:
             return self._plan.target(name)
         except KeyError:
+            for miss in self._plan.unmatched:
+                if miss.selector == name:
+                    raise RolechainError(miss.message, hint=miss.fix) from None
             raise RolechainError(
                 f"{name!r} is not a target of job {self._plan.job!r}",
                 hint="targets: " + ", ".join(t.name for t in self._plan.targets[:20]),

@@ -24,8 +24,10 @@ queue, what is left when the run stops (:meth:`~RunLoop._wind_down`), and what i
 the summary at the end.
 
 Every unit of every planned target gets exactly one record (a target that fails before
-its units exist gets one record for the target), and every record goes to the sink (the
-store) before it is yielded, so the store holds them even if the consumer stops reading.
+its units exist gets one record for the target; a glob over an Organizations role set that
+matched none of the listed accounts gets one ``NoMatchingAccounts`` record and counts as a
+failed target), and every record goes to the sink (the store) before it is yielded, so the
+store holds them even if the consumer stops reading.
 """
 
 from __future__ import annotations
@@ -47,9 +49,10 @@ from rolechain.executor.records import (
     StopKind,
     Summary,
     iso_now,
+    no_match_record,
 )
 from rolechain.model.durations import format_duration
-from rolechain.planner.plan import Plan, Target
+from rolechain.planner.plan import NoMatch, Plan, Target
 
 ProgressCallback = Callable[[str, bool, int, int], None]  # target, ok, done, total
 
@@ -199,6 +202,7 @@ class RunLoop:
             self._setup()
         self._start_sink()
         if self.set_up and self.stop is None:
+            yield from self._no_matches()
             self._launch()
             while self._more():
                 yield from self._step()
@@ -245,7 +249,7 @@ class RunLoop:
         run's; the sink and ``on_plan`` get the plan (once)."""
         plan = self.context.plan
         self.targets = self._planned()
-        self.summary.targets = len(self.targets)
+        self.summary.targets = len(self.targets) + len(self._unmatched())
         self.summary.planned_assume_calls = plan.assume_calls
         if self.sink_started:
             return
@@ -254,6 +258,20 @@ class RunLoop:
         self.sink_started = True
         if self.on_plan is not None:
             self.on_plan(plan)
+
+    def _unmatched(self) -> tuple[NoMatch, ...]:
+        """Globs over Organizations role sets that matched no listed account: each is a
+        failed target of the whole run with one error record (not of a batch of it)."""
+        return self.context.plan.unmatched if self.only is None else ()
+
+    def _no_matches(self) -> Iterator[Record]:
+        for miss in self._unmatched():
+            record = no_match_record(self.context.plan, miss, iso_now())
+            self._count(record)
+            self._target_done(record.target)
+            if self.sink is not None:
+                self.sink.add(record)
+            yield record
 
     def _planned(self) -> tuple[Target, ...]:
         """The targets this iteration runs: the plan's, or those the runner was given."""
@@ -410,8 +428,11 @@ class RunLoop:
             failed.add(record.target)
 
     def _finish_target(self, target: Target) -> None:
+        self._target_done(target.name)
+
+    def _target_done(self, name: str) -> None:
+        """The target's last record is in: count its outcome, report progress."""
         summary = self.summary
-        name = target.name
         self.done_targets += 1
         unfinished = name in self.unfinished
         ok = not unfinished and name not in self.failed

@@ -19,7 +19,7 @@ from rolechain.errors import AwsError, RolechainError, TaskError
 
 if TYPE_CHECKING:
     from rolechain.executor.units import WorkUnit
-    from rolechain.planner.plan import Plan, Target
+    from rolechain.planner.plan import NoMatch, Plan, Target
 
 
 @dataclass(frozen=True)
@@ -247,6 +247,24 @@ def target_record(
         error=error,
         started_at=started_at,
         duration_ms=ms,
+    )
+
+
+def no_match_record(plan: Plan, miss: NoMatch, started_at: str) -> Record:
+    """The record of a glob over an Organizations role set that matched no account AWS
+    Organizations listed: an error, never a run of every account (``target`` is the glob)."""
+    return Record(
+        job=plan.job,
+        run_id=plan.run_id,
+        target=miss.selector,
+        account_id="",
+        role_arn="",
+        region=None,
+        task=None,
+        status="error",
+        error=RecordError(code=miss.code, message=f"{miss.message}. Fix: {miss.fix}"),
+        started_at=started_at,
+        duration_ms=0,
     )
 
 

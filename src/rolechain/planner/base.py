@@ -15,6 +15,7 @@ from rolechain.model.chain import Chain
 from rolechain.model.schema import HopSettings, Job, Principal
 from rolechain.model.targets import DISCOVERED, split_member
 from rolechain.planner import rules as R
+from rolechain.planner.plan import NoMatch
 
 
 class Graph(Protocol):
@@ -134,6 +135,8 @@ class PlannerBase:
         self._graph = graph
         self.violations = Collector()
         self.notes = Collector()
+        # Globs over Organizations role sets that matched no listed account (run time).
+        self.unmatched: dict[str, NoMatch] = {}
         self._nodes: dict[str, Node] = {}
 
     # -- helpers -------------------------------------------------------------------------

@@ -181,6 +181,22 @@ class Discovery:
     region: str = "us-east-1"
 
 
+NO_MATCHING_ACCOUNTS = "NoMatchingAccounts"
+
+
+@dataclass(frozen=True)
+class NoMatch:
+    """A glob over the members of an Organizations role set (in ``to`` or a requested
+    target) that matched none of the accounts AWS Organizations listed at run time. It
+    selects nothing, never "all": the run gives it one error record (``code``) saying so."""
+
+    selector: str
+    role_set: str
+    message: str
+    fix: str
+    code: str = NO_MATCHING_ACCOUNTS
+
+
 @dataclass(frozen=True)
 class TaskRef:
     """A task of the job as plain data."""
@@ -219,6 +235,7 @@ class Plan:
     principal_profile: str | None = None
     principal_arn: str | None = None
     region: str = "us-east-1"  # default region for STS calls and tasks
+    unmatched: tuple[NoMatch, ...] = ()  # run time: globs that matched no listed account
 
     @property
     def assume_calls(self) -> int:
@@ -335,4 +352,5 @@ class Plan:
             principal_profile=data["principal_profile"],
             principal_arn=data["principal_arn"],
             region=data["region"],
+            unmatched=tuple(NoMatch(**u) for u in data.get("unmatched", ())),
         )

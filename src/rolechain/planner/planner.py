@@ -157,7 +157,7 @@ class Planner(TargetSelection, PathSearch, HopBuilding):
 
         if self.violations:
             raise self.fail()
-        if not targets:
+        if not targets and not self.unmatched:
             self.notes.add(
                 Note(
                     kind="no-targets",
@@ -197,6 +197,7 @@ class Planner(TargetSelection, PathSearch, HopBuilding):
             principal_profile=principal.profile,
             principal_arn=principal.arn,
             region=principal.region or settings.region,
+            unmatched=tuple(self.unmatched.values()),
         )
 
     def regions(self, value: Sequence[str] | str | None) -> tuple[str, ...]:

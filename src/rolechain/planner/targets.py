@@ -17,7 +17,7 @@ from rolechain.model.targets import (
 )
 from rolechain.planner import rules as R
 from rolechain.planner.base import PlannerBase, abbreviate
-from rolechain.planner.plan import HOP_SEPARATOR, Discovery, Note
+from rolechain.planner.plan import HOP_SEPARATOR, Discovery, NoMatch, Note
 
 
 class TargetSelection(PlannerBase):
@@ -29,6 +29,10 @@ class TargetSelection(PlannerBase):
         job_targets, unmatched = expand_targets(model, job.targets, self.resolved)
         choices = sorted(model.roles) + sorted(model.role_sets)
         for selector in unmatched:
+            if self.listed_org_glob(selector):
+                if self.requested is None:  # else only what was requested is run
+                    self.no_match(selector)
+                continue
             if self.empty_set(selector):
                 continue
             self.violate(
@@ -41,7 +45,7 @@ class TargetSelection(PlannerBase):
             )
         chosen = job_targets
         if self.requested is not None:
-            picked, unmatched = expand_targets(model, self.requested, self.resolved)
+            picked, unmatched = self.expand_requested(self.requested, job_targets)
             for selector in unmatched:
                 if is_glob(selector):
                     message = (
@@ -73,6 +77,61 @@ class TargetSelection(PlannerBase):
                         target=name,
                     )
         return chosen
+
+    def expand_requested(
+        self, requested: Sequence[str], job_targets: Sequence[str]
+    ) -> tuple[list[str], list[str]]:
+        """The requested selectors expanded (in order, without duplicates) and those that
+        matched nothing. A glob over an Organizations set whose accounts are listed now
+        picks the job's targets among them; picking none is a :class:`NoMatch`."""
+        in_job = set(job_targets)
+        picked: dict[str, None] = {}
+        unmatched: list[str] = []
+        for selector in requested:
+            names, missed = expand_targets(self.model, [selector], self.resolved)
+            if self.listed_org_glob(selector):
+                names = [name for name in names if name in in_job]
+                if not names:
+                    self.no_match(selector, job_targets)
+            else:
+                unmatched.extend(missed)
+            picked.update(dict.fromkeys(names))
+        return list(picked), unmatched
+
+    def listed_org_glob(self, selector: str) -> bool:
+        """Whether ``selector`` is a glob over the members of an Organizations role set
+        whose accounts AWS Organizations has listed (at run time, after discovery)."""
+        member = split_member(selector)
+        if member is None or not is_glob(member[1]) or self.resolved is None:
+            return False
+        spec = self.model.role_sets.get(member[0])
+        return spec is not None and spec.organization is not None and member[0] in self.resolved
+
+    def no_match(self, selector: str, job_targets: Sequence[str] | None = None) -> None:
+        """``selector``, a glob over an Organizations set's listed accounts, matched none
+        of them (or of ``job_targets`` among them, for a requested target): a
+        :class:`NoMatch` (an error record at run time), never "all"."""
+        set_name = selector.rpartition("@")[0]
+        members = set_members(self.model, set_name, self.resolved)
+        in_job = [name for name in job_targets or () if name.startswith(set_name + "@")]
+        if job_targets is not None and len(in_job) < len(members):
+            message = (
+                f"glob {selector!r} matches none of the {len(in_job)} targets of job "
+                f"{self.job_name} among the accounts AWS Organizations listed for role set "
+                f"{set_name}: {abbreviate(in_job, 20) or 'none'}"
+            )
+        else:
+            message = no_match_message(self.model, selector, self.resolved) or selector
+        spec = self.model.role_sets[set_name]
+        assert spec.organization is not None
+        self.unmatched[selector] = NoMatch(
+            selector=selector,
+            role_set=set_name,
+            message=message,
+            fix=f"match one of those accounts; if an account is missing, check role_sets."
+            f"{set_name}.organization (ous, tags, exclude) and that it is ACTIVE in AWS "
+            f"Organizations (listed through {spec.organization.via})",
+        )
 
     def empty_set(self, selector: str) -> bool:
         """True if ``selector`` names a role set that has no members (resolved to none)."""

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from rolechain.executor.records import STOP_CODES
 from rolechain.executor.units import task_regions
-from rolechain.planner.plan import Plan
+from rolechain.planner.plan import Plan, Target
 
 HEARTBEAT_SECONDS = 10.0
 STALE_SECONDS = 60.0  # six heartbeats missed: the run's host is gone or its process hung
@@ -41,7 +41,11 @@ def planned_units(plan: Plan) -> list[Unit]:
     """One (target, region, task) per unit the plan runs; a task in ``all`` regions is one
     unit per target (its regions are known only once the target account is asked)."""
     units: list[Unit] = []
-    for target in plan.targets:
+    # A glob over an Organizations role set that matched none of the listed accounts is
+    # planned as a target of its own: its one error record (target-level) ends its units,
+    # and --retry-failed (or a schedule's retry_failed) applies the glob again.
+    stand_ins = [Target(m.selector, "", "", (), 0, False) for m in plan.unmatched]
+    for target in (*plan.targets, *stand_ins):
         for task in plan.tasks:
             regions = task_regions(plan, target, task)
             for region in ("all",) if "all" in regions else regions:
