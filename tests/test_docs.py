@@ -529,6 +529,8 @@ def check_schedule(argv: list[str], out: Outcome, where: Path) -> None:
     if "--list" in argv:
         fire = r"^  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d .*\(\S+Z\)(  starts .*)?$"  # nominal, start
         assert re.search(fire, out.stdout, re.M)
+        if str(option(argv, "--store")).startswith("postgresql://"):  # replicas: who leads
+            assert out.stdout.startswith("leader: "), out.stdout
         return
     if "--dry-run" in argv:
         assert " would_fire job=" in out.stderr, out.stderr

@@ -93,3 +93,8 @@ def test_lists_of_mappings_are_quoted_and_never_interpolate(
             {"with": {"args": [escape(text), 1]}},
         ]
     }
+
+
+@pytest.mark.parametrize("name", ["2020-01-01", "0001-01-01", "0000-01-01", "0x1f", "1:20", ".inf"])
+def test_a_name_yaml_would_read_as_a_date_or_number_is_quoted(name: str) -> None:
+    assert yaml.safe_load(f"k: {scalar(name)}") == {"k": name}

@@ -193,7 +193,7 @@ def test_a_version_3_store_is_migrated(tmp_path: Path) -> None:
     )
     db.close()
     with Store(path) as store:
-        assert store.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 5
+        assert store.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 6
         assert store.query("SELECT rows FROM records") == [{"rows": None}]
         assert store.query("SELECT count(*) AS n FROM latest_rows") == [{"n": 0}]
         assert [r["run_id"] for r in store.query("SELECT run_id FROM latest_runs")] == ["old"]

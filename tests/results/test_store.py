@@ -159,9 +159,12 @@ def test_a_store_from_before_pacing_gains_its_columns(tmp_path) -> None:  # type
         store.start(hub_plan(["222222222222"]))
         store.finish(summary(throttled=2, pacing=PACING))
         assert {run["run_id"]: run for run in store.runs()}["r1"]["throttled"] == 2
-        assert store.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 5
+        assert store.query("PRAGMA user_version")[0]["user_version"] == SCHEMA_VERSION == 6
         # version 5: who runs a run and its heartbeat, its planned units, pending alerts
         columns = {row["name"] for row in store.query("PRAGMA table_info(runs)")}
         assert {"pid", "host", "version", "heartbeat_at", "plan_hash", "unfinished"} <= columns
         assert store.query("SELECT count(*) AS n FROM units")[0]["n"] == 1
         assert store.query("SELECT count(*) AS n FROM alerts")[0]["n"] == 0
+        # version 6: several schedulers (the leader's lease, one claim per fire)
+        assert store.query("SELECT count(*) AS n FROM scheduler_lease")[0]["n"] == 0
+        assert store.query("SELECT count(*) AS n FROM fires")[0]["n"] == 0

@@ -96,6 +96,15 @@ def schedule() -> None:
     settings=True,
 )
 @click.option(
+    "--lease",
+    default="15s",
+    show_default=True,
+    metavar="DURATION",
+    help="On PostgreSQL: how long a leader that stops renewing holds the schedule before a "
+    "standby takes over (real time, also with --time-scale). It renews every 2/15 of it and "
+    "stops firing when a renewal has not succeeded for 2/3 of it.",
+)
+@click.option(
     "--list",
     "list_",
     is_flag=True,
@@ -144,6 +153,11 @@ def schedule() -> None:
               show_default=True, metavar="N",
               help="With --sandbox or --dry-run: the schedule's clock (and the sandbox's) runs "
               "N times faster, so a day passes in 86400/N seconds.")  # fmt: skip
+@click.option("--time-origin", type=click.DateTime(["%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S"]),
+              default=None, metavar="UTC-TIME",
+              help="With --time-scale: the real moment (UTC, 2026-12-01T03:00:00Z) the "
+              "rehearsal's time starts from [default: now]; replicas of one rehearsal are "
+              "given the same one, so they agree on the time.")  # fmt: skip
 @click.option(
     "--check",
     "check_",
@@ -162,6 +176,7 @@ def run(
     path: Path,
     jobs: tuple[str, ...],
     store: Location | None,
+    lease: str,
     list_: bool,
     dry_run: bool,
     log_format: str,
@@ -173,6 +188,7 @@ def run(
     use_sandbox: bool,
     provision: Path | None,
     time_scale: float,
+    time_origin: datetime | None,
     check_: bool,
     strict: bool,
 ) -> None:
@@ -185,8 +201,13 @@ def run(
     invalid file keeps the running schedule); SIGTERM or Ctrl-C stops scheduling and gives
     running jobs --grace to finish; a second signal stops at once.
 
+    With --store postgresql://..., run it on several hosts: one replica leads (fires each
+    job once per scheduled time), the others stand by and take over within --lease when
+    it dies or loses the database ("Running more than one scheduler" in
+    docs/scheduling.md).
+
     Exit status: 0 stopped; 2 invalid chain file, plan, arguments, or another scheduler
-    holds the store; 130 stopped by a second signal.
+    holds the (SQLite) store; 130 stopped by a second signal.
 
     \b
     Example:
@@ -201,6 +222,11 @@ def run(
         raise click.UsageError("--time-scale needs --sandbox or --dry-run")
     grace_s = _seconds(grace, "--grace") or 0.0
     for_s = _seconds(for_, "--for")
+    lease_s = _seconds(lease, "--lease") or 0.0
+    if lease_s < 1:
+        raise click.BadParameter("the lease must be at least 1s", param_hint="--lease")
+    if time_origin is not None and time_scale == 1.0:
+        raise click.UsageError("--time-origin needs --time-scale")
     loader = ScheduleLoader(path, jobs, check_credentials=not use_sandbox)
     chain, specs = loader()
     store = from_settings(store, chain)
@@ -214,7 +240,10 @@ def run(
     from rolechain.scheduler.clock import RealClock
     from rolechain.scheduler.logs import EventLog
 
-    clock = RealClock(time_scale)
+    if time_origin is None:
+        clock = RealClock(time_scale)
+    else:
+        clock = RealClock(time_scale, time_origin.replace(tzinfo=UTC))
     log = EventLog(sys.stderr, log_format, clock.now)
     warnings = [*loader.warnings, *_credential_warnings(chain, specs, log, use_sandbox, check_)]
     for warning in warnings:
@@ -241,8 +270,15 @@ def run(
             stack, loader, chain, specs, log=log, store=store, dry_run=dry_run,
             metrics_port=metrics_port, metrics_host=metrics_host, grace=grace_s,
             for_s=for_s, watch=not no_watch, clock=clock, credentials_for=credentials_for,
+            lease=lease_s,
         )  # fmt: skip
     sys.exit(EXIT_OK)
+
+
+def _shared(store: Location) -> bool:
+    """Whether the store is PostgreSQL: replicas share it under a lease (else one
+    scheduler holds the SQLite file's lock)."""
+    return isinstance(store, str)
 
 
 def _credential_warnings(
@@ -291,13 +327,30 @@ def _schedule(
     watch: bool,
     clock: Any,
     credentials_for: Any,
+    lease: float,
 ) -> None:
     from rolechain.scheduler.alerts import AlertSender
     from rolechain.scheduler.engine import MemoryHistory, Scheduler
     from rolechain.scheduler.launcher import ExecutorLauncher
 
     history: Any
-    if store is not None:
+    holder = None
+    if store is not None and not dry_run:
+        from rolechain.scheduler.lease import new_holder
+
+        holder = new_holder()
+        if _shared(store):
+            # Every connection of this replica (lease, claims, history, runs) carries its
+            # name, so the server can tell them apart (pg_stat_activity.application_name).
+            os.environ["PGAPPNAME"] = _app_name(holder)
+    if store is not None and holder is not None and _shared(store):
+        from rolechain.results.store import Store
+
+        # The schema made current (or refused) before anything else; each term as leader
+        # opens the store for itself (see make below).
+        Store(store, reap=False).close()
+        history = None
+    elif store is not None:
         from rolechain.results.store import Store
 
         history = stack.enter_context(Store(store))
@@ -320,11 +373,42 @@ def _schedule(
         store or Path(os.devnull), credentials_for=credentials_for, time_scale=clock.scale,
         grace=grace, now=lambda: datetime.now(UTC), log=log,
     )  # fmt: skip
-    scheduler = Scheduler(
-        chain, specs, launcher=launcher, history=history, clock=clock, log=log,
-        alerts=AlertSender(log), metrics=metrics, reloader=_reloader(loader, log),
-        dry_run=dry_run, store_name=store_name(store) if store else None,
-    )  # fmt: skip
+    claims = None
+    if store is not None and holder is not None and _shared(store):
+        # Replicas: a lease, and each fire claimed. (On SQLite the file lock is the whole
+        # story, and a fire goes on when the store cannot be written, as on a full disk.)
+        from rolechain.scheduler.claims import Claims
+        from rolechain.scheduler.lease import Database, Lease, Timing
+        from rolechain.scheduler.types import Metrics
+
+        database = Database(str(store), application_name=_app_name(holder))
+        stack.callback(database.close)
+        metrics = metrics or Metrics()
+        replica_lease = Lease(
+            Database(str(store), application_name=_app_name(holder)),
+            timing=Timing.of(lease), holder=holder, log=log,
+        )  # fmt: skip
+        claims = Claims(database, holder=holder, lease=replica_lease)
+
+    def make() -> Any:
+        from rolechain.results.store import Store
+
+        # A replica opens the store for each term as leader (see Replica).
+        replica = store is not None and claims is not None and claims.lease is not None
+        current = Store(store) if replica and store is not None else history
+        return Scheduler(
+            chain, specs, launcher=launcher, history=current, clock=clock, log=log,
+            alerts=AlertSender(log), metrics=metrics, reloader=_reloader(loader, log),
+            dry_run=dry_run, store_name=store_name(store) if store else None, claims=claims,
+        )  # fmt: skip
+
+    scheduler: Any
+    if claims is not None and claims.lease is not None:
+        from rolechain.scheduler.replica import Replica
+
+        scheduler = Replica(claims.lease, make, clock=clock, log=log, metrics=metrics)
+    else:
+        scheduler = make()
     if watch:
         from rolechain.scheduler.service import Watcher
 
@@ -334,6 +418,10 @@ def _schedule(
     until = clock.now() + timedelta(seconds=for_s) if for_s is not None else None
     with _signals(scheduler, log):
         scheduler.run(until=until, grace=grace)
+
+
+def _app_name(holder: str) -> str:
+    return f"rolechain-scheduler {holder}"[:63]  # PostgreSQL keeps 63 bytes
 
 
 def _reloader(loader: Any, log: Any) -> Any:
@@ -400,6 +488,8 @@ def _list(chain: Any, specs: Any, store: Location | None) -> None:
         from rolechain.results.store import Store
 
         database = Store(store)
+        if _shared(store):
+            click.echo(_leader_line(store))
     try:
         for name, spec in specs.items():
             tz = spec.cron.tz
@@ -474,6 +564,25 @@ def _export_options(
     if command is not None and not Path(command).is_file():
         warnings.append(f"{target}: --command {command} does not exist on this machine")
     return options, warnings
+
+
+def _leader_line(store: Location) -> str:
+    """Who leads the replicas on ``store``: host, pid, since when, and when its lease runs
+    out unless renewed."""
+    from rolechain.scheduler.lease import Database, read_leader
+
+    db = Database(str(store), application_name="rolechain-schedule-list")
+    try:
+        found = read_leader(db)
+    finally:
+        db.close()
+    if found is None or found.holder is None:
+        return "leader: none (no scheduler holds the lease)"
+    return (
+        f"leader: {found.host} pid {found.pid}, since {found.acquired_at}; lease renewed "
+        f"{found.renewed_at}, runs out {found.expires_at} unless renewed "
+        f"(lease {found.lease_seconds:g}s)"
+    )
 
 
 def _last_run(database: Any, job: str, store: Location | None) -> str:

@@ -20,6 +20,8 @@ import json
 import re
 from typing import Any
 
+import yaml
+
 from rolechain.errors import unsafe_character
 from rolechain.model.schema import NAME_PATTERN
 
@@ -53,7 +55,7 @@ def scalar(value: Any) -> str:
         return str(value)
     if isinstance(value, str):
         text = str(value) if isinstance(value, Placeholder) else value.replace("${", "$${")
-        if _NAME.fullmatch(text) and not _YAML_WORDS.fullmatch(text):
+        if _NAME.fullmatch(text) and not _YAML_WORDS.fullmatch(text) and _plain_is_text(text):
             return text
         # A JSON string is a valid YAML double-quoted scalar; what YAML would not read
         # back as it is (DEL and C1 controls, NEL and the Unicode line and paragraph
@@ -62,6 +64,15 @@ def scalar(value: Any) -> str:
     if value is None:
         return "null"
     return _flow(value)
+
+
+_RESOLVER = yaml.resolver.Resolver()
+
+
+def _plain_is_text(text: str) -> bool:
+    """Whether YAML reads ``text`` unquoted as a string (not a date, 0x1f, 1:20, .inf)."""
+    tag = _RESOLVER.resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
+    return bool(tag == "tag:yaml.org,2002:str")
 
 
 _UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufff0-\uffff]")

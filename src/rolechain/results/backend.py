@@ -414,7 +414,8 @@ class PostgresConnection(Connection):
                 expand(url),
                 autocommit=True,
                 connect_timeout=int(os.environ.get("PGCONNECT_TIMEOUT", "10")),
-                application_name="rolechain",
+                # a scheduler replica names its connections (rolechain.scheduler.lease)
+                application_name=os.environ.get("PGAPPNAME", "rolechain"),
             )
         except psycopg.Error as exc:
             raise connect_error(url, exc) from None

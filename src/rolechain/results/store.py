@@ -226,6 +226,29 @@ CREATE TABLE IF NOT EXISTS alerts (
 );
 CREATE INDEX IF NOT EXISTS alerts_state ON alerts(state, job);
 """,
+    # 5 -> 6: several schedulers on one store (issue 22): the leader's lease, and one
+    # claim per fire (rolechain.scheduler.lease, rolechain.scheduler.claims)
+    """
+CREATE TABLE IF NOT EXISTS scheduler_lease (
+    name TEXT PRIMARY KEY,
+    holder TEXT,
+    host TEXT,
+    pid INTEGER,
+    version INTEGER NOT NULL DEFAULT 0,
+    lease_seconds REAL NOT NULL,
+    acquired_at TEXT,
+    renewed_at TEXT
+);
+CREATE TABLE IF NOT EXISTS fires (
+    job TEXT NOT NULL,
+    scheduled_for TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    run_id TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    claimed_at TEXT NOT NULL,
+    PRIMARY KEY (job, scheduled_for)
+);
+""",
 ]
 SCHEMA_VERSION = len(MIGRATIONS) + 1
 
@@ -568,10 +591,13 @@ class Store:
     # -- the scheduler's alerts (see rolechain.scheduler.outbox) ---------------------------
 
     def add_alert(self, run_id: str, job: str, kind: str, payload: dict[str, Any]) -> int | None:
-        """A pending alert; its id (None if the store cannot be written)."""
+        """A pending alert; its id (None if the store cannot be written). The run's alert
+        decision (``alerted``) is written with it: a scheduler killed at any moment leaves
+        either both or neither."""
         ids: list[int] = []
 
         def write(db: Connection) -> None:
+            db.execute("UPDATE runs SET alert='alerted' WHERE run_id=?", (run_id,))
             ids.append(
                 db.insert(
                     "INSERT INTO alerts (run_id, job, kind, state, payload, created_at, next_at) "
@@ -684,7 +710,12 @@ class Store:
                 "INSERT INTO runs (run_id, job, status, trigger, scheduled_for, attempt, "
                 "retry_of, reason, started_at, finished_at, targets, targets_ok, "
                 "targets_failed, records, records_failed, pid, host) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0, 0, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, 0, 0, 0, ?, ?) "
+                # The scheduler's claim of the fire may have written the row first.
+                "ON CONFLICT(run_id) DO UPDATE SET status=excluded.status, "
+                "reason=excluded.reason, started_at=coalesce(excluded.started_at, "
+                "runs.started_at), finished_at=excluded.finished_at, pid=excluded.pid, "
+                "host=excluded.host",
                 (run_id, job, status, trigger, _iso(scheduled_for), attempt, retry_of, reason,
                  started, started if status == "skipped" else None,
                  None if status == "skipped" else os.getpid(), socket.gethostname()),

@@ -21,19 +21,29 @@ class RealClock:
     At scale 1 ``now()`` is the system's UTC time; scaled, it starts at the real time and
     advances ``scale`` seconds per real (monotonic) second, so a day of schedule passes in
     ``86400 / scale`` seconds (``rolechain schedule --sandbox --time-scale N``).
+
+
+    With ``origin`` (a real moment, past or future) the scaled time is
+    ``origin + scale * (real now - origin)``, read from the system clock: replicas of one
+    rehearsal on several processes (``--time-origin``) agree on the time, whenever each
+    started.
     """
 
-    def __init__(self, scale: float = 1.0) -> None:
+    def __init__(self, scale: float = 1.0, origin: datetime | None = None) -> None:
         if scale <= 0:
             raise ValueError("scale must be > 0")
         self.scale = scale
-        self._origin = datetime.now(UTC)
+        self._origin = origin.astimezone(UTC) if origin is not None else datetime.now(UTC)
+        self._shared = origin is not None
         self._mono = time.monotonic()
 
     def now(self) -> datetime:
         if self.scale == 1.0:
             return datetime.now(UTC)
-        elapsed = (time.monotonic() - self._mono) * self.scale
+        if self._shared:
+            elapsed = (time.time() - self._origin.timestamp()) * self.scale
+        else:
+            elapsed = (time.monotonic() - self._mono) * self.scale
         return self._origin + timedelta(seconds=elapsed)
 
     def wait(self, until: datetime, wake: threading.Event) -> None:

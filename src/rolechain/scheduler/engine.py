@@ -35,7 +35,9 @@ from rolechain.scheduler.types import (
     FAILED,
     INTERRUPTED,
     OK,
+    Claim,
     Clock,
+    FireClaims,
     History,
     Launcher,
     LaunchRequest,
@@ -94,6 +96,7 @@ class Scheduler:
         dry_run: bool = False,
         store_name: str | None = None,
         outbox: AlertOutbox | None = None,
+        claims: FireClaims | None = None,
     ) -> None:
         self.chain = chain
         self.launcher = launcher
@@ -105,6 +108,8 @@ class Scheduler:
         self.reloader = reloader
         self.dry_run = dry_run
         self.store_name = store_name
+        # Each fire claimed in the store before it runs (None: a dry run, no store).
+        self.claims = claims
         self.jobs: dict[str, _JobState] = {}
         self._specs = dict(specs)
         self._wake = threading.Event()
@@ -289,9 +294,12 @@ class Scheduler:
         running = state.handle.request.run_id if state.handle is not None else None
         if spec.overlap == "skip":
             reason = f"run {running} is still going (overlap: skip)"
+            run_id = self.new_run_id(now)
+            if not self._claim(Claim(spec.job, run_id, trigger, "skipped", reason, trigger.due)):
+                return
             self.log.emit("skipped", job=spec.job, scheduled_for=trigger.scheduled_for,
                           running=running, overlap="skip")  # fmt: skip
-            self.history.record_skipped(spec.job, self.new_run_id(now), trigger, reason)
+            self.history.record_skipped(spec.job, run_id, trigger, reason)
             self.metrics.skipped(spec.job, "overlap")
         elif spec.overlap == "queue":
             state.queue.append(trigger)
@@ -327,8 +335,6 @@ class Scheduler:
         targets: tuple[str, ...] | None = None,
     ) -> None:
         spec = state.spec
-        if trigger.kind != "retry" and state.retry is not None:
-            self._release(state, "a new scheduled run covers every target", now)
         request = LaunchRequest(
             job=spec.job,
             run_id=self.new_run_id(now),
@@ -337,6 +343,10 @@ class Scheduler:
             deadline=float(spec.runtime) if spec.runtime else None,
             changes=spec.on_change is not None,
         )
+        if not self._claim(Claim(spec.job, request.run_id, trigger)):
+            return
+        if trigger.kind != "retry" and state.retry is not None:
+            self._release(state, "a new scheduled run covers every target", now)
         late = max(0.0, (now - trigger.due).total_seconds())
         self.log.emit("fire", job=spec.job, run_id=request.run_id, trigger=trigger.kind,
                       scheduled_for=trigger.scheduled_for, late_ms=round(late * 1000),
@@ -386,9 +396,14 @@ class Scheduler:
             self._after_run(name, state, request, result, now)
         else:  # stopped by shutdown, or replaced by a newer run: no alert
             self._decide(result.run_id, "none")
-        removed = self._safely(
-            "prune", lambda: self.history.prune(name, spec.keep_runs, retention_cutoff(spec, now))
-        )
+        removed = None
+        if self.claims is None or self.claims.leading():  # retention: the leader's alone
+            removed = self._safely(
+                "prune",
+                lambda: self.history.prune(name, spec.keep_runs, retention_cutoff(spec, now)),
+            )
+            if self.claims is not None:
+                self._safely("prune", lambda: self.claims.prune(name))  # type: ignore[union-attr]
         if removed:
             self.log.emit("pruned", job=name, runs=removed, keep_runs=spec.keep_runs,
                           keep_days=spec.keep_days)  # fmt: skip
@@ -440,9 +455,9 @@ class Scheduler:
         if result.changes and result.changes.get("changed"):
             kinds.append("change")  # the run's rows differ from the last run's (issue 21)
         kinds = [k for k in kinds if spec.alert(k) is not None]
-        self._decide(result.run_id, "alerted" if kinds else "none")
-        for kind in kinds:
+        for kind in kinds:  # each alert is written with the decision (Store.add_alert)
             self.outbox.enqueue(result.run_id, name, kind, payload)
+        self._decide(result.run_id, "alerted" if kinds else "none")
 
     def _release(self, state: _JobState, why: str, now: datetime) -> None:
         """A pending retry that will not run: the run it was to retry is final."""
@@ -463,7 +478,15 @@ class Scheduler:
             return
         state.last_outcome = self.history.last_outcome(name, decided=True)
         newest = self.history.last_fire(name)
+        # A run whose retry is among them was covered by it (the retry started, then the
+        # scheduler died): the retry's outcome is the fire's.
+        retried = {str(row["retry_of"]) for row in rows if row.get("retry_of")}
         for index, row in enumerate(rows):
+            if str(row["run_id"]) in retried and index < len(rows) - 1:
+                self.log.emit("recovered", job=name, run_id=row["run_id"], status=row["status"],
+                              alert="covered")  # fmt: skip
+                self._decide(str(row["run_id"]), "covered")
+                continue
             request, result = self._rebuild(row)
             latest = index == len(rows) - 1 and request.trigger.scheduled_for == newest
             self.log.emit("recovered", job=name, run_id=result.run_id, status=result.status,
@@ -493,6 +516,24 @@ class Scheduler:
             reason=row.get("reason"),
         )  # fmt: skip
         return LaunchRequest(job=str(row["job"]), run_id=run_id, trigger=trigger), result
+
+    def _claim(self, claim: Claim) -> bool:
+        """Claim the fire in the store (see :mod:`rolechain.scheduler.claims`); False,
+        said in the log, if another replica has it or this one no longer leads."""
+        if self.claims is None:
+            return True
+        fields = {"job": claim.job, "scheduled_for": claim.trigger.scheduled_for,
+                  "attempt": claim.trigger.attempt or None}  # fmt: skip
+        try:
+            if self.claims.claim(claim):
+                return True
+        except Exception as exc:  # the store cannot be reached: the next leader catches up
+            self.log.error("claim_failed", **fields, reason=f"{type(exc).__name__}: {exc}")
+            return False
+        why = "not the leader" if not self.claims.leading() else "claimed by another scheduler"
+        self.log.warning("not_fired", **fields, reason=why)
+        self.metrics.skipped(claim.job, "claimed")
+        return False
 
     def _decide(self, run_id: str, decision: str) -> None:
         self._safely("set_alert", lambda: self.history.set_alert(run_id, decision))

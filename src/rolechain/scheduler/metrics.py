@@ -18,11 +18,16 @@ Metrics (all labelled by ``job`` where it applies):
   ``result`` (``sent``, ``failed``: to be tried again, ``given-up``);
 - ``rolechain_alerts_pending``: alerts waiting to be delivered (in the store's ``alerts``
   table; they survive a restart);
+- ``rolechain_scheduler_leader``: with several replicas on one store, 1 while this one
+  leads (fires), 0 while it is a standby; ``rolechain_scheduler_role{role}`` says the same
+  as a label (``leader``, ``standby``);
 - ``rolechain_scheduler_threads``: the process's live threads now. It climbs, run after
   run, when tasks never return: each keeps a thread (restart the scheduler to reclaim them).
 
 ``/healthz`` answers 200 ``ok`` while the scheduler loop is alive (it has stepped in the
-last two minutes), 503 otherwise. prometheus-client is imported only with --metrics-port.
+last two minutes), 503 otherwise; a replica of several says its role after it (``ok
+leader``, ``ok standby``: a standby is healthy). prometheus-client is imported only with
+--metrics-port.
 """
 
 from __future__ import annotations
@@ -77,6 +82,11 @@ class PrometheusMetrics(Metrics):
         threads = Gauge("rolechain_scheduler_threads", "Live threads of the scheduler process",
                         registry=r)  # fmt: skip
         threads.set_function(threading.active_count)
+        self._leader = Gauge("rolechain_scheduler_leader",
+                             "1 while this replica leads, 0 while it is a standby",
+                             registry=r)  # fmt: skip
+        self._role = Gauge("rolechain_scheduler_role", "This replica's role (value 1)",
+                           ["role"], registry=r)  # fmt: skip
         self.heartbeat = time.monotonic()
 
     def started(self, jobs: list[str]) -> None:
@@ -87,6 +97,14 @@ class PrometheusMetrics(Metrics):
     def stopped(self) -> None:
         super().stopped()
         self._up.set(0)
+
+    def role(self, role: str | None) -> None:
+        super().role(role)
+        self.heartbeat = time.monotonic()
+        self._up.set(1 if role is not None else 0)
+        self._leader.set(1 if role == "leader" else 0)
+        for name in ("leader", "standby"):
+            self._role.labels(name).set(1 if role == name else 0)
 
     def next_fire(self, job: str, when: datetime | None) -> None:
         self.heartbeat = time.monotonic()
@@ -139,7 +157,8 @@ def serve(metrics: PrometheusMetrics, port: int, host: str = "127.0.0.1") -> Cal
             ok = metrics.healthy
             start_response("200 OK" if ok else "503 Service Unavailable",
                            [("Content-Type", "text/plain; charset=utf-8")])  # fmt: skip
-            return [b"ok\n" if ok else b"unhealthy\n"]
+            role = f" {metrics.replica_role}" if metrics.replica_role else ""
+            return [(f"ok{role}\n" if ok else f"unhealthy{role}\n").encode()]
         result: Iterable[bytes] = exporter(environ, start_response)
         return result
 

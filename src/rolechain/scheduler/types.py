@@ -162,9 +162,17 @@ class Metrics:
     """What the scheduler reports; the base class records nothing (see metrics.py)."""
 
     up: bool = field(default=False)
+    # With several replicas (issue 22): "leader" or "standby"; None for a lone scheduler.
+    replica_role: str | None = field(default=None)
 
     def started(self, jobs: list[str]) -> None:
         self.up = True
+
+    def role(self, role: str | None) -> None:
+        """This replica's role now (``leader``, ``standby``; None: it stopped). A standby
+        is up: it watches the lease, ready to lead."""
+        self.replica_role = role
+        self.up = role is not None
 
     def stopped(self) -> None:
         self.up = False
@@ -189,3 +197,30 @@ class Metrics:
 
     def alerts_pending(self, count: int) -> None:
         """Alerts waiting to be delivered now."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A fire to claim before it runs (:mod:`rolechain.scheduler.claims`): the run that
+    will carry it and its first row."""
+
+    job: str
+    run_id: str
+    trigger: Trigger
+    status: str = "starting"
+    reason: str | None = None
+    started_at: datetime | None = None
+
+
+class FireClaims(Protocol):
+    """Where fires are claimed (the store's ``fires`` table, through
+    :class:`rolechain.scheduler.claims.Claims`)."""
+
+    def claim(self, claim: Claim) -> bool:
+        """True if this scheduler now owns the fire."""
+
+    def leading(self) -> bool:
+        """Whether this scheduler may fire (and prune) now."""
+
+    def prune(self, job: str) -> int:
+        """Forget claims no fire can need again."""
