@@ -350,3 +350,25 @@ def test_an_export_never_writes_a_password_into_a_file(tmp_path: Path) -> None:
         assert done.exit_code == 0, done.output
         text = "".join(p.read_text() for p in out.iterdir())
         assert reference in text  # read when the job runs, from its environment
+
+
+def test_both_backends_have_the_same_tables_views_and_columns(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """One schema: what the SQLite file has, the PostgreSQL database has (and an explicit
+    rowid where SQLite has its implicit one)."""
+    tables = ("runs", "records", "record_rows", "units", "alerts", "rows", "latest_runs",
+              "latest_rows")  # fmt: skip
+    with Store(tmp_path / "runs.db") as lite, Store(postgres_url) as pg:
+        for table in tables:
+            mine = [r["name"] for r in lite.query(f"PRAGMA table_info({table})")]
+            theirs = [
+                r["column_name"]
+                for r in pg.query(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_name = ? ORDER BY ordinal_position",
+                    table,
+                )
+            ]
+            assert mine, table
+            assert [c for c in theirs if c != "rowid"] == mine, table

@@ -492,3 +492,19 @@ def test_every_file_exported_from_the_examples_passes_its_validator(
             assert all("runs too frequently" in e for e in found), found
     finally:
         linter.close()
+
+
+def test_kubernetes_with_a_postgresql_store_has_no_volume_claim(chain) -> None:  # type: ignore[no-untyped-def]
+    url = "postgresql://rolechain@db.example.com:5432/rolechain?sslmode=require"
+    out, _ = make(chain, "kubernetes", image="registry.example.com/rolechain:0.1.0", store=url)
+    docs = {name: kubernetes_documents(text) for name, text in out.files.items()}
+    assert [d["kind"] for d in docs["rolechain-common.yaml"]] == ["ServiceAccount"]
+    assert "PersistentVolumeClaim" not in out.files["rolechain-common.yaml"]
+    (nightly,) = docs["rolechain-nightly.yaml"]
+    pod = nightly["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert [v["name"] for v in pod["volumes"]] == ["chains"]
+    (container,) = pod["containers"]
+    assert [m["name"] for m in container["volumeMounts"]] == ["chains"]
+    assert container["args"][container["args"].index("--store") + 1] == url
+    assert container["envFrom"] == [{"secretRef": {"name": "rolechain-store", "optional": True}}]
+    assert "kubectl create secret generic rolechain-store" in out.files["rolechain-nightly.yaml"]

@@ -515,6 +515,12 @@ class PostgresConnection(Connection):
                 for statement in statements(migrations[step - 1]):
                     self.db.execute(postgres_ddl(statement))
             if version != current:
+                # PostgreSQL expands a view's * when the view is made (SQLite, when it is
+                # read): made again, a view over runs has the columns added since.
+                for script in migrations:
+                    for statement in statements(script):
+                        if statement.strip().startswith("CREATE VIEW"):
+                            self.db.execute(postgres_ddl(statement))
                 self.db.execute("UPDATE rolechain_schema SET version = %s", (current,))
 
     def json_object(self, pairs: str) -> str:

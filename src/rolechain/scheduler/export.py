@@ -45,6 +45,7 @@ DEFAULT_STORE = "/var/lib/rolechain/runs.db"
 IMAGE_UID = 10001  # the Containerfile's user; the pod runs as it and owns the store volume
 CONFIG_DIR = "/etc/rolechain"  # where the CronJob mounts the chain file's ConfigMap
 STORE_CLAIM = "rolechain-store"
+STORE_SECRET = "rolechain-store"  # noqa: S105 (the Secret object holding PGPASSWORD)
 SERVICE_ACCOUNT = "rolechain"
 
 
@@ -99,6 +100,11 @@ class ExportOptions:
     install: str = "."  # github-actions: what 'pip install' installs rolechain from
     chain_is_dir: bool = False  # kubernetes: PATH is a directory of chain files
 
+    @property
+    def store_is_url(self) -> bool:
+        """A PostgreSQL store (a URL), not a SQLite file."""
+        return self.store.startswith(("postgresql://", "postgres://"))
+
     def check(self, target: str) -> None:
         """Refuse what no target can write safely, naming the option: control or
         line-separator characters in any value, and (cron, systemd) a relative executable
@@ -115,7 +121,7 @@ class ExportOptions:
                     "cannot name it safely",
                     hint="rename the file or directory, or pass another value",
                 )
-        url = self.store.startswith(("postgresql://", "postgres://"))
+        url = self.store_is_url
         if url:
             from rolechain.errors import url_has_password
 
@@ -525,14 +531,18 @@ def _k8s_names(jobs: Iterable[str]) -> dict[str, str]:
 
 
 def _k8s_common(opts: ExportOptions) -> list[dict[str, object]]:
-    """The objects every CronJob uses: its service account and the store's claim."""
+    """The objects every CronJob uses: its service account and (a SQLite store) the
+    store's claim."""
     labels = {"app.kubernetes.io/name": "rolechain"}
+    account: dict[str, object] = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": SERVICE_ACCOUNT, "labels": labels},
+    }
+    if opts.store_is_url:
+        return [account]
     return [
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {"name": SERVICE_ACCOUNT, "labels": labels},
-        },
+        account,
         {
             "apiVersion": "v1",
             "kind": "PersistentVolumeClaim",
@@ -543,6 +553,16 @@ def _k8s_common(opts: ExportOptions) -> list[dict[str, object]]:
             },
         },
     ]
+
+
+def _postgres_pod(template: dict[str, Any]) -> None:
+    """A pod whose store is PostgreSQL: no store volume, and the password (if any) from
+    the Secret STORE_SECRET as PGPASSWORD, which libpq reads."""
+    pod = template["template"]["spec"]
+    (container,) = pod["containers"]
+    container["volumeMounts"] = [m for m in container["volumeMounts"] if m["name"] != "store"]
+    pod["volumes"] = [v for v in pod["volumes"] if v["name"] != "store"]
+    container["envFrom"] = [{"secretRef": {"name": STORE_SECRET, "optional": True}}]
 
 
 def to_kubernetes(chain: Chain, specs: dict[str, ScheduleSpec], opts: ExportOptions) -> Exported:
@@ -562,9 +582,16 @@ def to_kubernetes(chain: Chain, specs: dict[str, ScheduleSpec], opts: ExportOpti
         "source (Containerfile; rolechain is not on PyPI) and push it where the cluster pulls",
         f"the ConfigMap rolechain-chains with the chain file: kubectl create configmap "
         f"rolechain-chains {configmap}",
-        f"the ServiceAccount {SERVICE_ACCOUNT} and the PersistentVolumeClaim {STORE_CLAIM} "
-        f"(rolechain-common.yaml), mounted at {quoted(store_dir)} for the store "
-        f"{quoted(opts.store)}",
+        (
+            f"the ServiceAccount {SERVICE_ACCOUNT} (rolechain-common.yaml) and the PostgreSQL "
+            f"store {quoted(opts.store)}; its password, if the server asks for one, in the "
+            f"Secret {STORE_SECRET}: kubectl create secret generic {STORE_SECRET} "
+            "--from-literal=PGPASSWORD=..."
+            if opts.store_is_url
+            else f"the ServiceAccount {SERVICE_ACCOUNT} and the PersistentVolumeClaim "
+            f"{STORE_CLAIM} (rolechain-common.yaml), mounted at {quoted(store_dir)} for the "
+            f"store {quoted(opts.store)}"
+        ),
         f"credentials: give the '{SERVICE_ACCOUNT}' service account an IAM role (IRSA or EKS "
         "Pod Identity) that is the chain's principal",
     ]
@@ -625,6 +652,8 @@ def to_kubernetes(chain: Chain, specs: dict[str, ScheduleSpec], opts: ExportOpti
                 },
             },
         }  # fmt: skip
+        if opts.store_is_url:
+            _postgres_pod(template)
         limit = outer_timeout(spec)
         if limit:
             template["activeDeadlineSeconds"] = limit
@@ -645,7 +674,10 @@ def to_kubernetes(chain: Chain, specs: dict[str, ScheduleSpec], opts: ExportOpti
         head = [*_header(opts.path, job, "kubernetes", expects), *job.comments()]
         result.files[f"{name}.yaml"] = _yaml_documents(head, [cronjob])
     common_head = [
-        "# rolechain: the service account and the store's volume claim every exported CronJob uses",
+        "# rolechain: the service account every exported CronJob uses"
+        if opts.store_is_url
+        else "# rolechain: the service account and the store's volume claim every exported "
+        "CronJob uses",
         "# generated by 'rolechain schedule export --to kubernetes'; apply it before the "
         "CronJobs (kubectl apply -f .)",
         *(f"# expects: {_safe(e)}" for e in expects[1:]),
