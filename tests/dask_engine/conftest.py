@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -31,23 +32,45 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     chain = loads(chain_text("inventory", ["sts.get_caller_identity"]), file="world.yaml")
     with sandbox(chain) as info, dask.config.set(LOCAL_WORKER_CONFIG):
         env = worker_env(info.principals["ci"], folder)
-        cluster = LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=":0",
-            silence_logs=logging.ERROR,
-            env=env,
-            # A task may kill its worker once and still run (on another worker); twice, and
-            # it is a KilledWorker (Dask's default is 3: the same, with more restarts).
-            scheduler_kwargs={"allowed_failures": 1},
-        )
+        cluster = _cluster(LocalCluster, env)
         try:
             yield World(info, env, folder, cluster)
         finally:
             cluster.close()
             sys.path.remove(str(folder))
+
+
+def _cluster(local_cluster: Any, env: dict[str, str]) -> Any:
+    return local_cluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=":0",
+        silence_logs=logging.ERROR,
+        env=env,
+        # A task may kill its worker once and still run (on another worker); twice, and
+        # it is a KilledWorker (Dask's default is 3: the same, with more restarts).
+        scheduler_kwargs={"allowed_failures": 1},
+    )
+
+
+@pytest.fixture
+def own_world(world: World) -> Iterator[World]:
+    """The shared sandbox with a 2-worker cluster of the test's own, for a test that kills
+    workers: the nanny may take minutes to bring a killed worker back on a loaded machine,
+    and the shared cluster's next tests need both."""
+    import dask
+    from distributed import LocalCluster
+
+    from rolechain.executor.dask.cluster import LOCAL_WORKER_CONFIG
+
+    with dask.config.set(LOCAL_WORKER_CONFIG):
+        cluster = _cluster(LocalCluster, world.env)
+    try:
+        yield World(world.sandbox, world.env, world.folder, cluster)
+    finally:
+        cluster.close()
 
 
 @pytest.fixture

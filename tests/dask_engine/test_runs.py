@@ -77,11 +77,12 @@ def test_200_targets_give_the_thread_engines_records(
 
 
 def test_a_worker_killed_mid_run_has_its_batch_run_again_and_every_record_once(
-    world: World, tmp_path: Path
+    own_world: World, tmp_path: Path
 ) -> None:
     import os
     import signal
 
+    world = own_world
     folder = tmp_path / "markers"
     folder.mkdir()
     slow = ACCOUNTS[12]  # in the second batch of ten
@@ -229,7 +230,8 @@ def test_each_worker_takes_its_share_of_the_assume_rate(world: World) -> None:
     assert run.summary.assume_calls == 20 + run.summary.workers
 
 
-def test_a_target_that_kills_its_workers_fails_alone(world: World, tmp_path: Path) -> None:
+def test_a_target_that_kills_its_workers_fails_alone(own_world: World, tmp_path: Path) -> None:
+    world = own_world
     folder = tmp_path / "markers"
     folder.mkdir()
     poison = ACCOUNTS[1]
