@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import click
 
 from rolechain.errors import RolechainError
-from rolechain.results.locations import Location, is_url
+from rolechain.locations import Location, is_url
 
 STORE_ENV = "ROLECHAIN_STORE"
 METAVAR = "PATH|URL"

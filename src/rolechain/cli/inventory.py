@@ -18,7 +18,7 @@ from rolechain.cli._common import EXIT_INVALID, echo, handle_errors, write_text
 from rolechain.cli._store import require_existing
 from rolechain.cli._store import store_option as any_store_option
 from rolechain.errors import RolechainError, printable, redact_data
-from rolechain.results.locations import Location
+from rolechain.locations import Location
 
 P = ParamSpec("P")
 R = TypeVar("R")

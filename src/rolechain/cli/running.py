@@ -42,7 +42,7 @@ from rolechain.cli._store import (
     store_option,
 )
 from rolechain.errors import printable
-from rolechain.results.locations import Location
+from rolechain.locations import Location
 
 if TYPE_CHECKING:
     from rolechain.executor import Run

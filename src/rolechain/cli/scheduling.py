@@ -27,7 +27,7 @@ from rolechain.cli._common import (
 from rolechain.cli._store import STORE_ENV, exists, from_settings, store_option
 from rolechain.cli._store import name as store_name
 from rolechain.errors import UsageError
-from rolechain.results.locations import Location
+from rolechain.locations import Location
 
 DURATION = click.STRING
 

@@ -33,8 +33,8 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 from rolechain.errors import ENV_REFERENCE as _ENV_REF
 from rolechain.errors import RolechainError, redact, remember_env_value
 from rolechain.errors import redact_url as shown
+from rolechain.locations import is_url
 from rolechain.results.lifecycle import StoreFailure, failure_of
-from rolechain.results.locations import is_url
 
 INSTALL = "pip install 'rolechain[postgres]'"
 

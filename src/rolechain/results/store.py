@@ -89,8 +89,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rolechain.errors import redact, redact_data
+from rolechain.locations import is_url
 from rolechain.results.backend import SQLITE_ROW_SQL, Connection, Rows, open_connection
-from rolechain.results.locations import is_url
 
 if TYPE_CHECKING:
     from rolechain.executor.records import Record, Summary

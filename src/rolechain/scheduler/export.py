@@ -25,6 +25,7 @@ from typing import Any
 
 from rolechain.cron import expand
 from rolechain.errors import UsageError
+from rolechain.locations import is_url
 from rolechain.model.chain import Chain
 from rolechain.model.durations import format_duration
 from rolechain.scheduler.policy import ScheduleSpec
@@ -103,7 +104,7 @@ class ExportOptions:
     @property
     def store_is_url(self) -> bool:
         """A PostgreSQL store (a URL), not a SQLite file."""
-        return self.store.startswith(("postgresql://", "postgres://"))
+        return is_url(self.store)
 
     def check(self, target: str) -> None:
         """Refuse what no target can write safely, naming the option: control or

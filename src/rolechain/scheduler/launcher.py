@@ -37,10 +37,10 @@ from rolechain.clock import RunClock
 from rolechain.errors import RolechainError, redact
 from rolechain.executor.options import DEFAULT_GRACE
 from rolechain.executor.records import STOP_CODES, Record, Summary
+from rolechain.locations import location_of
 from rolechain.model.chain import Chain
 from rolechain.model.durations import format_duration
 from rolechain.planner.plan import Plan
-from rolechain.results.locations import location_of
 from rolechain.results.store import Store
 from rolechain.scheduler.logs import EventLog
 from rolechain.scheduler.types import (

@@ -46,14 +46,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from rolechain.locations import is_url
 from rolechain.scheduler.logs import EventLog
 
 LEASE_NAME = "scheduler"
 DEFAULT_LEASE = 15.0
-
-
-def is_postgres(store: str) -> bool:
-    return store.startswith(("postgresql://", "postgres://"))
 
 
 def _wall() -> str:
@@ -69,7 +66,7 @@ class Database:
     def __init__(self, store: str, *, application_name: str = "rolechain-scheduler",
                  timeout: float = 10.0) -> None:  # fmt: skip
         self.store = store
-        self.postgres = is_postgres(store)
+        self.postgres = is_url(store)
         self.application_name = application_name
         self.timeout = timeout
         self._conn: Any = None

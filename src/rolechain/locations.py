@@ -1,7 +1,8 @@
 """What names a store: a path (a SQLite file) or a ``postgresql://`` URL.
 
-Kept apart from :mod:`rolechain.results.backend` so that the command line can tell one from
-the other without importing a database driver or the store.
+At the bottom layer, apart from :mod:`rolechain.results.backend`, so that the command line
+and the scheduler's pure modules (its exports, its lease) tell one from the other without
+importing a database driver or the store.
 """
 
 from __future__ import annotations
