@@ -93,7 +93,11 @@ class Database:
         return conn
 
     def _sql(self, sql: str) -> str:
-        return sql.replace("?", "%s") if self.postgres else sql
+        if not self.postgres:
+            return sql
+        from rolechain.results.backend import to_format
+
+        return to_format(sql)
 
     @property
     def conn(self) -> Any:
